@@ -1,0 +1,34 @@
+"""gpt2cpu: fast CPU inference for GPT-2-architecture language models.
+
+The C++ engine is loaded on first use of `Model`, so tokenizer-only users and the
+command line's light commands start without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .model import Model, Sequence
+    from .tokenizer import Tokenizer
+
+_LAZY = {
+    "Model": "model",
+    "Sequence": "model",
+    "Tokenizer": "tokenizer",
+}
+
+__all__ = ["Model", "Sequence", "Tokenizer", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gpt2cpu' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,51 @@
+"""The `gpt2cpu` command line: one module per sub-command, each with `register(subparsers)`.
+
+A sub-command module's `register` adds its parser and sets `func(args) -> int` on it.
+Errors that are the user's (bad flags, bad files, bad input) are raised as `CliError` or as
+one of gpt2cpu's exception types and printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Sub-command modules, in the order `--help` lists them.
+COMMANDS: tuple[str, ...] = ()
+
+
+class CliError(Exception):
+    """An error to report to the user as one line, exiting with status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gpt2cpu", description="Run GPT-2-architecture language models on the CPU."
+    )
+    parser.add_argument("--version", action="version", version=f"gpt2cpu {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f".{name}", __name__).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("gpt2cpu: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except (CliError, ValueError, OSError, MemoryError) as exc:
+        print(f"gpt2cpu {args.command}: error: {exc}", file=sys.stderr)
+        return 2
