@@ -8,3 +8,13 @@ class TokenizerFormatError(ValueError):
 
     The message starts with the path of the offending file.
     """
+
+
+class ModelFormatError(ValueError):
+    """A model file (config.json, a safetensors file or its index) is malformed or does not
+    match the configuration. The message names the file and the field or tensor at fault.
+    """
+
+
+class ConfigError(ModelFormatError):
+    """config.json is missing, not JSON, lacks a field, or holds values no model can have."""

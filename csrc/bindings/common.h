@@ -1,0 +1,44 @@
+#pragma once
+// Shared helpers for the bindings: array types and argument checks. The C++ core checks
+// its own bounds; these checks turn malformed arrays into ValueError before any pointer
+// arithmetic happens.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gpt2cpu::bindings {
+
+namespace py = pybind11;
+
+// forcecast: a float64 or non-contiguous array is converted into a fresh copy, never
+// written through, so nothing the caller passed is modified.
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IdArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+inline std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+inline void require_shape(const py::array& a, const char* name, std::vector<int64_t> expected) {
+  const auto shape = shape_of(a);
+  std::string want = "(", got = "(";
+  for (size_t i = 0; i < expected.size(); ++i) want += (i ? ", " : "") + std::to_string(expected[i]);
+  for (size_t i = 0; i < shape.size(); ++i) got += (i ? ", " : "") + std::to_string(shape[i]);
+  require(shape == expected, std::string(name) + " must have shape " + want + "), got " + got + ")");
+}
+
+void bind_model(py::module_& m);
+void bind_sequence(py::module_& m);
+void bind_kernels(py::module_& m);
+
+}  // namespace gpt2cpu::bindings

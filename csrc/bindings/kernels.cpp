@@ -1,0 +1,111 @@
+// Single operators on numpy arrays, so tests can hold each kernel against a numpy reference
+// on every ISA and thread count, and benchmarks can time them alone. Inputs are never
+// modified: every function returns a new array.
+#include "gpt2cpu/kernels.h"
+
+#include <cstring>
+
+#include "common.h"
+#include "gpt2cpu/buffer.h"
+#include "gpt2cpu/ops.h"
+
+namespace gpt2cpu::bindings {
+
+namespace {
+
+int checked_threads(int threads) {
+  require(threads >= 1 && threads <= 4096, "threads must be in [1, 4096]");
+  return threads;
+}
+
+FloatArray copy_of(const FloatArray& a) {
+  FloatArray out(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  std::memcpy(out.mutable_data(), a.data(), a.size() * sizeof(float));
+  return out;
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+  m.def("isa", []() { return std::string(kernels().name); }, "The kernel table in use.");
+  m.def("available_isas", &available_isas, "The kernel tables this CPU can run, best last.");
+  m.def("set_isa", &set_isa, py::arg("name"),
+        "Use the named kernel table ('generic', 'avx2' or 'auto') from now on, process-wide.");
+
+  m.def(
+      "matmul",
+      [](FloatArray inp, FloatArray weight, std::optional<FloatArray> bias,
+         std::optional<FloatArray> out, int threads) {
+        // returns [out +] inp (t, k) @ weight (k, n) + bias (n)
+        require(inp.ndim() == 2 && weight.ndim() == 2, "inp and weight must be 2-D");
+        const int64_t t = inp.shape(0), k = inp.shape(1), n = weight.shape(1);
+        require(weight.shape(0) == k, "weight must have as many rows as inp has columns");
+        require(t >= 1 && k >= 1 && n >= 1, "empty matrices are not supported");
+        if (bias) require_shape(*bias, "bias", {n});
+        if (out) require_shape(*out, "out", {t, n});
+        checked_threads(threads);
+        FloatArray result = out ? copy_of(*out) : FloatArray({t, n});
+        {
+          py::gil_scoped_release release;
+          Buffer storage(static_cast<size_t>(PackedMatrix::storage(k, n)));
+          PackedMatrix w{storage.data(), k, n};
+          w.pack_from_k_by_n(weight.data());
+          matmul(result.mutable_data(), n, inp.data(), k, t, w, bias ? bias->data() : nullptr,
+                 out ? Accumulate::Yes : Accumulate::No, threads);
+        }
+        return result;
+      },
+      py::arg("inp"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("out") = py::none(),
+      py::arg("threads") = 1);
+
+  m.def(
+      "layernorm",
+      [](FloatArray x, FloatArray weight, FloatArray bias, float eps, int threads) {
+        require(x.ndim() == 2, "x must be 2-D (rows, n)");
+        const int64_t t = x.shape(0), n = x.shape(1);
+        require(n >= 1, "rows must not be empty");
+        require_shape(weight, "weight", {n});
+        require_shape(bias, "bias", {n});
+        require(eps > 0.0f, "eps must be positive");
+        checked_threads(threads);
+        FloatArray out({t, n});
+        py::gil_scoped_release release;
+        layernorm(out.mutable_data(), x.data(), weight.data(), bias.data(), t, n, eps, threads);
+        return out;
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps") = 1e-5f,
+      py::arg("threads") = 1);
+
+  m.def(
+      "activation",
+      [](FloatArray x, Activation kind, int threads) {
+        checked_threads(threads);
+        FloatArray out = copy_of(x);
+        py::gil_scoped_release release;
+        activate(out.mutable_data(), static_cast<int64_t>(out.size()), kind, threads);
+        return out;
+      },
+      py::arg("x"), py::arg("kind") = Activation::GeluTanh, py::arg("threads") = 1);
+
+  m.def(
+      "attention",
+      [](FloatArray q, FloatArray k, FloatArray v, int64_t pos0, float scale, int threads) {
+        // q (t, H*D) for positions [pos0, pos0 + t); k, v (H, capacity, D) hold [0, pos0 + t)
+        require(q.ndim() == 2 && k.ndim() == 3, "q must be 2-D and k 3-D");
+        const int64_t t = q.shape(0), H = k.shape(0), cap = k.shape(1), D = k.shape(2);
+        require(t >= 1 && H >= 1 && D >= 1, "empty attention is not supported");
+        require_shape(q, "q", {t, H * D});
+        require_shape(v, "v", {H, cap, D});
+        require(pos0 >= 0 && pos0 + t <= cap, "pos0 + len(q) must be within the cache capacity");
+        checked_threads(threads);
+        FloatArray out({t, H * D});
+        py::gil_scoped_release release;
+        attention(out.mutable_data(), q.data(), H * D, k.data(), v.data(),
+                  AttentionShape{t, pos0, H, D, cap, scale}, threads);
+        return out;
+      },
+      py::arg("q"), py::arg("k"), py::arg("v"), py::arg("pos0"), py::arg("scale"),
+      py::arg("threads") = 1);
+}
+
+}  // namespace gpt2cpu::bindings

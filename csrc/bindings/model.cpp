@@ -1,0 +1,63 @@
+#include "gpt2cpu/model.h"
+
+#include <memory>
+
+#include "common.h"
+
+namespace gpt2cpu::bindings {
+
+void bind_model(py::module_& m) {
+  py::enum_<Activation>(m, "Activation")
+      .value("gelu_tanh", Activation::GeluTanh)
+      .value("gelu_erf", Activation::GeluErf)
+      .value("relu", Activation::Relu);
+
+  py::class_<Config>(m, "Config")
+      .def(py::init<>())
+      .def_readwrite("n_layer", &Config::n_layer)
+      .def_readwrite("n_head", &Config::n_head)
+      .def_readwrite("n_embd", &Config::n_embd)
+      .def_readwrite("n_positions", &Config::n_positions)
+      .def_readwrite("vocab_size", &Config::vocab_size)
+      .def_readwrite("n_inner", &Config::n_inner)
+      .def_readwrite("layer_norm_epsilon", &Config::layer_norm_epsilon)
+      .def_readwrite("activation", &Config::activation)
+      .def_readwrite("scale_attn_weights", &Config::scale_attn_weights)
+      .def_readwrite("scale_attn_by_inverse_layer_idx", &Config::scale_attn_by_inverse_layer_idx)
+      .def_readwrite("tie_word_embeddings", &Config::tie_word_embeddings)
+      .def("validate", &Config::validate);
+
+  m.def(
+      "tensor_specs",
+      [](const Config& config) {
+        py::list out;
+        for (const auto& spec : Weights::specs_for(config)) {
+          out.append(py::make_tuple(spec.name, py::tuple(py::cast(spec.shape))));
+        }
+        return out;
+      },
+      py::arg("config"),
+      "[(name, shape)] of the tensors a checkpoint for this config must provide, "
+      "without the 'transformer.' prefix. Validates the config; allocates nothing.");
+
+  py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+      .def(py::init<const Config&, int>(), py::arg("config"), py::arg("threads"))
+      .def(
+          "load_tensor",
+          [](Model& self, const std::string& name, FloatArray array) {
+            // Weights are read without locks once loaded, so they may not change after.
+            require(!self.ready(), "the model is already loaded; tensors cannot be replaced");
+            const auto shape = shape_of(array);
+            py::gil_scoped_release release;
+            self.weights().load(name, array.data(), shape);
+          },
+          py::arg("name"), py::arg("array"))
+      .def("finalize", &Model::finalize)
+      .def_property_readonly("ready", &Model::ready)
+      .def_property("threads", &Model::threads, &Model::set_threads)
+      .def_property_readonly("weight_bytes",
+                             [](const Model& self) { return self.weights().bytes(); })
+      .def_property_readonly("config", [](const Model& self) { return self.config(); });
+}
+
+}  // namespace gpt2cpu::bindings

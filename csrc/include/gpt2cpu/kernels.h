@@ -1,0 +1,47 @@
+#pragma once
+// The per-instruction-set kernels and the table that picks them at run time.
+// Each kernel is a plain function on raw pointers, single-threaded; threading is done by the
+// callers in ops.h. Every ISA's table has the same kernels and the same semantics.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gpt2cpu {
+
+// Rows of A handled by one GEMM micro-kernel call (register blocking: kGemmRows x 16 floats).
+constexpr int64_t kGemmRows = 6;
+
+struct KernelTable {
+  const char* name;
+
+  // c (m, 16; row stride ldc) += a (m, k; row stride lda) @ b (k, 16), for 1 <= m <= kGemmRows.
+  void (*gemm_tile)(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
+                    int64_t ldc);
+
+  // out (n) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
+  void (*layernorm)(float* out, const float* x, const float* weight, const float* bias, int64_t n,
+                    float eps);
+
+  // x (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))   (GPT-2's "gelu_new")
+  void (*gelu_tanh)(float* x, int64_t n);
+
+  // out (d) = softmax(scale * K (n, d) @ q (d)) @ V (n, d); scores: scratch of n floats.
+  void (*attend)(float* out, const float* q, const float* keys, const float* values, int64_t n,
+                 int64_t d, float scale, float* scores);
+};
+
+const KernelTable& generic_kernels();
+#if defined(GPT2CPU_HAVE_AVX2)
+const KernelTable& avx2_kernels();
+#endif
+
+// The table in use: chosen once from the CPU's features, or from GPT2CPU_ISA if set.
+const KernelTable& kernels();
+// Names of the tables this CPU can run, best last.
+std::vector<std::string> available_isas();
+// Switch tables (tests and bug reports). Throws std::invalid_argument for an unknown name or
+// one this CPU cannot run.
+void set_isa(const std::string& name);
+
+}  // namespace gpt2cpu

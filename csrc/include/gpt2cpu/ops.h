@@ -1,0 +1,36 @@
+#pragma once
+// Multi-threaded operators built on the ISA kernels. Shapes are in the comments; all
+// matrices are row-major with the given row strides.
+
+#include <cstdint>
+
+#include "gpt2cpu/config.h"
+#include "gpt2cpu/packed_matrix.h"
+
+namespace gpt2cpu {
+
+enum class Accumulate { No, Yes };
+
+// out (t, w.n; ldo) = [out +] inp (t, w.k; ldi) @ W + bias (w.n, may be null)
+void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
+            const PackedMatrix& w, const float* bias, Accumulate acc, int threads);
+
+// out (t, n) = layernorm(x (t, n)) * weight (n) + bias (n), row by row
+void layernorm(float* out, const float* x, const float* weight, const float* bias, int64_t t,
+               int64_t n, float eps, int threads);
+
+// x (n) = activation(x) in place
+void activate(float* x, int64_t n, Activation kind, int threads);
+
+// Causal self-attention of t new tokens at positions [pos0, pos0 + t), all heads.
+//   q:   (t, n_head * head_dim; ldq) queries of the new tokens
+//   k,v: (n_head, capacity, head_dim) cache holding positions [0, pos0 + t)
+//   out: (t, n_head * head_dim) the attended values
+struct AttentionShape {
+  int64_t t, pos0, n_head, head_dim, capacity;
+  float scale;
+};
+void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
+               const AttentionShape& s, int threads);
+
+}  // namespace gpt2cpu

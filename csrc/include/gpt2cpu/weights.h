@@ -1,0 +1,77 @@
+#pragma once
+// GPT-2's parameters as a struct of pointers into one aligned buffer, named after the
+// checkpoint keys (without the "transformer." prefix). Projections are packed for the
+// matmul kernels; vectors and the position table are stored as they come.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gpt2cpu/buffer.h"
+#include "gpt2cpu/config.h"
+#include "gpt2cpu/packed_matrix.h"
+
+namespace gpt2cpu {
+
+struct LayerWeights {
+  const float* ln_1_weight;     // (C)
+  const float* ln_1_bias;       // (C)
+  PackedMatrix attn_c_attn;     // (C, 3C)
+  const float* attn_c_attn_bias;
+  PackedMatrix attn_c_proj;     // (C, C)
+  const float* attn_c_proj_bias;
+  const float* ln_2_weight;
+  const float* ln_2_bias;
+  PackedMatrix mlp_c_fc;        // (C, F)
+  const float* mlp_c_fc_bias;
+  PackedMatrix mlp_c_proj;      // (F, C)
+  const float* mlp_c_proj_bias;
+};
+
+// How a checkpoint tensor is turned into our layout.
+enum class TensorLayout { Plain, PackKByN, PackNByK };
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;  // as stored in the checkpoint
+  TensorLayout layout;
+  float* dest;
+  PackedMatrix* packed;        // for the packed layouts
+};
+
+class Weights {
+ public:
+  explicit Weights(const Config& config);
+  Weights(const Weights&) = delete;
+  Weights& operator=(const Weights&) = delete;
+
+  // The tensors a checkpoint for this config must provide, with their shapes, in storage
+  // order; dest and packed are left null. Allocates nothing, so loaders can check a
+  // checkpoint before committing memory to it.
+  static std::vector<TensorSpec> specs_for(const Config& config);
+  // The same, pointing into this object's buffer.
+  const std::vector<TensorSpec>& specs() const { return specs_; }
+  // Copy one checkpoint tensor (float32, row-major, shape as in specs()) into place.
+  // Throws std::invalid_argument for an unknown name or a wrong shape.
+  void load(const std::string& name, const float* data, const std::vector<int64_t>& shape);
+  // Names of required tensors not loaded yet.
+  std::vector<std::string> missing() const;
+  size_t bytes() const { return buffer_.size() * sizeof(float); }
+
+  // out (C) = embedding of token id
+  void token_embedding(int64_t id, float* out) const;
+
+  const float* wpe = nullptr;   // (n_positions, C)
+  PackedMatrix lm_head;         // (C, V): wte transposed when tied
+  const float* ln_f_weight = nullptr;
+  const float* ln_f_bias = nullptr;
+  std::vector<LayerWeights> layers;
+
+ private:
+  const float* wte_rows_ = nullptr;  // (V, C); only when the head is not tied
+  Buffer buffer_;
+  std::vector<TensorSpec> specs_;
+  std::vector<bool> loaded_;
+};
+
+}  // namespace gpt2cpu

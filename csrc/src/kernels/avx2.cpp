@@ -1,0 +1,236 @@
+// Kernels for x86-64 CPUs with AVX2 and FMA. This file alone is compiled with -mavx2 -mfma;
+// dispatch.cpp calls into it only after checking the CPU has both.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "gpt2cpu/kernels.h"
+
+namespace gpt2cpu {
+namespace {
+#include "portable.inc"
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// exp(x) for x <= 88, to about 2 ulp (Cephes' range reduction and polynomial).
+inline __m256 exp_ps(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)),
+                    _mm256_set1_ps(-87.3365478515625f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// tanh(x) = 1 - 2 / (exp(2x) + 1); |x| > 9 is +-1 to float precision.
+inline __m256 tanh_ps(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(9.0f)), _mm256_set1_ps(-9.0f));
+  const __m256 e = exp_ps(_mm256_add_ps(x, x));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+}
+
+// c (M, 16) += a (M, k) @ b (k, 16): 2*M accumulators stay in registers for the whole k loop.
+template <int M>
+void gemm_tile_m(int64_t k, const float* a, int64_t lda, const float* b, float* c, int64_t ldc) {
+  __m256 lo[M], hi[M];
+  for (int i = 0; i < M; ++i) {
+    lo[i] = _mm256_loadu_ps(c + i * ldc);
+    hi[i] = _mm256_loadu_ps(c + i * ldc + 8);
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    const __m256 b0 = _mm256_loadu_ps(b + p * 16);
+    const __m256 b1 = _mm256_loadu_ps(b + p * 16 + 8);
+    for (int i = 0; i < M; ++i) {
+      const __m256 av = _mm256_broadcast_ss(a + i * lda + p);
+      lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
+      hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    _mm256_storeu_ps(c + i * ldc, lo[i]);
+    _mm256_storeu_ps(c + i * ldc + 8, hi[i]);
+  }
+}
+
+// The one-row case streams the panel from memory: alternate two accumulator pairs so the
+// FMA latency never limits how fast weights can be read.
+void gemv_tile(int64_t k, const float* a, const float* b, float* c) {
+  __m256 lo0 = _mm256_loadu_ps(c), hi0 = _mm256_loadu_ps(c + 8);
+  __m256 lo1 = _mm256_setzero_ps(), hi1 = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + 2 <= k; p += 2) {
+    const __m256 a0 = _mm256_broadcast_ss(a + p);
+    const __m256 a1 = _mm256_broadcast_ss(a + p + 1);
+    lo0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16), lo0);
+    hi0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16 + 8), hi0);
+    lo1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b + p * 16 + 16), lo1);
+    hi1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b + p * 16 + 24), hi1);
+  }
+  if (p < k) {
+    const __m256 a0 = _mm256_broadcast_ss(a + p);
+    lo0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16), lo0);
+    hi0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16 + 8), hi0);
+  }
+  _mm256_storeu_ps(c, _mm256_add_ps(lo0, lo1));
+  _mm256_storeu_ps(c + 8, _mm256_add_ps(hi0, hi1));
+}
+
+void gemm_tile_avx2(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
+                    int64_t ldc) {
+  switch (m) {
+    case 1: gemv_tile(k, a, b, c); break;
+    case 2: gemm_tile_m<2>(k, a, lda, b, c, ldc); break;
+    case 3: gemm_tile_m<3>(k, a, lda, b, c, ldc); break;
+    case 4: gemm_tile_m<4>(k, a, lda, b, c, ldc); break;
+    case 5: gemm_tile_m<5>(k, a, lda, b, c, ldc); break;
+    case 6: gemm_tile_m<6>(k, a, lda, b, c, ldc); break;
+    default: gemm_tile_portable(m, k, a, lda, b, c, ldc); break;
+  }
+}
+
+void gelu_tanh_avx2(float* x, int64_t n) {
+  const __m256 k = _mm256_set1_ps(0.7978845608028654f);
+  const __m256 c = _mm256_set1_ps(0.044715f);
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+    const __m256 t = tanh_ps(_mm256_mul_ps(k, _mm256_fmadd_ps(c, v3, v)));
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+  }
+  gelu_tanh_portable(x + i, n - i);
+}
+
+// Four dot products q . keys[0..3] at once: four independent FMA chains.
+inline __m128 dot4(const float* q, const float* k0, int64_t d) {
+  const float* k1 = k0 + d;
+  const float* k2 = k1 + d;
+  const float* k3 = k2 + d;
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + i);
+    s0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), s0);
+    s1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), s1);
+    s2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), s2);
+    s3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), s3);
+  }
+  // Transpose-and-add the four accumulators into one vector of four sums.
+  const __m256 h01 = _mm256_hadd_ps(s0, s1);
+  const __m256 h23 = _mm256_hadd_ps(s2, s3);
+  const __m256 h = _mm256_hadd_ps(h01, h23);
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  if (i < d) {
+    alignas(16) float tail[4] = {0, 0, 0, 0};
+    for (int64_t j = i; j < d; ++j) {
+      tail[0] += q[j] * k0[j];
+      tail[1] += q[j] * k1[j];
+      tail[2] += q[j] * k2[j];
+      tail[3] += q[j] * k3[j];
+    }
+    r = _mm_add_ps(r, _mm_load_ps(tail));
+  }
+  return r;
+}
+
+inline float dot1(const float* q, const float* k, int64_t d) {
+  __m256 s = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), s);
+  float r = hsum(s);
+  for (; i < d; ++i) r += q[i] * k[i];
+  return r;
+}
+
+void attend_avx2(float* out, const float* q, const float* keys, const float* values, int64_t n,
+                 int64_t d, float scale, float* scores) {
+  // Scores, scaled.
+  const __m128 scale4 = _mm_set1_ps(scale);
+  int64_t t = 0;
+  for (; t + 4 <= n; t += 4) _mm_storeu_ps(scores + t, _mm_mul_ps(dot4(q, keys + t * d, d), scale4));
+  for (; t < n; ++t) scores[t] = dot1(q, keys + t * d, d) * scale;
+
+  // Softmax numerators and their sum.
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  for (t = 0; t + 8 <= n; t += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + t));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  float max_score = lanes[0];
+  for (int j = 1; j < 8; ++j) max_score = lanes[j] > max_score ? lanes[j] : max_score;
+  for (; t < n; ++t) max_score = scores[t] > max_score ? scores[t] : max_score;
+  const __m256 m = _mm256_set1_ps(max_score);
+  __m256 vsum = _mm256_setzero_ps();
+  for (t = 0; t + 8 <= n; t += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + t), m));
+    _mm256_storeu_ps(scores + t, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float total = hsum(vsum);
+  for (; t < n; ++t) {
+    scores[t] = std::exp(scores[t] - max_score);
+    total += scores[t];
+  }
+
+  // out = sum_t p_t v_t / total, 32 output lanes at a time held in registers across t.
+  const __m256 inv = _mm256_set1_ps(1.0f / total);
+  int64_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps();
+    __m256 o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps();
+    const float* v = values + i;
+    for (t = 0; t < n; ++t, v += d) {
+      const __m256 p = _mm256_broadcast_ss(scores + t);
+      o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), o0);
+      o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), o1);
+      o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), o2);
+      o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), o3);
+    }
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(o0, inv));
+    _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(o1, inv));
+    _mm256_storeu_ps(out + i + 16, _mm256_mul_ps(o2, inv));
+    _mm256_storeu_ps(out + i + 24, _mm256_mul_ps(o3, inv));
+  }
+  for (; i + 8 <= d; i += 8) {
+    __m256 o = _mm256_setzero_ps();
+    const float* v = values + i;
+    for (t = 0; t < n; ++t, v += d) o = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + t), _mm256_loadu_ps(v), o);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(o, inv));
+  }
+  const float inv_total = 1.0f / total;
+  for (; i < d; ++i) {
+    float o = 0.0f;
+    for (t = 0; t < n; ++t) o += scores[t] * values[t * d + i];
+    out[i] = o * inv_total;
+  }
+}
+
+}  // namespace
+
+const KernelTable& avx2_kernels() {
+  static const KernelTable table = {
+      "avx2", gemm_tile_avx2, layernorm_portable, gelu_tanh_avx2, attend_avx2,
+  };
+  return table;
+}
+
+}  // namespace gpt2cpu

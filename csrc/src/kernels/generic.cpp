@@ -1,0 +1,19 @@
+// The portable kernels, built with the compiler's baseline flags: runs on any CPU.
+#include <cmath>
+#include <cstdint>
+
+#include "gpt2cpu/kernels.h"
+
+namespace gpt2cpu {
+namespace {
+#include "portable.inc"
+}  // namespace
+
+const KernelTable& generic_kernels() {
+  static const KernelTable table = {
+      "generic", gemm_tile_portable, layernorm_portable, gelu_tanh_portable, attend_portable,
+  };
+  return table;
+}
+
+}  // namespace gpt2cpu

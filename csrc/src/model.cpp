@@ -1,0 +1,32 @@
+#include "gpt2cpu/model.h"
+
+#include <stdexcept>
+
+namespace gpt2cpu {
+
+namespace {
+int checked_threads(int threads) {
+  if (threads < 1 || threads > 4096) {
+    throw std::invalid_argument("threads must be in [1, 4096], got " + std::to_string(threads));
+  }
+  return threads;
+}
+}  // namespace
+
+Model::Model(const Config& config, int threads)
+    : config_(config), weights_(config), threads_(checked_threads(threads)) {}
+
+void Model::finalize() {
+  const auto missing = weights_.missing();
+  if (!missing.empty()) {
+    std::string names;
+    for (size_t i = 0; i < missing.size() && i < 5; ++i) names += (i ? ", " : "") + missing[i];
+    if (missing.size() > 5) names += ", ... (" + std::to_string(missing.size()) + " in all)";
+    throw std::invalid_argument("missing tensors: " + names);
+  }
+  ready_ = true;
+}
+
+void Model::set_threads(int threads) { threads_.store(checked_threads(threads)); }
+
+}  // namespace gpt2cpu

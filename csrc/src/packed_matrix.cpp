@@ -1,0 +1,31 @@
+#include "gpt2cpu/packed_matrix.h"
+
+#include <cstring>
+
+namespace gpt2cpu {
+
+void PackedMatrix::pack_from_k_by_n(const float* w) {
+  for (int64_t p = 0; p < panels(); ++p) {
+    const int64_t col0 = p * kPanel;
+    const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
+    float* dst = data + p * k * kPanel;
+    for (int64_t r = 0; r < k; ++r) {
+      std::memcpy(dst + r * kPanel, w + r * n + col0, cols * sizeof(float));
+    }
+  }
+}
+
+void PackedMatrix::pack_from_n_by_k(const float* wt) {
+  for (int64_t j = 0; j < n; ++j) {
+    float* dst = data + (j / kPanel) * k * kPanel + (j % kPanel);
+    const float* src = wt + j * k;
+    for (int64_t r = 0; r < k; ++r) dst[r * kPanel] = src[r];
+  }
+}
+
+void PackedMatrix::column(int64_t j, float* out) const {
+  const float* src = data + (j / kPanel) * k * kPanel + (j % kPanel);
+  for (int64_t r = 0; r < k; ++r) out[r] = src[r * kPanel];
+}
+
+}  // namespace gpt2cpu

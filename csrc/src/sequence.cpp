@@ -1,0 +1,125 @@
+#include "gpt2cpu/sequence.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "gpt2cpu/ops.h"
+
+namespace gpt2cpu {
+
+Sequence::Sequence(std::shared_ptr<const Model> model, int64_t capacity)
+    : model_(std::move(model)), capacity_(capacity) {
+  if (!model_ || !model_->ready()) throw std::invalid_argument("the model is not loaded");
+  const Config& c = model_->config();
+  if (capacity < 1 || capacity > c.n_positions) {
+    throw std::invalid_argument("capacity must be in [1, " + std::to_string(c.n_positions) +
+                                "] (the model's n_positions), got " + std::to_string(capacity));
+  }
+  cache_.resize(static_cast<size_t>(c.n_layer) * 2 * c.n_embd * capacity);
+}
+
+void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_logits) {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    throw std::runtime_error("this sequence is in use by another thread");
+  }
+  const Config& c = model_->config();
+  if (n < 0 || n_logits < 0 || n_logits > n) {
+    throw std::invalid_argument("need 0 <= n_logits <= n, got n=" + std::to_string(n) +
+                                ", n_logits=" + std::to_string(n_logits));
+  }
+  if (n > capacity_ - length_) {
+    throw std::out_of_range("appending " + std::to_string(n) + " tokens to a sequence holding " +
+                            std::to_string(length_) + " would exceed its capacity of " +
+                            std::to_string(capacity_));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= c.vocab_size) {
+      throw std::out_of_range("token id " + std::to_string(ids[i]) + " at index " +
+                              std::to_string(i) + " is outside the vocabulary [0, " +
+                              std::to_string(c.vocab_size) + ")");
+    }
+  }
+  if (n == 0) return;
+
+  const int64_t C = c.n_embd;
+  const size_t rows = static_cast<size_t>(n);
+  x_.reserve(rows * C);
+  h_.reserve(rows * C);
+  qkv_.reserve(rows * 3 * C);
+  att_.reserve(rows * C);
+  mlp_.reserve(rows * c.mlp_width());
+
+  // x (n, C) = wte[ids] + wpe[positions]
+  const Weights& w = model_->weights();
+  for (int64_t i = 0; i < n; ++i) {
+    float* xi = x_.data() + i * C;
+    w.token_embedding(ids[i], xi);
+    const float* pe = w.wpe + (length_ + i) * C;
+    for (int64_t j = 0; j < C; ++j) xi[j] += pe[j];
+  }
+  for (int64_t l = 0; l < c.n_layer; ++l) forward_layer(l, n);
+  length_ += n;
+
+  // logits (n_logits, V) = ln_f(x[last n_logits rows]) @ wte^T: only the rows asked for.
+  if (n_logits > 0) {
+    const int threads = model_->threads();
+    const float* last = x_.data() + (n - n_logits) * C;
+    layernorm(h_.data(), last, w.ln_f_weight, w.ln_f_bias, n_logits, C, c.layer_norm_epsilon,
+              threads);
+    matmul(logits, c.vocab_size, h_.data(), C, n_logits, w.lm_head, nullptr, Accumulate::No,
+           threads);
+  }
+}
+
+// One transformer block over the t new tokens in x_, at positions [length_, length_ + t).
+void Sequence::forward_layer(int64_t layer, int64_t t) {
+  const Config& c = model_->config();
+  const LayerWeights& L = model_->weights().layers[static_cast<size_t>(layer)];
+  const int threads = model_->threads();
+  const int64_t C = c.n_embd, F = c.mlp_width(), H = c.n_head, D = c.head_dim();
+  float* x = x_.data();
+  float* h = h_.data();
+  float* qkv = qkv_.data();
+
+  // qkv (t, 3C) = ln_1(x) @ c_attn + b
+  layernorm(h, x, L.ln_1_weight, L.ln_1_bias, t, C, c.layer_norm_epsilon, threads);
+  matmul(qkv, 3 * C, h, C, t, L.attn_c_attn, L.attn_c_attn_bias, Accumulate::No, threads);
+
+  // Keys and values of the new tokens go into the cache, head by head.
+  float* keys = cache_.data() + (layer * 2 + 0) * C * capacity_;
+  float* values = cache_.data() + (layer * 2 + 1) * C * capacity_;
+  for (int64_t i = 0; i < t; ++i) {
+    for (int64_t hd = 0; hd < H; ++hd) {
+      const int64_t slot = (hd * capacity_ + length_ + i) * D;
+      std::memcpy(keys + slot, qkv + i * 3 * C + C + hd * D, D * sizeof(float));
+      std::memcpy(values + slot, qkv + i * 3 * C + 2 * C + hd * D, D * sizeof(float));
+    }
+  }
+
+  float scale = c.scale_attn_weights ? 1.0f / std::sqrt(static_cast<float>(D)) : 1.0f;
+  if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(layer + 1);
+  const AttentionShape shape{t, length_, H, D, capacity_, scale};
+  attention(att_.data(), qkv, 3 * C, keys, values, shape, threads);
+
+  // x += att @ c_proj + b;  x += act(ln_2(x) @ c_fc + b) @ mlp.c_proj + b
+  matmul(x, C, att_.data(), C, t, L.attn_c_proj, L.attn_c_proj_bias, Accumulate::Yes, threads);
+  layernorm(h, x, L.ln_2_weight, L.ln_2_bias, t, C, c.layer_norm_epsilon, threads);
+  matmul(mlp_.data(), F, h, C, t, L.mlp_c_fc, L.mlp_c_fc_bias, Accumulate::No, threads);
+  activate(mlp_.data(), t * F, c.activation, threads);
+  matmul(x, C, mlp_.data(), F, t, L.mlp_c_proj, L.mlp_c_proj_bias, Accumulate::Yes, threads);
+}
+
+void Sequence::truncate(int64_t n) {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error("this sequence is in use by another thread");
+  if (n < 0 || n > length_) {
+    throw std::out_of_range("cannot truncate a sequence of length " + std::to_string(length_) +
+                            " to " + std::to_string(n));
+  }
+  length_ = n;
+}
+
+}  // namespace gpt2cpu

@@ -1,0 +1,152 @@
+"""GPT-2 hyper-parameters read from a Hugging Face `config.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# config.json may use the generic names that transformers maps onto GPT-2's own.
+_ALIASES = {
+    "n_layer": ("num_hidden_layers",),
+    "n_head": ("num_attention_heads",),
+    "n_embd": ("hidden_size",),
+    "n_positions": ("max_position_embeddings", "n_ctx"),
+}
+
+# transformers' names for the activations this engine implements.
+ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu": "gelu_erf",
+    "relu": "relu",
+}
+
+# Beyond any GPT-2-family model; rejects configs that would allocate absurd amounts.
+_MAX_DIM = 1 << 20
+_MAX_VOCAB = 1 << 24
+_MAX_LAYERS = 4096
+
+
+@dataclass(frozen=True)
+class GPT2Config:
+    n_layer: int
+    n_head: int
+    n_embd: int
+    n_positions: int
+    vocab_size: int
+    n_inner: int | None = None
+    layer_norm_epsilon: float = 1e-5
+    activation_function: str = "gelu_new"
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    tie_word_embeddings: bool = True
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_width(self) -> int:
+        return self.n_inner or 4 * self.n_embd
+
+    def parameter_count(self) -> int:
+        c, f, v, p = self.n_embd, self.mlp_width, self.vocab_size, self.n_positions
+        per_layer = 4 * c + (3 * c * c + 3 * c) + (c * c + c) + (c * f + f) + (f * c + c)
+        head = 0 if self.tie_word_embeddings else v * c
+        return v * c + p * c + self.n_layer * per_layer + 2 * c + head
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GPT2Config:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> GPT2Config:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        model_type = data.get("model_type", "gpt2")
+        if model_type != "gpt2":
+            raise ConfigError(f"{source}: model_type is {model_type!r}; only 'gpt2' is supported")
+
+        def field(name: str) -> Any:
+            for key in (name, *_ALIASES.get(name, ())):
+                if key in data:
+                    return data[key]
+            raise ConfigError(f"{source}: missing field {name!r}")
+
+        def size(name: str, limit: int) -> int:
+            value = field(name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{source}: field {name!r} must be an integer, got {value!r}")
+            if not 1 <= value <= limit:
+                raise ConfigError(f"{source}: field {name!r} must be in [1, {limit}], got {value}")
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            value = data.get(name, default)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: field {name!r} must be true or false, got {value!r}")
+            return value
+
+        def optional_id(name: str) -> int | None:
+            value = data.get(name)
+            if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+                return value
+            if isinstance(value, list) and value and isinstance(value[0], int):
+                return int(value[0])  # some configs list several; the first is the main one
+            raise ConfigError(f"{source}: field {name!r} must be an integer, got {value!r}")
+
+        n_embd = size("n_embd", _MAX_DIM)
+        n_head = size("n_head", _MAX_DIM)
+        if n_embd % n_head:
+            raise ConfigError(
+                f"{source}: n_embd ({n_embd}) must be divisible by n_head ({n_head})"
+            )
+        n_inner = data.get("n_inner")
+        if n_inner is not None and (
+            not isinstance(n_inner, int) or isinstance(n_inner, bool) or not 1 <= n_inner <= 4 * _MAX_DIM
+        ):
+            raise ConfigError(f"{source}: field 'n_inner' must be a positive integer, got {n_inner!r}")
+        eps = data.get("layer_norm_epsilon", 1e-5)
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+            raise ConfigError(f"{source}: field 'layer_norm_epsilon' must be in (0, 1), got {eps!r}")
+        activation = data.get("activation_function", "gelu_new")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"{source}: activation_function {activation!r} is not supported "
+                f"(supported: {', '.join(sorted(ACTIVATIONS))})"
+            )
+        if data.get("add_cross_attention", False):
+            raise ConfigError(f"{source}: add_cross_attention models are not supported")
+        return cls(
+            n_layer=size("n_layer", _MAX_LAYERS),
+            n_head=n_head,
+            n_embd=n_embd,
+            n_positions=size("n_positions", _MAX_DIM),
+            vocab_size=size("vocab_size", _MAX_VOCAB),
+            n_inner=n_inner,
+            layer_norm_epsilon=float(eps),
+            activation_function=activation,
+            scale_attn_weights=flag("scale_attn_weights", True),
+            scale_attn_by_inverse_layer_idx=flag("scale_attn_by_inverse_layer_idx", False),
+            tie_word_embeddings=flag("tie_word_embeddings", True),
+            bos_token_id=optional_id("bos_token_id"),
+            eos_token_id=optional_id("eos_token_id"),
+        )

@@ -1,0 +1,172 @@
+"""The user-facing model: load a Hugging Face GPT-2 directory, run it, generate from it."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _core
+from .config import GPT2Config
+from .loading import core_config, load_into, locate_tensors, open_checkpoint
+from .threads import check_threads, default_threads
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+IdsLike = Iterable[int] | np.ndarray[Any, Any]
+
+
+def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Validate token ids: a 1-D sequence of integers in [0, vocab_size). Never modifies ids."""
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of token ids, not {type(ids).__name__}; "
+                        "encode text with model.tokenizer first")
+    if isinstance(ids, np.ndarray):
+        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"{name} must hold integers, got an array of {ids.dtype}")
+        arr = ids.astype(np.int64)  # a copy: the caller's array is left alone
+    else:
+        values = list(ids)
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name}[{i}] must be an integer token id, got {v!r}")
+        arr = np.array([operator.index(v) for v in values], dtype=np.int64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    bad = np.flatnonzero((arr < 0) | (arr >= vocab_size))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name}[{i}] = {int(arr[i])} is outside the vocabulary [0, {vocab_size})")
+    return arr
+
+
+class Sequence:
+    """One sequence with its own KV cache: feed a prompt, then one token at a time.
+
+    Created by `Model.new_sequence()`. Each `append` runs only the new tokens and returns the
+    logits of the last position; earlier tokens' keys and values are kept in the cache.
+    Sequences of one model are independent and may run on different threads at once.
+    """
+
+    def __init__(self, model: Model, capacity: int | None = None) -> None:
+        n_positions = model.config.n_positions
+        if capacity is None:
+            capacity = n_positions
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"capacity must be an integer, got {capacity!r}")
+        if not 1 <= capacity <= n_positions:
+            raise ValueError(
+                f"capacity must be in [1, {n_positions}] (the model's n_positions), got {capacity}"
+            )
+        self.model = model
+        self._core = _core.Sequence(model._core, capacity)
+        self.tokens: list[int] = []
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def capacity(self) -> int:
+        return int(self._core.capacity)
+
+    def append(self, ids: IdsLike, *, all_logits: bool = False) -> np.ndarray[Any, Any]:
+        """Run ids at the next positions. Returns the last position's logits (vocab_size,),
+        or with all_logits=True those of every new position (len(ids), vocab_size)."""
+        arr = as_ids(ids, self.model.config.vocab_size)
+        if arr.size == 0:
+            raise ValueError("ids must not be empty")
+        if self.length + arr.size > self.capacity:
+            raise ValueError(
+                f"appending {arr.size} tokens to a sequence of {self.length} would exceed its "
+                f"capacity of {self.capacity} tokens"
+            )
+        logits = self._core.append(arr, arr.size if all_logits else 1)
+        self.tokens.extend(arr.tolist())
+        return logits if all_logits else logits[0]
+
+    def truncate(self, length: int) -> None:
+        """Forget every token from position `length` on (to re-use a shared prefix)."""
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= self.length:
+            raise ValueError(f"length must be an integer in [0, {self.length}], got {length!r}")
+        self._core.truncate(length)
+        del self.tokens[length:]
+
+
+class Model:
+    """A GPT-2-architecture model loaded into the C++ engine.
+
+    Read-only once loaded: any number of sequences, on any number of threads, may use it.
+    """
+
+    def __init__(self, core: _core.Model, config: GPT2Config, tokenizer: Tokenizer | None,
+                 path: Path | None = None) -> None:
+        self._core = core
+        self.config = config
+        self.tokenizer = tokenizer
+        self.path = path
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, threads: int | None = None, *, progress: bool | None = None
+    ) -> Model:
+        """Load a Hugging Face model directory: config.json, model.safetensors (or sharded
+        with model.safetensors.index.json) and, when present, the tokenizer files.
+
+        threads: compute threads (default: GPT2CPU_NUM_THREADS, else the usable cores).
+        progress: show a progress line while loading (default: when stderr is a terminal).
+        """
+        directory = Path(path)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: model directory not found")
+        n_threads = default_threads() if threads is None else check_threads(threads)
+        config = GPT2Config.from_file(directory / "config.json")
+        with open_checkpoint(directory) as files:
+            located = locate_tensors(config, files)
+            core = _core.Model(core_config(config), n_threads)
+            load_into(core, located, progress=progress)
+        return cls(core, config, _load_tokenizer(directory), directory)
+
+    @property
+    def threads(self) -> int:
+        return int(self._core.threads)
+
+    @threads.setter
+    def threads(self, value: int) -> None:
+        self._core.threads = check_threads(value)
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(self._core.weight_bytes)
+
+    def new_sequence(self, capacity: int | None = None) -> Sequence:
+        """A fresh sequence with a KV cache for `capacity` tokens (default: n_positions)."""
+        return Sequence(self, capacity)
+
+    def forward(self, ids: IdsLike) -> np.ndarray[Any, Any]:
+        """Logits for every position of ids: float32 (len(ids), vocab_size). Stateless."""
+        arr = as_ids(ids, self.config.vocab_size)
+        if not 1 <= arr.size <= self.config.n_positions:
+            raise ValueError(
+                f"ids must hold 1 to {self.config.n_positions} tokens (the model's n_positions), "
+                f"got {arr.size}"
+            )
+        return self.new_sequence(arr.size).append(arr, all_logits=True)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Model({str(self.path)!r}, n_layer={c.n_layer}, n_embd={c.n_embd}, "
+                f"n_head={c.n_head}, vocab_size={c.vocab_size}, threads={self.threads})")
+
+
+def _load_tokenizer(directory: Path) -> Tokenizer | None:
+    from .tokenizer import Tokenizer
+
+    try:
+        return Tokenizer.from_pretrained(directory)
+    except FileNotFoundError:
+        return None

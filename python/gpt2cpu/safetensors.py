@@ -1,0 +1,193 @@
+"""A validating, memory-mapping reader for the safetensors format.
+
+Layout: an 8-byte little-endian header length N, N bytes of JSON mapping tensor names to
+{"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the end of the
+header), then the data. Every field is checked before any tensor is touched, so a truncated
+or hostile file raises ModelFormatError naming the file and the tensor instead of reading
+out of bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelFormatError
+
+# Real headers are kilobytes; this bounds what a corrupt length field can make us read.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+# safetensors dtype -> (numpy dtype of the stored bits, bytes per element).
+# bfloat16 has no numpy dtype: its bits are read as uint16 and widened by to_float32.
+DTYPES: dict[str, tuple[np.dtype[Any], int]] = {
+    "F64": (np.dtype("<f8"), 8),
+    "F32": (np.dtype("<f4"), 4),
+    "F16": (np.dtype("<f2"), 2),
+    "BF16": (np.dtype("<u2"), 2),
+    "I64": (np.dtype("<i8"), 8),
+    "I32": (np.dtype("<i4"), 4),
+    "I16": (np.dtype("<i2"), 2),
+    "I8": (np.dtype("i1"), 1),
+    "U8": (np.dtype("u1"), 1),
+    "BOOL": (np.dtype("?"), 1),
+}
+FLOAT_DTYPES = ("F32", "F16", "BF16")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int  # absolute offsets in the file
+    end: int
+
+
+class SafetensorsFile:
+    """An open safetensors file. Use as a context manager, or call close()."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        except FileNotFoundError:
+            raise ModelFormatError(f"{self.path}: file not found") from None
+        try:
+            self.tensors, self.metadata = self._read_header()
+            size = os.fstat(self._file.fileno()).st_size
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _fail(self, message: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.path}: {message}")
+
+    def _read_header(self) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+        size = os.fstat(self._file.fileno()).st_size
+        prefix = self._file.read(8)
+        if len(prefix) < 8:
+            raise self._fail(f"truncated: {size} bytes, too short for a safetensors header")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > size - 8:
+            raise self._fail(f"header length {header_len} runs past the end of the file ({size} bytes)")
+        if header_len > MAX_HEADER_BYTES:
+            raise self._fail(f"header length {header_len} exceeds {MAX_HEADER_BYTES} bytes")
+        raw = self._file.read(header_len)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise self._fail(f"header is not valid JSON ({exc})") from None
+        if not isinstance(header, dict):
+            raise self._fail(f"header must be a JSON object, got {type(header).__name__}")
+
+        metadata = header.pop("__metadata__", {})
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise self._fail("__metadata__ must be an object of strings")
+
+        data_start = 8 + header_len
+        data_size = size - data_start
+        tensors: dict[str, TensorInfo] = {}
+        for name, entry in header.items():
+            tensors[name] = self._parse_entry(name, entry, data_start, data_size)
+
+        spans = sorted((t.begin, t.end, t.name) for t in tensors.values() if t.end > t.begin)
+        for (_, end_a, name_a), (begin_b, _, name_b) in zip(spans, spans[1:]):
+            if begin_b < end_a:
+                raise self._fail(f"tensors {name_a!r} and {name_b!r} overlap")
+        return tensors, metadata
+
+    def _parse_entry(self, name: str, entry: Any, data_start: int, data_size: int) -> TensorInfo:
+        where = f"tensor {name!r}"
+        if not isinstance(entry, dict):
+            raise self._fail(f"{where}: entry must be an object")
+        dtype = entry.get("dtype")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise self._fail(f"{where}: unsupported dtype {dtype!r}")
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise self._fail(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+        offsets = entry.get("data_offsets")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise self._fail(f"{where}: data_offsets must be [begin, end], got {offsets!r}")
+        begin, end = offsets
+        if not 0 <= begin <= end:
+            raise self._fail(f"{where}: data_offsets {offsets} are not increasing from 0")
+        if end > data_size:
+            raise self._fail(
+                f"{where}: data_offsets {offsets} run past the end of the data ({data_size} bytes);"
+                " the file may be truncated"
+            )
+        expected = math.prod(shape) * DTYPES[dtype][1]
+        if end - begin != expected:
+            raise self._fail(
+                f"{where}: holds {end - begin} bytes but dtype {dtype} x shape {tuple(shape)}"
+                f" needs {expected}"
+            )
+        return TensorInfo(name, dtype, tuple(shape), data_start + begin, data_start + end)
+
+    def array(self, name: str) -> np.ndarray[Any, Any]:
+        """The tensor's stored bits as a read-only array over the mapped file (no copy)."""
+        info = self.tensors[name]
+        dtype, _ = DTYPES[info.dtype]
+        count = math.prod(info.shape)
+        if count == 0 or self._map is None:
+            return np.zeros(info.shape, dtype=dtype)
+        return np.frombuffer(self._map, dtype=dtype, count=count, offset=info.begin).reshape(
+            info.shape
+        )
+
+    def to_float32(self, name: str) -> np.ndarray[Any, Any]:
+        """The tensor as float32: a view for F32 data, a converted copy for F16/BF16."""
+        info = self.tensors[name]
+        if info.dtype not in FLOAT_DTYPES:
+            raise self._fail(
+                f"tensor {name!r}: dtype {info.dtype} is not a floating-point weight type"
+                f" (supported: {', '.join(FLOAT_DTYPES)})"
+            )
+        bits = self.array(name)
+        if info.dtype == "F32":
+            return bits
+        if info.dtype == "F16":
+            return bits.astype(np.float32)
+        return (bits.astype(np.uint32) << 16).view(np.float32)
+
+    def release(self, name: str) -> None:
+        """Drop the tensor's pages from this process's resident memory (they stay cached by
+        the OS), so loading a model costs its packed weights, not twice that."""
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        info = self.tensors[name]
+        page = mmap.PAGESIZE
+        start = -(-info.begin // page) * page
+        stop = info.end // page * page
+        if stop > start:
+            self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self._file.close()
+
+    def __enter__(self) -> SafetensorsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

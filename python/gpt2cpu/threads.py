@@ -1,0 +1,59 @@
+"""How many threads the engine uses by default: the cores this process may actually run on."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+ENV_VAR = "GPT2CPU_NUM_THREADS"
+MAX_THREADS = 4096
+
+
+def check_threads(threads: object, name: str = "threads") -> int:
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        raise TypeError(f"{name} must be an integer, got {threads!r}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"{name} must be in [1, {MAX_THREADS}], got {threads}")
+    return threads
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs granted by a cgroup quota (containers), rounded up; None when unlimited."""
+    try:  # cgroup v2: "max 100000" or "<quota> <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            return max(1, math.ceil(int(quota) / int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota_us > 0 and period_us > 0:
+            return max(1, math.ceil(quota_us / period_us))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by any cgroup quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    return max(1, min(cores, limit) if limit else cores)
+
+
+def default_threads() -> int:
+    """GPT2CPU_NUM_THREADS if set, else available_cores()."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"{ENV_VAR} must be an integer, got {env!r}") from None
+        return check_threads(value, ENV_VAR)
+    return available_cores()
