@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests' own helpers: hf_models, reference
+
+
+@pytest.fixture(scope="session")
+def hf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[Path, Any]]:
+    """make(**shape) -> (directory, torch model): a random-weight HF GPT-2 saved once per
+    session for each distinct set of arguments (see hf_models.make_hf_model)."""
+    pytest.importorskip("torch", reason="the Hugging Face reference needs torch")
+    pytest.importorskip("transformers", reason="the Hugging Face reference needs transformers")
+    from hf_models import make_hf_model
+
+    cache: dict[tuple[tuple[str, Any], ...], tuple[Path, Any]] = {}
+
+    def make(**kwargs: Any) -> tuple[Path, Any]:
+        key = tuple(sorted(kwargs.items()))
+        if key not in cache:
+            directory = tmp_path_factory.mktemp("hf_model")
+            cache[key] = (directory, make_hf_model(directory, **kwargs))
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(params=["generic", "avx2"])
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once per kernel table this CPU has; the portable one always."""
+    from gpt2cpu import _core
+
+    name = request.param
+    if name not in _core.kernels.available_isas():
+        pytest.skip(f"this CPU cannot run the {name} kernels")
+    previous = _core.kernels.isa()
+    _core.kernels.set_isa(name)
+    try:
+        yield name
+    finally:
+        _core.kernels.set_isa(previous)
