@@ -1,0 +1,131 @@
+"""Each C++ kernel against a numpy reference, on every ISA this CPU has, on several thread
+counts, with shapes that are not multiples of the SIMD width or the matmul tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from reference import causal_attention, gelu, layer_norm
+from scipy_free_erf import erf
+
+from gpt2cpu import _core
+
+K = _core.kernels
+THREADS = [1, 2, 3]
+
+
+def rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * max(1.0, float(np.abs(b).max())))
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize(
+    "t,k,n",
+    [(1, 1, 1), (1, 7, 17), (1, 72, 216), (1, 768, 2304), (2, 33, 15), (5, 16, 16),
+     (6, 64, 48), (7, 100, 33), (13, 72, 288), (97, 50, 31), (200, 130, 70)],
+)
+def test_matmul(isa: str, threads: int, t: int, k: int, n: int) -> None:
+    rng = np.random.default_rng(t * 1000 + k * 10 + n)
+    a, w, b = rand(rng, t, k), rand(rng, k, n), rand(rng, n)
+    expect = a.astype(np.float64) @ w.astype(np.float64)
+    close(K.matmul(a, w, threads=threads), expect, atol=1e-5 * np.sqrt(k))
+    close(K.matmul(a, w, b, threads=threads), expect + b, atol=1e-5 * np.sqrt(k))
+    out = rand(rng, t, n)
+    out_before = out.copy()
+    close(K.matmul(a, w, b, out, threads=threads), out + expect + b, atol=1e-5 * np.sqrt(k))
+    assert np.array_equal(out, out_before), "the caller's out array must not be modified"
+
+
+def test_matmul_accepts_float64_and_strided_inputs_without_modifying_them() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((10, 20))  # float64
+    w = rng.standard_normal((40, 9))[::2]  # non-contiguous
+    a0, w0 = a.copy(), w.copy()
+    close(K.matmul(a, w), a @ w, atol=1e-4)
+    assert np.array_equal(a, a0) and np.array_equal(w, w0)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("t,n", [(1, 1), (1, 7), (3, 72), (5, 768), (200, 13), (64, 1600)])
+def test_layernorm(isa: str, threads: int, t: int, n: int) -> None:
+    rng = np.random.default_rng(n)
+    x, g, b = rand(rng, t, n) * 3 + 1, rand(rng, n), rand(rng, n)
+    close(K.layernorm(x, g, b, 1e-5, threads), layer_norm(x.astype(np.float64), g, b))
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 100, 3072, 70001])
+def test_activations(isa: str, threads: int, n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = rand(rng, n) * 4
+    x[:3] = [0.0, -20.0, 20.0][: min(3, n)]
+    x64 = x.astype(np.float64)
+    close(K.activation(x, _core.Activation.gelu_tanh, threads), gelu(x64), rtol=2e-6, atol=2e-6)
+    close(K.activation(x, _core.Activation.gelu_erf, threads), 0.5 * x64 * (1 + erf(x64 / np.sqrt(2))),
+          rtol=2e-6, atol=2e-6)
+    close(K.activation(x, _core.Activation.relu, threads), np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize(
+    "t,pos0,heads,d",
+    [(1, 0, 1, 1), (1, 9, 3, 7), (1, 100, 12, 64), (4, 0, 2, 8), (5, 3, 6, 12),
+     (17, 30, 2, 72), (33, 0, 4, 40), (1, 1000, 2, 64)],
+)
+def test_attention(isa: str, threads: int, t: int, pos0: int, heads: int, d: int) -> None:
+    rng = np.random.default_rng(t + pos0 + heads + d)
+    capacity = pos0 + t + 3  # slack past the end, which must never be read
+    q = rand(rng, t, heads * d)
+    k, v = rand(rng, heads, capacity, d), rand(rng, heads, capacity, d)
+    k[:, pos0 + t:] = np.nan
+    v[:, pos0 + t:] = np.nan
+    scale = 1 / np.sqrt(d)
+    out = K.attention(q, k, v, pos0, scale, threads)
+    n = pos0 + t
+    expect = np.hstack([
+        causal_attention(q[:, h * d:(h + 1) * d].astype(np.float64), k[h, :n], v[h, :n], pos0, scale)
+        for h in range(heads)
+    ])
+    close(out, expect)
+
+
+def test_attention_large_scores_do_not_overflow(isa: str) -> None:
+    rng = np.random.default_rng(0)
+    q = rand(rng, 1, 16) * 100
+    k, v = rand(rng, 1, 20, 16) * 100, rand(rng, 1, 20, 16)
+    out = K.attention(q, k, v, 19, 1.0)
+    assert np.isfinite(out).all()
+    close(out, causal_attention(q.astype(np.float64), k[0], v[0], 19, 1.0))
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: K.matmul(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)), "rows"),
+        (lambda: K.matmul(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32),
+                          np.ones(4, np.float32)), "bias"),
+        (lambda: K.matmul(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), threads=0),
+         "threads"),
+        (lambda: K.layernorm(np.ones((2, 3), np.float32), np.ones(2, np.float32),
+                             np.ones(3, np.float32)), "weight"),
+        (lambda: K.attention(np.ones((2, 8), np.float32), np.ones((2, 4, 4), np.float32),
+                             np.ones((2, 4, 4), np.float32), 3, 1.0), "capacity"),
+        (lambda: K.attention(np.ones((2, 8), np.float32), np.ones((2, 4, 4), np.float32),
+                             np.ones((2, 5, 4), np.float32), 0, 1.0), "v must have shape"),
+    ],
+)
+def test_kernels_reject_bad_shapes(call, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_isa_selection() -> None:
+    available = K.available_isas()
+    assert available[0] == "generic"
+    with pytest.raises(ValueError, match="unknown ISA"):
+        K.set_isa("sse9")
+    assert K.isa() in available
