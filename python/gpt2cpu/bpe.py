@@ -1,0 +1,141 @@
+"""Byte-pair encoding of text: GPT-2's pre-tokenizer, the merge loop, and a cache per piece.
+
+The merge semantics are those of OpenAI's GPT-2 `encoder.py`: split the text with
+`SPLIT_PATTERN`, turn each piece into its UTF-8 bytes (one symbol each), then repeatedly find
+the adjacent pair with the lowest merge rank and join every occurrence of it, left to right,
+until no adjacent pair has a rank.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
+
+import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-regex
+
+SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+"""GPT-2's pre-tokenization pattern, with its seven contractions written as one group.
+
+The contractions are case-sensitive, as in GPT-2: "'S" and "'LL" are punctuation then letters.
+"""
+
+# Bounds on the per-piece cache: it must not grow without limit in a long-running process,
+# and very long pieces (runs of spaces, base64) rarely repeat, so caching them buys nothing.
+_CACHE_ENTRIES = 1 << 16
+_CACHE_PIECE_CHARS = 128
+
+_NO_NEIGHBOUR = -1
+_MERGED_AWAY = -1
+
+MergeFunction = Callable[[bytes], Sequence[int]]
+
+
+class BytePairEncoder:
+    """Encodes ordinary text (no special tokens) to ids.
+
+    `byte_ids[b]` is the id of the token for the single byte `b`; `merges` lists
+    `(left, right, merged)` ids, lowest rank first. As in GPT-2's `encoder.py`, a pair listed
+    twice keeps its later rank. With `whole_tokens` (Hugging Face's `ignore_merges`), a piece
+    whose bytes are a token is that token without merging.
+    """
+
+    def __init__(
+        self,
+        byte_ids: Sequence[int],
+        merges: Iterable[tuple[int, int, int]],
+        *,
+        whole_tokens: Mapping[bytes, int] | None = None,
+    ) -> None:
+        if len(byte_ids) != 256:
+            raise ValueError(f"byte_ids must have 256 entries, got {len(byte_ids)}")
+        self._byte_ids = tuple(byte_ids)
+        self._ranks: dict[tuple[int, int], tuple[int, int]] = {
+            (left, right): (rank, merged) for rank, (left, right, merged) in enumerate(merges)
+        }
+        self._whole_tokens = dict(whole_tokens) if whole_tokens else None
+        self._split = regex.compile(SPLIT_PATTERN).findall
+        self._merge: MergeFunction = self._merge_python
+        self._cache = _PieceCache(self.encode_piece)
+
+    def encode(self, text: str) -> list[int]:
+        """The ids of `text`, every character of it encoded as ordinary text."""
+        return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
+
+    def encode_piece(self, piece: str) -> Sequence[int]:
+        """The ids of one pre-token (a match of `SPLIT_PATTERN`), without the cache."""
+        data = piece.encode("utf-8")
+        if self._whole_tokens is not None:
+            whole = self._whole_tokens.get(data)
+            if whole is not None:
+                return (whole,)
+        return self._merge(data)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def _merge_python(self, data: bytes) -> list[int]:
+        # A linked list of symbols and a heap of (rank, position) candidate pairs keep long
+        # pieces O(n log n); re-scanning the whole word per merge, as encoder.py does, is
+        # quadratic and stalls on a megabyte without spaces. Pairs are merged a rank at a
+        # time and the pairs a round creates enter the heap only after it, which reproduces
+        # encoder.py's "all occurrences, left to right" even for unusual merge orders.
+        symbols = [self._byte_ids[byte] for byte in data]
+        count = len(symbols)
+        if count < 2:
+            return symbols
+        ranks = self._ranks
+        after = [*range(1, count), _NO_NEIGHBOUR]
+        before = [_NO_NEIGHBOUR, *range(count - 1)]
+        heap = []
+        for position in range(count - 1):
+            found = ranks.get((symbols[position], symbols[position + 1]))
+            if found is not None:
+                heap.append((found[0], position))
+        heapq.heapify(heap)
+        while heap:
+            rank = heap[0][0]
+            merged_at = []
+            while heap and heap[0][0] == rank:
+                left = heapq.heappop(heap)[1]
+                right = after[left]
+                if symbols[left] == _MERGED_AWAY or right == _NO_NEIGHBOUR:
+                    continue
+                found = ranks.get((symbols[left], symbols[right]))
+                if found is None or found[0] != rank:
+                    continue  # stale: this position's pair changed since it was pushed
+                symbols[left] = found[1]
+                symbols[right] = _MERGED_AWAY
+                following = after[right]
+                after[left] = following
+                if following != _NO_NEIGHBOUR:
+                    before[following] = left
+                merged_at.append(left)
+            for position in merged_at:
+                if symbols[position] == _MERGED_AWAY:
+                    continue
+                for left in (before[position], position):
+                    right = after[left] if left != _NO_NEIGHBOUR else _NO_NEIGHBOUR
+                    if right == _NO_NEIGHBOUR:
+                        continue
+                    found = ranks.get((symbols[left], symbols[right]))
+                    if found is not None:
+                        heapq.heappush(heap, (found[0], left))
+        return [symbol for symbol in symbols if symbol != _MERGED_AWAY]
+
+
+class _PieceCache(dict[str, Sequence[int]]):
+    """Pre-token -> ids; a miss encodes the piece. Emptied when full, which keeps it bounded
+    at the cost of an occasional cold start."""
+
+    def __init__(self, encode_piece: Callable[[str], Sequence[int]]) -> None:
+        super().__init__()
+        self._encode_piece = encode_piece
+
+    def __missing__(self, piece: str) -> Sequence[int]:
+        ids = tuple(self._encode_piece(piece))
+        if len(piece) <= _CACHE_PIECE_CHARS:
+            if len(self) >= _CACHE_ENTRIES:
+                self.clear()
+            self[piece] = ids
+        return ids

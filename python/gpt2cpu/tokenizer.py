@@ -1,0 +1,241 @@
+"""GPT-2's byte-level BPE tokenizer: text <-> token ids, exactly as GPT-2 was trained with.
+
+    tok = Tokenizer.from_pretrained("path/to/model")
+    ids = tok.encode("Hello world")                       # [15496, 995]
+    tok.decode(ids)                                       # "Hello world"
+    tok.encode("<|endoftext|>", allowed_special="all")    # [50256]
+
+Special tokens. `encode` treats special-token text in its input as ordinary text unless
+`allowed_special` lets it through ("all", or a set of the special tokens' texts), as tiktoken
+does; it never adds special tokens of its own. The special tokens are those the files declare
+as added tokens (tokenizer.json's `added_tokens`, tokenizer_config.json's
+`added_tokens_decoder`) and vocabulary entries no merge produces, such as "<|endoftext|>" in
+encoder.json. Unlike Hugging Face, non-special added tokens are treated the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import AbstractSet, Literal, Union
+
+import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-regex
+
+from .bpe import BytePairEncoder
+from .errors import TokenizerFormatError
+from .streaming import StreamDecoder
+from .tokenizer_files import (
+    PathLike,
+    TokenizerSpec,
+    apply_tokenizer_config,
+    read_tokenizer_json,
+    read_vocab_and_merges,
+)
+from .vocabulary import compile_vocabulary
+
+__all__ = ["StreamDecoder", "Tokenizer", "TokenizerFormatError"]
+
+AllowedSpecial = Union[AbstractSet[str], Literal["all"]]
+
+# File sets `from_pretrained` looks for, in order of preference: tokenizer.json first, as the
+# one file that says outright what the tokenizer is (model, pre-tokenizer, added tokens).
+_VOCAB_AND_MERGES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
+_CONFIG = "tokenizer_config.json"
+
+
+class Tokenizer:
+    """GPT-2 byte-level BPE. Build one with `from_pretrained`, `from_files` or
+    `from_tokenizer_json`; the constructor takes the tables themselves.
+
+    `vocab` maps tokens in GPT-2's byte-level spelling ("Ġworld") to ids, `merges` lists
+    pairs of such tokens lowest rank first, and `special_tokens` maps the text of added
+    tokens to ids. Without `eos_token`/`bos_token`, both are "<|endoftext|>" when the
+    tokenizer has it, as in GPT-2.
+    """
+
+    def __init__(
+        self,
+        vocab: Mapping[str, int],
+        merges: Iterable[tuple[str, str]],
+        special_tokens: Mapping[str, int] | None = None,
+        *,
+        eos_token: str | None = None,
+        bos_token: str | None = None,
+    ) -> None:
+        spec = TokenizerSpec(
+            vocab=dict(vocab),
+            merges=list(merges),
+            vocab_source="vocab",
+            merges_source="merges",
+            added_tokens=dict(special_tokens or {}),
+            eos_token=eos_token,
+            bos_token=bos_token,
+        )
+        self._init_from(spec)
+
+    def _init_from(self, spec: TokenizerSpec) -> None:
+        vocabulary = compile_vocabulary(spec)
+        self._vocabulary = vocabulary
+        self._bpe = BytePairEncoder(
+            vocabulary.byte_ids, vocabulary.merges, whole_tokens=vocabulary.whole_tokens
+        )
+        self._id_to_bytes = vocabulary.id_to_bytes
+        self._special_tokens = vocabulary.special_tokens
+        self._special_splitters: dict[frozenset[str], regex.Pattern[str]] = {}
+
+    @classmethod
+    def _from_spec(cls, spec: TokenizerSpec) -> Tokenizer:
+        tokenizer = cls.__new__(cls)
+        tokenizer._init_from(spec)
+        return tokenizer
+
+    @classmethod
+    def from_pretrained(cls, directory: PathLike) -> Tokenizer:
+        """Loads the tokenizer files in a model directory.
+
+        Uses `tokenizer.json` if present, else `vocab.json` + `merges.txt`, else
+        `encoder.json` + `vocab.bpe`; a `tokenizer_config.json` beside them adds its eos/bos
+        names and added tokens. Raises FileNotFoundError when the directory has none of these
+        (or only half a pair), TokenizerFormatError when a file is malformed.
+        """
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such directory")
+        if (folder / "tokenizer.json").is_file():
+            spec = read_tokenizer_json(folder / "tokenizer.json")
+        else:
+            for vocab_name, merges_name in _VOCAB_AND_MERGES:
+                vocab_path, merges_path = folder / vocab_name, folder / merges_name
+                if vocab_path.is_file() or merges_path.is_file():
+                    if not (vocab_path.is_file() and merges_path.is_file()):
+                        missing = merges_path if vocab_path.is_file() else vocab_path
+                        raise FileNotFoundError(
+                            f"{missing}: missing; {vocab_name} and {merges_name} go together"
+                        )
+                    spec = read_vocab_and_merges(vocab_path, merges_path)
+                    break
+            else:
+                raise FileNotFoundError(
+                    f"{folder}: no tokenizer files (looked for tokenizer.json, "
+                    "vocab.json + merges.txt, encoder.json + vocab.bpe)"
+                )
+        if (folder / _CONFIG).is_file():
+            apply_tokenizer_config(spec, folder / _CONFIG)
+        return cls._from_spec(spec)
+
+    @classmethod
+    def from_files(cls, vocab_path: PathLike, merges_path: PathLike) -> Tokenizer:
+        """Loads `vocab.json` + `merges.txt`, or OpenAI's `encoder.json` + `vocab.bpe`."""
+        return cls._from_spec(read_vocab_and_merges(vocab_path, merges_path))
+
+    @classmethod
+    def from_tokenizer_json(cls, path: PathLike) -> Tokenizer:
+        """Loads a Hugging Face `tokenizer.json` holding a GPT-2-style byte-level BPE."""
+        return cls._from_spec(read_tokenizer_json(path))
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode(self, text: str, *, allowed_special: AllowedSpecial = frozenset()) -> list[int]:
+        """The token ids of `text`. Special-token text is ordinary text unless named in
+        `allowed_special` ("all" for every special token)."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        if not allowed_special:
+            return self._bpe.encode(text)
+        ids: list[int] = []
+        start = 0
+        for match in self._special_splitter(allowed_special).finditer(text):
+            ids += self._bpe.encode(text[start : match.start()])
+            ids.append(self._special_tokens[match.group()])
+            start = match.end()
+        ids += self._bpe.encode(text[start:])
+        return ids
+
+    def encode_batch(
+        self, texts: Iterable[str], *, allowed_special: AllowedSpecial = frozenset()
+    ) -> list[list[int]]:
+        return [self.encode(text, allowed_special=allowed_special) for text in texts]
+
+    def _special_splitter(self, allowed: AllowedSpecial) -> regex.Pattern[str]:
+        names = frozenset(self._special_tokens) if allowed == "all" else frozenset(allowed)
+        splitter = self._special_splitters.get(names)
+        if splitter is None:
+            unknown = names - self._special_tokens.keys()
+            if unknown:
+                raise ValueError(f"not special tokens of this tokenizer: {sorted(unknown)}")
+            # Longest first, so of two specials starting at one place the longer one wins.
+            alternatives = sorted(names, key=len, reverse=True)
+            splitter = regex.compile("|".join(map(regex.escape, alternatives)))
+            self._special_splitters[names] = splitter
+        return splitter
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes `ids` stand for. Raises ValueError for an id not in the vocabulary."""
+        try:
+            return b"".join(map(self._id_to_bytes.__getitem__, ids))
+        except KeyError as exc:
+            raise self._unknown_id(exc.args[0]) from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text `ids` stand for; bytes that are not valid UTF-8 become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
+        return [self.decode(ids) for ids in batch]
+
+    def stream_decoder(self) -> StreamDecoder:
+        """An incremental decoder: `push(id) -> str` of newly completed text, `flush()`."""
+        return StreamDecoder(self.token_bytes)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes of one token. Raises ValueError for an id not in the vocabulary."""
+        found = self._id_to_bytes.get(token_id)
+        if found is None:
+            raise self._unknown_id(token_id)
+        return found
+
+    def _unknown_id(self, token_id: object) -> ValueError:
+        return ValueError(
+            f"token id {token_id!r} is not in the vocabulary (ids run from 0 to "
+            f"{self.vocab_size - 1})"
+        )
+
+    # -- vocabulary -------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id, special tokens included."""
+        return self._vocabulary.vocab_size
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._vocabulary.eos_token_id
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._vocabulary.bos_token_id
+
+    @property
+    def special_tokens(self) -> Mapping[str, int]:
+        """Special token text -> id (read-only)."""
+        return MappingProxyType(self._special_tokens)
+
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a token in its vocabulary spelling ("Ġworld") or a special token's text."""
+        return self._vocabulary.token_to_id.get(token)
+
+    def id_to_token(self, token_id: int) -> str:
+        """A token's vocabulary spelling ("Ġworld"), or a special token's text."""
+        found = self._vocabulary.id_to_token.get(token_id)
+        if found is None:
+            raise self._unknown_id(token_id)
+        return found
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._vocabulary.merges)}, "
+            f"special_tokens={sorted(self._special_tokens)})"
+        )

@@ -1,0 +1,213 @@
+"""Readers for the tokenizer file formats GPT-2 models ship with.
+
+Each reader returns a `TokenizerSpec`, the files' content without interpretation; checking
+that it makes a usable byte-level BPE is `vocabulary.compile_vocabulary`'s job. Every error
+names the file it comes from.
+
+- `vocab.json` + `merges.txt` (Hugging Face) and `encoder.json` + `vocab.bpe` (OpenAI's
+  release) are the same two formats under different names: a JSON object token -> id, and
+  one merge per line, "left right", lowest rank first, after an optional "#version" line.
+- `tokenizer.json` (Hugging Face `tokenizers`) holds both, plus added tokens, in one file.
+- `tokenizer_config.json` (Hugging Face `transformers`) may name the eos/bos tokens and list
+  added tokens; it is optional beside either of the above.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from .errors import TokenizerFormatError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class TokenizerSpec:
+    """What tokenizer files say, with the names of the files each part came from."""
+
+    vocab: dict[str, int]
+    merges: list[tuple[str, str]]
+    vocab_source: str
+    merges_source: str
+    added_tokens: dict[str, int] = field(default_factory=dict)
+    """Tokens outside BPE (special tokens), as the text they stand for -> id."""
+    ignore_merges: bool = False
+    eos_token: str | None = None
+    bos_token: str | None = None
+
+
+def read_vocab_json(path: PathLike) -> dict[str, int]:
+    data = _read_json(path)
+    return _vocab_from(data, os.fspath(path))
+
+
+def read_merges_txt(path: PathLike) -> list[tuple[str, str]]:
+    text = _read_text(path)
+    merges = []
+    for number, raw_line in enumerate(text.split("\n"), start=1):
+        line = raw_line.rstrip("\r")
+        if not line or (number == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise TokenizerFormatError(
+                f"{os.fspath(path)}: line {number}: expected two tokens separated by one "
+                f"space, got {line!r}"
+            )
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+def read_vocab_and_merges(vocab_path: PathLike, merges_path: PathLike) -> TokenizerSpec:
+    return TokenizerSpec(
+        vocab=read_vocab_json(vocab_path),
+        merges=read_merges_txt(merges_path),
+        vocab_source=os.fspath(vocab_path),
+        merges_source=os.fspath(merges_path),
+    )
+
+
+def read_tokenizer_json(path: PathLike) -> TokenizerSpec:
+    source = os.fspath(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise TokenizerFormatError(f"{source}: expected a JSON object at the top level")
+
+    def unsupported(what: str) -> TokenizerFormatError:
+        return TokenizerFormatError(f"{source}: not a GPT-2 byte-level BPE tokenizer: {what}")
+
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type", "BPE") != "BPE":
+        kind = model.get("type") if isinstance(model, dict) else model
+        raise unsupported(f"model type is {kind!r}, not 'BPE'")
+    if data.get("normalizer") is not None:
+        raise unsupported(f"it has a normalizer ({_type_of(data['normalizer'])})")
+    pre = data.get("pre_tokenizer")
+    if not isinstance(pre, dict) or pre.get("type") != "ByteLevel":
+        raise unsupported(f"pre_tokenizer is {_type_of(pre)}, not ByteLevel")
+    if pre.get("add_prefix_space", False):
+        raise unsupported("ByteLevel add_prefix_space is true (GPT-2 adds no prefix space)")
+    if not pre.get("use_regex", True):
+        raise unsupported("ByteLevel use_regex is false (GPT-2 splits with its pattern)")
+    for option in ("continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(option):
+            raise unsupported(f"model {option} is {model[option]!r}")
+    if model.get("byte_fallback", False):
+        raise unsupported("model byte_fallback is true")
+    if model.get("dropout") not in (None, 0, 0.0):
+        raise unsupported(f"model dropout is {model['dropout']!r}")
+
+    raw_merges = model.get("merges")
+    if not isinstance(raw_merges, list):
+        raise TokenizerFormatError(f"{source}: model.merges must be a list")
+    merges = [_merge_from(item, number, source) for number, item in enumerate(raw_merges, 1)]
+
+    added: dict[str, int] = {}
+    raw_added = data.get("added_tokens") or []
+    if not isinstance(raw_added, list):
+        raise TokenizerFormatError(f"{source}: added_tokens must be a list")
+    for item in raw_added:
+        if not isinstance(item, dict):
+            raise TokenizerFormatError(f"{source}: added_tokens entry {item!r} is not an object")
+        _add_token(added, item.get("content"), item.get("id"), source)
+
+    return TokenizerSpec(
+        vocab=_vocab_from(model.get("vocab"), f"{source}: model.vocab"),
+        merges=merges,
+        vocab_source=source,
+        merges_source=source,
+        added_tokens=added,
+        ignore_merges=bool(model.get("ignore_merges", False)),
+    )
+
+
+def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> None:
+    """Adds what a `tokenizer_config.json` declares (eos/bos names, added tokens) to `spec`."""
+    source = os.fspath(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise TokenizerFormatError(f"{source}: expected a JSON object at the top level")
+    decoder = data.get("added_tokens_decoder") or {}
+    if not isinstance(decoder, dict):
+        raise TokenizerFormatError(f"{source}: added_tokens_decoder must be an object")
+    for key, item in decoder.items():
+        if not isinstance(item, dict) or not (key.isascii() and key.isdigit()):
+            raise TokenizerFormatError(
+                f"{source}: added_tokens_decoder entry {key!r} must map an id to an object"
+            )
+        _add_token(spec.added_tokens, item.get("content"), int(key), source)
+    spec.eos_token = _token_name(data.get("eos_token"), "eos_token", source) or spec.eos_token
+    spec.bos_token = _token_name(data.get("bos_token"), "bos_token", source) or spec.bos_token
+
+
+def _read_text(path: PathLike) -> str:
+    with open(path, "rb") as file:
+        raw = file.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TokenizerFormatError(f"{os.fspath(path)}: not UTF-8 text ({exc})") from None
+
+
+def _read_json(path: PathLike) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TokenizerFormatError(f"{os.fspath(path)}: invalid JSON: {exc}") from None
+
+
+def _vocab_from(data: Any, where: str) -> dict[str, int]:
+    if not isinstance(data, dict):
+        raise TokenizerFormatError(f"{where}: expected a JSON object mapping tokens to ids")
+    for token, token_id in data.items():
+        # bool is an int subclass; `true` as an id is a broken file, not id 1.
+        if type(token_id) is not int or token_id < 0:
+            raise TokenizerFormatError(
+                f"{where}: token {token!r} has id {token_id!r}, not a non-negative integer"
+            )
+    return data
+
+
+def _merge_from(item: Any, number: int, source: str) -> tuple[str, str]:
+    # tokenizers wrote merges as "left right" strings before 0.20 and as pairs since.
+    parts = item.split(" ") if isinstance(item, str) else item
+    if (
+        not isinstance(parts, list)
+        or len(parts) != 2
+        or not all(isinstance(part, str) and part for part in parts)
+    ):
+        raise TokenizerFormatError(
+            f"{source}: model.merges entry {number} ({item!r}) is not a pair of tokens"
+        )
+    return (parts[0], parts[1])
+
+
+def _add_token(added: dict[str, int], content: Any, token_id: Any, source: str) -> None:
+    if not isinstance(content, str) or not content:
+        raise TokenizerFormatError(f"{source}: added token content {content!r} is not text")
+    if type(token_id) is not int or token_id < 0:
+        raise TokenizerFormatError(f"{source}: added token {content!r} has id {token_id!r}")
+    if added.get(content, token_id) != token_id:
+        raise TokenizerFormatError(
+            f"{source}: added token {content!r} has two ids, {added[content]} and {token_id}"
+        )
+    added[content] = token_id
+
+
+def _token_name(value: Any, key: str, source: str) -> str | None:
+    # transformers writes these as a string or as an AddedToken object with "content".
+    if isinstance(value, dict):
+        value = value.get("content")
+    if value is None or isinstance(value, str):
+        return value
+    raise TokenizerFormatError(f"{source}: {key} must be a string or an object with content")
+
+
+def _type_of(component: Any) -> str:
+    if isinstance(component, dict):
+        return repr(component.get("type"))
+    return repr(component)

@@ -1,0 +1,117 @@
+"""Checks a `TokenizerSpec` and turns it into the id tables encoding and decoding use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .byte_level import BYTE_TO_CHAR, token_bytes
+from .errors import TokenizerFormatError
+from .tokenizer_files import TokenizerSpec
+
+DEFAULT_SPECIAL = "<|endoftext|>"
+"""GPT-2's only special token; its eos and bos when the files declare neither."""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    byte_ids: tuple[int, ...]
+    """The id of each single-byte token, indexed by byte value."""
+    merges: list[tuple[int, int, int]]
+    """(left, right, merged) ids, lowest rank first."""
+    whole_tokens: dict[bytes, int] | None
+    """Set when a piece that is a token must not be merged (`ignore_merges`)."""
+    id_to_bytes: dict[int, bytes]
+    id_to_token: dict[int, str]
+    token_to_id: dict[str, int]
+    special_tokens: dict[str, int]
+    eos_token_id: int | None
+    bos_token_id: int | None
+    vocab_size: int
+
+
+def compile_vocabulary(spec: TokenizerSpec) -> Vocabulary:
+    """Raises TokenizerFormatError, naming the file, for a spec that is not byte-level BPE."""
+    id_to_token: dict[int, str] = {}
+    for token, token_id in spec.vocab.items():
+        other = id_to_token.setdefault(token_id, token)
+        if other != token:
+            raise TokenizerFormatError(
+                f"{spec.vocab_source}: tokens {other!r} and {token!r} share id {token_id}"
+            )
+
+    byte_ids = []
+    for byte, char in enumerate(BYTE_TO_CHAR):
+        byte_id = spec.vocab.get(char)
+        if byte_id is None:
+            raise TokenizerFormatError(
+                f"{spec.vocab_source}: not a byte-level BPE vocabulary: no token for byte "
+                f"0x{byte:02x} (spelled {char!r})"
+            )
+        byte_ids.append(byte_id)
+
+    merges = []
+    for number, (left, right) in enumerate(spec.merges, start=1):
+        ids = []
+        for part in (left, right, left + right):
+            part_id = spec.vocab.get(part)
+            if part_id is None:
+                raise TokenizerFormatError(
+                    f"{spec.merges_source}: merge {number} ({left!r} {right!r}) needs token "
+                    f"{part!r}, which is not in the vocabulary"
+                )
+            ids.append(part_id)
+        merges.append((ids[0], ids[1], ids[2]))
+
+    id_to_bytes = {}
+    for token_id, token in id_to_token.items():
+        spelled = token_bytes(token)
+        # A token outside the byte-level alphabet can only be an added token in plain text.
+        id_to_bytes[token_id] = token.encode("utf-8") if spelled is None else spelled
+
+    whole_tokens = None
+    if spec.ignore_merges:
+        whole_tokens = {spelled: token_id for token_id, spelled in id_to_bytes.items()}
+
+    # A vocabulary entry that neither is a byte nor comes out of a merge can never be produced
+    # by BPE: it is an added token, like GPT-2's "<|endoftext|>" in encoder.json.
+    reachable = set(byte_ids).union(merged for _, _, merged in merges)
+    special_tokens: dict[str, int] = {}
+    for token_id in id_to_token.keys() - reachable:
+        try:
+            special_tokens[id_to_bytes[token_id].decode("utf-8")] = token_id
+        except UnicodeDecodeError:
+            continue  # no text can spell it, so there is nothing to match in input
+    token_to_id = dict(spec.vocab)
+    for content, token_id in spec.added_tokens.items():
+        if special_tokens.get(content, token_id) != token_id:
+            raise TokenizerFormatError(
+                f"{spec.vocab_source}: added token {content!r} has id {token_id}, but the "
+                f"vocabulary gives it {special_tokens[content]}"
+            )
+        special_tokens[content] = token_id
+        id_to_bytes[token_id] = content.encode("utf-8")
+        id_to_token.setdefault(token_id, content)
+        token_to_id.setdefault(content, token_id)
+
+    def declared(name: str | None, role: str) -> int | None:
+        if name is None:
+            return special_tokens.get(DEFAULT_SPECIAL)
+        found = special_tokens.get(name, token_to_id.get(name))
+        if found is None:
+            raise TokenizerFormatError(
+                f"{spec.vocab_source}: the {role} token {name!r} is not in the vocabulary"
+            )
+        return found
+
+    return Vocabulary(
+        byte_ids=tuple(byte_ids),
+        merges=merges,
+        whole_tokens=whole_tokens,
+        id_to_bytes=id_to_bytes,
+        id_to_token=id_to_token,
+        token_to_id=token_to_id,
+        special_tokens=special_tokens,
+        eos_token_id=declared(spec.eos_token, "eos"),
+        bos_token_id=declared(spec.bos_token, "bos"),
+        vocab_size=max(id_to_bytes) + 1,
+    )

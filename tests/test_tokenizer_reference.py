@@ -1,0 +1,258 @@
+"""gpt2cpu's tokenizer against tiktoken and Hugging Face on the real GPT-2 vocabulary.
+
+A note on the references: OpenAI's GPT-2 `encoder.py`, which gpt2cpu mirrors, splits text
+with the `regex` package, so which characters count as letters (\\p{L}) or digits (\\p{N})
+follows the Unicode version of the installed `regex`. tiktoken (Rust `fancy-regex`) and
+Hugging Face (Oniguruma) carry their own Unicode tables. Hugging Face's pre-tokenizer does
+split some recently assigned characters (U+0558, for one) differently from `regex`, yet over
+every code point below (and every one up to U+10FFFF, checked once by hand) the token ids of
+all three agree: GPT-2 has no merges that cross such characters. No test input needed an
+exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpt2cpu import Tokenizer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tokenizer_corpus import KINDS, corpus
+from tokenizer_references import (
+    ENDOFTEXT,
+    gpt2_files,
+    hf_gpt2_fast,
+    tiktoken_gpt2,
+    tokenizers_gpt2_json,
+)
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer.from_files(*gpt2_files())
+
+
+@pytest.fixture(scope="module")
+def tiktoken_enc() -> Any:
+    return tiktoken_gpt2()
+
+
+@pytest.fixture(scope="module")
+def hf_fast(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return hf_gpt2_fast(tmp_path_factory.mktemp("hf_gpt2"))
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[tuple[str, str]]:
+    return corpus()
+
+
+def hf_encode_batch(hf_fast: Any, texts: Sequence[str]) -> list[list[int]]:
+    # The backend tokenizer with add_special_tokens=False is GPT2TokenizerFast's encode minus
+    # its handling of added tokens in the text, which the special-token tests cover.
+    encodings = hf_fast.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return [encoding.ids for encoding in encodings]
+
+
+def assert_same_ids(
+    documents: Sequence[tuple[str, str]],
+    ours: Sequence[list[int]],
+    theirs: Sequence[list[int]],
+    who: str,
+    decode: Callable[[list[int]], str],
+) -> None:
+    assert len(ours) == len(theirs) == len(documents)
+    mismatches = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    if mismatches:
+        i = mismatches[0]
+        kind, text = documents[i]
+        first = next(
+            (j for j, (a, b) in enumerate(zip(ours[i], theirs[i])) if a != b),
+            min(len(ours[i]), len(theirs[i])),
+        )
+        pytest.fail(
+            f"{len(mismatches)} of {len(documents)} documents differ from {who}; the first is "
+            f"#{i} ({kind}) {text[:300]!r}\n at token {first}: ours "
+            f"{[decode([t]) for t in ours[i][first : first + 5]]} vs "
+            f"{[decode([t]) for t in theirs[i][first : first + 5]]}"
+        )
+
+
+def test_corpus_is_over_a_megabyte_of_every_kind(documents: list[tuple[str, str]]) -> None:
+    assert sum(len(text.encode("utf-8")) for _, text in documents) >= 1_000_000
+    assert {kind for kind, _ in documents} == {*KINDS, "empty"}
+    assert ("empty", "") in documents
+    text = "".join(text for _, text in documents)
+    for needle in ("'S", "'ll", "'LL", "\u200d", "\U0001f3fd", "\u0301", "\x00", "   \n", "\t"):
+        assert needle in text, needle
+
+
+def test_corpus_ids_match_tiktoken(
+    tok: Tokenizer, tiktoken_enc: Any, documents: list[tuple[str, str]]
+) -> None:
+    texts = [text for _, text in documents]
+    theirs = tiktoken_enc.encode_ordinary_batch(texts, num_threads=1)
+    assert_same_ids(documents, tok.encode_batch(texts), theirs, "tiktoken", tok.decode)
+
+
+def test_corpus_ids_match_hugging_face(
+    tok: Tokenizer, hf_fast: Any, documents: list[tuple[str, str]]
+) -> None:
+    texts = [text for _, text in documents]
+    theirs = hf_encode_batch(hf_fast, texts)
+    assert_same_ids(documents, tok.encode_batch(texts), theirs, "Hugging Face", tok.decode)
+
+
+def test_whole_corpus_as_one_text(
+    tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any, documents: list[tuple[str, str]]
+) -> None:
+    # One long call: the documents' boundaries now fall inside pre-tokens.
+    text = "".join(text for _, text in documents)
+    ours = tok.encode(text)
+    assert ours == tiktoken_enc.encode_ordinary(text)
+    assert ours == hf_encode_batch(hf_fast, [text])[0]
+    assert tok.decode(ours) == text
+
+
+def test_corpus_decodes_like_the_references(
+    tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any, documents: list[tuple[str, str]]
+) -> None:
+    texts = [text for _, text in documents[:400]]
+    for text, ids in zip(texts, tok.encode_batch(texts)):
+        assert tok.decode(ids) == text
+        assert tiktoken_enc.decode(ids) == text
+    assert tok.decode_batch(tok.encode_batch(texts)) == texts
+    assert hf_fast.decode(tok.encode(texts[1]), clean_up_tokenization_spaces=False) == texts[1]
+
+
+def test_every_code_point_in_context(tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any) -> None:
+    # Each character alone, doubled, after a letter, after a space and before a digit: the
+    # places where its class (letter, digit, space, other) decides the split.
+    code_points = [
+        c for c in (*range(0x10000), *range(0x1F000, 0x20000)) if not 0xD800 <= c < 0xE000
+    ]
+    texts = [
+        "".join(f"a{chr(c)}{chr(c)} b{chr(c)} {chr(c)}1\n" for c in code_points[i : i + 256])
+        for i in range(0, len(code_points), 256)
+    ]
+    documents = [("code points", text) for text in texts]
+    ours = tok.encode_batch(texts)
+    assert_same_ids(
+        documents, ours, tiktoken_enc.encode_ordinary_batch(texts), "tiktoken", tok.decode
+    )
+    assert_same_ids(documents, ours, hf_encode_batch(hf_fast, texts), "Hugging Face", tok.decode)
+
+
+def test_empty_string(tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any) -> None:
+    assert tok.encode("") == tiktoken_enc.encode_ordinary("") == hf_encode_batch(hf_fast, [""])[0]
+    assert tok.encode("") == []
+    assert tok.decode([]) == ""
+
+
+def test_contractions_follow_gpt2s_case_sensitive_pattern(
+    tok: Tokenizer, tiktoken_enc: Any
+) -> None:
+    text = "He's she'S it'LL we'll They'Re you'VE I'm I'M she'd HE'D don't DON'T"
+    ids = tok.encode(text)
+    assert ids == tiktoken_enc.encode_ordinary(text)
+    pieces = [tok.decode([i]) for i in ids]
+    assert "'s" in pieces and "'ll" in pieces and "'S" not in pieces
+
+
+# -- special tokens ---------------------------------------------------------------------------
+
+SPECIAL_TEXTS = [
+    ENDOFTEXT,
+    f"Hello{ENDOFTEXT}world",
+    f"a {ENDOFTEXT} b{ENDOFTEXT}{ENDOFTEXT}\n{ENDOFTEXT}",
+    "<|endoftext|<|endoftext|>|> <|endoftext>",
+]
+
+
+@pytest.mark.parametrize("text", SPECIAL_TEXTS)
+def test_special_token_text_is_ordinary_by_default(
+    tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any, text: str
+) -> None:
+    ours = tok.encode(text)
+    assert ours == tiktoken_enc.encode_ordinary(text)
+    assert ours == hf_fast(text, split_special_tokens=True)["input_ids"]
+    assert 50256 not in ours
+    assert tok.decode(ours) == text
+
+
+@pytest.mark.parametrize("text", SPECIAL_TEXTS)
+def test_allowed_special_token_is_one_id(
+    tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any, text: str
+) -> None:
+    ours = tok.encode(text, allowed_special="all")
+    assert ours == tiktoken_enc.encode(text, allowed_special="all")
+    assert ours == tok.encode(text, allowed_special={ENDOFTEXT})
+    assert ours == hf_fast(text)["input_ids"]
+    assert ours.count(50256) == text.count(ENDOFTEXT)
+    assert tok.decode(ours) == text
+
+
+def test_special_token_ids(tok: Tokenizer, hf_fast: Any) -> None:
+    assert tok.vocab_size == 50257 == len(hf_fast)
+    assert tok.eos_token_id == 50256 == hf_fast.eos_token_id
+    assert tok.bos_token_id == 50256 == hf_fast.bos_token_id
+    assert dict(tok.special_tokens) == {ENDOFTEXT: 50256}
+
+
+# -- tokenizer.json ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizers_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tokenizers_gpt2_json(tmp_path_factory.mktemp("tokenizers") / "tokenizer.json")
+
+
+def test_tokenizer_json_from_tokenizers_matches(
+    tok: Tokenizer, tokenizers_json: Path, documents: list[tuple[str, str]]
+) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    from_json = Tokenizer.from_tokenizer_json(tokenizers_json)
+    reference = tokenizers.Tokenizer.from_file(str(tokenizers_json))
+    texts = [text for _, text in documents[::4]]
+    ours = from_json.encode_batch(texts)
+    assert ours == tok.encode_batch(texts)
+    theirs = [e.ids for e in reference.encode_batch(texts, add_special_tokens=False)]
+    assert_same_ids(documents[::4], ours, theirs, "tokenizers' tokenizer.json", tok.decode)
+    assert from_json.special_tokens == tok.special_tokens
+    assert from_json.eos_token_id == 50256
+    assert (
+        from_json.encode(SPECIAL_TEXTS[2], allowed_special="all")
+        == reference.encode(SPECIAL_TEXTS[2]).ids
+    )
+
+
+def test_directory_saved_by_transformers(tok: Tokenizer, hf_fast: Any, tmp_path: Path) -> None:
+    hf_fast.save_pretrained(tmp_path)
+    assert (tmp_path / "tokenizer.json").is_file()
+    loaded = Tokenizer.from_pretrained(tmp_path)
+    text = "Saved and loaded: naïve 東京 👩🏽‍💻 '  \n"
+    assert loaded.encode(text) == tok.encode(text) == hf_fast(text)["input_ids"]
+    assert loaded.eos_token_id == hf_fast.eos_token_id
+
+
+# -- properties -------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(max_size=60))
+def test_arbitrary_text_matches_tiktoken(tok: Tokenizer, tiktoken_enc: Any, text: str) -> None:
+    assert tok.encode(text) == tiktoken_enc.encode_ordinary(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids=st.lists(st.integers(0, 50255), max_size=30))
+def test_arbitrary_ids_decode_like_the_references(
+    tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any, ids: list[int]
+) -> None:
+    # Mostly invalid UTF-8: both references replace bad bytes as Python's decoder does.
+    ours = tok.decode(ids)
+    assert ours == tiktoken_enc.decode(ids)
+    assert ours == hf_fast.backend_tokenizer.decode(ids, skip_special_tokens=False)
