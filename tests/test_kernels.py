@@ -26,7 +26,8 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) 
 @pytest.mark.parametrize(
     "t,k,n",
     [(1, 1, 1), (1, 7, 17), (1, 72, 216), (1, 768, 2304), (2, 33, 15), (5, 16, 16),
-     (6, 64, 48), (7, 100, 33), (13, 72, 288), (97, 50, 31), (200, 130, 70)],
+     (6, 64, 48), (7, 100, 33), (11, 300, 20), (12, 257, 17), (13, 72, 288), (97, 50, 31),
+     (200, 130, 70), (130, 513, 33), (37, 600, 50)],
 )
 def test_matmul(isa: str, threads: int, t: int, k: int, n: int) -> None:
     rng = np.random.default_rng(t * 1000 + k * 10 + n)

@@ -24,6 +24,36 @@ FloatArray copy_of(const FloatArray& a) {
   return out;
 }
 
+struct PackedWeight {
+  Buffer storage;
+  PackedMatrix matrix;
+
+  explicit PackedWeight(FloatArray weight) {
+    require(weight.ndim() == 2, "weight must be 2-D (k, n)");
+    const int64_t k = weight.shape(0), n = weight.shape(1);
+    require(k >= 1 && n >= 1, "empty matrices are not supported");
+    storage.resize(static_cast<size_t>(PackedMatrix::storage(k, n)));
+    matrix = PackedMatrix{storage.data(), k, n};
+    matrix.pack_from_k_by_n(weight.data());
+  }
+
+  FloatArray matmul(FloatArray inp, std::optional<FloatArray> bias, std::optional<FloatArray> out,
+                    int threads) const {
+    require(inp.ndim() == 2, "inp must be 2-D");
+    const int64_t t = inp.shape(0), k = matrix.k, n = matrix.n;
+    require(inp.shape(1) == k, "weight must have as many rows as inp has columns");
+    require(t >= 1, "inp must have at least one row");
+    if (bias) require_shape(*bias, "bias", {n});
+    if (out) require_shape(*out, "out", {t, n});
+    checked_threads(threads);
+    FloatArray result = out ? copy_of(*out) : FloatArray({t, n});
+    py::gil_scoped_release release;
+    gpt2cpu::matmul(result.mutable_data(), n, inp.data(), k, t, matrix,
+                    bias ? bias->data() : nullptr, out ? Accumulate::Yes : Accumulate::No, threads);
+    return result;
+  }
+};
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -32,31 +62,37 @@ void bind_kernels(py::module_& m) {
   m.def("set_isa", &set_isa, py::arg("name"),
         "Use the named kernel table ('generic', 'avx2' or 'auto') from now on, process-wide.");
 
+  py::class_<PackedWeight>(m, "PackedWeight",
+                           "A weight matrix (k, n) packed once, as the model stores it.")
+      .def(py::init<FloatArray>(), py::arg("weight"))
+      .def_property_readonly("shape", [](const PackedWeight& w) {
+        return py::make_tuple(w.matrix.k, w.matrix.n);
+      })
+      .def("matmul", &PackedWeight::matmul, py::arg("inp"), py::arg("bias") = py::none(),
+           py::arg("out") = py::none(), py::arg("threads") = 1,
+           "[out +] inp (t, k) @ weight + bias (n), as a new array");
+
   m.def(
       "matmul",
       [](FloatArray inp, FloatArray weight, std::optional<FloatArray> bias,
          std::optional<FloatArray> out, int threads) {
-        // returns [out +] inp (t, k) @ weight (k, n) + bias (n)
-        require(inp.ndim() == 2 && weight.ndim() == 2, "inp and weight must be 2-D");
-        const int64_t t = inp.shape(0), k = inp.shape(1), n = weight.shape(1);
-        require(weight.shape(0) == k, "weight must have as many rows as inp has columns");
-        require(t >= 1 && k >= 1 && n >= 1, "empty matrices are not supported");
-        if (bias) require_shape(*bias, "bias", {n});
-        if (out) require_shape(*out, "out", {t, n});
-        checked_threads(threads);
-        FloatArray result = out ? copy_of(*out) : FloatArray({t, n});
-        {
-          py::gil_scoped_release release;
-          Buffer storage(static_cast<size_t>(PackedMatrix::storage(k, n)));
-          PackedMatrix w{storage.data(), k, n};
-          w.pack_from_k_by_n(weight.data());
-          matmul(result.mutable_data(), n, inp.data(), k, t, w, bias ? bias->data() : nullptr,
-                 out ? Accumulate::Yes : Accumulate::No, threads);
-        }
-        return result;
+        return PackedWeight(std::move(weight)).matmul(std::move(inp), std::move(bias),
+                                                      std::move(out), threads);
       },
       py::arg("inp"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("out") = py::none(),
-      py::arg("threads") = 1);
+      py::arg("threads") = 1, "[out +] inp (t, k) @ weight (k, n) + bias (n), as a new array");
+
+  m.def(
+      "read_bandwidth",
+      [](size_t bytes, int threads, int repeats) {
+        checked_threads(threads);
+        require(bytes >= 4096 && bytes <= (size_t{1} << 36), "bytes must be in [4 KiB, 64 GiB]");
+        require(repeats >= 1, "repeats must be >= 1");
+        py::gil_scoped_release release;
+        return measure_read_bandwidth(bytes, threads, repeats);
+      },
+      py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5,
+      "Best-of-repeats memory read bandwidth in bytes/s over a buffer of the given size.");
 
   m.def(
       "layernorm",

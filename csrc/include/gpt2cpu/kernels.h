@@ -19,6 +19,11 @@ struct KernelTable {
   void (*gemm_tile)(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
                     int64_t ldc);
 
+  // c (kGemmRows, 16; row stride ldc) += a (k, kGemmRows) @ b (k, 16), where a holds the
+  // A tile packed column by column: a[p * kGemmRows + i] = A[i][p]. The prompt path's
+  // register-blocked micro-kernel: every load it makes is sequential.
+  void (*gemm_packed)(int64_t k, const float* a, const float* b, float* c, int64_t ldc);
+
   // out (n) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
   void (*layernorm)(float* out, const float* x, const float* weight, const float* bias, int64_t n,
                     float eps);

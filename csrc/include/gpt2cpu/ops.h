@@ -33,4 +33,8 @@ struct AttentionShape {
 void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
                const AttentionShape& s, int threads);
 
+// Memory read bandwidth in bytes/s: the best of `repeats` passes summing a buffer of `bytes`
+// split across `threads`. The roofline that decode speed is measured against.
+double measure_read_bandwidth(size_t bytes, int threads, int repeats);
+
 }  // namespace gpt2cpu

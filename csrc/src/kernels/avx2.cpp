@@ -46,27 +46,48 @@ inline __m256 tanh_ps(__m256 x) {
   return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
 }
 
-// c (M, 16) += a (M, k) @ b (k, 16): 2*M accumulators stay in registers for the whole k loop.
-template <int M>
-void gemm_tile_m(int64_t k, const float* a, int64_t lda, const float* b, float* c, int64_t ldc) {
-  __m256 lo[M], hi[M];
-  for (int i = 0; i < M; ++i) {
-    lo[i] = _mm256_loadu_ps(c + i * ldc);
-    hi[i] = _mm256_loadu_ps(c + i * ldc + 8);
+// c (M, 16) += A (M, k) @ b (k, 16), with A[i][p] at a[i * row_stride + p * col_stride]:
+// (lda, 1) for a plain row-major tile, (1, kGemmRows) for a packed one. The 2*M
+// accumulators are named registers, not an array: GCC keeps arrays of vectors in memory
+// when the function is not inlined, which halves the FMA rate.
+template <int M, int64_t kColStride>
+void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, float* c,
+                 int64_t ldc) {
+  static_assert(M >= 1 && M <= 6, "at most 6 rows fit the 16 vector registers");
+  __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0;
+  __m256 l3 = l0, h3 = l0, l4 = l0, h4 = l0, l5 = l0, h5 = l0;
+#define GPT2CPU_ROW(i, body) \
+  if constexpr (M > i) {     \
+    body(i, l##i, h##i)      \
   }
+#define GPT2CPU_LOAD(i, lo, hi)              \
+  lo = _mm256_loadu_ps(c + i * ldc);         \
+  hi = _mm256_loadu_ps(c + i * ldc + 8);
+#define GPT2CPU_FMA(i, lo, hi)                                            \
+  {                                                                       \
+    const __m256 av = _mm256_broadcast_ss(a + i * row_stride + p * kColStride); \
+    lo = _mm256_fmadd_ps(av, b0, lo);                                     \
+    hi = _mm256_fmadd_ps(av, b1, hi);                                     \
+  }
+#define GPT2CPU_STORE(i, lo, hi)     \
+  _mm256_storeu_ps(c + i * ldc, lo); \
+  _mm256_storeu_ps(c + i * ldc + 8, hi);
+#define GPT2CPU_ROWS(body) \
+  GPT2CPU_ROW(0, body) GPT2CPU_ROW(1, body) GPT2CPU_ROW(2, body) \
+  GPT2CPU_ROW(3, body) GPT2CPU_ROW(4, body) GPT2CPU_ROW(5, body)
+
+  GPT2CPU_ROWS(GPT2CPU_LOAD)
   for (int64_t p = 0; p < k; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b + p * 16);
     const __m256 b1 = _mm256_loadu_ps(b + p * 16 + 8);
-    for (int i = 0; i < M; ++i) {
-      const __m256 av = _mm256_broadcast_ss(a + i * lda + p);
-      lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
-      hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
-    }
+    GPT2CPU_ROWS(GPT2CPU_FMA)
   }
-  for (int i = 0; i < M; ++i) {
-    _mm256_storeu_ps(c + i * ldc, lo[i]);
-    _mm256_storeu_ps(c + i * ldc + 8, hi[i]);
-  }
+  GPT2CPU_ROWS(GPT2CPU_STORE)
+#undef GPT2CPU_ROWS
+#undef GPT2CPU_STORE
+#undef GPT2CPU_FMA
+#undef GPT2CPU_LOAD
+#undef GPT2CPU_ROW
 }
 
 // The one-row case streams the panel from memory: alternate two accumulator pairs so the
@@ -96,13 +117,17 @@ void gemm_tile_avx2(int64_t m, int64_t k, const float* a, int64_t lda, const flo
                     int64_t ldc) {
   switch (m) {
     case 1: gemv_tile(k, a, b, c); break;
-    case 2: gemm_tile_m<2>(k, a, lda, b, c, ldc); break;
-    case 3: gemm_tile_m<3>(k, a, lda, b, c, ldc); break;
-    case 4: gemm_tile_m<4>(k, a, lda, b, c, ldc); break;
-    case 5: gemm_tile_m<5>(k, a, lda, b, c, ldc); break;
-    case 6: gemm_tile_m<6>(k, a, lda, b, c, ldc); break;
+    case 2: gemm_tile_m<2, 1>(k, a, lda, b, c, ldc); break;
+    case 3: gemm_tile_m<3, 1>(k, a, lda, b, c, ldc); break;
+    case 4: gemm_tile_m<4, 1>(k, a, lda, b, c, ldc); break;
+    case 5: gemm_tile_m<5, 1>(k, a, lda, b, c, ldc); break;
+    case 6: gemm_tile_m<6, 1>(k, a, lda, b, c, ldc); break;
     default: gemm_tile_portable(m, k, a, lda, b, c, ldc); break;
   }
+}
+
+void gemm_packed_avx2(int64_t k, const float* a, const float* b, float* c, int64_t ldc) {
+  gemm_tile_m<6, 6>(k, a, 1, b, c, ldc);
 }
 
 void gelu_tanh_avx2(float* x, int64_t n) {
@@ -228,7 +253,7 @@ void attend_avx2(float* out, const float* q, const float* keys, const float* val
 
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
-      "avx2", gemm_tile_avx2, layernorm_portable, gelu_tanh_avx2, attend_avx2,
+      "avx2", gemm_tile_avx2, gemm_packed_avx2, layernorm_portable, gelu_tanh_avx2, attend_avx2,
   };
   return table;
 }
