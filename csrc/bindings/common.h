@@ -17,9 +17,13 @@ namespace gpt2cpu::bindings {
 namespace py = pybind11;
 
 // forcecast: a float64 or non-contiguous array is converted into a fresh copy, never
-// written through, so nothing the caller passed is modified.
-using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
-using IdArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+// written through, so nothing the caller passed is modified. aligned: numpy can hand over
+// views at any byte offset (np.frombuffer over a file), and the kernels' vectorised loops
+// assume element alignment, so such arrays are copied too.
+constexpr int kArrayFlags =
+    py::array::c_style | py::array::forcecast | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+using FloatArray = py::array_t<float, kArrayFlags>;
+using IdArray = py::array_t<int64_t, kArrayFlags>;
 
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);

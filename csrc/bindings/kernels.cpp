@@ -115,6 +115,7 @@ void bind_kernels(py::module_& m) {
   m.def(
       "activation",
       [](FloatArray x, Activation kind, int threads) {
+        require(valid_activation(kind), "unknown activation");
         checked_threads(threads);
         FloatArray out = copy_of(x);
         py::gil_scoped_release release;
@@ -132,7 +133,7 @@ void bind_kernels(py::module_& m) {
         require(t >= 1 && H >= 1 && D >= 1, "empty attention is not supported");
         require_shape(q, "q", {t, H * D});
         require_shape(v, "v", {H, cap, D});
-        require(pos0 >= 0 && pos0 + t <= cap, "pos0 + len(q) must be within the cache capacity");
+        require(pos0 >= 0 && pos0 <= cap - t, "pos0 + len(q) must be within the cache capacity");
         checked_threads(threads);
         FloatArray out({t, H * D});
         py::gil_scoped_release release;

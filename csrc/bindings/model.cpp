@@ -45,14 +45,15 @@ void bind_model(py::module_& m) {
       .def(
           "load_tensor",
           [](Model& self, const std::string& name, FloatArray array) {
-            // Weights are read without locks once loaded, so they may not change after.
+            // Checked here too so that the usual mistake is a ValueError; Model checks again
+            // under its lock against a finalize() racing from another thread.
             require(!self.ready(), "the model is already loaded; tensors cannot be replaced");
             const auto shape = shape_of(array);
             py::gil_scoped_release release;
-            self.weights().load(name, array.data(), shape);
+            self.load_tensor(name, array.data(), shape);
           },
           py::arg("name"), py::arg("array"))
-      .def("finalize", &Model::finalize)
+      .def("finalize", &Model::finalize, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("ready", &Model::ready)
       .def_property("threads", &Model::threads, &Model::set_threads)
       .def_property_readonly("weight_bytes",

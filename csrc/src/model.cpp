@@ -16,7 +16,17 @@ int checked_threads(int threads) {
 Model::Model(const Config& config, int threads)
     : config_(config), weights_(config), threads_(checked_threads(threads)) {}
 
+void Model::load_tensor(const std::string& name, const float* data,
+                        const std::vector<int64_t>& shape) {
+  std::lock_guard<std::mutex> lock(loading_);
+  if (ready()) {
+    throw std::invalid_argument("the model is already loaded; tensors cannot be replaced");
+  }
+  weights_.load(name, data, shape);
+}
+
 void Model::finalize() {
+  std::lock_guard<std::mutex> lock(loading_);
   const auto missing = weights_.missing();
   if (!missing.empty()) {
     std::string names;
@@ -24,7 +34,7 @@ void Model::finalize() {
     if (missing.size() > 5) names += ", ... (" + std::to_string(missing.size()) + " in all)";
     throw std::invalid_argument("missing tensors: " + names);
   }
-  ready_ = true;
+  ready_.store(true, std::memory_order_release);
 }
 
 void Model::set_threads(int threads) { threads_.store(checked_threads(threads)); }

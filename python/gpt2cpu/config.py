@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,11 @@ ACTIVATIONS = {
 _MAX_DIM = 1 << 20
 _MAX_VOCAB = 1 << 24
 _MAX_LAYERS = 4096
+# The most float32 values the weights, or one full-context KV cache, may hold (256 GiB):
+# five times the largest GPT-2-architecture checkpoints, as the C++ Config::validate says.
+MAX_FLOATS = 1 << 36
+# Real config.json files are a few kilobytes; this bounds what a wrong file makes us read.
+_MAX_CONFIG_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class GPT2Config:
     def mlp_width(self) -> int:
         return self.n_inner or 4 * self.n_embd
 
+    def kv_cache_floats(self, tokens: int | None = None) -> int:
+        """Floats in one sequence's KV cache holding `tokens` (default: n_positions)."""
+        return 2 * self.n_layer * self.n_embd * (self.n_positions if tokens is None else tokens)
+
     def parameter_count(self) -> int:
         c, f, v, p = self.n_embd, self.mlp_width, self.vocab_size, self.n_positions
         per_layer = 4 * c + (3 * c * c + 3 * c) + (c * c + c) + (c * f + f) + (f * c + c)
@@ -66,15 +76,24 @@ class GPT2Config:
     def from_file(cls, path: str | Path) -> GPT2Config:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            info = path.stat()
         except FileNotFoundError:
             raise ConfigError(f"{path}: file not found") from None
+        # Reading a FIFO would block forever; a directory or device is not a config.
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        if info.st_size > _MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {info.st_size} bytes is too large for a config.json")
+        try:
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (ValueError, RecursionError) as exc:  # integers too long; nesting too deep
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -128,14 +147,14 @@ class GPT2Config:
         if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
             raise ConfigError(f"{source}: field 'layer_norm_epsilon' must be in (0, 1), got {eps!r}")
         activation = data.get("activation_function", "gelu_new")
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ConfigError(
                 f"{source}: activation_function {activation!r} is not supported "
                 f"(supported: {', '.join(sorted(ACTIVATIONS))})"
             )
         if data.get("add_cross_attention", False):
             raise ConfigError(f"{source}: add_cross_attention models are not supported")
-        return cls(
+        config = cls(
             n_layer=size("n_layer", _MAX_LAYERS),
             n_head=n_head,
             n_embd=n_embd,
@@ -150,3 +169,27 @@ class GPT2Config:
             bos_token_id=optional_id("bos_token_id"),
             eos_token_id=optional_id("eos_token_id"),
         )
+        # Each size is bounded alone; together they may still describe terabytes.
+        weights = config.parameter_count()
+        if weights > MAX_FLOATS:
+            raise ConfigError(
+                f"{source}: n_layer={config.n_layer}, n_embd={config.n_embd}, "
+                f"vocab_size={config.vocab_size} describe {weights:,} parameters "
+                f"({weights * 4 / 2**30:,.0f} GiB as float32), beyond the "
+                f"{MAX_FLOATS * 4 >> 30} GiB this engine accepts"
+            )
+        cache = config.kv_cache_floats()
+        if cache > MAX_FLOATS:
+            raise ConfigError(
+                f"{source}: n_layer={config.n_layer}, n_embd={config.n_embd}, "
+                f"n_positions={config.n_positions} need a {cache * 4 / 2**30:,.0f} GiB KV cache "
+                f"per sequence, beyond the {MAX_FLOATS * 4 >> 30} GiB this engine accepts"
+            )
+        for name in ("bos_token_id", "eos_token_id"):
+            token_id = getattr(config, name)
+            if token_id is not None and not 0 <= token_id < config.vocab_size:
+                raise ConfigError(
+                    f"{source}: field {name!r} = {token_id} is outside the vocabulary "
+                    f"[0, {config.vocab_size})"
+                )
+        return config

@@ -26,6 +26,8 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 # Prefixes under which GPT2LMHeadModel's body may be saved.
 PREFIXES = ("transformer.", "")
+# Indexes of the largest checkpoints are well under a megabyte; this bounds what we read.
+MAX_INDEX_BYTES = 64 << 20
 
 
 def core_config(config: GPT2Config) -> _core.Config:
@@ -64,9 +66,13 @@ def shard_paths(directory: Path) -> list[Path]:
         if (directory / "pytorch_model.bin").exists():
             hint = " (only pytorch_model.bin is there; re-save the model with safe_serialization=True)"
         raise ModelFormatError(f"{directory}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
+    size = index.stat().st_size
+    if size > MAX_INDEX_BYTES:
+        raise ModelFormatError(f"{index}: {size} bytes is too large for a shard index")
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and integers too long to convert.
+    except (ValueError, RecursionError) as exc:
         raise ModelFormatError(f"{index}: not valid JSON ({exc})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:

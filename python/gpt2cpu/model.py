@@ -28,20 +28,24 @@ def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, 
     if isinstance(ids, np.ndarray):
         if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
             raise TypeError(f"{name} must hold integers, got an array of {ids.dtype}")
-        arr = ids.astype(np.int64)  # a copy: the caller's array is left alone
-    else:
-        values = list(ids)
-        for i, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name}[{i}] must be an integer token id, got {v!r}")
-        arr = np.array([operator.index(v) for v in values], dtype=np.int64)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    bad = np.flatnonzero((arr < 0) | (arr >= vocab_size))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{name}[{i}] = {int(arr[i])} is outside the vocabulary [0, {vocab_size})")
-    return arr
+        if ids.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {ids.shape}")
+        # Checked before the cast: a uint64 id past 2**63 would wrap to a negative int64.
+        bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{name}[{i}] = {int(ids[i])} is outside the vocabulary [0, {vocab_size})"
+            )
+        return ids.astype(np.int64)  # a copy: the caller's array is left alone
+    values = list(ids)
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}[{i}] must be an integer token id, got {v!r}")
+        # Checked before numpy sees it: an int past int64 would raise OverflowError there.
+        if not 0 <= v < vocab_size:
+            raise ValueError(f"{name}[{i}] = {int(v)} is outside the vocabulary [0, {vocab_size})")
+    return np.array([operator.index(v) for v in values], dtype=np.int64)
 
 
 class Sequence:
@@ -50,6 +54,8 @@ class Sequence:
     Created by `Model.new_sequence()`. Each `append` runs only the new tokens and returns the
     logits of the last position; earlier tokens' keys and values are kept in the cache.
     Sequences of one model are independent and may run on different threads at once.
+    `close()` (or leaving a `with` block) frees the cache at once; the sequence is unusable
+    after it.
     """
 
     def __init__(self, model: Model, capacity: int | None = None) -> None:
@@ -63,7 +69,8 @@ class Sequence:
                 f"capacity must be in [1, {n_positions}] (the model's n_positions), got {capacity}"
             )
         self.model = model
-        self._core = _core.Sequence(model._core, capacity)
+        self._core: _core.Sequence | None = _core.Sequence(model._core, capacity)
+        self._capacity = capacity
         self.tokens: list[int] = []
 
     @property
@@ -72,11 +79,33 @@ class Sequence:
 
     @property
     def capacity(self) -> int:
-        return int(self._core.capacity)
+        return self._capacity
+
+    @property
+    def closed(self) -> bool:
+        return self._core is None
+
+    def close(self) -> None:
+        """Free the KV cache now rather than when the sequence is garbage-collected."""
+        # A call running on another thread keeps the C++ sequence alive until it returns.
+        self._core = None
+
+    def __enter__(self) -> Sequence:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open_core(self) -> _core.Sequence:
+        core = self._core
+        if core is None:
+            raise ValueError("this sequence is closed")
+        return core
 
     def append(self, ids: IdsLike, *, all_logits: bool = False) -> np.ndarray[Any, Any]:
         """Run ids at the next positions. Returns the last position's logits (vocab_size,),
         or with all_logits=True those of every new position (len(ids), vocab_size)."""
+        core = self._open_core()
         arr = as_ids(ids, self.model.config.vocab_size)
         if arr.size == 0:
             raise ValueError("ids must not be empty")
@@ -85,15 +114,16 @@ class Sequence:
                 f"appending {arr.size} tokens to a sequence of {self.length} would exceed its "
                 f"capacity of {self.capacity} tokens"
             )
-        logits = self._core.append(arr, arr.size if all_logits else 1)
+        logits = core.append(arr, arr.size if all_logits else 1)
         self.tokens.extend(arr.tolist())
         return logits if all_logits else logits[0]
 
     def truncate(self, length: int) -> None:
         """Forget every token from position `length` on (to re-use a shared prefix)."""
+        core = self._open_core()
         if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= self.length:
             raise ValueError(f"length must be an integer in [0, {self.length}], got {length!r}")
-        self._core.truncate(length)
+        core.truncate(length)
         del self.tokens[length:]
 
 

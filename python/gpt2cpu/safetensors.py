@@ -13,6 +13,7 @@ import json
 import math
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +58,13 @@ class SafetensorsFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            mode = os.stat(self.path).st_mode
         except FileNotFoundError:
             raise ModelFormatError(f"{self.path}: file not found") from None
+        # Opening a FIFO would block forever, and a directory cannot be mapped.
+        if not stat.S_ISREG(mode):
+            raise ModelFormatError(f"{self.path}: not a regular file")
+        self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         try:
             self.tensors, self.metadata = self._read_header()
             size = os.fstat(self._file.fileno()).st_size
@@ -84,7 +89,9 @@ class SafetensorsFile:
         raw = self._file.read(header_len)
         try:
             header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and integers too long to
+        # convert (sys.set_int_max_str_digits); RecursionError, nesting too deep.
+        except (ValueError, RecursionError) as exc:
             raise self._fail(f"header is not valid JSON ({exc})") from None
         if not isinstance(header, dict):
             raise self._fail(f"header must be a JSON object, got {type(header).__name__}")

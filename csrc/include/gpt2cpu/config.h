@@ -7,6 +7,15 @@ namespace gpt2cpu {
 
 enum class Activation { GeluTanh, GeluErf, Relu };
 
+// pybind11 enums can be built from any integer: Activation(7) must not pass for a real one.
+inline bool valid_activation(Activation a) {
+  return a == Activation::GeluTanh || a == Activation::GeluErf || a == Activation::Relu;
+}
+
+// The most floats the weights, or one sequence's KV cache, may take: 256 GiB, five times
+// the largest GPT-2-architecture checkpoints published, far below what a corrupt config asks.
+constexpr double kMaxFloats = 68719476736.0;  // 2^36
+
 struct Config {
   int64_t n_layer = 0;
   int64_t n_head = 0;
@@ -24,7 +33,8 @@ struct Config {
   int64_t mlp_width() const { return n_inner > 0 ? n_inner : 4 * n_embd; }
 
   // Throws std::invalid_argument naming the field when the values cannot describe a model
-  // this engine can hold (non-positive, indivisible, or absurdly large sizes).
+  // this engine can hold (non-positive, indivisible, or absurdly large sizes, including
+  // weights or a full-context KV cache beyond kMaxFloats).
   void validate() const;
 };
 

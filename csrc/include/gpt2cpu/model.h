@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,12 @@ class Model {
   Weights& weights() { return weights_; }
   const Weights& weights() const { return weights_; }
 
+  // Copies one checkpoint tensor into place (see Weights::load). Throws invalid_argument
+  // once the model is ready: sequences read the weights without locks from then on.
+  void load_tensor(const std::string& name, const float* data, const std::vector<int64_t>& shape);
   // Throws std::invalid_argument naming the missing tensors; after it, the model is ready.
   void finalize();
-  bool ready() const { return ready_; }
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
 
   int threads() const { return threads_.load(std::memory_order_relaxed); }
   void set_threads(int threads);
@@ -32,7 +36,8 @@ class Model {
   Config config_;
   Weights weights_;
   std::atomic<int> threads_;
-  bool ready_ = false;
+  std::atomic<bool> ready_{false};
+  std::mutex loading_;  // loads and finalize, which callers may race from several threads
 };
 
 }  // namespace gpt2cpu
