@@ -1,0 +1,239 @@
+"""Speed measurement: load time, prompt and decode throughput, memory, and how close decode
+comes to the machine's memory-bandwidth roofline; optionally beside transformers.
+
+Every figure is a median over repeats with its spread, taken in one process, so ratios
+compare runs made side by side on the same machine state.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .model import Model, Sequence
+from .progress import Progress
+
+# Bytes read by the bandwidth probe: well past any last-level cache.
+PROBE_BYTES = 1 << 29
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    p10: float
+    p90: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        q = np.percentile(values, [10, 90])
+        return cls(statistics.median(values), float(q[0]), float(q[1]), len(values))
+
+
+@dataclass
+class EngineResult:
+    engine: str
+    load_s: float
+    prompt_tokens_per_s: Spread  # over repeats
+    decode_ms_per_token: Spread  # over every step of every repeat
+    decode_tokens_per_s: float = 0.0
+    decode_ms_at_position: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.decode_tokens_per_s = 1000.0 / self.decode_ms_per_token.median
+
+
+@dataclass(frozen=True)
+class Workload:
+    threads: int
+    prompt_tokens: int = 512
+    decode_prompt_tokens: int = 16
+    new_tokens: int = 128
+    repeats: int = 3
+    positions: tuple[int, ...] = ()
+    position_steps: int = 16
+    seed: int = 0
+
+
+def _ids(n: int, vocab: int, seed: int) -> list[int]:
+    return [int(i) for i in np.random.default_rng(seed).integers(0, vocab, n)]
+
+
+def _check(work: Workload, n_positions: int) -> None:
+    need = max(
+        work.prompt_tokens,
+        work.decode_prompt_tokens + work.new_tokens,
+        *(p + work.position_steps for p in work.positions),
+    )
+    if need > n_positions:
+        raise ValueError(f"the workload needs {need} positions but the model has {n_positions}")
+    if min(work.prompt_tokens, work.decode_prompt_tokens, work.new_tokens, work.repeats) < 1:
+        raise ValueError("token counts and repeats must be at least 1")
+
+
+def _seconds(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _timed_append(seq: Sequence, ids: list[int]) -> float:
+    start = time.perf_counter()
+    seq.append(ids)
+    return time.perf_counter() - start
+
+
+def bench_gpt2cpu(
+    directory: Path, work: Workload, progress: Progress
+) -> tuple[EngineResult, Model]:
+    start = time.perf_counter()
+    model = Model.from_pretrained(directory, threads=work.threads, progress=False)
+    load_s = time.perf_counter() - start
+    vocab = model.config.vocab_size
+    _check(work, model.config.n_positions)
+
+    prompt = _ids(work.prompt_tokens, vocab, work.seed)
+    model.new_sequence(8).append(prompt[:8])  # warm-up: threads started, pages touched
+    prefill = []
+    for _ in range(work.repeats):
+        seq = model.new_sequence(work.prompt_tokens)
+        prefill.append(work.prompt_tokens / _timed_append(seq, prompt))
+        progress.advance(1)
+
+    steps = []
+    tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
+    for _ in range(work.repeats):
+        seq = model.new_sequence(len(tokens))
+        seq.append(tokens[: work.decode_prompt_tokens])
+        for tok in tokens[work.decode_prompt_tokens :]:
+            steps.append(1000 * _timed_append(seq, [tok]))
+        progress.advance(1)
+
+    at_position = {}
+    for pos in work.positions:
+        ids = _ids(pos + work.position_steps, vocab, work.seed + 2)
+        seq = model.new_sequence(len(ids))
+        seq.append(ids[:pos])
+        times = [1000 * _timed_append(seq, [t]) for t in ids[pos:]]
+        at_position[pos] = statistics.median(times)
+        progress.advance(1)
+
+    result = EngineResult(
+        "gpt2cpu", load_s, Spread.of(prefill), Spread.of(steps), decode_ms_at_position=at_position
+    )
+    return result, model
+
+
+def bench_transformers(directory: Path, work: Workload, progress: Progress) -> EngineResult:
+    """The same workload through transformers + PyTorch (CPU, float32, KV cache)."""
+    try:
+        import torch
+        from transformers import GPT2LMHeadModel
+    except ImportError as exc:
+        raise ValueError(f"--compare transformers needs torch and transformers ({exc})") from None
+    torch.set_num_threads(work.threads)
+    start = time.perf_counter()
+    model: Any = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32)
+    model.eval()
+    load_s = time.perf_counter() - start
+    vocab = model.config.vocab_size
+
+    def run(ids: list[int], past: Any = None) -> Any:
+        # Only the last position's logits, as gpt2cpu computes them.
+        return model(torch.tensor([ids]), past_key_values=past, use_cache=True, logits_to_keep=1)
+
+    prefill, steps, at_position = [], [], {}
+    with torch.inference_mode():
+        prompt = _ids(work.prompt_tokens, vocab, work.seed)
+        run(prompt[:8])
+        for _ in range(work.repeats):
+            prefill.append(work.prompt_tokens / _seconds(lambda: run(prompt)))
+            progress.advance(1)
+        tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
+        for _ in range(work.repeats):
+            past = run(tokens[: work.decode_prompt_tokens]).past_key_values
+            for tok in tokens[work.decode_prompt_tokens :]:
+                start = time.perf_counter()
+                past = run([tok], past).past_key_values
+                steps.append(1000 * (time.perf_counter() - start))
+            progress.advance(1)
+        for pos in work.positions:
+            ids = _ids(pos + work.position_steps, vocab, work.seed + 2)
+            past = run(ids[:pos]).past_key_values
+            times = []
+            for tok in ids[pos:]:
+                start = time.perf_counter()
+                past = run([tok], past).past_key_values
+                times.append(1000 * (time.perf_counter() - start))
+            at_position[pos] = statistics.median(times)
+            progress.advance(1)
+    return EngineResult(
+        "transformers",
+        load_s,
+        Spread.of(prefill),
+        Spread.of(steps),
+        decode_ms_at_position=at_position,
+    )
+
+
+def random_model_dir(shape: str) -> Path:
+    """The cached random model of a GPT-2 shape, made in a child process so that making it
+    does not count towards this process's peak memory."""
+    out = subprocess.run(
+        [sys.executable, "-m", "gpt2cpu.random_model", shape],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def run(
+    directory: Path, work: Workload, *, compare: str | None = None, progress: bool | None = None
+) -> dict[str, Any]:
+    stages = work.repeats * 2 + len(work.positions)
+    with Progress(stages * (2 if compare else 1) + 1, "benchmarking", enabled=progress) as bar:
+        ours, model = bench_gpt2cpu(directory, work, bar)
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        bandwidth = _core.kernels.read_bandwidth(PROBE_BYTES, work.threads, 5)
+        bar.advance(1)
+        reference = bench_transformers(directory, work, bar) if compare else None
+
+    c = model.config
+    kv_bytes = 2 * c.n_layer * c.n_embd * 4  # per cached position
+    # Decode reads every weight once per token (the position table only one row of), plus
+    # the KV cache of the positions so far: on average the middle of the decode run.
+    mean_position = work.decode_prompt_tokens + work.new_tokens / 2
+    bytes_per_token = model.weight_bytes - c.n_positions * c.n_embd * 4 + kv_bytes * mean_position
+    streamed = bytes_per_token * ours.decode_tokens_per_s
+    report: dict[str, Any] = {
+        "model": str(directory),
+        "parameters": c.parameter_count(),
+        "weight_bytes": model.weight_bytes,
+        "isa": _core.kernels.isa(),
+        "workload": asdict(work),
+        "gpt2cpu": asdict(ours),
+        "peak_rss_bytes": peak_rss,
+        "kv_cache_bytes": kv_bytes * (work.decode_prompt_tokens + work.new_tokens),
+        "read_bandwidth_bytes_per_s": bandwidth,
+        "decode_bytes_per_token": bytes_per_token,
+        "decode_bytes_per_s": streamed,
+        "decode_bandwidth_share": streamed / bandwidth,
+        "decode_roofline_tokens_per_s": bandwidth / bytes_per_token,
+    }
+    if reference is not None:
+        report["transformers"] = asdict(reference)
+        report["speedup"] = {
+            "decode": ours.decode_tokens_per_s / reference.decode_tokens_per_s,
+            "prompt": ours.prompt_tokens_per_s.median / reference.prompt_tokens_per_s.median,
+        }
+    return report

@@ -1,0 +1,143 @@
+"""`gpt2cpu bench`: speed of a model directory or of a random model of a GPT-2 shape."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..random_model import SHAPES
+from ..threads import check_threads, default_threads
+from .common import add_model_argument, model_directory
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="measure load, prompt and decode speed",
+        description="Measure load time, prompt and decode throughput, peak memory and the "
+        "share of the memory-bandwidth roofline that decode reaches.",
+    )
+    add_model_argument(p)
+    p.add_argument(
+        "--shape",
+        choices=sorted(SHAPES, key=lambda s: int(s[:-1])),
+        help="benchmark a random-weight model of this GPT-2 shape instead of --model",
+    )
+    p.add_argument(
+        "-t",
+        "--threads",
+        type=int,
+        default=None,
+        help="compute threads (default: GPT2CPU_NUM_THREADS, else usable cores)",
+    )
+    p.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=512,
+        metavar="P",
+        help="prompt length for the prompt-processing measurement (default 512)",
+    )
+    p.add_argument(
+        "--new-tokens",
+        type=int,
+        default=128,
+        metavar="N",
+        help="tokens decoded per repeat after a 16-token prompt (default 128)",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="repeats of each measurement (3)")
+    p.add_argument(
+        "--positions",
+        default="",
+        metavar="P1,P2",
+        help="also time decode steps with this many tokens already in the cache",
+    )
+    p.add_argument(
+        "--compare",
+        choices=["transformers"],
+        help="run the same workload through transformers + PyTorch and print ratios",
+    )
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import Workload, random_model_dir
+    from ..bench import run as run_bench
+
+    if args.shape and args.model:
+        raise ValueError("give --model or --shape, not both")
+    threads = (
+        default_threads() if args.threads is None else check_threads(args.threads, "--threads")
+    )
+    try:
+        positions = tuple(int(p) for p in args.positions.split(",") if p.strip())
+    except ValueError:
+        raise ValueError(
+            f"--positions must be integers separated by commas, got {args.positions!r}"
+        ) from None
+    work = Workload(
+        threads=threads,
+        prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        positions=positions,
+    )
+    directory = random_model_dir(args.shape) if args.shape else model_directory(args)
+    report = run_bench(directory, work, compare=args.compare)
+    print(json.dumps(report, indent=2) if args.json else format_report(report, args.shape))
+    return 0
+
+
+def format_report(r: dict[str, Any], shape: str | None) -> str:
+    ours = r["gpt2cpu"]
+    w = r["workload"]
+    mb = 1e6
+    what = f"random GPT-2 {shape}" if shape else r["model"]
+    lines = [
+        f"gpt2cpu bench: {what} ({r['parameters'] / 1e6:.1f}M parameters), "
+        f"{w['threads']} threads, {r['isa']} kernels",
+        f"  load                 {ours['load_s']:.3f} s",
+        _prompt_line("prompt", ours, w),
+        _decode_line("decode", ours, w),
+        f"  weight streaming     {r['decode_bytes_per_s'] / 1e9:.1f} GB/s = "
+        f"{r['decode_bandwidth_share']:.0%} of the measured read bandwidth "
+        f"{r['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (roofline "
+        f"{r['decode_roofline_tokens_per_s']:.1f} tokens/s)",
+        f"  peak RSS             {r['peak_rss_bytes'] / mb:.0f} MB (weights "
+        f"{r['weight_bytes'] / mb:.0f} MB + KV cache {r['kv_cache_bytes'] / mb:.0f} MB)",
+    ]
+    for pos, ms in ours["decode_ms_at_position"].items():
+        lines.append(f"  decode at position {pos:<5} {ms:.2f} ms/token")
+    ref = r.get("transformers")
+    if ref:
+        lines += [
+            "transformers + PyTorch, same workload:",
+            f"  load                 {ref['load_s']:.3f} s",
+            _prompt_line("prompt", ref, w),
+            _decode_line("decode", ref, w),
+        ]
+        for pos, ms in ref["decode_ms_at_position"].items():
+            lines.append(f"  decode at position {pos:<5} {ms:.2f} ms/token")
+        s = r["speedup"]
+        lines.append(
+            f"gpt2cpu / transformers: decode {s['decode']:.2f}x, prompt {s['prompt']:.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def _prompt_line(label: str, e: dict[str, Any], w: dict[str, Any]) -> str:
+    p = e["prompt_tokens_per_s"]
+    return (
+        f"  {label} ({w['prompt_tokens']} tokens) {p['median']:7.0f} tokens/s "
+        f"(median of {p['n']}, p10-p90 {p['p10']:.0f}-{p['p90']:.0f})"
+    )
+
+
+def _decode_line(label: str, e: dict[str, Any], w: dict[str, Any]) -> str:
+    d = e["decode_ms_per_token"]
+    return (
+        f"  {label} ({w['decode_prompt_tokens']}+{w['new_tokens']})    "
+        f"{e['decode_tokens_per_s']:7.1f} tokens/s, {d['median']:.2f} ms/token "
+        f"(p10-p90 {d['p10']:.2f}-{d['p90']:.2f}, {d['n']} steps)"
+    )
