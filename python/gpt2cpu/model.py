@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from .loading import core_config, load_into, locate_tensors, open_checkpoint
 from .threads import check_threads, default_threads
 
 if TYPE_CHECKING:
+    from .generation import GenerationResult, GenerationStream
     from .tokenizer import Tokenizer
 
 IdsLike = Iterable[int] | np.ndarray[Any, Any]
@@ -186,6 +187,75 @@ class Model:
                 f"got {arr.size}"
             )
         return self.new_sequence(arr.size).append(arr, all_logits=True)
+
+    def generate(
+        self,
+        prompt: str | IdsLike,
+        *,
+        max_new_tokens: int | None = 64,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: Mapping[int, float] | None = None,
+        stop: str | Iterable[str] | None = None,
+        ignore_eos: bool = False,
+        seed: int | None = None,
+        truncate: bool = False,
+    ) -> GenerationResult:
+        """Continue prompt (text, or token ids) and return the new text and ids.
+
+        temperature 0 is greedy; top_k, top_p, min_p and repetition_penalty follow Hugging
+        Face, presence_penalty and frequency_penalty OpenAI; logit_bias adds to token logits;
+        generation ends at max_new_tokens (None: the end of the context), a stop string
+        (excluded from the text) or the EOS token unless ignore_eos. The same seed gives the
+        same output. See gpt2cpu.generation.GenerationConfig for every option's details.
+        """
+        from .generation import GenerationConfig, generate
+
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+            min_p=min_p, repetition_penalty=repetition_penalty,
+            presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+            logit_bias=logit_bias, stop=stop, ignore_eos=ignore_eos, seed=seed,
+            truncate=truncate,
+        )
+        return generate(self, prompt, config)
+
+    def stream(
+        self,
+        prompt: str | IdsLike,
+        *,
+        max_new_tokens: int | None = 64,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: Mapping[int, float] | None = None,
+        stop: str | Iterable[str] | None = None,
+        ignore_eos: bool = False,
+        seed: int | None = None,
+        truncate: bool = False,
+    ) -> GenerationStream:
+        """Like `generate`, but yields the new text in pieces as it is produced; a stop
+        string never appears, even in part. The returned iterator's `result` holds the
+        GenerationResult once it is exhausted."""
+        from .generation import GenerationConfig, stream
+
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+            min_p=min_p, repetition_penalty=repetition_penalty,
+            presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+            logit_bias=logit_bias, stop=stop, ignore_eos=ignore_eos, seed=seed,
+            truncate=truncate,
+        )
+        return stream(self, prompt, config)
 
     def __repr__(self) -> str:
         c = self.config

@@ -1,0 +1,28 @@
+"""Arguments and input handling shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m", "--model", metavar="DIR", default=None,
+        help="a Hugging Face GPT-2 model directory (default: the bundled demo model)",
+    )
+
+
+def model_directory(args: argparse.Namespace) -> Path:
+    """--model, else the bundled model (FileNotFoundError when it is not installed)."""
+    if args.model is not None:
+        return Path(args.model)
+    from ..bundled import default_model_dir
+
+    return default_model_dir()
+
+
+def read_text_argument(value: str) -> str:
+    """A text argument as given, or all of stdin for "-"."""
+    return sys.stdin.read() if value == "-" else value

@@ -1,0 +1,292 @@
+"""The generation loop: prompt -> KV-cached sequence -> sampler -> stop checks -> text.
+
+    config = GenerationConfig(max_new_tokens=32, temperature=0.8, top_p=0.95, seed=1)
+    result = generate(model, "Once upon a time", config)
+    for piece in stream(model, "Once upon a time", config): ...
+
+`Model.generate` and `Model.stream` are the same functions with the options as keywords.
+The prompt runs through the model once; each step then runs only the newest token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from .sampling import Sampler, SamplingParams
+from .stopping import StopMatcher, stop_strings
+
+if TYPE_CHECKING:
+    from .model import IdsLike, Model
+    from .streaming import StreamDecoder
+
+FinishReason = Literal["length", "stop", "eos"]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Every control of a generation, checked on construction (ValueError naming the
+    argument). The sampling controls are those of `SamplingParams`.
+
+    max_new_tokens: at most this many new tokens; None: until the context is full.
+    stop: a string or strings; the text ends just before the first one that appears.
+    ignore_eos: keep going when the model produces its end-of-text token.
+    truncate: when prompt + max_new_tokens exceed the context, drop the prompt's oldest
+        tokens instead of raising ValueError.
+    """
+
+    max_new_tokens: int | None = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: Mapping[int, float] | None = None
+    stop: str | Iterable[str] | None = None
+    ignore_eos: bool = False
+    seed: int | None = None
+    truncate: bool = False
+    sampling: SamplingParams = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = self.max_new_tokens
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"max_new_tokens must be a positive integer or None, got {n!r}")
+        object.__setattr__(self, "stop", stop_strings(self.stop))
+        for name in ("ignore_eos", "truncate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        sampling = SamplingParams(
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            logit_bias=self.logit_bias,
+            seed=self.seed,
+        )
+        object.__setattr__(self, "sampling", sampling)
+        for f in fields(SamplingParams):  # keep the normalised values (ints as floats...)
+            object.__setattr__(self, f.name, getattr(sampling, f.name))
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        stops = self.stop
+        assert isinstance(stops, tuple)
+        return stops
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a generation produced.
+
+    text: the new text only, ending before the stop string when one was found.
+    token_ids: the new tokens only; with a stop string, up to and including the token that
+        completed it; the end-of-text token that ended a generation is not included.
+    finish_reason: "length" (max_new_tokens or the context ran out), "stop" (a stop string)
+        or "eos" (the model's end-of-text token).
+    stop: the stop string found, if any.
+    prompt_tokens: tokens the model read before generating (after any truncation; an empty
+        prompt reads one, the BOS/EOS token).
+    prefill_seconds: time to run the prompt. decode_seconds: time of the generating steps,
+        sampling and decoding included, not counting time the caller held a stream.
+    decode_steps: single-token model steps run (one fewer than the tokens sampled).
+    """
+
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    prompt_tokens: int
+    prefill_seconds: float
+    decode_seconds: float
+    decode_steps: int
+    stop: str | None = None
+
+    @property
+    def prefill_tokens_per_second(self) -> float | None:
+        if self.prefill_seconds <= 0.0:
+            return None
+        return self.prompt_tokens / self.prefill_seconds
+
+    @property
+    def decode_tokens_per_second(self) -> float | None:
+        if self.decode_steps == 0 or self.decode_seconds <= 0.0:
+            return None
+        return self.decode_steps / self.decode_seconds
+
+
+def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig) -> list[int]:
+    """The ids the model reads first: the encoded prompt, the BOS/EOS token for an empty
+    one (as Hugging Face starts from bos_token_id), cut to fit the context if allowed."""
+    from .model import as_ids
+
+    if isinstance(prompt, str):
+        if model.tokenizer is None:
+            raise ValueError(
+                "this model has no tokenizer files; pass the prompt as a list of token ids"
+            )
+        ids = model.tokenizer.encode(prompt)
+    else:
+        ids = as_ids(prompt, model.config.vocab_size, "prompt").tolist()
+    if not ids:
+        start = _first_known(
+            model.config.bos_token_id,
+            model.config.eos_token_id,
+            model.tokenizer.bos_token_id if model.tokenizer else None,
+            model.tokenizer.eos_token_id if model.tokenizer else None,
+        )
+        if start is None:
+            raise ValueError("the prompt is empty and the model names no BOS or EOS token to "
+                             "start from")
+        ids = [start]
+
+    context = model.config.n_positions
+    wanted = config.max_new_tokens
+    room = context - len(ids)
+    if wanted is None:
+        if room >= 1:
+            return ids
+        if not config.truncate:
+            raise ValueError(
+                f"the prompt has {len(ids)} tokens and fills the model's context of {context} "
+                "tokens; shorten it or pass truncate=True"
+            )
+        return ids[len(ids) - (context - 1) :]
+    if wanted <= room:
+        return ids
+    if wanted >= context:
+        raise ValueError(
+            f"max_new_tokens={wanted} leaves no room for a prompt in the model's context of "
+            f"{context} tokens"
+        )
+    if not config.truncate:
+        raise ValueError(
+            f"the prompt has {len(ids)} tokens; with max_new_tokens={wanted} that is "
+            f"{len(ids) + wanted}, more than the model's context of {context} tokens; "
+            "shorten the prompt, lower max_new_tokens or pass truncate=True"
+        )
+    return ids[len(ids) - (context - wanted) :]
+
+
+def _first_known(*candidates: int | None) -> int | None:
+    return next((c for c in candidates if c is not None), None)
+
+
+class GenerationStream:
+    """An iterator over the text pieces of one generation, as they are produced.
+
+    The pieces are whole characters (the tokenizer's streaming decoder holds back a split
+    one) and never include any part of a stop string. Once the iterator is exhausted,
+    `result` holds the `GenerationResult`; its text is the pieces joined.
+    """
+
+    def __init__(self, model: Model, prompt: str | IdsLike, config: GenerationConfig,
+                 *, text: bool = True) -> None:
+        if text and model.tokenizer is None:
+            raise ValueError("this model has no tokenizer files, so it cannot stream text")
+        if config.stop_strings and model.tokenizer is None:
+            raise ValueError("stop strings need the model's tokenizer, and it has none")
+        self.model = model
+        self.config = config
+        self.prompt_ids = prompt_ids(model, prompt, config)
+        self.result: GenerationResult | None = None
+        self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
+
+    def __iter__(self) -> GenerationStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._steps)
+
+    def close(self) -> None:
+        """Stops a generation early; `result` stays None."""
+        self._steps.close()
+
+    def _run(self, decoder: StreamDecoder | None) -> Generator[str, None, None]:
+        model, config = self.model, self.config
+        ids = self.prompt_ids
+        budget = config.max_new_tokens or model.config.n_positions - len(ids)
+        eos = None if config.ignore_eos else _first_known(
+            model.config.eos_token_id, model.tokenizer.eos_token_id if model.tokenizer else None
+        )
+        sampler = Sampler(config.sampling, model.config.vocab_size, ids)
+        stops = StopMatcher(config.stop_strings)
+        # The last sampled token is never run, so the cache needs one place fewer.
+        sequence = model.new_sequence(max(1, len(ids) + budget - 1))
+        new: list[int] = []
+        pieces: list[str] = []
+        finish: FinishReason = "length"
+
+        started = time.perf_counter()
+        logits = sequence.append(np.asarray(ids, dtype=np.int64))
+        prefill = time.perf_counter() - started
+        decode = 0.0
+        steps = 0
+        next_id = np.zeros(1, dtype=np.int64)
+        started = time.perf_counter()
+        for step in range(budget):
+            token = sampler.sample(logits)
+            if token == eos:
+                finish = "eos"
+                break
+            new.append(token)
+            sampler.observe(token)
+            if decoder is not None:
+                piece = stops.feed(decoder.push(token))
+                if piece:
+                    pieces.append(piece)
+                    decode += time.perf_counter() - started
+                    yield piece  # the caller's time between pieces is not ours
+                    started = time.perf_counter()
+                if stops.matched is not None:
+                    finish = "stop"
+                    break
+            if step + 1 == budget:
+                break
+            next_id[0] = token
+            logits = sequence.append(next_id)
+            steps += 1
+        decode += time.perf_counter() - started
+
+        if decoder is not None and finish != "stop":
+            tail = stops.feed(decoder.flush())
+            if stops.matched is not None:
+                finish = "stop"
+            else:
+                tail += stops.flush()
+            if tail:
+                pieces.append(tail)
+                yield tail
+        self.result = GenerationResult(
+            text="".join(pieces),
+            token_ids=new,
+            finish_reason=finish,
+            prompt_tokens=len(ids),
+            prefill_seconds=prefill,
+            decode_seconds=decode,
+            decode_steps=steps,
+            stop=stops.matched,
+        )
+
+
+def stream(model: Model, prompt: str | IdsLike, config: GenerationConfig) -> GenerationStream:
+    """Generates from prompt (text or token ids), yielding text pieces as they come."""
+    return GenerationStream(model, prompt, config)
+
+
+def generate(model: Model, prompt: str | IdsLike, config: GenerationConfig) -> GenerationResult:
+    """Generates from prompt (text or token ids). Without a tokenizer, prompt must be ids
+    and the result's text is empty."""
+    run = GenerationStream(model, prompt, config, text=False)
+    for _ in run:
+        pass
+    assert run.result is not None
+    return run.result

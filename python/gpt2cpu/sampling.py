@@ -1,0 +1,334 @@
+"""Choosing the next token from a row of logits: penalties, warpers and a seeded draw.
+
+The processors follow Hugging Face `transformers` (RepetitionPenaltyLogitsProcessor,
+TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper) and apply in
+its order: logit bias, repetition penalty, presence/frequency penalties, then - unless the
+temperature is 0, which means greedy - temperature, top-k, top-p and min-p.
+Presence and frequency penalties follow OpenAI: they count generated tokens only.
+
+Nothing here knows the model or the tokenizer: a `Sampler` sees logits and token ids.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+FloatArray = np.ndarray[Any, np.dtype[np.float32]]
+IntArray = np.ndarray[Any, np.dtype[np.int64]]
+
+# Two-level prefix-sum search: numpy's cumsum is a sequential loop (about 5 ns an element),
+# while summing fixed blocks is vectorised, so the vocabulary is searched a block at a time.
+_BLOCK = 256
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    result = float(value)
+    if math.isnan(result):
+        raise ValueError(f"{name} must be a number, got nan")
+    return result
+
+
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each token. Checked on construction; each bad value raises ValueError
+    naming the argument.
+
+    temperature: 0 picks the most likely token (greedy); otherwise logits are divided by it.
+    top_k: keep the k most likely tokens (0: all). Ties with the k-th are kept, as in HF.
+    top_p: keep the fewest most likely tokens whose probability adds up to top_p, in (0, 1].
+    min_p: drop tokens less likely than min_p times the most likely one, in [0, 1].
+    repetition_penalty: HF/CTRL semantics, > 0: a positive logit of any token already in the
+        prompt or the output is divided by it, a negative one multiplied.
+    presence_penalty, frequency_penalty: OpenAI semantics, in [-2, 2]: subtracted from the
+        logit of each generated token once, and once per occurrence.
+    logit_bias: token id -> value added to its logit (-inf bans the token).
+    seed: seeds the draw; the same seed gives the same tokens. None: fresh entropy.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: Mapping[int, float] | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        def fix(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        temperature = _number("temperature", self.temperature)
+        if not 0.0 <= temperature < math.inf:
+            raise ValueError(f"temperature must be >= 0 and finite (0: greedy), got {temperature}")
+        fix("temperature", temperature)
+        top_k = _integer("top_k", self.top_k)
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: no limit), got {top_k}")
+        fix("top_k", top_k)
+        top_p = _number("top_p", self.top_p)
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        fix("top_p", top_p)
+        min_p = _number("min_p", self.min_p)
+        if not 0.0 <= min_p <= 1.0:
+            raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+        fix("min_p", min_p)
+        penalty = _number("repetition_penalty", self.repetition_penalty)
+        if not 0.0 < penalty < math.inf:
+            raise ValueError(f"repetition_penalty must be > 0 and finite, got {penalty}")
+        fix("repetition_penalty", penalty)
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = _number(name, getattr(self, name))
+            if not -2.0 <= value <= 2.0:
+                raise ValueError(f"{name} must be in [-2, 2], got {value}")
+            fix(name, value)
+        if self.logit_bias is not None:
+            if not isinstance(self.logit_bias, Mapping):
+                kind = type(self.logit_bias).__name__
+                raise ValueError(f"logit_bias must map token ids to numbers, got a {kind}")
+            bias: dict[int, float] = {}
+            for key, value in self.logit_bias.items():
+                token = _integer("logit_bias key", key)
+                if token < 0:
+                    raise ValueError(f"logit_bias key must be a token id >= 0, got {token}")
+                number = _number(f"logit_bias[{token}]", value)
+                if number == math.inf:
+                    raise ValueError(f"logit_bias[{token}] must not be +inf")
+                bias[token] = number
+            fix("logit_bias", bias)
+        if self.seed is not None:
+            seed = _integer("seed", self.seed)
+            if seed < 0:
+                raise ValueError(f"seed must be >= 0, got {seed}")
+            fix("seed", seed)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass
+class _Counts:
+    """Token ids seen so far, as a sorted-free array of distinct ids plus per-id counts, so
+    that a penalty touches only those ids instead of the whole vocabulary."""
+
+    vocab_size: int
+    ids: list[int] = field(default_factory=list)
+    counts: np.ndarray[Any, np.dtype[np.float32]] = field(init=False)
+    _array: IntArray | None = None
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros(self.vocab_size, dtype=np.float32)
+
+    def add(self, token: int) -> None:
+        if self.counts[token] == 0:
+            self.ids.append(token)
+            self._array = None
+        self.counts[token] += 1
+
+    def array(self) -> IntArray:
+        if self._array is None:
+            self._array = np.array(self.ids, dtype=np.int64)
+        return self._array
+
+
+class Sampler:
+    """Picks tokens for one sequence under `params`, tracking the ids the penalties need.
+
+    `prompt_ids` count for the repetition penalty (as in HF); only ids passed to `observe`
+    count for the presence and frequency penalties (as in OpenAI).
+    """
+
+    def __init__(
+        self, params: SamplingParams, vocab_size: int, prompt_ids: Iterable[int] = ()
+    ) -> None:
+        self.params = params
+        self.vocab_size = vocab_size
+        self._rng = np.random.default_rng(params.seed)
+        self._seen = _Counts(vocab_size)  # prompt and output: repetition penalty
+        self._generated = _Counts(vocab_size)  # output only: presence and frequency
+        for token in prompt_ids:
+            self._seen.add(int(token))
+        self._bias_ids: IntArray | None = None
+        self._bias_values: FloatArray | None = None
+        if params.logit_bias:
+            for token in params.logit_bias:
+                if token >= vocab_size:
+                    raise ValueError(
+                        f"logit_bias key {token} is outside the vocabulary [0, {vocab_size})"
+                    )
+            self._bias_ids = np.fromiter(params.logit_bias, dtype=np.int64)
+            self._bias_values = np.fromiter(params.logit_bias.values(), dtype=np.float32)
+
+    def observe(self, token: int) -> None:
+        """Records a generated token for the penalties of later steps."""
+        self._seen.add(token)
+        self._generated.add(token)
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    def penalized(self, logits: np.ndarray[Any, Any]) -> FloatArray:
+        """Logits after bias and penalties (a new float32 array when any applies)."""
+        p = self.params
+        x: FloatArray = np.asarray(logits, dtype=np.float32)
+        if x.shape != (self.vocab_size,):
+            raise ValueError(f"logits must have shape ({self.vocab_size},), got {x.shape}")
+        copied = False
+
+        def writable() -> FloatArray:
+            nonlocal x, copied
+            if not copied:
+                x = x.copy()
+                copied = True
+            return x
+
+        if self._bias_ids is not None and self._bias_values is not None:
+            writable()[self._bias_ids] += self._bias_values
+        if p.repetition_penalty != 1.0 and self._seen.ids:
+            ids = self._seen.array()
+            score = writable()[ids]
+            x[ids] = np.where(
+                score < 0, score * np.float32(p.repetition_penalty),
+                score / np.float32(p.repetition_penalty),
+            )
+        if (p.presence_penalty or p.frequency_penalty) and self._generated.ids:
+            ids = self._generated.array()
+            writable()[ids] -= (
+                self._generated.counts[ids] * np.float32(p.frequency_penalty)
+                + np.float32(p.presence_penalty)
+            )
+        return x
+
+    def candidates(self, logits: np.ndarray[Any, Any]) -> tuple[IntArray | None, FloatArray]:
+        """The tokens sampling may pick and their processed logits: (ids, values), or
+        (None, all values) when nothing was filtered. Greedy keeps only the argmax."""
+        p = self.params
+        x = self.penalized(logits)
+        if p.greedy:
+            best = int(np.argmax(x))
+            return np.array([best], dtype=np.int64), x[best : best + 1]
+        if p.temperature != 1.0:
+            x = x / np.float32(p.temperature)
+        ids: IntArray | None = None
+        if 0 < p.top_k < x.size:
+            kth = np.partition(x, x.size - p.top_k)[x.size - p.top_k]
+            ids, x = _keep(ids, x, x >= kth)
+        if p.top_p < 1.0:
+            weights = _weights(x)
+            cut = _top_p_cut(weights, p.top_p)
+            if cut is not None:
+                ids, x = _keep(ids, x, weights >= cut)
+        if p.min_p > 0.0:
+            # exp(x - max) is the probability relative to the top token's, so HF's
+            # `probs < min_p * max(probs)` is `weights < min_p`.
+            weights = _weights(x)
+            ids, x = _keep(ids, x, weights >= np.float32(p.min_p))
+        return ids, x
+
+    def filtered_logits(self, logits: np.ndarray[Any, Any]) -> FloatArray:
+        """The full row as HF's processors leave it: processed logits, -inf where filtered."""
+        ids, values = self.candidates(logits)
+        if ids is None:
+            return values
+        out = np.full(self.vocab_size, -np.inf, dtype=np.float32)
+        out[ids] = values
+        return out
+
+    def sample(self, logits: np.ndarray[Any, Any]) -> int:
+        """Picks the next token from one row of logits (vocab_size,)."""
+        ids, values = self.candidates(logits)
+        if self.params.greedy:
+            assert ids is not None
+            return int(ids[0])
+        weights = _weights(values)
+        total = float(weights.sum(dtype=np.float64))
+        if not total > 0.0:
+            raise ValueError("no token can be sampled: logit_bias bans every candidate")
+        index = _draw(weights, self._rng.random() * total)
+        return index if ids is None else int(ids[index])
+
+
+def _weights(x: FloatArray) -> FloatArray:
+    """Unnormalised probabilities exp(x - max x), float32 like HF's softmax."""
+    top = x.max()
+    if top == -np.inf:
+        raise ValueError("no token can be sampled: logit_bias bans every candidate")
+    weights: FloatArray = np.exp(x - top)
+    return weights
+
+
+def _keep(
+    ids: IntArray | None, x: FloatArray, mask: np.ndarray[Any, np.dtype[np.bool_]]
+) -> tuple[IntArray, FloatArray]:
+    kept = np.flatnonzero(mask)
+    return (kept if ids is None else ids[kept]), x[kept]
+
+
+def _cumsum_search(w: FloatArray, target: float, side: Literal["left", "right"]) -> int:
+    """np.searchsorted(np.cumsum(w), target, side) for non-negative w, summing blocks of
+    _BLOCK at once and running the sequential prefix sum inside one block only."""
+    n = w.size
+    if n <= 4 * _BLOCK:
+        return int(np.searchsorted(np.cumsum(w, dtype=np.float64), target, side))
+    whole = n // _BLOCK
+    ends = np.cumsum(w[: whole * _BLOCK].reshape(whole, _BLOCK).sum(axis=1, dtype=np.float64))
+    block = int(np.searchsorted(ends, target, side))
+    start = block * _BLOCK
+    base = float(ends[block - 1]) if block else 0.0
+    inside = np.cumsum(w[start : start + _BLOCK], dtype=np.float64) + base
+    return start + int(np.searchsorted(inside, target, side))
+
+
+def _draw(weights: FloatArray, target: float) -> int:
+    """Inverse CDF: the first index whose prefix sum of weights exceeds target."""
+    index = _cumsum_search(weights, target, "right")
+    if index >= weights.size or weights[index] <= 0.0:
+        # Block sums and in-block sums round differently; at a boundary that can land past
+        # the end or on a zero weight. Redo it the slow, exact way.
+        index = int(np.searchsorted(np.cumsum(weights, dtype=np.float64), target, "right"))
+        index = min(index, weights.size - 1)
+        while weights[index] <= 0.0:
+            index -= 1
+    return index
+
+
+def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
+    """The smallest weight in the nucleus: HF removes a token when the probability of the
+    tokens below it, itself included, is <= 1 - top_p, i.e. keeps it while the tokens above
+    it hold less than top_p. None when everything is kept."""
+    n = weights.size
+    target = top_p * float(weights.sum(dtype=np.float64))
+    # Sorting the whole vocabulary costs about 1 ms; a peaked distribution reaches top_p
+    # within its first few dozen tokens, so sort only the largest m, growing m as needed.
+    m = min(n, 64)
+    while True:
+        if m < n:
+            top = np.sort(np.partition(weights, n - m)[n - m :])[::-1]
+            if float(top.sum(dtype=np.float64)) >= target:
+                break
+            m = min(n, m * 16)
+        else:
+            top = np.sort(weights)[::-1]
+            break
+    # Number kept: the first token, plus each later one whose predecessors sum below target.
+    kept = 1 + _cumsum_search(top[:-1], target, "left")
+    if kept >= n:
+        return None
+    cut: np.float32 = top[kept - 1]
+    return cut
