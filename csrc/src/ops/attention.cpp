@@ -12,7 +12,11 @@ void attention(float* out, const float* q, int64_t ldq, const float* k, const fl
   const int64_t width = s.n_head * s.head_dim;
   const int64_t items = s.t * s.n_head;
   const int64_t longest = s.pos0 + s.t;
-  const int team = static_cast<int>(items < threads ? items : threads);
+  // Keys and values read in all, over the causal triangle: below ~64K floats a thread team
+  // costs more to wake than the work takes.
+  const int64_t work = s.n_head * s.head_dim * (s.t * s.pos0 + s.t * (s.t + 1) / 2) * 2;
+  const int64_t wanted = work < (int64_t{1} << 16) ? 1 : threads;
+  const int team = static_cast<int>(items < wanted ? items : wanted);
   // One score row per thread, allocated here: nothing may throw inside the parallel region.
   Buffer scores(static_cast<size_t>(team) * longest);
 #pragma omp parallel num_threads(team)
