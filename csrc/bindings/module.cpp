@@ -6,6 +6,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "gpt2cpu's C++ engine";
   gpt2cpu::bindings::bind_model(m);
   gpt2cpu::bindings::bind_sequence(m);
+  gpt2cpu::bindings::bind_bpe(m);
   auto kernels = m.def_submodule("kernels", "Single operators, for tests and benchmarks");
   gpt2cpu::bindings::bind_kernels(kernels);
 }

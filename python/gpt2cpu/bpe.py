@@ -4,13 +4,20 @@ The merge semantics are those of OpenAI's GPT-2 `encoder.py`: split the text wit
 `SPLIT_PATTERN`, turn each piece into its UTF-8 bytes (one symbol each), then repeatedly find
 the adjacent pair with the lowest merge rank and join every occurrence of it, left to right,
 until no adjacent pair has a rank.
+
+The merge loop and the cache run in the C++ engine (csrc/src/bpe.cpp) when the package is
+built; otherwise the pure-Python twin here does the same work with the same results, only
+slower on text it has not seen before.
 """
 
 from __future__ import annotations
 
 import heapq
+import importlib
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
+from typing import Protocol
 
 import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-regex
 
@@ -22,13 +29,41 @@ The contractions are case-sensitive, as in GPT-2: "'S" and "'LL" are punctuation
 
 # Bounds on the per-piece cache: it must not grow without limit in a long-running process,
 # and very long pieces (runs of spaces, base64) rarely repeat, so caching them buys nothing.
+# Only speed depends on them. The piece limit counts characters here, bytes in C++.
 _CACHE_ENTRIES = 1 << 16
-_CACHE_PIECE_CHARS = 128
+_CACHE_PIECE_LENGTH = 128
 
 _NO_NEIGHBOUR = -1
 _MERGED_AWAY = -1
 
 MergeFunction = Callable[[bytes], Sequence[int]]
+
+
+class NativeMerger(Protocol):
+    """`gpt2cpu._core.BytePairMerger` (csrc/bindings/bpe.cpp)."""
+
+    def merge(self, piece: bytes) -> list[int]: ...
+    def encode_pieces(self, pieces: list[str]) -> list[int]: ...
+    def clear_cache(self) -> None: ...
+
+
+def native_merger_class() -> Callable[..., NativeMerger] | None:
+    """The C++ merge loop, or None where the engine is not built (or predates it)."""
+    try:
+        core = importlib.import_module("gpt2cpu._core")
+    except ImportError:
+        return None
+    found: Callable[..., NativeMerger] | None = getattr(core, "BytePairMerger", None)
+    return found
+
+
+def _native_from_environment() -> bool | None:
+    choice = os.environ.get("GPT2CPU_BPE", "").strip().lower()
+    if choice in ("", "auto"):
+        return None
+    if choice not in ("native", "python"):
+        raise ValueError(f"GPT2CPU_BPE must be 'native', 'python' or 'auto', got {choice!r}")
+    return choice == "native"
 
 
 class BytePairEncoder:
@@ -38,6 +73,10 @@ class BytePairEncoder:
     `(left, right, merged)` ids, lowest rank first. As in GPT-2's `encoder.py`, a pair listed
     twice keeps its later rank. With `whole_tokens` (Hugging Face's `ignore_merges`), a piece
     whose bytes are a token is that token without merging.
+
+    `native` picks the merge loop: True for C++ (RuntimeError where it is not built), False
+    for Python, None for the environment's `GPT2CPU_BPE` ("native" or "python"), else C++
+    where built.
     """
 
     def __init__(
@@ -46,33 +85,57 @@ class BytePairEncoder:
         merges: Iterable[tuple[int, int, int]],
         *,
         whole_tokens: Mapping[bytes, int] | None = None,
+        native: bool | None = None,
     ) -> None:
         if len(byte_ids) != 256:
             raise ValueError(f"byte_ids must have 256 entries, got {len(byte_ids)}")
+        merge_list = list(merges)
         self._byte_ids = tuple(byte_ids)
-        self._ranks: dict[tuple[int, int], tuple[int, int]] = {
-            (left, right): (rank, merged) for rank, (left, right, merged) in enumerate(merges)
-        }
         self._whole_tokens = dict(whole_tokens) if whole_tokens else None
-        self._split = regex.compile(SPLIT_PATTERN).findall
-        self._merge: MergeFunction = self._merge_python
-        self._cache = _PieceCache(self.encode_piece)
+        self._split: Callable[[str], list[str]] = regex.compile(SPLIT_PATTERN).findall
+        if native is None:
+            native = _native_from_environment()
+        merger_class = None if native is False else native_merger_class()
+        if native and merger_class is None:
+            raise RuntimeError("the C++ merge loop is not built (gpt2cpu._core.BytePairMerger)")
+        self._native: NativeMerger | None = None
+        self._merge: MergeFunction
+        if merger_class is not None:
+            self._native = merger_class(
+                self._byte_ids,
+                merge_list,
+                self._whole_tokens or {},
+                _CACHE_ENTRIES,
+                _CACHE_PIECE_LENGTH,
+            )
+            self._merge = self._native.merge
+        else:
+            self._ranks: dict[tuple[int, int], tuple[int, int]] = {
+                (left, right): (rank, merged)
+                for rank, (left, right, merged) in enumerate(merge_list)
+            }
+            self._merge = self._merge_python
+            self._cache = _PieceCache(self.encode_piece)
+
+    @property
+    def is_native(self) -> bool:
+        return self._native is not None
 
     def encode(self, text: str) -> list[int]:
         """The ids of `text`, every character of it encoded as ordinary text."""
+        if self._native is not None:
+            return self._native.encode_pieces(self._split(text))
         return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
 
     def encode_piece(self, piece: str) -> Sequence[int]:
         """The ids of one pre-token (a match of `SPLIT_PATTERN`), without the cache."""
-        data = piece.encode("utf-8")
-        if self._whole_tokens is not None:
-            whole = self._whole_tokens.get(data)
-            if whole is not None:
-                return (whole,)
-        return self._merge(data)
+        return self._merge(piece.encode("utf-8"))
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        if self._native is not None:
+            self._native.clear_cache()
+        else:
+            self._cache.clear()
 
     def _merge_python(self, data: bytes) -> list[int]:
         # A linked list of symbols and a heap of (rank, position) candidate pairs keep long
@@ -80,6 +143,10 @@ class BytePairEncoder:
         # quadratic and stalls on a megabyte without spaces. Pairs are merged a rank at a
         # time and the pairs a round creates enter the heap only after it, which reproduces
         # encoder.py's "all occurrences, left to right" even for unusual merge orders.
+        if self._whole_tokens is not None:
+            whole = self._whole_tokens.get(data)
+            if whole is not None:
+                return [whole]
         symbols = [self._byte_ids[byte] for byte in data]
         count = len(symbols)
         if count < 2:
@@ -134,7 +201,7 @@ class _PieceCache(dict[str, Sequence[int]]):
 
     def __missing__(self, piece: str) -> Sequence[int]:
         ids = tuple(self._encode_piece(piece))
-        if len(piece) <= _CACHE_PIECE_CHARS:
+        if len(piece) <= _CACHE_PIECE_LENGTH:
             if len(self) >= _CACHE_ENTRIES:
                 self.clear()
             self[piece] = ids

@@ -15,10 +15,10 @@ encoder.json. Unlike Hugging Face, non-special added tokens are treated the same
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from types import MappingProxyType
-from typing import AbstractSet, Literal, Union
+from typing import Literal, Union
 
 import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-regex
 
@@ -36,7 +36,7 @@ from .vocabulary import compile_vocabulary
 
 __all__ = ["StreamDecoder", "Tokenizer", "TokenizerFormatError"]
 
-AllowedSpecial = Union[AbstractSet[str], Literal["all"]]
+AllowedSpecial = Union[Set[str], Literal["all"]]
 
 # File sets `from_pretrained` looks for, in order of preference: tokenizer.json first, as the
 # one file that says outright what the tokenizer is (model, pre-tokenizer, added tokens).
