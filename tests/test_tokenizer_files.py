@@ -4,14 +4,17 @@ malformed files raise. A small hand-made vocabulary keeps each case readable."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from gpt2cpu import Tokenizer
+from gpt2cpu.bpe import native_merger_class
 from gpt2cpu.byte_level import BYTE_TO_CHAR
 from gpt2cpu.errors import TokenizerFormatError
+from tokenizer_references import MERGE_LOOPS, with_merge_loop
 
 MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("l", "l"), ("e", "ll"), ("a", "b"), ("ab", "c")]
 EOT = "<|endoftext|>"
@@ -150,7 +153,8 @@ def test_bpe_merges_by_rank_not_by_the_longest_token(reference: Tokenizer) -> No
     assert [swapped.id_to_token(i) for i in swapped.encode("abc")] == ["a", "bc"]
 
 
-def test_ignore_merges_takes_a_piece_that_is_a_token_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("merge_loop", MERGE_LOOPS)
+def test_ignore_merges_takes_a_piece_that_is_a_token_whole(tmp_path: Path, merge_loop: str) -> None:
     vocab = {**VOCAB, "bc": len(VOCAB)}
     merges = [["b", "c"], *map(list, MERGES)]
     plain = tokenizer_json(**{"model.vocab": vocab, "model.merges": merges})
@@ -159,7 +163,7 @@ def test_ignore_merges_takes_a_piece_that_is_a_token_whole(tmp_path: Path) -> No
     )
     for data, expected in ((plain, ["a", "bc"]), (whole, ["abc"])):
         path = write(tmp_path / "tokenizer.json", data)
-        tok = Tokenizer.from_tokenizer_json(path)
+        tok = with_merge_loop(merge_loop, partial(Tokenizer.from_tokenizer_json, path))
         assert [tok.id_to_token(i) for i in tok.encode("abc")] == expected
         tokenizers = pytest.importorskip("tokenizers")
         reference = tokenizers.Tokenizer.from_file(str(path))
@@ -399,3 +403,15 @@ def test_no_eos_without_endoftext() -> None:
 def test_special_tokens_mapping_is_read_only(reference: Tokenizer) -> None:
     with pytest.raises(TypeError):
         reference.special_tokens[EOT] = 1  # type: ignore[index]
+
+
+def test_merge_loop_choice_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPT2CPU_BPE", "fortran")
+    with pytest.raises(ValueError, match="GPT2CPU_BPE"):
+        Tokenizer(VOCAB, MERGES)
+    monkeypatch.setenv("GPT2CPU_BPE", "native")
+    if native_merger_class() is None:
+        with pytest.raises(RuntimeError, match="not built"):
+            Tokenizer(VOCAB, MERGES)
+    else:
+        assert Tokenizer(VOCAB, MERGES).encode(SAMPLE) == Tokenizer(VOCAB, MERGES).encode(SAMPLE)

@@ -23,16 +23,17 @@ from hypothesis import strategies as st
 from tokenizer_corpus import KINDS, corpus
 from tokenizer_references import (
     ENDOFTEXT,
-    gpt2_files,
+    MERGE_LOOPS,
+    gpt2_tokenizer,
     hf_gpt2_fast,
     tiktoken_gpt2,
     tokenizers_gpt2_json,
 )
 
 
-@pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return Tokenizer.from_files(*gpt2_files())
+@pytest.fixture(scope="module", params=MERGE_LOOPS)
+def tok(request: pytest.FixtureRequest) -> Tokenizer:
+    return gpt2_tokenizer(request.param)
 
 
 @pytest.fixture(scope="module")

