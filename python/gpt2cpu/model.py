@@ -103,21 +103,31 @@ class Sequence:
             raise ValueError("this sequence is closed")
         return core
 
-    def append(self, ids: IdsLike, *, all_logits: bool = False) -> np.ndarray[Any, Any]:
-        """Run ids at the next positions. Returns the last position's logits (vocab_size,),
-        or with all_logits=True those of every new position (len(ids), vocab_size)."""
+    def append(
+        self, ids: IdsLike, *, all_logits: bool = False, last_n: int | None = None
+    ) -> np.ndarray[Any, Any]:
+        """Run ids at the next positions. Returns the last position's logits (vocab_size,);
+        with all_logits=True those of every new position (len(ids), vocab_size); with
+        last_n=n those of the last n new positions (n, vocab_size). The LM head runs only
+        for the positions returned."""
         core = self._open_core()
         arr = as_ids(ids, self.model.config.vocab_size)
         if arr.size == 0:
             raise ValueError("ids must not be empty")
+        if last_n is not None:
+            if all_logits:
+                raise ValueError("give all_logits or last_n, not both")
+            if isinstance(last_n, bool) or not isinstance(last_n, int) or not 1 <= last_n <= arr.size:
+                raise ValueError(f"last_n must be an integer in [1, {arr.size}], got {last_n!r}")
         if self.length + arr.size > self.capacity:
             raise ValueError(
                 f"appending {arr.size} tokens to a sequence of {self.length} would exceed its "
                 f"capacity of {self.capacity} tokens"
             )
-        logits = core.append(arr, arr.size if all_logits else 1)
+        rows = arr.size if all_logits else (last_n or 1)
+        logits = core.append(arr, rows)
         self.tokens.extend(arr.tolist())
-        return logits if all_logits else logits[0]
+        return logits if all_logits or last_n is not None else logits[0]
 
     def truncate(self, length: int) -> None:
         """Forget every token from position `length` on (to re-use a shared prefix)."""
@@ -263,10 +273,17 @@ class Model:
                 f"n_head={c.n_head}, vocab_size={c.vocab_size}, threads={self.threads})")
 
 
+# Every file Tokenizer.from_pretrained reads a vocabulary from.
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "encoder.json", "vocab.bpe")
+
+
 def _load_tokenizer(directory: Path) -> Tokenizer | None:
     from .tokenizer import Tokenizer
 
     try:
         return Tokenizer.from_pretrained(directory)
     except FileNotFoundError:
+        # No tokenizer at all is fine (ids in, logits out); half of one is a broken model.
+        if any((directory / name).exists() for name in _TOKENIZER_FILES):
+            raise
         return None

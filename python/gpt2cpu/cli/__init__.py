@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("generate", "tokenize", "bench")
+COMMANDS: tuple[str, ...] = ("generate", "tokenize", "perplexity", "bench")
 
 
 class CliError(Exception):

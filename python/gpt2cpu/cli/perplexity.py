@@ -1,0 +1,68 @@
+"""`gpt2cpu perplexity`: a model's perplexity and bits per character on a text file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import add_model_argument, model_directory
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "perplexity",
+        help="perplexity and bits per character on a text file",
+        description="Score a UTF-8 text file with a sliding window over the model's context "
+        "(window = n_positions, stride = half of it, unless given).",
+    )
+    add_model_argument(p)
+    p.add_argument("file", help="UTF-8 text file, or - for stdin")
+    p.add_argument("--window", type=int, default=None, help="tokens per window (n_positions)")
+    p.add_argument("--stride", type=int, default=None, help="window step (window // 2)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="compute threads")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..model import Model
+    from ..perplexity import perplexity
+
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(args.file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    model = Model.from_pretrained(model_directory(args), threads=args.threads)
+    r = perplexity(model, text, window=args.window, stride=args.stride)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "tokens": r.tokens,
+                    "scored_tokens": r.scored_tokens,
+                    "text_chars": r.text_chars,
+                    "window": r.window,
+                    "stride": r.stride,
+                    "nll_sum": r.nll_sum,
+                    "nats_per_token": r.nats_per_token,
+                    "perplexity": r.perplexity,
+                    "bits_per_char": r.bits_per_char,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(
+            f"perplexity {r.perplexity:.4f}  ({r.nats_per_token:.4f} nats/token, "
+            f"{r.bits_per_char:.4f} bits/char) over {r.scored_tokens} tokens, "
+            f"{r.text_chars} characters; window {r.window}, stride {r.stride}"
+        )
+    return 0
