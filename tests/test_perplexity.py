@@ -8,16 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from text_models import small_text_model_fixture, text_model_dir_fixture  # noqa: F401
-
 import gpt2cpu
+import pytest
 from gpt2cpu.perplexity import perplexity, windows
+from text_models import small_text_model_fixture, text_model_dir_fixture  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 TEXT = "\n".join(
-    f"def handler_{i}(request, limit={i * 7}):\n    return [x for x in request.items if x < limit]\n"
+    f"def handler_{i}(request, limit={i * 7}):\n"
+    "    return [x for x in request.items if x < limit]\n"
     for i in range(40)
 )
 

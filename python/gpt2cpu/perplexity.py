@@ -69,7 +69,8 @@ def _log_softmax_at(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """log softmax(logits)[i, targets[i]], in float32 as the reference computes it."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(shifted).sum(axis=1, dtype=np.float32))
-    return shifted[np.arange(len(targets)), targets] - log_norm
+    picked: np.ndarray = shifted[np.arange(len(targets)), targets] - log_norm
+    return picked
 
 
 def perplexity(
