@@ -46,18 +46,19 @@ def read_vocab_json(path: PathLike) -> dict[str, int]:
 
 def read_merges_txt(path: PathLike) -> list[tuple[str, str]]:
     text = _read_text(path)
+    lines = text.split("\n")
+    first = 1 if lines[0].startswith("#version") else 0  # "#version: 0.2" is not a merge
     merges = []
-    for number, raw_line in enumerate(text.split("\n"), start=1):
+    for number, raw_line in enumerate(lines[first:], start=first + 1):
         line = raw_line.rstrip("\r")
-        if not line or (number == 1 and line.startswith("#version")):
-            continue
         parts = line.split(" ")
-        if len(parts) != 2 or not all(parts):
+        if len(parts) == 2 and parts[0] and parts[1]:
+            merges.append((parts[0], parts[1]))
+        elif line:
             raise TokenizerFormatError(
                 f"{os.fspath(path)}: line {number}: expected two tokens separated by one "
                 f"space, got {line!r}"
             )
-        merges.append((parts[0], parts[1]))
     return merges
 
 

@@ -50,17 +50,15 @@ def compile_vocabulary(spec: TokenizerSpec) -> Vocabulary:
         byte_ids.append(byte_id)
 
     merges = []
+    vocab = spec.vocab
     for number, (left, right) in enumerate(spec.merges, start=1):
-        ids = []
-        for part in (left, right, left + right):
-            part_id = spec.vocab.get(part)
-            if part_id is None:
-                raise TokenizerFormatError(
-                    f"{spec.merges_source}: merge {number} ({left!r} {right!r}) needs token "
-                    f"{part!r}, which is not in the vocabulary"
-                )
-            ids.append(part_id)
-        merges.append((ids[0], ids[1], ids[2]))
+        try:
+            merges.append((vocab[left], vocab[right], vocab[left + right]))
+        except KeyError as missing:
+            raise TokenizerFormatError(
+                f"{spec.merges_source}: merge {number} ({left!r} {right!r}) needs token "
+                f"{missing.args[0]!r}, which is not in the vocabulary"
+            ) from None
 
     id_to_bytes = {}
     for token_id, token in id_to_token.items():
