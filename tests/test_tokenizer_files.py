@@ -351,6 +351,8 @@ def test_decode_takes_numpy_ids(reference: Tokenizer) -> None:
     ids = reference.encode(SAMPLE)
     for dtype in (np.int64, np.int32, np.uint16):
         assert reference.decode(np.array(ids, dtype=dtype)) == SAMPLE
+    with pytest.raises(ValueError, match=r"^token id 9999 is not"):
+        reference.decode(np.array([9999]))
     assert reference.decode_batch([ids, []]) == [SAMPLE, ""]
 
 
@@ -365,6 +367,8 @@ def test_an_id_hole_beyond_the_vocabulary_is_unknown() -> None:
 def test_allowed_special_must_name_special_tokens(reference: Tokenizer) -> None:
     with pytest.raises(ValueError, match="<|nope|>"):
         reference.encode("x", allowed_special={"<|nope|>"})
+    with pytest.raises(ValueError, match="'all' or a set"):
+        reference.encode("x", allowed_special=EOT)  # type: ignore[arg-type]
     assert reference.encode(EOT, allowed_special=set()) == reference.encode(EOT)
     assert reference.encode(EOT, allowed_special=frozenset({EOT})) == [VOCAB[EOT]]
 

@@ -11,6 +11,11 @@ does; it never adds special tokens of its own. The special tokens are those the 
 as added tokens (tokenizer.json's `added_tokens`, tokenizer_config.json's
 `added_tokens_decoder`) and vocabulary entries no merge produces, such as "<|endoftext|>" in
 encoder.json. Unlike Hugging Face, non-special added tokens are treated the same way.
+
+Decoding turns bytes that are not valid UTF-8 into U+FFFD, as Hugging Face and tiktoken do,
+and raises ValueError for an id the tokenizer does not have; `stream_decoder()` yields text
+as each character completes. The merge loop runs in the C++ engine when the package is built
+and in Python otherwise (`GPT2CPU_BPE=python|native` forces one); the ids are the same.
 """
 
 from __future__ import annotations
@@ -158,6 +163,8 @@ class Tokenizer:
         return [self.encode(text, allowed_special=allowed_special) for text in texts]
 
     def _special_splitter(self, allowed: AllowedSpecial) -> regex.Pattern[str]:
+        if isinstance(allowed, str) and allowed != "all":
+            raise ValueError(f"allowed_special must be 'all' or a set of texts, not {allowed!r}")
         names = frozenset(self._special_tokens) if allowed == "all" else frozenset(allowed)
         splitter = self._special_splitters.get(names)
         if splitter is None:
@@ -198,8 +205,9 @@ class Tokenizer:
         return found
 
     def _unknown_id(self, token_id: object) -> ValueError:
+        # str, not repr: numpy ids would read "np.int64(50257)".
         return ValueError(
-            f"token id {token_id!r} is not in the vocabulary (ids run from 0 to "
+            f"token id {token_id} is not in the vocabulary (ids run from 0 to "
             f"{self.vocab_size - 1})"
         )
 
