@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -42,6 +43,9 @@ const BytePairMerger::Rank* BytePairMerger::find(int32_t left, int32_t right) co
 }
 
 void BytePairMerger::merge(std::string_view piece, std::vector<int32_t>& out) const {
+  if (piece.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    throw std::length_error("a piece of text longer than 2 GiB cannot be merged");
+  }
   const auto n = static_cast<int32_t>(piece.size());
   if (n == 0) return;
   if (!whole_tokens_.empty()) {

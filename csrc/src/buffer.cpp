@@ -6,43 +6,81 @@
 #include <new>
 #include <utility>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace gpt2cpu {
 
 namespace {
 constexpr size_t kAlign = 64;
-}
+constexpr size_t kHugePage = size_t{2} << 20;
+
+uintptr_t align_up(uintptr_t p, size_t a) { return (p + a - 1) & ~static_cast<uintptr_t>(a - 1); }
+}  // namespace
 
 Buffer::Buffer(Buffer&& other) noexcept
     : raw_(std::exchange(other.raw_, nullptr)),
+      mapped_bytes_(std::exchange(other.mapped_bytes_, 0)),
       data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
-    std::free(raw_);
+    release();
     raw_ = std::exchange(other.raw_, nullptr);
+    mapped_bytes_ = std::exchange(other.mapped_bytes_, 0);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
   }
   return *this;
 }
 
-Buffer::~Buffer() { std::free(raw_); }
+Buffer::~Buffer() { release(); }
 
-void Buffer::resize(size_t n_floats) {
+void Buffer::release() {
+#if defined(__linux__)
+  if (mapped_bytes_ != 0) {
+    munmap(raw_, mapped_bytes_);
+  } else {
+    std::free(raw_);
+  }
+#else
   std::free(raw_);
+#endif
   raw_ = nullptr;
+  mapped_bytes_ = 0;
   data_ = nullptr;
   size_ = 0;
+}
+
+void Buffer::resize(size_t n_floats, Pages pages) {
+  release();
   if (n_floats == 0) return;
-  if (n_floats > (std::numeric_limits<size_t>::max() - kAlign) / sizeof(float)) {
+  if (n_floats > (std::numeric_limits<size_t>::max() - kHugePage) / sizeof(float)) {
     throw std::bad_alloc();
   }
+  const size_t bytes = n_floats * sizeof(float);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (pages == Pages::Huge && bytes >= kHugePage) {
+    // Anonymous mappings are zero-filled; over-allocate to start on a huge-page boundary.
+    const size_t mapped = bytes + kHugePage;
+    void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    raw_ = p;
+    mapped_bytes_ = mapped;
+    data_ = reinterpret_cast<float*>(align_up(reinterpret_cast<uintptr_t>(p), kHugePage));
+    madvise(data_, bytes, MADV_HUGEPAGE);  // advice only: ignored where THP is off
+    size_ = n_floats;
+    return;
+  }
+#else
+  (void)pages;
+#endif
   // calloc, not aligned_alloc + memset: large blocks come zeroed from fresh pages untouched.
-  raw_ = std::calloc(n_floats * sizeof(float) + kAlign, 1);
+  raw_ = std::calloc(bytes + kAlign, 1);
   if (raw_ == nullptr) throw std::bad_alloc();
-  const auto addr = reinterpret_cast<uintptr_t>(raw_);
-  data_ = reinterpret_cast<float*>((addr + kAlign - 1) & ~(uintptr_t)(kAlign - 1));
+  data_ = reinterpret_cast<float*>(align_up(reinterpret_cast<uintptr_t>(raw_), kAlign));
   size_ = n_floats;
 }
 

@@ -22,7 +22,7 @@ void Model::load_tensor(const std::string& name, const float* data,
   if (ready()) {
     throw std::invalid_argument("the model is already loaded; tensors cannot be replaced");
   }
-  weights_.load(name, data, shape);
+  weights_.load(name, data, shape, threads());
 }
 
 void Model::finalize() {

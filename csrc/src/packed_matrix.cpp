@@ -4,7 +4,11 @@
 
 namespace gpt2cpu {
 
-void PackedMatrix::pack_from_k_by_n(const float* w) {
+// Both packers split the work by panel, so each thread writes (and first-touches) its own
+// contiguous part of the destination.
+
+void PackedMatrix::pack_from_k_by_n(const float* w, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t p = 0; p < panels(); ++p) {
     const int64_t col0 = p * kPanel;
     const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
@@ -15,11 +19,16 @@ void PackedMatrix::pack_from_k_by_n(const float* w) {
   }
 }
 
-void PackedMatrix::pack_from_n_by_k(const float* wt) {
-  for (int64_t j = 0; j < n; ++j) {
-    float* dst = data + (j / kPanel) * k * kPanel + (j % kPanel);
-    const float* src = wt + j * k;
-    for (int64_t r = 0; r < k; ++r) dst[r * kPanel] = src[r];
+void PackedMatrix::pack_from_n_by_k(const float* wt, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t p = 0; p < panels(); ++p) {
+    const int64_t col0 = p * kPanel;
+    const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
+    float* dst = data + p * k * kPanel;
+    for (int64_t j = 0; j < cols; ++j) {
+      const float* src = wt + (col0 + j) * k;
+      for (int64_t r = 0; r < k; ++r) dst[r * kPanel + j] = src[r];
+    }
   }
 }
 

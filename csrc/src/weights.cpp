@@ -71,7 +71,7 @@ std::vector<TensorSpec> Weights::specs_for(const Config& c) {
 Weights::Weights(const Config& c) : specs_(specs_for(c)) {
   size_t total = 0;
   for (const auto& spec : specs_) total += stored_floats(spec);
-  buffer_.resize(total);
+  buffer_.resize(total, Buffer::Pages::Huge);
   size_t offset = 0;
   for (auto& spec : specs_) {
     spec.dest = buffer_.data() + offset;
@@ -121,7 +121,8 @@ Weights::Weights(const Config& c) : specs_(specs_for(c)) {
   ln_f_bias = plain("ln_f.bias");
 }
 
-void Weights::load(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
+void Weights::load(const std::string& name, const float* data, const std::vector<int64_t>& shape,
+                   int threads) {
   for (size_t i = 0; i < specs_.size(); ++i) {
     TensorSpec& spec = specs_[i];
     if (spec.name != name) continue;
@@ -137,10 +138,10 @@ void Weights::load(const std::string& name, const float* data, const std::vector
         break;
       }
       case TensorLayout::PackKByN:
-        spec.packed->pack_from_k_by_n(data);
+        spec.packed->pack_from_k_by_n(data, threads);
         break;
       case TensorLayout::PackNByK:
-        spec.packed->pack_from_n_by_k(data);
+        spec.packed->pack_from_n_by_k(data, threads);
         break;
     }
     loaded_[i] = true;

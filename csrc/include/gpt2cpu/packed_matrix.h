@@ -20,9 +20,9 @@ struct PackedMatrix {
   const float* panel(int64_t p) const { return data + p * k * kPanel; }
 
   // Fill from W given as (k, n) row-major: Hugging Face Conv1D weights.
-  void pack_from_k_by_n(const float* w);
+  void pack_from_k_by_n(const float* w, int threads = 1);
   // Fill from W^T given as (n, k) row-major: nn.Linear weights and the tied embedding.
-  void pack_from_n_by_k(const float* wt);
+  void pack_from_n_by_k(const float* wt, int threads = 1);
   // out (k) = W[:, j], i.e. row j of the (n, k) form: an embedding lookup on a tied head.
   void column(int64_t j, float* out) const;
 };

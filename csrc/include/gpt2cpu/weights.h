@@ -53,7 +53,8 @@ class Weights {
   const std::vector<TensorSpec>& specs() const { return specs_; }
   // Copy one checkpoint tensor (float32, row-major, shape as in specs()) into place.
   // Throws std::invalid_argument for an unknown name or a wrong shape.
-  void load(const std::string& name, const float* data, const std::vector<int64_t>& shape);
+  void load(const std::string& name, const float* data, const std::vector<int64_t>& shape,
+            int threads = 1);
   // Names of required tensors not loaded yet.
   std::vector<std::string> missing() const;
   size_t bytes() const { return buffer_.size() * sizeof(float); }
