@@ -117,10 +117,6 @@ class BytePairEncoder:
             self._merge = self._merge_python
             self._cache = _PieceCache(self.encode_piece)
 
-    @property
-    def is_native(self) -> bool:
-        return self._native is not None
-
     def encode(self, text: str) -> list[int]:
         """The ids of `text`, every character of it encoded as ordinary text."""
         if self._native is not None:
