@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = ("generate", "tokenize", "perplexity", "bench")
@@ -20,10 +21,18 @@ class CliError(Exception):
     """An error to report to the user as one line, exiting with status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error in one line instead of the usage block; sub-command parsers
+    are made of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gpt2cpu", description="Run GPT-2-architecture language models on the CPU."
     )
     parser.add_argument("--version", action="version", version=f"gpt2cpu {__version__}")
