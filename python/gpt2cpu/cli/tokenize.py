@@ -25,9 +25,12 @@ def register(subparsers: Any) -> None:
 
 
 def piece_text(data: bytes) -> str:
-    """A token's bytes for display: quoted, with bytes that are not whole UTF-8 characters
-    escaped (a token may hold part of a character)."""
-    return repr(data.decode("utf-8", errors="backslashreplace"))
+    """A token's bytes for display: its text quoted, or, for a token holding part of a
+    UTF-8 character, its bytes (b'\\xc3')."""
+    try:
+        return repr(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(data)
 
 
 def run(args: argparse.Namespace) -> int:
