@@ -175,6 +175,26 @@ def test_generation_runs_the_prompt_once_then_one_token_a_step(
     assert result.decode_steps == 9 and len(result.token_ids) == 10
 
 
+def test_the_cache_is_freed_when_a_stream_ends_or_is_dropped(
+    small: gpt2cpu.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sequences: list[gpt2cpu.Sequence] = []
+    new_sequence = small.new_sequence
+
+    def keep(capacity: int | None = None) -> gpt2cpu.Sequence:
+        sequences.append(new_sequence(capacity))
+        return sequences[-1]
+
+    monkeypatch.setattr(small, "new_sequence", keep)
+    small.generate(PROMPT, max_new_tokens=5, seed=0)
+    assert sequences[-1].closed
+    stream = small.stream(PROMPT, max_new_tokens=30, seed=0, logit_bias=NO_EOS)
+    next(stream)
+    assert not sequences[-1].closed
+    stream.close()
+    assert sequences[-1].closed and stream.result is None
+
+
 def test_stream_equals_generate(small: gpt2cpu.Model) -> None:
     options: dict[str, Any] = dict(max_new_tokens=40, temperature=0.9, top_k=100, seed=21,
                                    stop=["\n\n", "zz"])

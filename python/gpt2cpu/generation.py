@@ -197,6 +197,8 @@ class GenerationStream:
         self.model = model
         self.config = config
         self.prompt_ids = prompt_ids(model, prompt, config)
+        # Built here rather than on the first step so that every bad argument raises now.
+        self._sampler = Sampler(config.sampling, model.config.vocab_size, self.prompt_ids)
         self.result: GenerationResult | None = None
         self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
 
@@ -217,7 +219,7 @@ class GenerationStream:
         eos = None if config.ignore_eos else _first_known(
             model.config.eos_token_id, model.tokenizer.eos_token_id if model.tokenizer else None
         )
-        sampler = Sampler(config.sampling, model.config.vocab_size, ids)
+        sampler = self._sampler
         stops = StopMatcher(config.stop_strings)
         # The last sampled token is never run, so the cache needs one place fewer.
         sequence = model.new_sequence(max(1, len(ids) + budget - 1))
@@ -225,36 +227,39 @@ class GenerationStream:
         pieces: list[str] = []
         finish: FinishReason = "length"
 
-        started = time.perf_counter()
-        logits = sequence.append(np.asarray(ids, dtype=np.int64))
-        prefill = time.perf_counter() - started
-        decode = 0.0
-        steps = 0
-        next_id = np.zeros(1, dtype=np.int64)
-        started = time.perf_counter()
-        for step in range(budget):
-            token = sampler.sample(logits)
-            if token == eos:
-                finish = "eos"
-                break
-            new.append(token)
-            sampler.observe(token)
-            if decoder is not None:
-                piece = stops.feed(decoder.push(token))
-                if piece:
-                    pieces.append(piece)
-                    decode += time.perf_counter() - started
-                    yield piece  # the caller's time between pieces is not ours
-                    started = time.perf_counter()
-                if stops.matched is not None:
-                    finish = "stop"
+        # Closed when the loop ends, or when the caller drops a stream part-way, so that the
+        # cache's memory goes back at once rather than whenever the generator is collected.
+        with sequence:
+            started = time.perf_counter()
+            logits = sequence.append(np.asarray(ids, dtype=np.int64))
+            prefill = time.perf_counter() - started
+            decode = 0.0
+            steps = 0
+            next_id = np.zeros(1, dtype=np.int64)
+            started = time.perf_counter()
+            for step in range(budget):
+                token = sampler.sample(logits)
+                if token == eos:
+                    finish = "eos"
                     break
-            if step + 1 == budget:
-                break
-            next_id[0] = token
-            logits = sequence.append(next_id)
-            steps += 1
-        decode += time.perf_counter() - started
+                new.append(token)
+                sampler.observe(token)
+                if decoder is not None:
+                    piece = stops.feed(decoder.push(token))
+                    if piece:
+                        pieces.append(piece)
+                        decode += time.perf_counter() - started
+                        yield piece  # the caller's time between pieces is not ours
+                        started = time.perf_counter()
+                    if stops.matched is not None:
+                        finish = "stop"
+                        break
+                if step + 1 == budget:
+                    break
+                next_id[0] = token
+                logits = sequence.append(next_id)
+                steps += 1
+            decode += time.perf_counter() - started
 
         if decoder is not None and finish != "stop":
             tail = stops.feed(decoder.flush())
