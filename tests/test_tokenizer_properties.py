@@ -3,11 +3,14 @@ the merge loop against a plain transcription of GPT-2's `encoder.py` algorithm."
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 
 import pytest
 import regex
 from gpt2cpu import Tokenizer
+from gpt2cpu.bpe import ASCII_SPLIT_PATTERN, SPLIT_PATTERN
 from gpt2cpu.byte_level import BYTE_TO_CHAR, spell
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -112,6 +115,36 @@ def test_stream_push_rejects_an_unknown_id(tok: Tokenizer) -> None:
     decoder = tok.stream_decoder()
     with pytest.raises(ValueError, match="50257"):
         decoder.push(50257)
+
+
+# -- the ASCII fast path of the pre-tokenizer ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unicode_class", "ascii_class"),
+    [(r"\p{L}", "[A-Za-z]"), (r"\p{N}", "[0-9]"), (r"\s", r"[\t\n\x0b\x0c\r ]")],
+)
+def test_ascii_classes_are_the_unicode_ones_on_ascii(unicode_class: str, ascii_class: str) -> None:
+    for char in map(chr, range(128)):
+        assert bool(regex.fullmatch(unicode_class, char)) == bool(re.fullmatch(ascii_class, char))
+
+
+def test_short_ascii_strings_split_alike_with_either_pattern() -> None:
+    # Every string of up to four characters from each class and the edges between them:
+    # letters, digits, the six spaces, separators \x1c-\x1f that str.isspace counts, other
+    # controls, punctuation, and the letters of the contractions.
+    alphabet = "aZ7 \t\n\x0b\x0c\r\x1c\x1f\x00\x7f'.s"
+    ascii_split, unicode_split = re.compile(ASCII_SPLIT_PATTERN), regex.compile(SPLIT_PATTERN)
+    for length in range(1, 5):
+        for chars in itertools.product(alphabet, repeat=length):
+            text = "".join(chars)
+            assert ascii_split.findall(text) == unicode_split.findall(text), repr(text)
+
+
+@SLOW
+@given(text=st.text(st.characters(max_codepoint=127)))
+def test_ascii_text_splits_alike_with_either_pattern(text: str) -> None:
+    assert re.findall(ASCII_SPLIT_PATTERN, text) == regex.findall(SPLIT_PATTERN, text)
 
 
 # -- the merge loop against encoder.py's algorithm ----------------------------------------------
