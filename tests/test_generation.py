@@ -3,6 +3,7 @@ conditions, streaming, context limits, seeds, and the cost of the Python side.""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -44,9 +45,21 @@ def gpt2(gpt2_text_model: tuple[Path, Any]) -> gpt2cpu.Model:
     return gpt2cpu.Model.from_pretrained(gpt2_text_model[0], threads=1)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch on one thread: with other work on the machine, a second thread's waits make a
+    124M generate several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def hf_greedy(torch_model: Any, prompt: list[int], n: int, **kwargs: Any) -> list[int]:
     eos = torch_model.config.eos_token_id
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(1):
         out = torch_model.generate(
             torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
             do_sample=False, max_new_tokens=n, min_new_tokens=n, suppress_tokens=[eos],

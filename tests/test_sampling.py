@@ -165,6 +165,10 @@ def test_logit_bias_adds_and_bans() -> None:
     everything = Sampler(SamplingParams(logit_bias=dict.fromkeys(range(100), -math.inf)), 100)
     with pytest.raises(ValueError, match="bans every"):
         everything.sample(x)
+    greedy = Sampler(SamplingParams(temperature=0, logit_bias=dict.fromkeys(range(100), -math.inf)),
+                     100)
+    with pytest.raises(ValueError, match="bans every"):
+        greedy.sample(x)
     with pytest.raises(ValueError, match="logit_bias key 100 is outside"):
         Sampler(SamplingParams(logit_bias={100: 1.0}), 100)
 

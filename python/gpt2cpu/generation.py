@@ -62,17 +62,7 @@ class GenerationConfig:
         for name in ("ignore_eos", "truncate"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        sampling = SamplingParams(
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            min_p=self.min_p,
-            repetition_penalty=self.repetition_penalty,
-            presence_penalty=self.presence_penalty,
-            frequency_penalty=self.frequency_penalty,
-            logit_bias=self.logit_bias,
-            seed=self.seed,
-        )
+        sampling = SamplingParams(**{f.name: getattr(self, f.name) for f in fields(SamplingParams)})
         object.__setattr__(self, "sampling", sampling)
         for f in fields(SamplingParams):  # keep the normalised values (ints as floats...)
             object.__setattr__(self, f.name, getattr(sampling, f.name))

@@ -125,8 +125,8 @@ class SamplingParams:
 
 @dataclass
 class _Counts:
-    """Token ids seen so far, as a sorted-free array of distinct ids plus per-id counts, so
-    that a penalty touches only those ids instead of the whole vocabulary."""
+    """The distinct ids seen so far, in order of first appearance, with a count for each,
+    so that a penalty touches only those ids instead of the whole vocabulary."""
 
     vocab_size: int
     ids: list[int] = field(default_factory=list)
@@ -189,30 +189,22 @@ class Sampler:
         x: FloatArray = np.asarray(logits, dtype=np.float32)
         if x.shape != (self.vocab_size,):
             raise ValueError(f"logits must have shape ({self.vocab_size},), got {x.shape}")
-        copied = False
-
-        def writable() -> FloatArray:
-            nonlocal x, copied
-            if not copied:
-                x = x.copy()
-                copied = True
+        repeat = p.repetition_penalty != 1.0 and bool(self._seen.ids)
+        presence = bool(p.presence_penalty or p.frequency_penalty) and bool(self._generated.ids)
+        if self._bias_ids is None and not repeat and not presence:
             return x
-
+        x = x.copy()  # the caller's logits stay as they were
         if self._bias_ids is not None and self._bias_values is not None:
-            writable()[self._bias_ids] += self._bias_values
-        if p.repetition_penalty != 1.0 and self._seen.ids:
+            x[self._bias_ids] += self._bias_values
+        if repeat:
             ids = self._seen.array()
-            score = writable()[ids]
-            x[ids] = np.where(
-                score < 0, score * np.float32(p.repetition_penalty),
-                score / np.float32(p.repetition_penalty),
-            )
-        if (p.presence_penalty or p.frequency_penalty) and self._generated.ids:
+            score = x[ids]
+            penalty = np.float32(p.repetition_penalty)
+            x[ids] = np.where(score < 0, score * penalty, score / penalty)
+        if presence:
             ids = self._generated.array()
-            writable()[ids] -= (
-                self._generated.counts[ids] * np.float32(p.frequency_penalty)
-                + np.float32(p.presence_penalty)
-            )
+            x[ids] -= (self._generated.counts[ids] * np.float32(p.frequency_penalty)
+                       + np.float32(p.presence_penalty))
         return x
 
     def candidates(self, logits: np.ndarray[Any, Any]) -> tuple[IntArray | None, FloatArray]:
@@ -222,6 +214,8 @@ class Sampler:
         x = self.penalized(logits)
         if p.greedy:
             best = int(np.argmax(x))
+            if x[best] == -np.inf:
+                raise ValueError("no token can be picked: logit_bias bans every candidate")
             return np.array([best], dtype=np.int64), x[best : best + 1]
         if p.temperature != 1.0:
             x = x / np.float32(p.temperature)
@@ -256,11 +250,8 @@ class Sampler:
         if self.params.greedy:
             assert ids is not None
             return int(ids[0])
-        weights = _weights(values)
-        total = float(weights.sum(dtype=np.float64))
-        if not total > 0.0:
-            raise ValueError("no token can be sampled: logit_bias bans every candidate")
-        index = _draw(weights, self._rng.random() * total)
+        weights = _weights(values)  # the top weight is 1, so the total is at least 1
+        index = _draw(weights, self._rng.random() * float(weights.sum(dtype=np.float64)))
         return index if ids is None else int(ids[index])
 
 
@@ -268,7 +259,7 @@ def _weights(x: FloatArray) -> FloatArray:
     """Unnormalised probabilities exp(x - max x), float32 like HF's softmax."""
     top = x.max()
     if top == -np.inf:
-        raise ValueError("no token can be sampled: logit_bias bans every candidate")
+        raise ValueError("no token can be picked: logit_bias bans every candidate")
     weights: FloatArray = np.exp(x - top)
     return weights
 
