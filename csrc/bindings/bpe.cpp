@@ -6,6 +6,13 @@
 
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <array>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
 #include "common.h"
 
 namespace gpt2cpu::bindings {
