@@ -15,6 +15,7 @@ namespace gpt2cpu {
 namespace {
 constexpr size_t kAlign = 64;
 constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kMapMin = size_t{1} << 20;
 
 uintptr_t align_up(uintptr_t p, size_t a) { return (p + a - 1) & ~static_cast<uintptr_t>(a - 1); }
 }  // namespace
@@ -76,6 +77,20 @@ void Buffer::resize(size_t n_floats, Pages pages) {
   }
 #else
   (void)pages;
+#endif
+#if defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
+  if (bytes >= kMapMin) {
+    // Mapped directly so that freeing returns the pages to the system at once: after one
+    // large free glibc raises its mmap threshold (up to 32 MiB) and would keep later KV
+    // caches and activations in its heap. Not under ASan, whose redzones guard malloc only.
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    raw_ = p;
+    mapped_bytes_ = bytes;
+    data_ = static_cast<float*>(p);  // page-aligned
+    size_ = n_floats;
+    return;
+  }
 #endif
   // calloc, not aligned_alloc + memset: large blocks come zeroed from fresh pages untouched.
   raw_ = std::calloc(bytes + kAlign, 1);

@@ -140,12 +140,17 @@ class GPT2Config:
             )
         n_inner = data.get("n_inner")
         if n_inner is not None and (
-            not isinstance(n_inner, int) or isinstance(n_inner, bool) or not 1 <= n_inner <= 4 * _MAX_DIM
+            not isinstance(n_inner, int) or isinstance(n_inner, bool)
+            or not 1 <= n_inner <= 4 * _MAX_DIM
         ):
-            raise ConfigError(f"{source}: field 'n_inner' must be a positive integer, got {n_inner!r}")
+            raise ConfigError(
+                f"{source}: field 'n_inner' must be a positive integer, got {n_inner!r}"
+            )
         eps = data.get("layer_norm_epsilon", 1e-5)
         if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
-            raise ConfigError(f"{source}: field 'layer_norm_epsilon' must be in (0, 1), got {eps!r}")
+            raise ConfigError(
+                f"{source}: field 'layer_norm_epsilon' must be in (0, 1), got {eps!r}"
+            )
         activation = data.get("activation_function", "gelu_new")
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ConfigError(

@@ -64,7 +64,8 @@ def shard_paths(directory: Path) -> list[Path]:
     if not index.is_file():
         hint = ""
         if (directory / "pytorch_model.bin").exists():
-            hint = " (only pytorch_model.bin is there; re-save the model with safe_serialization=True)"
+            hint = (" (only pytorch_model.bin is there; re-save the model with "
+                    "safe_serialization=True)")
         raise ModelFormatError(f"{directory}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
     size = index.stat().st_size
     if size > MAX_INDEX_BYTES:

@@ -83,7 +83,9 @@ class SafetensorsFile:
             raise self._fail(f"truncated: {size} bytes, too short for a safetensors header")
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > size - 8:
-            raise self._fail(f"header length {header_len} runs past the end of the file ({size} bytes)")
+            raise self._fail(
+                f"header length {header_len} runs past the end of the file ({size} bytes)"
+            )
         if header_len > MAX_HEADER_BYTES:
             raise self._fail(f"header length {header_len} exceeds {MAX_HEADER_BYTES} bytes")
         raw = self._file.read(header_len)
@@ -125,7 +127,9 @@ class SafetensorsFile:
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
-            raise self._fail(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+            raise self._fail(
+                f"{where}: shape must be a list of non-negative integers, got {shape!r}"
+            )
         offsets = entry.get("data_offsets")
         if (
             not isinstance(offsets, list)

@@ -1,0 +1,225 @@
+"""One model, several Python threads, each with its own sequences: every thread gets
+exactly (bit for bit) what it gets alone, and the threads really run at once, because the
+bindings release the GIL around compute. Misuse across threads (one sequence fed from two
+threads, a sequence closed or a model dropped while another thread runs) raises or is
+harmless, never corrupts memory. No assertion depends on how fast anything runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gpt2cpu
+import numpy as np
+import pytest
+from gpt2cpu import _core
+from model_files import model_dir
+
+# Big enough that one forward pass is a long stretch of C++ (tens of milliseconds or more).
+MEDIUM = dict(model_type="gpt2", n_layer=4, n_embd=256, n_head=4, n_positions=512,
+              vocab_size=3001, activation_function="gelu_new", layer_norm_epsilon=1e-5)
+
+
+@pytest.fixture(scope="module")
+def medium_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return model_dir(tmp_path_factory.mktemp("medium"), MEDIUM, seed=5)
+
+
+def run_threads(targets: list[Callable[[], Any]]) -> list[Any]:
+    """Run each target on its own thread, all released at once; results in order. An
+    exception in a thread is re-raised here."""
+    barrier = threading.Barrier(len(targets))
+    results: list[Any] = [None] * len(targets)
+    errors: list[BaseException] = []
+
+    def wrap(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = targets[i]()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrap, args=(i,)) for i in range(len(targets))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def workload(model: gpt2cpu.Model, seed: int) -> list[np.ndarray]:
+    """What one thread does: two sequences, a prompt each then single tokens, interleaved,
+    plus a truncate and a stateless forward."""
+    rng = np.random.default_rng(seed)
+    vocab = model.config.vocab_size
+    out = []
+    a, b = model.new_sequence(), model.new_sequence(200)
+    out.append(a.append(rng.integers(0, vocab, 37 + seed)))
+    out.append(b.append(rng.integers(0, vocab, 5), all_logits=True))
+    for _ in range(3):
+        out.append(a.append([int(rng.integers(vocab))]))
+        out.append(b.append([int(rng.integers(vocab))]))
+    b.truncate(3)
+    out.append(b.append(rng.integers(0, vocab, 20), all_logits=True))
+    out.append(model.forward(rng.integers(0, vocab, 50)))
+    return out
+
+
+# (Python threads, compute threads per call): more than the cores, oversubscribed
+# OpenMP teams spin, and the test only gets slow.
+@pytest.mark.parametrize("python_threads, threads", [(4, 1), (2, 2)])
+def test_threads_get_exactly_what_they_get_alone(medium_dir: Path, python_threads: int,
+                                                 threads: int) -> None:
+    model = gpt2cpu.Model.from_pretrained(medium_dir, threads=threads)
+    seeds = list(range(python_threads))
+    alone = [workload(model, s) for s in seeds]
+    for _ in range(2):
+        together = run_threads([lambda s=s: workload(model, s) for s in seeds])
+        for seed, mine, reference in zip(seeds, together, alone):
+            assert len(mine) == len(reference)
+            for i, (x, y) in enumerate(zip(mine, reference)):
+                assert np.array_equal(x, y), f"thread {seed}, result {i} differs"
+
+
+def test_python_runs_while_a_forward_pass_computes(medium_dir: Path) -> None:
+    """A pure-Python thread keeps running in the middle of a long C++ call. Were the GIL
+    held, it could run only just before the call and just after (one switch interval each),
+    never in the middle half of it."""
+    model = gpt2cpu.Model.from_pretrained(medium_dir, threads=1)
+    ids = np.arange(MEDIUM["n_positions"]) % MEDIUM["vocab_size"]
+    model.forward(ids[:8])  # warm up: page in the weights, start the thread pool
+    stamps: list[float] = []
+    stop = threading.Event()
+    started = threading.Event()
+
+    def count() -> None:
+        started.set()
+        while not stop.is_set():
+            stamps.append(time.perf_counter())
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    started.wait()
+    try:
+        begin = time.perf_counter()
+        model.forward(ids)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        counter.join()
+    quarter = (end - begin) / 4
+    middle = [t for t in stamps if begin + quarter < t < end - quarter]
+    assert middle, "no Python ran in the middle of the forward pass: the GIL was held"
+    # and not only at one instant: Python ran early and late in the middle half
+    assert min(middle) < begin + 1.5 * quarter and max(middle) > end - 1.5 * quarter
+
+
+def test_calls_on_two_threads_overlap(medium_dir: Path) -> None:
+    model = gpt2cpu.Model.from_pretrained(medium_dir, threads=1)
+    ids = np.arange(300) % MEDIUM["vocab_size"]
+    model.forward(ids[:8])
+
+    def timed() -> tuple[float, float]:
+        begin = time.perf_counter()
+        model.forward(ids)
+        return begin, time.perf_counter()
+
+    (b1, e1), (b2, e2) = run_threads([timed, timed])
+    overlap = min(e1, e2) - max(b1, b2)
+    # Serialised calls would overlap by at most a switch interval; these share most of it.
+    assert overlap > 0.5 * min(e1 - b1, e2 - b2)
+
+
+def test_one_sequence_from_two_threads_is_refused_not_corrupted(medium_dir: Path) -> None:
+    model = gpt2cpu.Model.from_pretrained(medium_dir, threads=1)
+    seq = _core.Sequence(model._core, MEDIUM["n_positions"])
+    done: list[int] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+
+    def feed(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(40):
+            ids = rng.integers(0, MEDIUM["vocab_size"], int(rng.integers(1, 6)))
+            try:
+                seq.append(ids, 1)
+            except RuntimeError as exc:
+                with lock:
+                    refused.append(str(exc))
+                continue
+            except IndexError:  # full
+                return
+            with lock:
+                done.append(len(ids))
+
+    run_threads([lambda: feed(1), lambda: feed(2), lambda: feed(3)])
+    assert seq.length == sum(done)
+    assert all("in use by another thread" in m for m in refused)
+
+
+def test_close_and_delete_while_another_thread_computes(medium_dir: Path) -> None:
+    model = gpt2cpu.Model.from_pretrained(medium_dir, threads=1)
+    ids = np.arange(400) % MEDIUM["vocab_size"]
+    expected = model.new_sequence().append(ids)
+    seq = model.new_sequence()
+    entered = threading.Event()
+    result: list[np.ndarray] = []
+
+    def work() -> None:
+        entered.set()
+        result.append(seq.append(ids))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    entered.wait()
+    time.sleep(0.01)
+    # Whether or not the append has started, neither of these may pull memory from under it.
+    seq.close()
+    del model
+    gc.collect()
+    worker.join()
+    if result:  # the append ran (it usually does): its answer is right
+        assert np.array_equal(result[0], expected)
+    with pytest.raises(ValueError, match="closed"):
+        seq.append([1])
+
+
+def test_loading_races_are_refused(medium_dir: Path) -> None:
+    """load_tensor and finalize from several threads: serialised by the model's lock; once
+    finalized, every later load is refused."""
+    model = gpt2cpu.Model.from_pretrained(medium_dir)
+    config = model._core.config
+    specs = _core.tensor_specs(config)
+    core = _core.Model(config, 1)
+    arrays = {name: np.full(shape, 0.01, np.float32) for name, shape in specs}
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def load_all(reverse: bool) -> None:
+        for name, _ in (reversed(specs) if reverse else specs):
+            try:
+                core.load_tensor(name, arrays[name])
+            except ValueError as exc:
+                with lock:
+                    outcomes.append(str(exc))
+
+    def finalize_repeatedly() -> None:
+        for _ in range(200):
+            try:
+                core.finalize()
+                return
+            except ValueError:
+                time.sleep(0.001)
+
+    run_threads([lambda: load_all(False), lambda: load_all(True), finalize_repeatedly])
+    if not core.ready:
+        core.finalize()
+    assert all("already loaded" in m for m in outcomes)
+    assert _core.Sequence(core, 4).append(np.array([1, 2]), 1).shape == (1, MEDIUM["vocab_size"])

@@ -1,0 +1,106 @@
+"""Memory: many generations in one process leave resident memory flat, and a model or a
+sequence that is dropped gives its memory back. Measured as the process's RSS; skipped
+under AddressSanitizer, whose allocator keeps freed memory in quarantine.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gpt2cpu
+import numpy as np
+import pytest
+from model_files import model_dir
+
+psutil = pytest.importorskip("psutil")
+
+
+def sanitized() -> bool:
+    try:
+        return "libasan" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(sanitized(), reason="RSS means nothing under ASan")
+
+MiB = 1 << 20
+
+# A per-sequence KV cache of 1 MiB at full context: a leak of one per call would be a GiB.
+GEN = dict(model_type="gpt2", n_layer=2, n_embd=128, n_head=4, n_positions=512,
+           vocab_size=701, activation_function="gelu_new", layer_norm_epsilon=1e-5,
+           bos_token_id=700, eos_token_id=700)
+# Weights of ~120 MB: enough to see leave, quick to write and load.
+BIG = dict(model_type="gpt2", n_layer=4, n_embd=512, n_head=8, n_positions=512,
+           vocab_size=32000, activation_function="gelu_new", layer_norm_epsilon=1e-5)
+
+
+def rss() -> int:
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+def generate_like(model: gpt2cpu.Model) -> Callable[[int], Any]:
+    """One call of the public generation API when it exists, else the same work by hand:
+    a fresh sequence, a prompt, then one token at a time."""
+    prompt = [5, 17, 300, 2, 99, 41]
+    if hasattr(model, "generate"):
+        return lambda i: model.generate(prompt, max_new_tokens=16, temperature=0.9, top_k=40,
+                                        seed=i, ignore_eos=True)
+
+    def by_hand(i: int) -> None:
+        rng = np.random.default_rng(i)
+        seq = model.new_sequence(len(prompt) + 16)
+        logits = seq.append(prompt)
+        for _ in range(15):
+            logits = seq.append([int(rng.choice(len(logits)))])
+
+    return by_hand
+
+
+def test_a_thousand_generations_leave_memory_flat(tmp_path: Path) -> None:
+    model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, GEN), threads=1)
+    call = generate_like(model)
+    for i in range(100):  # warm-up: allocator pools, thread pool, caches
+        call(i)
+    before = rss()
+    for i in range(1000):
+        call(i)
+    grown = rss() - before
+    assert grown < 4 * MiB, f"RSS grew by {grown / MiB:.1f} MiB over 1000 generations"
+
+
+def test_a_deleted_model_gives_its_memory_back(tmp_path: Path) -> None:
+    directory = model_dir(tmp_path, BIG)
+    baseline = rss()
+    model = gpt2cpu.Model.from_pretrained(directory, threads=2)
+    weights = model.weight_bytes
+    assert weights > 100 * MiB
+    model.forward([1, 2, 3])
+    loaded = rss()
+    # The checkpoint's pages are dropped as they are copied: the load costs the weights once.
+    assert loaded - baseline < 1.3 * weights
+    seq = model.new_sequence()
+    del model
+    gc.collect()
+    assert rss() > baseline + 0.8 * weights, "a live sequence must keep its model"
+    del seq
+    freed = loaded - rss()
+    assert freed > 0.9 * weights, f"freed {freed / MiB:.0f} of {weights / MiB:.0f} MiB"
+
+
+def test_a_closed_sequence_gives_its_cache_back(tmp_path: Path) -> None:
+    config = dict(GEN, n_layer=4, n_positions=1024)
+    model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, config), threads=1)
+    seq = model.new_sequence()
+    tokens = 512
+    seq.append(np.arange(tokens) % config["vocab_size"])
+    # Only written cache pages are resident: keys and values of `tokens` positions.
+    written = 2 * config["n_layer"] * config["n_embd"] * tokens * 4  # 2 MiB
+    filled = rss()
+    seq.close()
+    freed = filled - rss()
+    assert freed > 0.9 * written, f"freed {freed / MiB:.1f} of {written / MiB:.1f} MiB"
