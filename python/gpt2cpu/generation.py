@@ -11,8 +11,8 @@ The prompt runs through the model once; each step then runs only the newest toke
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -28,9 +28,9 @@ FinishReason = Literal["length", "stop", "eos"]
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
-    """Every control of a generation, checked on construction (ValueError naming the
-    argument). The sampling controls are those of `SamplingParams`.
+class GenerationConfig(SamplingParams):
+    """Every control of a generation: the sampling controls of `SamplingParams` and these,
+    checked on construction (ValueError naming the argument).
 
     max_new_tokens: at most this many new tokens; None: until the context is full.
     stop: a string or strings; the text ends just before the first one that appears.
@@ -40,21 +40,12 @@ class GenerationConfig:
     """
 
     max_new_tokens: int | None = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logit_bias: Mapping[int, float] | None = None
     stop: str | Iterable[str] | None = None
     ignore_eos: bool = False
-    seed: int | None = None
     truncate: bool = False
-    sampling: SamplingParams = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         n = self.max_new_tokens
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"max_new_tokens must be a positive integer or None, got {n!r}")
@@ -62,10 +53,6 @@ class GenerationConfig:
         for name in ("ignore_eos", "truncate"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        sampling = SamplingParams(**{f.name: getattr(self, f.name) for f in fields(SamplingParams)})
-        object.__setattr__(self, "sampling", sampling)
-        for f in fields(SamplingParams):  # keep the normalised values (ints as floats...)
-            object.__setattr__(self, f.name, getattr(sampling, f.name))
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -188,7 +175,7 @@ class GenerationStream:
         self.config = config
         self.prompt_ids = prompt_ids(model, prompt, config)
         # Built here rather than on the first step so that every bad argument raises now.
-        self._sampler = Sampler(config.sampling, model.config.vocab_size, self.prompt_ids)
+        self._sampler = Sampler(config, model.config.vocab_size, self.prompt_ids)
         self.result: GenerationResult | None = None
         self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
 
