@@ -194,10 +194,9 @@ class BytePairEncoder:
                 if symbols[position] == _MERGED_AWAY:
                     continue
                 for left in (before[position], position):
-                    right = after[left] if left != _NO_NEIGHBOUR else _NO_NEIGHBOUR
-                    if right == _NO_NEIGHBOUR:
+                    if left == _NO_NEIGHBOUR or after[left] == _NO_NEIGHBOUR:
                         continue
-                    found = ranks.get((symbols[left], symbols[right]))
+                    found = ranks.get((symbols[left], symbols[after[left]]))
                     if found is not None:
                         heapq.heappush(heap, (found[0], left))
         return [symbol for symbol in symbols if symbol != _MERGED_AWAY]
