@@ -11,16 +11,31 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .generation import GenerationConfig, GenerationResult, GenerationStream
     from .model import Model, Sequence
+    from .sampling import SamplingParams
     from .tokenizer import Tokenizer
 
 _LAZY = {
     "Model": "model",
     "Sequence": "model",
     "Tokenizer": "tokenizer",
+    "GenerationConfig": "generation",
+    "GenerationResult": "generation",
+    "GenerationStream": "generation",
+    "SamplingParams": "sampling",
 }
 
-__all__ = ["Model", "Sequence", "Tokenizer", "__version__"]
+__all__ = [
+    "GenerationConfig",
+    "GenerationResult",
+    "GenerationStream",
+    "Model",
+    "SamplingParams",
+    "Sequence",
+    "Tokenizer",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
