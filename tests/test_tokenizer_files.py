@@ -324,8 +324,9 @@ def test_malformed_tokenizer_config(tmp_path: Path, config: Any, message: str) -
     write(tmp_path / "vocab.json", VOCAB)
     write(tmp_path / "merges.txt", merges_txt())
     write(tmp_path / "tokenizer_config.json", config)
-    with pytest.raises(TokenizerFormatError, match=message):
+    with pytest.raises(TokenizerFormatError, match=message) as raised:
         Tokenizer.from_pretrained(tmp_path)
+    assert str(raised.value).startswith(str(tmp_path / "tokenizer_config.json"))
 
 
 def test_missing_file_is_file_not_found(tmp_path: Path) -> None:

@@ -37,6 +37,8 @@ class TokenizerSpec:
     ignore_merges: bool = False
     eos_token: str | None = None
     bos_token: str | None = None
+    names_source: str | None = None
+    """The file that named eos_token/bos_token, when it is not the vocabulary's."""
 
 
 def read_vocab_json(path: PathLike) -> dict[str, int]:
@@ -142,6 +144,7 @@ def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> None:
         _add_token(spec.added_tokens, item.get("content"), int(key), source)
     spec.eos_token = _token_name(data.get("eos_token"), "eos_token", source) or spec.eos_token
     spec.bos_token = _token_name(data.get("bos_token"), "bos_token", source) or spec.bos_token
+    spec.names_source = source
 
 
 def _read_text(path: PathLike) -> str:

@@ -97,7 +97,8 @@ def compile_vocabulary(spec: TokenizerSpec) -> Vocabulary:
         found = special_tokens.get(name, token_to_id.get(name))
         if found is None:
             raise TokenizerFormatError(
-                f"{spec.vocab_source}: the {role} token {name!r} is not in the vocabulary"
+                f"{spec.names_source or spec.vocab_source}: the {role} token {name!r} is not "
+                "in the vocabulary"
             )
         return found
 
