@@ -1,6 +1,7 @@
 """Encoding throughput of gpt2cpu's tokenizer beside tiktoken and Hugging Face `tokenizers`.
 
     pytest benchmarks/bench_tokenizer.py
+    pytest benchmarks/bench_tokenizer.py --benchmark-timer=time.process_time  # busy machine
 
 All three encode the same ~1 MB of English (tinyshakespeare from ../shared/data when it is
 there, else generated prose) with the real GPT-2 vocabulary, single-threaded, in one run.
