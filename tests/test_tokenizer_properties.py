@@ -164,7 +164,7 @@ def encoder_py_bpe(text: str, merges: list[tuple[str, str]]) -> list[str]:
     for piece in regex.findall(ENCODER_PY_PATTERN, text):
         word = [BYTE_TO_CHAR[b] for b in piece.encode("utf-8")]
         while len(word) > 1:
-            pairs = set(zip(word, word[1:]))
+            pairs = set(zip(word, word[1:], strict=False))
             best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
             if best not in ranks:
                 break

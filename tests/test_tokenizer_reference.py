@@ -66,12 +66,12 @@ def assert_same_ids(
     decode: Callable[[list[int]], str],
 ) -> None:
     assert len(ours) == len(theirs) == len(documents)
-    mismatches = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    mismatches = [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
     if mismatches:
         i = mismatches[0]
         kind, text = documents[i]
         first = next(
-            (j for j, (a, b) in enumerate(zip(ours[i], theirs[i])) if a != b),
+            (j for j, (a, b) in enumerate(zip(ours[i], theirs[i], strict=False)) if a != b),
             min(len(ours[i]), len(theirs[i])),
         )
         pytest.fail(
@@ -122,7 +122,7 @@ def test_corpus_decodes_like_the_references(
     tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any, documents: list[tuple[str, str]]
 ) -> None:
     texts = [text for _, text in documents[:400]]
-    for text, ids in zip(texts, tok.encode_batch(texts)):
+    for text, ids in zip(texts, tok.encode_batch(texts), strict=True):
         assert tok.decode(ids) == text
         assert tiktoken_enc.decode(ids) == text
     assert tok.decode_batch(tok.encode_batch(texts)) == texts

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Union
+from typing import Literal
 
 import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-regex
 
@@ -41,7 +41,7 @@ from .vocabulary import compile_vocabulary
 
 __all__ = ["StreamDecoder", "Tokenizer", "TokenizerFormatError"]
 
-AllowedSpecial = Union[Set[str], Literal["all"]]
+AllowedSpecial = Set[str] | Literal["all"]
 
 # File sets `from_pretrained` looks for, in order of preference: tokenizer.json first, as the
 # one file that says outright what the tokenizer is (model, pre-tokenizer, added tokens).

@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .errors import TokenizerFormatError
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = str | os.PathLike[str]
 
 
 @dataclass
