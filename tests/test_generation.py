@@ -360,16 +360,19 @@ def test_a_model_without_tokenizer_generates_ids(hf_model_dir: Any) -> None:
         model.generate([1, 2, 3], max_new_tokens=8, stop="x")
 
 
-def test_model_methods_and_config_agree() -> None:
-    """Model.generate, Model.stream and GenerationConfig list the same options and defaults."""
+def test_model_methods_and_config_agree(small_text_model) -> None:
+    """Model.generate lists GenerationConfig's options with its defaults; Model.stream takes
+    them through GenerationConfig itself, so an unknown option fails before anything runs."""
     config = inspect.signature(GenerationConfig)
-    for method in (gpt2cpu.Model.generate, gpt2cpu.Model.stream):
-        params = dict(inspect.signature(method).parameters)
-        del params["self"], params["prompt"]
-        assert sorted(params) == sorted(config.parameters)
-        for name, param in params.items():
-            assert param.kind is inspect.Parameter.KEYWORD_ONLY
-            assert param.default == config.parameters[name].default, name
+    params = dict(inspect.signature(gpt2cpu.Model.generate).parameters)
+    del params["self"], params["prompt"]
+    assert sorted(params) == sorted(config.parameters)
+    for name, param in params.items():
+        assert param.kind is inspect.Parameter.KEYWORD_ONLY
+        assert param.default == config.parameters[name].default, name
+    model = gpt2cpu.Model.from_pretrained(small_text_model[0])
+    with pytest.raises(TypeError, match="top_q"):
+        model.stream("text", top_q=0.5)
 
 
 # -- stop strings over arbitrary text ---------------------------------------------------

@@ -24,8 +24,10 @@ IdsLike = Iterable[int] | np.ndarray[Any, Any]
 def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, np.dtype[np.int64]]:
     """Validate token ids: a 1-D sequence of integers in [0, vocab_size). Never modifies ids."""
     if isinstance(ids, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of token ids, not {type(ids).__name__}; "
-                        "encode text with model.tokenizer first")
+        raise TypeError(
+            f"{name} must be a sequence of token ids, not {type(ids).__name__}; "
+            "encode text with model.tokenizer first"
+        )
     if isinstance(ids, np.ndarray):
         if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
             raise TypeError(f"{name} must hold integers, got an array of {ids.dtype}")
@@ -117,7 +119,11 @@ class Sequence:
         if last_n is not None:
             if all_logits:
                 raise ValueError("give all_logits or last_n, not both")
-            if isinstance(last_n, bool) or not isinstance(last_n, int) or not 1 <= last_n <= arr.size:
+            if (
+                isinstance(last_n, bool)
+                or not isinstance(last_n, int)
+                or not 1 <= last_n <= arr.size
+            ):
                 raise ValueError(f"last_n must be an integer in [1, {arr.size}], got {last_n!r}")
         if self.length + arr.size > self.capacity:
             raise ValueError(
@@ -132,7 +138,11 @@ class Sequence:
     def truncate(self, length: int) -> None:
         """Forget every token from position `length` on (to re-use a shared prefix)."""
         core = self._open_core()
-        if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= self.length:
+        if (
+            isinstance(length, bool)
+            or not isinstance(length, int)
+            or not 0 <= length <= self.length
+        ):
             raise ValueError(f"length must be an integer in [0, {self.length}], got {length!r}")
         core.truncate(length)
         del self.tokens[length:]
@@ -144,8 +154,13 @@ class Model:
     Read-only once loaded: any number of sequences, on any number of threads, may use it.
     """
 
-    def __init__(self, core: _core.Model, config: GPT2Config, tokenizer: Tokenizer | None,
-                 path: Path | None = None) -> None:
+    def __init__(
+        self,
+        core: _core.Model,
+        config: GPT2Config,
+        tokenizer: Tokenizer | None,
+        path: Path | None = None,
+    ) -> None:
         self._core = core
         self.config = config
         self.tokenizer = tokenizer
@@ -227,50 +242,37 @@ class Model:
         from .generation import GenerationConfig, generate
 
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            min_p=min_p, repetition_penalty=repetition_penalty,
-            presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-            logit_bias=logit_bias, stop=stop, ignore_eos=ignore_eos, seed=seed,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            logit_bias=logit_bias,
+            stop=stop,
+            ignore_eos=ignore_eos,
+            seed=seed,
             truncate=truncate,
         )
         return generate(self, prompt, config)
 
-    def stream(
-        self,
-        prompt: str | IdsLike,
-        *,
-        max_new_tokens: int | None = 64,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        min_p: float = 0.0,
-        repetition_penalty: float = 1.0,
-        presence_penalty: float = 0.0,
-        frequency_penalty: float = 0.0,
-        logit_bias: Mapping[int, float] | None = None,
-        stop: str | Iterable[str] | None = None,
-        ignore_eos: bool = False,
-        seed: int | None = None,
-        truncate: bool = False,
-    ) -> GenerationStream:
-        """Like `generate`, but yields the new text in pieces as it is produced; a stop
-        string never appears, even in part. The returned iterator's `result` holds the
-        GenerationResult once it is exhausted."""
+    def stream(self, prompt: str | IdsLike, **options: Any) -> GenerationStream:
+        """Like `generate`, with the same keyword arguments, but yields the new text in
+        pieces as it is produced; a stop string never appears, even in part. The returned
+        iterator's `result` holds the GenerationResult once it is exhausted. Bad options
+        raise here, before anything runs."""
         from .generation import GenerationConfig, stream
 
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            min_p=min_p, repetition_penalty=repetition_penalty,
-            presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-            logit_bias=logit_bias, stop=stop, ignore_eos=ignore_eos, seed=seed,
-            truncate=truncate,
-        )
-        return stream(self, prompt, config)
+        return stream(self, prompt, GenerationConfig(**options))
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Model({str(self.path)!r}, n_layer={c.n_layer}, n_embd={c.n_embd}, "
-                f"n_head={c.n_head}, vocab_size={c.vocab_size}, threads={self.threads})")
+        return (
+            f"Model({str(self.path)!r}, n_layer={c.n_layer}, n_embd={c.n_embd}, "
+            f"n_head={c.n_head}, vocab_size={c.vocab_size}, threads={self.threads})"
+        )
 
 
 # Every file Tokenizer.from_pretrained reads a vocabulary from.
