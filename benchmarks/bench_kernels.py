@@ -13,14 +13,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from gpt2cpu import _core
 
 K = _core.kernels
 C = 768
 # (name, k, n) of the 124M model's projections.
-PROJECTIONS = [("c_attn", C, 3 * C), ("attn.c_proj", C, C), ("c_fc", C, 4 * C),
-               ("mlp.c_proj", 4 * C, C), ("lm_head", C, 50257)]
+PROJECTIONS = [
+    ("c_attn", C, 3 * C),
+    ("attn.c_proj", C, C),
+    ("c_fc", C, 4 * C),
+    ("mlp.c_proj", 4 * C, C),
+    ("lm_head", C, 50257),
+]
 
 
 def _weights(k: int, n: int) -> Any:
@@ -43,7 +47,9 @@ def test_gemm(benchmark: Any, threads: int, rows: int, name: str, k: int, n: int
     w = _weights(k, n)
     x = np.random.default_rng(0).standard_normal((rows, k), dtype=np.float32)
     benchmark(w.matmul, x, threads=threads)
-    benchmark.extra_info["GFLOP/s"] = round(2 * rows * k * n / benchmark.stats.stats.median / 1e9, 1)
+    benchmark.extra_info["GFLOP/s"] = round(
+        2 * rows * k * n / benchmark.stats.stats.median / 1e9, 1
+    )
 
 
 @pytest.mark.parametrize("context", [16, 256, 1000])

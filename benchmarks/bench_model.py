@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import gpt2cpu
 import numpy as np
 import pytest
-
-import gpt2cpu
 from gpt2cpu.random_model import cached_random_model
 
 

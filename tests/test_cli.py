@@ -153,7 +153,7 @@ def test_tokenize(model_dir: str, model: gpt2cpu.Model) -> None:
     lines = verbose.stdout.splitlines()
     ids = tokenizer.encode(text)
     assert len(lines) == len(ids) + 1 and lines[-1] == f"{len(ids)} tokens, {len(text)} characters"
-    for position, (line, token) in enumerate(zip(lines, ids)):
+    for position, (line, token) in enumerate(zip(lines, ids, strict=False)):
         fields = line.split(maxsplit=2)
         assert fields[:2] == [str(position), str(token)]
         data = tokenizer.token_bytes(token)

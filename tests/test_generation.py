@@ -71,7 +71,7 @@ def hf_greedy(torch_model: Any, prompt: list[int], n: int, **kwargs: Any) -> lis
 def assert_same_greedy(ours: list[int], theirs: list[int], torch_model: Any, prompt: list[int],
                        suppress: int) -> None:
     """Equal, or parted where the reference's two candidates were within 1e-4."""
-    for step, (a, b) in enumerate(zip(ours, theirs)):
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=False)):
         if a != b:
             logits = hf_logits(torch_model, prompt + ours[:step])[-1]
             logits[suppress] = -np.inf
@@ -114,7 +114,7 @@ def test_greedy_with_repetition_penalty_matches_transformers(hf_model_dir: Any) 
                           logit_bias=NO_EOS).token_ids
     assert len(set(ours)) > 10
     theirs = hf_greedy(torch_model, prompt, 40, repetition_penalty=1.5)
-    for step, (a, b) in enumerate(zip(ours, theirs)):
+    for step, (a, b) in enumerate(zip(ours, theirs, strict=False)):
         if a != b:
             history = prompt + ours[:step]
             logits = penalised(hf_logits(torch_model, history)[-1], history, 1.5)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gpt2cpu import _core
 from reference import causal_attention, gelu, layer_norm
 from scipy_free_erf import erf
-
-from gpt2cpu import _core
 
 K = _core.kernels
 THREADS = [1, 2, 3]
@@ -25,9 +24,23 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize(
     "t,k,n",
-    [(1, 1, 1), (1, 7, 17), (1, 72, 216), (1, 768, 2304), (2, 33, 15), (5, 16, 16),
-     (6, 64, 48), (7, 100, 33), (11, 300, 20), (12, 257, 17), (13, 72, 288), (97, 50, 31),
-     (200, 130, 70), (130, 513, 33), (37, 600, 50)],
+    [
+        (1, 1, 1),
+        (1, 7, 17),
+        (1, 72, 216),
+        (1, 768, 2304),
+        (2, 33, 15),
+        (5, 16, 16),
+        (6, 64, 48),
+        (7, 100, 33),
+        (11, 300, 20),
+        (12, 257, 17),
+        (13, 72, 288),
+        (97, 50, 31),
+        (200, 130, 70),
+        (130, 513, 33),
+        (37, 600, 50),
+    ],
 )
 def test_matmul(isa: str, threads: int, t: int, k: int, n: int) -> None:
     rng = np.random.default_rng(t * 1000 + k * 10 + n)
@@ -66,31 +79,47 @@ def test_activations(isa: str, threads: int, n: int) -> None:
     x[:3] = [0.0, -20.0, 20.0][: min(3, n)]
     x64 = x.astype(np.float64)
     close(K.activation(x, _core.Activation.gelu_tanh, threads), gelu(x64), rtol=2e-6, atol=2e-6)
-    close(K.activation(x, _core.Activation.gelu_erf, threads), 0.5 * x64 * (1 + erf(x64 / np.sqrt(2))),
-          rtol=2e-6, atol=2e-6)
+    close(
+        K.activation(x, _core.Activation.gelu_erf, threads),
+        0.5 * x64 * (1 + erf(x64 / np.sqrt(2))),
+        rtol=2e-6,
+        atol=2e-6,
+    )
     close(K.activation(x, _core.Activation.relu, threads), np.maximum(x, 0))
 
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize(
     "t,pos0,heads,d",
-    [(1, 0, 1, 1), (1, 9, 3, 7), (1, 100, 12, 64), (4, 0, 2, 8), (5, 3, 6, 12),
-     (17, 30, 2, 72), (33, 0, 4, 40), (1, 1000, 2, 64)],
+    [
+        (1, 0, 1, 1),
+        (1, 9, 3, 7),
+        (1, 100, 12, 64),
+        (4, 0, 2, 8),
+        (5, 3, 6, 12),
+        (17, 30, 2, 72),
+        (33, 0, 4, 40),
+        (1, 1000, 2, 64),
+    ],
 )
 def test_attention(isa: str, threads: int, t: int, pos0: int, heads: int, d: int) -> None:
     rng = np.random.default_rng(t + pos0 + heads + d)
     capacity = pos0 + t + 3  # slack past the end, which must never be read
     q = rand(rng, t, heads * d)
     k, v = rand(rng, heads, capacity, d), rand(rng, heads, capacity, d)
-    k[:, pos0 + t:] = np.nan
-    v[:, pos0 + t:] = np.nan
+    k[:, pos0 + t :] = np.nan
+    v[:, pos0 + t :] = np.nan
     scale = 1 / np.sqrt(d)
     out = K.attention(q, k, v, pos0, scale, threads)
     n = pos0 + t
-    expect = np.hstack([
-        causal_attention(q[:, h * d:(h + 1) * d].astype(np.float64), k[h, :n], v[h, :n], pos0, scale)
-        for h in range(heads)
-    ])
+    expect = np.hstack(
+        [
+            causal_attention(
+                q[:, h * d : (h + 1) * d].astype(np.float64), k[h, :n], v[h, :n], pos0, scale
+            )
+            for h in range(heads)
+        ]
+    )
     close(out, expect)
 
 
@@ -107,16 +136,42 @@ def test_attention_large_scores_do_not_overflow(isa: str) -> None:
     "call,match",
     [
         (lambda: K.matmul(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)), "rows"),
-        (lambda: K.matmul(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32),
-                          np.ones(4, np.float32)), "bias"),
-        (lambda: K.matmul(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), threads=0),
-         "threads"),
-        (lambda: K.layernorm(np.ones((2, 3), np.float32), np.ones(2, np.float32),
-                             np.ones(3, np.float32)), "weight"),
-        (lambda: K.attention(np.ones((2, 8), np.float32), np.ones((2, 4, 4), np.float32),
-                             np.ones((2, 4, 4), np.float32), 3, 1.0), "capacity"),
-        (lambda: K.attention(np.ones((2, 8), np.float32), np.ones((2, 4, 4), np.float32),
-                             np.ones((2, 5, 4), np.float32), 0, 1.0), "v must have shape"),
+        (
+            lambda: K.matmul(
+                np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), np.ones(4, np.float32)
+            ),
+            "bias",
+        ),
+        (
+            lambda: K.matmul(np.ones((2, 3), np.float32), np.ones((3, 5), np.float32), threads=0),
+            "threads",
+        ),
+        (
+            lambda: K.layernorm(
+                np.ones((2, 3), np.float32), np.ones(2, np.float32), np.ones(3, np.float32)
+            ),
+            "weight",
+        ),
+        (
+            lambda: K.attention(
+                np.ones((2, 8), np.float32),
+                np.ones((2, 4, 4), np.float32),
+                np.ones((2, 4, 4), np.float32),
+                3,
+                1.0,
+            ),
+            "capacity",
+        ),
+        (
+            lambda: K.attention(
+                np.ones((2, 8), np.float32),
+                np.ones((2, 4, 4), np.float32),
+                np.ones((2, 5, 4), np.float32),
+                0,
+                1.0,
+            ),
+            "v must have shape",
+        ),
     ],
 )
 def test_kernels_reject_bad_shapes(call, match: str) -> None:  # type: ignore[no-untyped-def]

@@ -9,11 +9,10 @@ keeps the bound meaningful for small logits and fair for large ones.
 
 from __future__ import annotations
 
+import gpt2cpu
 import numpy as np
 import pytest
 from hf_models import GPT2_124M, SMALL, hf_logits
-
-import gpt2cpu
 
 
 def assert_logits_close(ours: np.ndarray, ref: np.ndarray) -> None:
@@ -36,8 +35,9 @@ def test_small_full_sequence(hf_model_dir, isa: str, threads: int) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_small_incremental_matches_forward_at_every_position(hf_model_dir, isa: str,
-                                                             threads: int) -> None:
+def test_small_incremental_matches_forward_at_every_position(
+    hf_model_dir, isa: str, threads: int
+) -> None:
     directory, ref_model = hf_model_dir(**SMALL)
     model = gpt2cpu.Model.from_pretrained(directory, threads=threads)
     ids = random_ids(SMALL["n_positions"], SMALL["vocab_size"], seed=1)
@@ -46,8 +46,9 @@ def test_small_incremental_matches_forward_at_every_position(hf_model_dir, isa: 
     seq = model.new_sequence()
     np.testing.assert_allclose(seq.append(ids[:5]), full[4], atol=1e-5)
     for i in range(5, len(ids)):
-        np.testing.assert_allclose(seq.append([int(ids[i])]), full[i], atol=1e-5,
-                                   err_msg=f"position {i}")
+        np.testing.assert_allclose(
+            seq.append([int(ids[i])]), full[i], atol=1e-5, err_msg=f"position {i}"
+        )
     assert seq.length == len(ids)
     with pytest.raises(ValueError, match="capacity"):
         seq.append([0])
@@ -69,9 +70,13 @@ def test_124m_full_context(hf_model_dir, isa: str) -> None:
         size = min(size, n - pos)
         if size == 0:
             break
-        chunk = seq.append(ids[pos:pos + size], all_logits=True)
-        np.testing.assert_allclose(chunk, full[pos:pos + size], atol=2e-5 * np.abs(full).max(),
-                                   err_msg=f"positions {pos}..{pos + size}")
+        chunk = seq.append(ids[pos : pos + size], all_logits=True)
+        np.testing.assert_allclose(
+            chunk,
+            full[pos : pos + size],
+            atol=2e-5 * np.abs(full).max(),
+            err_msg=f"positions {pos}..{pos + size}",
+        )
         pos += size
     assert pos == n
 
@@ -120,11 +125,14 @@ def test_numpy_reference_agrees_with_transformers(hf_model_dir) -> None:
     from reference import gpt2_forward
 
     _, ref_model = hf_model_dir(**SMALL)
-    params = {k.removeprefix("transformer."): v.detach().double().numpy()
-              for k, v in ref_model.state_dict().items()}
+    params = {
+        k.removeprefix("transformer."): v.detach().double().numpy()
+        for k, v in ref_model.state_dict().items()
+    }
     ids = random_ids(20, SMALL["vocab_size"], seed=6)
-    np.testing.assert_allclose(gpt2_forward(ids, params, SMALL["n_head"]),
-                               hf_logits(ref_model, ids), atol=1e-4)
+    np.testing.assert_allclose(
+        gpt2_forward(ids, params, SMALL["n_head"]), hf_logits(ref_model, ids), atol=1e-4
+    )
 
 
 def test_sequences_are_independent(hf_model_dir) -> None:

@@ -51,8 +51,13 @@ class PackedWeight:
     def __init__(self, weight: np.ndarray[Any, Any]) -> None: ...
     @property
     def shape(self) -> tuple[int, int]: ...
-    def matmul(self, inp: np.ndarray[Any, Any], bias: np.ndarray[Any, Any] | None = None,
-               out: np.ndarray[Any, Any] | None = None, threads: int = 1) -> np.ndarray[Any, Any]: ...
+    def matmul(
+        self,
+        inp: np.ndarray[Any, Any],
+        bias: np.ndarray[Any, Any] | None = None,
+        out: np.ndarray[Any, Any] | None = None,
+        threads: int = 1,
+    ) -> np.ndarray[Any, Any]: ...
 
 class _Kernels:
     PackedWeight: type[PackedWeight]
@@ -60,16 +65,33 @@ class _Kernels:
     def isa(self) -> str: ...
     def available_isas(self) -> list[str]: ...
     def set_isa(self, name: str) -> None: ...
-    def matmul(self, inp: np.ndarray[Any, Any], weight: np.ndarray[Any, Any],
-               bias: np.ndarray[Any, Any] | None = None, out: np.ndarray[Any, Any] | None = None,
-               threads: int = 1) -> np.ndarray[Any, Any]: ...
-    def layernorm(self, x: np.ndarray[Any, Any], weight: np.ndarray[Any, Any],
-                  bias: np.ndarray[Any, Any], eps: float = 1e-5,
-                  threads: int = 1) -> np.ndarray[Any, Any]: ...
-    def activation(self, x: np.ndarray[Any, Any], kind: Activation = ...,
-                   threads: int = 1) -> np.ndarray[Any, Any]: ...
-    def attention(self, q: np.ndarray[Any, Any], k: np.ndarray[Any, Any],
-                  v: np.ndarray[Any, Any], pos0: int, scale: float,
-                  threads: int = 1) -> np.ndarray[Any, Any]: ...
+    def matmul(
+        self,
+        inp: np.ndarray[Any, Any],
+        weight: np.ndarray[Any, Any],
+        bias: np.ndarray[Any, Any] | None = None,
+        out: np.ndarray[Any, Any] | None = None,
+        threads: int = 1,
+    ) -> np.ndarray[Any, Any]: ...
+    def layernorm(
+        self,
+        x: np.ndarray[Any, Any],
+        weight: np.ndarray[Any, Any],
+        bias: np.ndarray[Any, Any],
+        eps: float = 1e-5,
+        threads: int = 1,
+    ) -> np.ndarray[Any, Any]: ...
+    def activation(
+        self, x: np.ndarray[Any, Any], kind: Activation = ..., threads: int = 1
+    ) -> np.ndarray[Any, Any]: ...
+    def attention(
+        self,
+        q: np.ndarray[Any, Any],
+        k: np.ndarray[Any, Any],
+        v: np.ndarray[Any, Any],
+        pos0: int,
+        scale: float,
+        threads: int = 1,
+    ) -> np.ndarray[Any, Any]: ...
 
 kernels: _Kernels

@@ -16,6 +16,7 @@ import os
 import stat
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ class SafetensorsFile:
             tensors[name] = self._parse_entry(name, entry, data_start, data_size)
 
         spans = sorted((t.begin, t.end, t.name) for t in tensors.values() if t.end > t.begin)
-        for (_, end_a, name_a), (begin_b, _, name_b) in zip(spans, spans[1:]):
+        for (_, end_a, name_a), (begin_b, _, name_b) in pairwise(spans):
             if begin_b < end_a:
                 raise self._fail(f"tensors {name_a!r} and {name_b!r} overlap")
         return tensors, metadata
