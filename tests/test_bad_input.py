@@ -749,3 +749,23 @@ def test_safetensors_reader_directly(tiny: Path) -> None:
         with pytest.raises(ModelFormatError, match=re.escape(str(path)) + ".*missing tensor"):
             locate_tensors(GPT2Config.from_dict(TINY), [f])
     assert header_for({"x": np.zeros(3, np.float32)})["x"]["data_offsets"] == [0, 12]
+
+
+def test_bpe_binding_refuses_bad_arguments() -> None:
+    merger_type = getattr(_core, "BytePairMerger", None)
+    if merger_type is None:
+        pytest.skip("this build has no C++ merge loop")
+    byte_ids = list(range(256))
+    with pytest.raises(ValueError, match="256"):
+        merger_type(byte_ids[:255], [], {}, 16, 16)
+    with pytest.raises(ValueError, match="non-negative"):
+        merger_type([-1] + byte_ids[1:], [], {}, 16, 16)
+    with pytest.raises(ValueError, match="negative"):
+        merger_type(byte_ids, [(97, 98, -5)], {}, 16, 16)
+    merger = merger_type(byte_ids, [(97, 98, 256)], {}, 2, 4)
+    assert merger.encode_pieces(["ab", "", "abab" * 100, "é"]) == [256, *[256] * 200, 195, 169]
+    with pytest.raises(TypeError):
+        merger.encode_pieces([b"ab"])
+    with pytest.raises(UnicodeEncodeError):
+        merger.encode_pieces(["\ud800"])
+    assert merger.merge(b"\xff\x00ab") == [255, 0, 256]

@@ -82,9 +82,9 @@ def test_threads_get_exactly_what_they_get_alone(medium_dir: Path, python_thread
     alone = [workload(model, s) for s in seeds]
     for _ in range(2):
         together = run_threads([lambda s=s: workload(model, s) for s in seeds])
-        for seed, mine, reference in zip(seeds, together, alone):
+        for seed, mine, reference in zip(seeds, together, alone, strict=True):
             assert len(mine) == len(reference)
-            for i, (x, y) in enumerate(zip(mine, reference)):
+            for i, (x, y) in enumerate(zip(mine, reference, strict=True)):
                 assert np.array_equal(x, y), f"thread {seed}, result {i} differs"
 
 

@@ -193,7 +193,7 @@ def test_mutation_bursts(workdir: Path, seed: int) -> None:
 
 def flip_bits(blob: bytes, positions: list[int], bits: list[int]) -> bytes:
     out = bytearray(blob)
-    for pos, bit in zip(positions, bits):
+    for pos, bit in zip(positions, bits, strict=False):  # bits outnumber positions
         out[pos % len(out)] ^= 1 << bit
     return bytes(out)
 
