@@ -1,9 +1,12 @@
 // out = [out +] inp @ W + bias, in two shapes of work:
-//  - few rows (decode): memory-bound. Each weight panel is streamed once, by one thread,
-//    straight through the register tile; nothing is packed.
-//  - many rows (prompt): compute-bound. BLIS-style blocking: the input is packed into
-//    kGemmRows-row micro-panels a block at a time (kRowBlock x kDepthBlock, kept in L2), and
-//    each weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the block.
+//  - few rows (decode): memory-bound. Threads split the weight panels; each panel is
+//    streamed once straight through the register tile; nothing is packed.
+//  - many rows (prompt): compute-bound. Threads split the rows, and each runs a BLIS-style
+//    blocked GEMM on its own: its input is packed into kGemmRows-row micro-panels a block at
+//    a time (kRowBlock x kDepthBlock, kept in L2), and each weight micro-panel
+//    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
+//    threads never wait for each other until the end: on a busy machine every barrier can
+//    cost a scheduler time slice.
 #include <omp.h>
 
 #include "gpt2cpu/buffer.h"
@@ -16,7 +19,8 @@ namespace {
 
 constexpr int64_t kDepthBlock = 256;             // 256 x 16 floats = 16 KiB of weights
 constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB of input
-constexpr int64_t kBlockedMinRows = 2 * kGemmRows;
+// Rows per thread below which splitting panels (the streaming path) balances better.
+constexpr int64_t kBlockedMinRowsPerThread = 4 * kGemmRows;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -70,31 +74,36 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
                     const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
-  Buffer packed(static_cast<size_t>(kRowBlock * kDepthBlock));  // shared by the team
-  float* a_block = packed.data();
+  const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
+  // One packing block per thread, allocated here: nothing may throw in the parallel region.
+  const size_t block_floats = static_cast<size_t>(kRowBlock * kDepthBlock);
+  Buffer packed(block_floats * static_cast<size_t>(threads));
 #pragma omp parallel num_threads(threads)
   {
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < t; ++r) init_rows(out + r * ldo, w.n, bias, acc);
-
+    const int team = omp_get_num_threads();
+    const int me = omp_get_thread_num();
+    // This thread's rows: a contiguous share of whole tiles.
+    const int64_t row_begin = tiles * me / team * kGemmRows;
+    const int64_t row_end = min64(t, tiles * (me + 1) / team * kGemmRows);
+    float* a_block = packed.data() + block_floats * static_cast<size_t>(me);
     alignas(64) float tile[kGemmRows * kPanel];
-    for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
-      const int64_t kc = min64(kDepthBlock, w.k - p0);
-      for (int64_t r0 = 0; r0 < t; r0 += kRowBlock) {
-        const int64_t mc = min64(kRowBlock, t - r0);
-        const int64_t tiles = (mc + kGemmRows - 1) / kGemmRows;
-#pragma omp for schedule(static)
-        for (int64_t ti = 0; ti < tiles; ++ti) {
+
+    for (int64_t r = row_begin; r < row_end; ++r) init_rows(out + r * ldo, w.n, bias, acc);
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int64_t mc = min64(kRowBlock, row_end - r0);
+      const int64_t block_tiles = (mc + kGemmRows - 1) / kGemmRows;
+      for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
+        const int64_t kc = min64(kDepthBlock, w.k - p0);
+        for (int64_t ti = 0; ti < block_tiles; ++ti) {
           const int64_t r = r0 + ti * kGemmRows;
-          pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi, min64(kGemmRows, t - r), kc);
+          pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
+                    min64(kGemmRows, row_end - r), kc);
         }
-        // (the implicit barrier above: the block is packed before anyone reads it)
-#pragma omp for schedule(static)
         for (int64_t p = 0; p < panels; ++p) {
           const float* b = w.panel(p) + p0 * kPanel;
           const int64_t col0 = p * kPanel;
           const int64_t cols = min64(kPanel, w.n - col0);
-          for (int64_t ti = 0; ti < tiles; ++ti) {
+          for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
@@ -114,7 +123,6 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
             }
           }
         }
-        // (and the one here: nobody repacks the block while it is still being read)
       }
     }
   }
@@ -124,7 +132,7 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
 
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
-  if (t >= kBlockedMinRows) {
+  if (t >= kBlockedMinRowsPerThread * threads) {
     matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, threads);
   } else {
     matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, threads);
