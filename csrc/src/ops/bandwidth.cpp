@@ -20,14 +20,18 @@ double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
   for (int r = 0; r < repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();
     float total = 0.0f;
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : total)
-    for (int64_t block = 0; block < static_cast<int64_t>(n / 64); ++block) {
-      // 32 independent partial sums (8 SSE registers): enough that add latency never,
-      // and memory always, limits the rate, even in this baseline-ISA build.
-      const float* p = buffer.data() + block * 64;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      // Each thread sums a contiguous share into 32 partial sums (8 SSE registers in this
+      // baseline-ISA build), reduced once at the end: loads, never adds, set the rate.
+      const int team = omp_get_num_threads();
+      const int me = omp_get_thread_num();
+      const size_t blocks = n / 64;
+      const float* p = buffer.data() + blocks * me / team * 64;
+      const float* end = buffer.data() + blocks * (me + 1) / team * 64;
       float acc[32] = {};
-      for (int i = 0; i < 64; i += 32) {
-        for (int j = 0; j < 32; ++j) acc[j] += p[i + j];
+      for (; p < end; p += 32) {
+        for (int j = 0; j < 32; ++j) acc[j] += p[j];
       }
       for (int j = 0; j < 32; ++j) total += acc[j];
     }
