@@ -223,7 +223,13 @@ def run(
         "workload": asdict(work),
         "gpt2cpu": asdict(ours),
         "peak_rss_bytes": peak_rss,
-        "kv_cache_bytes": kv_bytes * (work.decode_prompt_tokens + work.new_tokens),
+        # The largest cache any of the workload's sequences held.
+        "kv_cache_bytes": kv_bytes
+        * max(
+            work.prompt_tokens,
+            work.decode_prompt_tokens + work.new_tokens,
+            *(p + work.position_steps for p in work.positions),
+        ),
         "read_bandwidth_bytes_per_s": bandwidth,
         "decode_bytes_per_token": bytes_per_token,
         "decode_bytes_per_s": streamed,

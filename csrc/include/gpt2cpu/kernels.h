@@ -31,6 +31,9 @@ struct KernelTable {
   // x (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))   (GPT-2's "gelu_new")
   void (*gelu_tanh)(float* x, int64_t n);
 
+  // sum of x (n): a pure streaming read, the bandwidth probe's loop.
+  float (*sum)(const float* x, int64_t n);
+
   // out (d) = softmax(scale * K (n, d) @ q (d)) @ V (n, d); scores: scratch of n floats.
   void (*attend)(float* out, const float* q, const float* keys, const float* values, int64_t n,
                  int64_t d, float scale, float* scores);

@@ -145,6 +145,26 @@ void gelu_tanh_avx2(float* x, int64_t n) {
   gelu_tanh_portable(x + i, n - i);
 }
 
+// Eight independent accumulators (named: see gemm_tile_m), so adds keep up with any
+// memory system.
+float sum_avx2(const float* x, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    a4 = _mm256_add_ps(a4, _mm256_loadu_ps(x + i + 32));
+    a5 = _mm256_add_ps(a5, _mm256_loadu_ps(x + i + 40));
+    a6 = _mm256_add_ps(a6, _mm256_loadu_ps(x + i + 48));
+    a7 = _mm256_add_ps(a7, _mm256_loadu_ps(x + i + 56));
+  }
+  const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                 _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+  return hsum(s) + sum_portable(x + i, n - i);
+}
+
 // Four dot products q . keys[0..3] at once: four independent FMA chains.
 inline __m128 dot4(const float* q, const float* k0, int64_t d) {
   const float* k1 = k0 + d;
@@ -253,7 +273,7 @@ void attend_avx2(float* out, const float* q, const float* keys, const float* val
 
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
-      "avx2", gemm_tile_avx2, gemm_packed_avx2, layernorm_portable, gelu_tanh_avx2, attend_avx2,
+      "avx2", gemm_tile_avx2, gemm_packed_avx2, layernorm_portable, gelu_tanh_avx2, sum_avx2, attend_avx2,
   };
   return table;
 }

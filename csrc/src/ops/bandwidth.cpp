@@ -4,17 +4,19 @@
 #include <cstring>
 
 #include "gpt2cpu/buffer.h"
+#include "gpt2cpu/kernels.h"
 #include "gpt2cpu/ops.h"
 
 namespace gpt2cpu {
 
 double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
   const size_t n = bytes / sizeof(float);
-  Buffer buffer(n);
+  Buffer buffer(n, Buffer::Pages::Huge);  // as the weights are stored
   // Touch every page first, from the threads that will read it (first-touch placement).
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t i = 0; i < static_cast<int64_t>(n); i += 1024) buffer.data()[i] = 1.0f;
 
+  const KernelTable& kt = kernels();
   double best = 0.0;
   volatile float sink = 0.0f;
   for (int r = 0; r < repeats; ++r) {
@@ -22,18 +24,14 @@ double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
     float total = 0.0f;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     {
-      // Each thread sums a contiguous share into 32 partial sums (8 SSE registers in this
-      // baseline-ISA build), reduced once at the end: loads, never adds, set the rate.
+      // Each thread streams a contiguous share with the best kernel set's loads, as the
+      // matmul kernels do: the same rate decode can reach.
       const int team = omp_get_num_threads();
       const int me = omp_get_thread_num();
       const size_t blocks = n / 64;
-      const float* p = buffer.data() + blocks * me / team * 64;
-      const float* end = buffer.data() + blocks * (me + 1) / team * 64;
-      float acc[32] = {};
-      for (; p < end; p += 32) {
-        for (int j = 0; j < 32; ++j) acc[j] += p[j];
-      }
-      for (int j = 0; j < 32; ++j) total += acc[j];
+      const size_t begin = blocks * me / team * 64;
+      const size_t end = blocks * (me + 1) / team * 64;
+      total += kt.sum(buffer.data() + begin, static_cast<int64_t>(end - begin));
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
