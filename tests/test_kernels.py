@@ -179,6 +179,12 @@ def test_kernels_reject_bad_shapes(call, match: str) -> None:  # type: ignore[no
         call()
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 63, 64, 65, 1000, 100_003])
+def test_sum(isa: str, n: int) -> None:
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    assert K.sum(x) == pytest.approx(float(x.astype(np.float64).sum()), abs=1e-5 * max(1, n) ** 0.5)
+
+
 def test_isa_selection() -> None:
     available = K.available_isas()
     assert available[0] == "generic"

@@ -83,6 +83,15 @@ void bind_kernels(py::module_& m) {
       py::arg("threads") = 1, "[out +] inp (t, k) @ weight (k, n) + bias (n), as a new array");
 
   m.def(
+      "sum",
+      [](FloatArray x) {
+        const auto n = static_cast<int64_t>(x.size());
+        py::gil_scoped_release release;
+        return kernels().sum(x.data(), n);
+      },
+      py::arg("x"), "Sum of all elements: the bandwidth probe's streaming loop.");
+
+  m.def(
       "read_bandwidth",
       [](size_t bytes, int threads, int repeats) {
         checked_threads(threads);
