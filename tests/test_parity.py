@@ -12,6 +12,7 @@ from __future__ import annotations
 import gpt2cpu
 import numpy as np
 import pytest
+from gpt2cpu import _core
 from hf_models import GPT2_124M, SMALL, hf_logits
 
 
@@ -156,3 +157,20 @@ def test_truncate_reuses_prefix(hf_model_dir) -> None:
     seq.truncate(10)
     np.testing.assert_allclose(seq.append(ids[10:30]), model.forward(ids)[-1], atol=1e-5)
     assert seq.tokens == ids.tolist()
+
+
+def test_logits_are_bit_identical_on_any_thread_count(hf_model_dir) -> None:
+    """Seeded sampling gives the same text on any thread count only if the logits are the
+    same bits: every prompt length, whichever matmul path it takes, on every ISA."""
+    directory, _ = hf_model_dir(**SMALL)
+    models = [gpt2cpu.Model.from_pretrained(directory, threads=n) for n in (1, 2, 3)]
+    for isa in _core.kernels.available_isas():
+        _core.kernels.set_isa(isa)
+        try:
+            for n in (1, 5, 7, 13, 25, 31, 37, 47, 49, 55, 64):
+                ids = random_ids(n, SMALL["vocab_size"], seed=n)
+                first, *rest = (m.forward(ids) for m in models)
+                for other in rest:
+                    assert np.array_equal(first, other), f"{isa}, {n} tokens"
+        finally:
+            _core.kernels.set_isa("auto")

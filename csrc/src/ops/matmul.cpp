@@ -19,8 +19,10 @@ namespace {
 
 constexpr int64_t kDepthBlock = 256;             // 256 x 16 floats = 16 KiB of weights
 constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB of input
-// Rows per thread below which splitting panels (the streaming path) balances better.
-constexpr int64_t kBlockedMinRowsPerThread = 4 * kGemmRows;
+// Rows from which the blocked path is used. It must not depend on the thread count: the
+// paths sum in different orders at the edges, and seeded sampling promises the same tokens
+// on any thread count, so the same bits.
+constexpr int64_t kBlockedMinRows = 8 * kGemmRows;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -132,7 +134,7 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
 
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
-  if (t >= kBlockedMinRowsPerThread * threads) {
+  if (t >= kBlockedMinRows) {
     matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, threads);
   } else {
     matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, threads);
