@@ -210,8 +210,16 @@ inline float dot1(const float* q, const float* k, int64_t d) {
 void attend_avx2(float* out, const float* q, const float* keys, const float* values, int64_t n,
                  int64_t d, float scale, float* scores) {
   // Scores, scaled.
+  // Eight keys at a time: two dot4 calls interleaved by the compiler into eight
+  // independent FMA chains, enough to keep both FMA units busy.
   const __m128 scale4 = _mm_set1_ps(scale);
   int64_t t = 0;
+  for (; t + 8 <= n; t += 8) {
+    const __m128 lo = dot4(q, keys + t * d, d);
+    const __m128 hi = dot4(q, keys + (t + 4) * d, d);
+    _mm_storeu_ps(scores + t, _mm_mul_ps(lo, scale4));
+    _mm_storeu_ps(scores + t + 4, _mm_mul_ps(hi, scale4));
+  }
   for (; t + 4 <= n; t += 4) _mm_storeu_ps(scores + t, _mm_mul_ps(dot4(q, keys + t * d, d), scale4));
   for (; t < n; ++t) scores[t] = dot1(q, keys + t * d, d) * scale;
 
@@ -236,9 +244,33 @@ void attend_avx2(float* out, const float* q, const float* keys, const float* val
     total += scores[t];
   }
 
-  // out = sum_t p_t v_t / total, 32 output lanes at a time held in registers across t.
+  // out = sum_t p_t v_t / total, output lanes held in registers across t: 64 at a time
+  // (eight independent FMA chains, as many as hide the FMA latency), then 32, then 8.
   const __m256 inv = _mm256_set1_ps(1.0f / total);
   int64_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0, o4 = o0, o5 = o0, o6 = o0, o7 = o0;
+    const float* v = values + i;
+    for (t = 0; t < n; ++t, v += d) {
+      const __m256 p = _mm256_broadcast_ss(scores + t);
+      o0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), o0);
+      o1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), o1);
+      o2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), o2);
+      o3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), o3);
+      o4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 32), o4);
+      o5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 40), o5);
+      o6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 48), o6);
+      o7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 56), o7);
+    }
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(o0, inv));
+    _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(o1, inv));
+    _mm256_storeu_ps(out + i + 16, _mm256_mul_ps(o2, inv));
+    _mm256_storeu_ps(out + i + 24, _mm256_mul_ps(o3, inv));
+    _mm256_storeu_ps(out + i + 32, _mm256_mul_ps(o4, inv));
+    _mm256_storeu_ps(out + i + 40, _mm256_mul_ps(o5, inv));
+    _mm256_storeu_ps(out + i + 48, _mm256_mul_ps(o6, inv));
+    _mm256_storeu_ps(out + i + 56, _mm256_mul_ps(o7, inv));
+  }
   for (; i + 32 <= d; i += 32) {
     __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps();
     __m256 o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps();
