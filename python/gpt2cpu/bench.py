@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -80,16 +80,83 @@ def _check(work: Workload, n_positions: int) -> None:
         raise ValueError("token counts and repeats must be at least 1")
 
 
-def _seconds(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+class _Engine(Protocol):
+    """What the workload needs of an engine: a fresh sequence, and feeding it tokens."""
+
+    def new(self, capacity: int) -> Any: ...
+    def feed(self, state: Any, ids: list[int]) -> Any: ...
 
 
-def _timed_append(seq: Sequence, ids: list[int]) -> float:
+def _timed_feed(engine: _Engine, state: Any, ids: list[int]) -> tuple[Any, float]:
     start = time.perf_counter()
-    seq.append(ids)
-    return time.perf_counter() - start
+    state = engine.feed(state, ids)
+    return state, time.perf_counter() - start
+
+
+def _measure(
+    engine: _Engine, name: str, load_s: float, vocab: int, work: Workload, progress: Progress
+) -> EngineResult:
+    """The workload, identical for every engine; only feeding tokens is timed."""
+    prompt = _ids(work.prompt_tokens, vocab, work.seed)
+    engine.feed(engine.new(8), prompt[:8])  # warm-up: threads started, pages touched
+    prefill = []
+    for _ in range(work.repeats):
+        _, seconds = _timed_feed(engine, engine.new(work.prompt_tokens), prompt)
+        prefill.append(work.prompt_tokens / seconds)
+        progress.advance(1)
+
+    steps = []
+    tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
+    for _ in range(work.repeats):
+        state = engine.feed(engine.new(len(tokens)), tokens[: work.decode_prompt_tokens])
+        for tok in tokens[work.decode_prompt_tokens :]:
+            state, seconds = _timed_feed(engine, state, [tok])
+            steps.append(1000 * seconds)
+        progress.advance(1)
+
+    at_position = {}
+    for pos in work.positions:
+        ids = _ids(pos + work.position_steps, vocab, work.seed + 2)
+        state = engine.feed(engine.new(len(ids)), ids[:pos])
+        times = []
+        for tok in ids[pos:]:
+            state, seconds = _timed_feed(engine, state, [tok])
+            times.append(1000 * seconds)
+        at_position[pos] = statistics.median(times)
+        progress.advance(1)
+    return EngineResult(
+        name, load_s, Spread.of(prefill), Spread.of(steps), decode_ms_at_position=at_position
+    )
+
+
+class _Gpt2cpuEngine:
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def new(self, capacity: int) -> Sequence:
+        return self.model.new_sequence(capacity)
+
+    def feed(self, state: Sequence, ids: list[int]) -> Sequence:
+        state.append(ids)
+        return state
+
+
+class _TransformersEngine:
+    """transformers + PyTorch with its KV cache; the state is past_key_values."""
+
+    def __init__(self, model: Any, torch: Any) -> None:
+        self.model = model
+        self.torch = torch
+
+    def new(self, capacity: int) -> Any:
+        return None
+
+    def feed(self, state: Any, ids: list[int]) -> Any:
+        # Only the last position's logits, as gpt2cpu computes them.
+        out = self.model(
+            self.torch.tensor([ids]), past_key_values=state, use_cache=True, logits_to_keep=1
+        )
+        return out.past_key_values
 
 
 def bench_gpt2cpu(
@@ -98,39 +165,9 @@ def bench_gpt2cpu(
     start = time.perf_counter()
     model = Model.from_pretrained(directory, threads=work.threads, progress=False)
     load_s = time.perf_counter() - start
-    vocab = model.config.vocab_size
     _check(work, model.config.n_positions)
-
-    prompt = _ids(work.prompt_tokens, vocab, work.seed)
-    model.new_sequence(8).append(prompt[:8])  # warm-up: threads started, pages touched
-    prefill = []
-    for _ in range(work.repeats):
-        seq = model.new_sequence(work.prompt_tokens)
-        prefill.append(work.prompt_tokens / _timed_append(seq, prompt))
-        progress.advance(1)
-
-    steps = []
-    tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
-    for _ in range(work.repeats):
-        seq = model.new_sequence(len(tokens))
-        seq.append(tokens[: work.decode_prompt_tokens])
-        for tok in tokens[work.decode_prompt_tokens :]:
-            steps.append(1000 * _timed_append(seq, [tok]))
-        progress.advance(1)
-
-    at_position = {}
-    for pos in work.positions:
-        ids = _ids(pos + work.position_steps, vocab, work.seed + 2)
-        seq = model.new_sequence(len(ids))
-        seq.append(ids[:pos])
-        times = [1000 * _timed_append(seq, [t]) for t in ids[pos:]]
-        at_position[pos] = statistics.median(times)
-        progress.advance(1)
-
-    result = EngineResult(
-        "gpt2cpu", load_s, Spread.of(prefill), Spread.of(steps), decode_ms_at_position=at_position
-    )
-    return result, model
+    engine = _Gpt2cpuEngine(model)
+    return _measure(engine, "gpt2cpu", load_s, model.config.vocab_size, work, progress), model
 
 
 def bench_transformers(directory: Path, work: Workload, progress: Progress) -> EngineResult:
@@ -145,44 +182,9 @@ def bench_transformers(directory: Path, work: Workload, progress: Progress) -> E
     model: Any = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32)
     model.eval()
     load_s = time.perf_counter() - start
-    vocab = model.config.vocab_size
-
-    def run(ids: list[int], past: Any = None) -> Any:
-        # Only the last position's logits, as gpt2cpu computes them.
-        return model(torch.tensor([ids]), past_key_values=past, use_cache=True, logits_to_keep=1)
-
-    prefill, steps, at_position = [], [], {}
     with torch.inference_mode():
-        prompt = _ids(work.prompt_tokens, vocab, work.seed)
-        run(prompt[:8])
-        for _ in range(work.repeats):
-            prefill.append(work.prompt_tokens / _seconds(lambda: run(prompt)))
-            progress.advance(1)
-        tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
-        for _ in range(work.repeats):
-            past = run(tokens[: work.decode_prompt_tokens]).past_key_values
-            for tok in tokens[work.decode_prompt_tokens :]:
-                start = time.perf_counter()
-                past = run([tok], past).past_key_values
-                steps.append(1000 * (time.perf_counter() - start))
-            progress.advance(1)
-        for pos in work.positions:
-            ids = _ids(pos + work.position_steps, vocab, work.seed + 2)
-            past = run(ids[:pos]).past_key_values
-            times = []
-            for tok in ids[pos:]:
-                start = time.perf_counter()
-                past = run([tok], past).past_key_values
-                times.append(1000 * (time.perf_counter() - start))
-            at_position[pos] = statistics.median(times)
-            progress.advance(1)
-    return EngineResult(
-        "transformers",
-        load_s,
-        Spread.of(prefill),
-        Spread.of(steps),
-        decode_ms_at_position=at_position,
-    )
+        engine = _TransformersEngine(model, torch)
+        return _measure(engine, "transformers", load_s, model.config.vocab_size, work, progress)
 
 
 def random_model_dir(shape: str) -> Path:
