@@ -93,14 +93,16 @@ def perplexity(
     plan = list(windows(len(tokens), window, stride))
     nll_sum = 0.0
     scored = 0
-    with Progress(len(tokens) - 1, "perplexity", enabled=progress, unit="tokens") as bar:
+    # One cache for every window, rewound between them: a fresh one per window would be
+    # mapped and zeroed again each time.
+    seq = model.new_sequence(window)
+    with seq, Progress(len(tokens) - 1, "perplexity", enabled=progress, unit="tokens") as bar:
         for w in plan:
             # Logits of positions score_from-1 .. end-2 predict targets score_from .. end-1;
             # ask for the last (end - score_from + 1) rows and drop the final one.
             n_rows = w.end - w.score_from + 1
-            seq = model.new_sequence(w.end - w.begin)
+            seq.truncate(0)  # each window runs from scratch, with no cache
             logits = seq.append(tokens[w.begin : w.end], last_n=n_rows)[:-1]
-            seq.close()
             targets = tokens[w.score_from : w.end]
             nll_sum -= float(_log_softmax_at(logits, targets).astype(np.float64).sum())
             scored += len(targets)
