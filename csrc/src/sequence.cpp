@@ -60,7 +60,9 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
     const float* pe = w.wpe + (length_ + i) * C;
     for (int64_t j = 0; j < C; ++j) xi[j] += pe[j];
   }
-  for (int64_t l = 0; l < c.n_layer; ++l) forward_layer(l, n);
+  // The last block's output feeds nothing but the logits: past its keys and values, only
+  // the rows whose logits are wanted are computed (a 512-token prompt skips 5/6 of a block).
+  for (int64_t l = 0; l < c.n_layer; ++l) forward_layer(l, n, l + 1 < c.n_layer ? n : n_logits);
   length_ += n;
 
   // logits (n_logits, V) = ln_f(x[last n_logits rows]) @ wte^T: only the rows asked for.
@@ -75,7 +77,9 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
 }
 
 // One transformer block over the t new tokens in x_, at positions [length_, length_ + t).
-void Sequence::forward_layer(int64_t layer, int64_t t) {
+// Every token's keys and values go into the cache; the block's output is computed for the
+// last `keep` rows only (the rows before them are left as they were).
+void Sequence::forward_layer(int64_t layer, int64_t t, int64_t keep) {
   const Config& c = model_->config();
   const LayerWeights& L = model_->weights().layers[static_cast<size_t>(layer)];
   const int threads = model_->threads();
@@ -99,17 +103,21 @@ void Sequence::forward_layer(int64_t layer, int64_t t) {
     }
   }
 
+  if (keep == 0) return;
+  // From here on only the last `keep` rows: queries at positions [length_ + t - keep, ...).
+  const int64_t skip = t - keep;
+  x += skip * C;
   float scale = c.scale_attn_weights ? 1.0f / std::sqrt(static_cast<float>(D)) : 1.0f;
   if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(layer + 1);
-  const AttentionShape shape{t, length_, H, D, capacity_, scale};
-  attention(att_.data(), qkv, 3 * C, keys, values, shape, threads);
+  const AttentionShape shape{keep, length_ + skip, H, D, capacity_, scale};
+  attention(att_.data(), qkv + skip * 3 * C, 3 * C, keys, values, shape, threads);
 
   // x += att @ c_proj + b;  x += act(ln_2(x) @ c_fc + b) @ mlp.c_proj + b
-  matmul(x, C, att_.data(), C, t, L.attn_c_proj, L.attn_c_proj_bias, Accumulate::Yes, threads);
-  layernorm(h, x, L.ln_2_weight, L.ln_2_bias, t, C, c.layer_norm_epsilon, threads);
-  matmul(mlp_.data(), F, h, C, t, L.mlp_c_fc, L.mlp_c_fc_bias, Accumulate::No, threads);
-  activate(mlp_.data(), t * F, c.activation, threads);
-  matmul(x, C, mlp_.data(), F, t, L.mlp_c_proj, L.mlp_c_proj_bias, Accumulate::Yes, threads);
+  matmul(x, C, att_.data(), C, keep, L.attn_c_proj, L.attn_c_proj_bias, Accumulate::Yes, threads);
+  layernorm(h, x, L.ln_2_weight, L.ln_2_bias, keep, C, c.layer_norm_epsilon, threads);
+  matmul(mlp_.data(), F, h, C, keep, L.mlp_c_fc, L.mlp_c_fc_bias, Accumulate::No, threads);
+  activate(mlp_.data(), keep * F, c.activation, threads);
+  matmul(x, C, mlp_.data(), F, keep, L.mlp_c_proj, L.mlp_c_proj_bias, Accumulate::Yes, threads);
 }
 
 void Sequence::truncate(int64_t n) {

@@ -31,7 +31,7 @@ class Sequence {
   void truncate(int64_t n);
 
  private:
-  void forward_layer(int64_t layer, int64_t t);
+  void forward_layer(int64_t layer, int64_t t, int64_t keep);
 
   std::shared_ptr<const Model> model_;
   int64_t capacity_;
