@@ -100,6 +100,11 @@ def test_activations(isa: str, threads: int, n: int) -> None:
         (17, 30, 2, 72),
         (33, 0, 4, 40),
         (1, 1000, 2, 64),
+        # From 16 new tokens on, blocks of queries (whole 16-column panels when d % 16 == 0).
+        (16, 0, 2, 16),
+        (23, 37, 3, 64),
+        (40, 0, 2, 32),
+        (61, 500, 1, 128),
     ],
 )
 def test_attention(isa: str, threads: int, t: int, pos0: int, heads: int, d: int) -> None:

@@ -12,6 +12,24 @@ namespace gpt2cpu {
 // Rows of A handled by one GEMM micro-kernel call (register blocking: kGemmRows x 16 floats).
 constexpr int64_t kGemmRows = 6;
 
+// Queries in one attend_block call: one 16-wide panel of transposed queries.
+constexpr int64_t kAttendBlock = 16;
+
+// One head's causal attention for m <= kAttendBlock consecutive queries: query i, at
+// position pos0 + i, attends to keys and values [0, pos0 + i].
+struct AttendBlock {
+  float* out;           // (m, d), row stride ldo
+  int64_t ldo;
+  const float* q;       // (m, d), row stride ldq
+  int64_t ldq;
+  const float* keys;    // (pos0 + m, d)
+  const float* values;  // (pos0 + m, d)
+  int64_t m, pos0, d;
+  float scale;
+};
+// Floats of scratch an attend_block call over n = pos0 + m keys needs.
+inline int64_t attend_block_scratch(int64_t n, int64_t d) { return (n + d) * kAttendBlock; }
+
 struct KernelTable {
   const char* name;
 
@@ -37,6 +55,10 @@ struct KernelTable {
   // out (d) = softmax(scale * K (n, d) @ q (d)) @ V (n, d); scores: scratch of n floats.
   void (*attend)(float* out, const float* q, const float* keys, const float* values, int64_t n,
                  int64_t d, float scale, float* scores);
+
+  // The prompt's attention: a block of queries at once, so that scores and the weighted sum
+  // of values are matrix products. scratch: attend_block_scratch(pos0 + m, d) floats.
+  void (*attend_block)(const AttendBlock& job, float* scratch);
 };
 
 const KernelTable& generic_kernels();

@@ -46,13 +46,14 @@ inline __m256 tanh_ps(__m256 x) {
   return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
 }
 
-// c (M, 16) += A (M, k) @ b (k, 16), with A[i][p] at a[i * row_stride + p * col_stride]:
-// (lda, 1) for a plain row-major tile, (1, kGemmRows) for a packed one. The 2*M
+// c (M, 16) += A (M, k) @ B (k, 16), with A[i][p] at a[i * row_stride + p * kColStride]:
+// (lda, 1) for a plain row-major tile, (1, kGemmRows) for a packed one; and B's row p at
+// b + p * ldb: 16 for a weight panel, a head's width for values in the KV cache. The 2*M
 // accumulators are named registers, not an array: GCC keeps arrays of vectors in memory
 // when the function is not inlined, which halves the FMA rate.
 template <int M, int64_t kColStride>
-void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, float* c,
-                 int64_t ldc) {
+void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, int64_t ldb,
+                 float* c, int64_t ldc) {
   static_assert(M >= 1 && M <= 6, "at most 6 rows fit the 16 vector registers");
   __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0;
   __m256 l3 = l0, h3 = l0, l4 = l0, h4 = l0, l5 = l0, h5 = l0;
@@ -78,8 +79,8 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
 
   GPT2CPU_ROWS(GPT2CPU_LOAD)
   for (int64_t p = 0; p < k; ++p) {
-    const __m256 b0 = _mm256_loadu_ps(b + p * 16);
-    const __m256 b1 = _mm256_loadu_ps(b + p * 16 + 8);
+    const __m256 b0 = _mm256_loadu_ps(b + p * ldb);
+    const __m256 b1 = _mm256_loadu_ps(b + p * ldb + 8);
     GPT2CPU_ROWS(GPT2CPU_FMA)
   }
   GPT2CPU_ROWS(GPT2CPU_STORE)
@@ -117,17 +118,17 @@ void gemm_tile_avx2(int64_t m, int64_t k, const float* a, int64_t lda, const flo
                     int64_t ldc) {
   switch (m) {
     case 1: gemv_tile(k, a, b, c); break;
-    case 2: gemm_tile_m<2, 1>(k, a, lda, b, c, ldc); break;
-    case 3: gemm_tile_m<3, 1>(k, a, lda, b, c, ldc); break;
-    case 4: gemm_tile_m<4, 1>(k, a, lda, b, c, ldc); break;
-    case 5: gemm_tile_m<5, 1>(k, a, lda, b, c, ldc); break;
-    case 6: gemm_tile_m<6, 1>(k, a, lda, b, c, ldc); break;
+    case 2: gemm_tile_m<2, 1>(k, a, lda, b, 16, c, ldc); break;
+    case 3: gemm_tile_m<3, 1>(k, a, lda, b, 16, c, ldc); break;
+    case 4: gemm_tile_m<4, 1>(k, a, lda, b, 16, c, ldc); break;
+    case 5: gemm_tile_m<5, 1>(k, a, lda, b, 16, c, ldc); break;
+    case 6: gemm_tile_m<6, 1>(k, a, lda, b, 16, c, ldc); break;
     default: gemm_tile_portable(m, k, a, lda, b, c, ldc); break;
   }
 }
 
 void gemm_packed_avx2(int64_t k, const float* a, const float* b, float* c, int64_t ldc) {
-  gemm_tile_m<6, 6>(k, a, 1, b, c, ldc);
+  gemm_tile_m<6, 6>(k, a, 1, b, 16, c, ldc);
 }
 
 void gelu_tanh_avx2(float* x, int64_t n) {
@@ -301,11 +302,93 @@ void attend_avx2(float* out, const float* q, const float* keys, const float* val
   }
 }
 
+
+// c (M, 16) = P[i0 : i0 + M] (n) @ V (n, 16 columns, row stride ldv), where P is held
+// transposed, 16 queries to a row: P[i][j] = pt[j * 16 + i].
+void weighted_values(int64_t m, int64_t n, const float* pt, const float* v, int64_t ldv,
+                     float* c) {
+  for (int64_t j = 0; j < m * 16; ++j) c[j] = 0.0f;
+  switch (m) {
+    case 1: gemm_tile_m<1, 16>(n, pt, 1, v, ldv, c, 16); break;
+    case 2: gemm_tile_m<2, 16>(n, pt, 1, v, ldv, c, 16); break;
+    case 3: gemm_tile_m<3, 16>(n, pt, 1, v, ldv, c, 16); break;
+    case 4: gemm_tile_m<4, 16>(n, pt, 1, v, ldv, c, 16); break;
+    case 5: gemm_tile_m<5, 16>(n, pt, 1, v, ldv, c, 16); break;
+    default: gemm_tile_m<6, 16>(n, pt, 1, v, ldv, c, 16); break;
+  }
+}
+
+// Scores are computed transposed, keys down and the block's 16 queries across, so that the
+// softmax over keys runs down columns with whole vectors: no horizontal reductions, and
+// both products go through the GEMM micro-kernel.
+void attend_block_avx2(const AttendBlock& job, float* scratch) {
+  const int64_t d = job.d, m = job.m, n = job.pos0 + job.m;
+  if (d % 16 != 0) {  // the value product works in 16-column panels
+    for (int64_t i = 0; i < m; ++i) {
+      attend_avx2(job.out + i * job.ldo, job.q + i * job.ldq, job.keys, job.values,
+                  job.pos0 + i + 1, d, job.scale, scratch);
+    }
+    return;
+  }
+  float* qt = scratch;           // (d, 16): the queries, scaled and transposed
+  float* st = scratch + d * 16;  // (n, 16): scores, then softmax numerators
+  for (int64_t p = 0; p < d; ++p) {
+    for (int64_t i = 0; i < 16; ++i) qt[p * 16 + i] = i < m ? job.q[i * job.ldq + p] * job.scale : 0.0f;
+  }
+  for (int64_t j = 0; j < n * 16; ++j) st[j] = 0.0f;
+  int64_t j0 = 0;
+  for (; j0 + kGemmRows <= n; j0 += kGemmRows) {
+    gemm_tile_m<6, 1>(d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16);
+  }
+  if (j0 < n) gemm_tile_avx2(n - j0, d, job.keys + j0 * d, d, qt, st + j0 * 16, 16);
+
+  // Causal mask: key pos0 + r is in the future of queries [0, r).
+  for (int64_t r = 1; r < m; ++r) {
+    for (int64_t i = 0; i < r; ++i) st[(job.pos0 + r) * 16 + i] = -INFINITY;
+  }
+  const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+  __m256 max0 = neg_inf, max1 = neg_inf;
+  for (int64_t j = 0; j < n; ++j) {
+    max0 = _mm256_max_ps(max0, _mm256_loadu_ps(st + j * 16));
+    max1 = _mm256_max_ps(max1, _mm256_loadu_ps(st + j * 16 + 8));
+  }
+  // exp_ps clamps -inf to a tiny positive number: masked scores are zeroed explicitly.
+  __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const __m256 s0 = _mm256_loadu_ps(st + j * 16), s1 = _mm256_loadu_ps(st + j * 16 + 8);
+    const __m256 e0 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s0, max0)),
+                                    _mm256_cmp_ps(s0, neg_inf, _CMP_NEQ_OQ));
+    const __m256 e1 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s1, max1)),
+                                    _mm256_cmp_ps(s1, neg_inf, _CMP_NEQ_OQ));
+    _mm256_storeu_ps(st + j * 16, e0);
+    _mm256_storeu_ps(st + j * 16 + 8, e1);
+    sum0 = _mm256_add_ps(sum0, e0);
+    sum1 = _mm256_add_ps(sum1, e1);
+  }
+  alignas(32) float inv[16];
+  _mm256_store_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sum0));
+  _mm256_store_ps(inv + 8, _mm256_div_ps(_mm256_set1_ps(1.0f), sum1));
+
+  alignas(64) float tile[kGemmRows * 16];
+  for (int64_t i0 = 0; i0 < m; i0 += kGemmRows) {
+    const int64_t rows = m - i0 < kGemmRows ? m - i0 : kGemmRows;
+    for (int64_t c0 = 0; c0 < d; c0 += 16) {
+      weighted_values(rows, n, st + i0, job.values + c0, d, tile);
+      for (int64_t r = 0; r < rows; ++r) {
+        const __m256 w = _mm256_set1_ps(inv[i0 + r]);
+        float* o = job.out + (i0 + r) * job.ldo + c0;
+        _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_load_ps(tile + r * 16), w));
+        _mm256_storeu_ps(o + 8, _mm256_mul_ps(_mm256_load_ps(tile + r * 16 + 8), w));
+      }
+    }
+  }
+}
 }  // namespace
 
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
-      "avx2", gemm_tile_avx2, gemm_packed_avx2, layernorm_portable, gelu_tanh_avx2, sum_avx2, attend_avx2,
+      "avx2",      gemm_tile_avx2, gemm_packed_avx2, layernorm_portable,
+      gelu_tanh_avx2, sum_avx2,        attend_avx2,      attend_block_avx2,
   };
   return table;
 }

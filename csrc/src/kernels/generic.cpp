@@ -12,7 +12,7 @@ namespace {
 const KernelTable& generic_kernels() {
   static const KernelTable table = {
       "generic", gemm_tile_portable, gemm_packed_portable, layernorm_portable, gelu_tanh_portable, sum_portable,
-      attend_portable,
+      attend_portable, attend_block_portable,
   };
   return table;
 }
