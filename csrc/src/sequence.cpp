@@ -17,7 +17,14 @@ Sequence::Sequence(std::shared_ptr<const Model> model, int64_t capacity)
     throw std::invalid_argument("capacity must be in [1, " + std::to_string(c.n_positions) +
                                 "] (the model's n_positions), got " + std::to_string(capacity));
   }
-  cache_.resize(static_cast<size_t>(c.n_layer) * 2 * c.n_embd * capacity);
+  // From the pool, so possibly holding another sequence's keys: only positions below
+  // length_ are ever read, and each is written before it is.
+  cache_ = model_->cache_pool().take(static_cast<size_t>(c.n_layer) * 2 * c.n_embd * capacity);
+}
+
+Sequence::~Sequence() {
+  model_->cache_pool().give(std::move(cache_));
+  model_->activation_pool().give(std::move(activations_));
 }
 
 void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_logits) {
@@ -46,16 +53,21 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
 
   const int64_t C = c.n_embd;
   const size_t rows = static_cast<size_t>(n);
-  x_.reserve(rows * C);
-  h_.reserve(rows * C);
-  qkv_.reserve(rows * 3 * C);
-  att_.reserve(rows * C);
-  mlp_.reserve(rows * c.mlp_width());
+  const size_t needed = rows * static_cast<size_t>(6 * C + c.mlp_width());
+  if (activations_.size() < needed) {
+    model_->activation_pool().give(std::move(activations_));
+    activations_ = model_->activation_pool().take(needed);
+  }
+  x_ = activations_.data();
+  h_ = x_ + rows * C;
+  qkv_ = h_ + rows * C;
+  att_ = qkv_ + rows * 3 * C;
+  mlp_ = att_ + rows * C;
 
   // x (n, C) = wte[ids] + wpe[positions]
   const Weights& w = model_->weights();
   for (int64_t i = 0; i < n; ++i) {
-    float* xi = x_.data() + i * C;
+    float* xi = x_ + i * C;
     w.token_embedding(ids[i], xi);
     const float* pe = w.wpe + (length_ + i) * C;
     for (int64_t j = 0; j < C; ++j) xi[j] += pe[j];
@@ -68,10 +80,10 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   // logits (n_logits, V) = ln_f(x[last n_logits rows]) @ wte^T: only the rows asked for.
   if (n_logits > 0) {
     const int threads = model_->threads();
-    const float* last = x_.data() + (n - n_logits) * C;
-    layernorm(h_.data(), last, w.ln_f_weight, w.ln_f_bias, n_logits, C, c.layer_norm_epsilon,
+    const float* last = x_ + (n - n_logits) * C;
+    layernorm(h_, last, w.ln_f_weight, w.ln_f_bias, n_logits, C, c.layer_norm_epsilon,
               threads);
-    matmul(logits, c.vocab_size, h_.data(), C, n_logits, w.lm_head, nullptr, Accumulate::No,
+    matmul(logits, c.vocab_size, h_, C, n_logits, w.lm_head, nullptr, Accumulate::No,
            threads);
   }
 }
@@ -84,9 +96,9 @@ void Sequence::forward_layer(int64_t layer, int64_t t, int64_t keep) {
   const LayerWeights& L = model_->weights().layers[static_cast<size_t>(layer)];
   const int threads = model_->threads();
   const int64_t C = c.n_embd, F = c.mlp_width(), H = c.n_head, D = c.head_dim();
-  float* x = x_.data();
-  float* h = h_.data();
-  float* qkv = qkv_.data();
+  float* x = x_;
+  float* h = h_;
+  float* qkv = qkv_;
 
   // qkv (t, 3C) = ln_1(x) @ c_attn + b
   layernorm(h, x, L.ln_1_weight, L.ln_1_bias, t, C, c.layer_norm_epsilon, threads);
@@ -110,14 +122,14 @@ void Sequence::forward_layer(int64_t layer, int64_t t, int64_t keep) {
   float scale = c.scale_attn_weights ? 1.0f / std::sqrt(static_cast<float>(D)) : 1.0f;
   if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(layer + 1);
   const AttentionShape shape{keep, length_ + skip, H, D, capacity_, scale};
-  attention(att_.data(), qkv + skip * 3 * C, 3 * C, keys, values, shape, threads);
+  attention(att_, qkv + skip * 3 * C, 3 * C, keys, values, shape, threads);
 
   // x += att @ c_proj + b;  x += act(ln_2(x) @ c_fc + b) @ mlp.c_proj + b
-  matmul(x, C, att_.data(), C, keep, L.attn_c_proj, L.attn_c_proj_bias, Accumulate::Yes, threads);
+  matmul(x, C, att_, C, keep, L.attn_c_proj, L.attn_c_proj_bias, Accumulate::Yes, threads);
   layernorm(h, x, L.ln_2_weight, L.ln_2_bias, keep, C, c.layer_norm_epsilon, threads);
-  matmul(mlp_.data(), F, h, C, keep, L.mlp_c_fc, L.mlp_c_fc_bias, Accumulate::No, threads);
-  activate(mlp_.data(), keep * F, c.activation, threads);
-  matmul(x, C, mlp_.data(), F, keep, L.mlp_c_proj, L.mlp_c_proj_bias, Accumulate::Yes, threads);
+  matmul(mlp_, F, h, C, keep, L.mlp_c_fc, L.mlp_c_fc_bias, Accumulate::No, threads);
+  activate(mlp_, keep * F, c.activation, threads);
+  matmul(x, C, mlp_, F, keep, L.mlp_c_proj, L.mlp_c_proj_bias, Accumulate::Yes, threads);
 }
 
 void Sequence::truncate(int64_t n) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "gpt2cpu/buffer_pool.h"
 #include "gpt2cpu/config.h"
 #include "gpt2cpu/weights.h"
 
@@ -32,12 +33,19 @@ class Model {
   int threads() const { return threads_.load(std::memory_order_relaxed); }
   void set_threads(int threads);
 
+  // Where sequences take their KV caches and activations from and give them back to. Not
+  // part of the model's value, so usable through a const model.
+  BufferPool& cache_pool() const { return cache_pool_; }
+  BufferPool& activation_pool() const { return activation_pool_; }
+
  private:
   Config config_;
   Weights weights_;
   std::atomic<int> threads_;
   std::atomic<bool> ready_{false};
   std::mutex loading_;  // loads and finalize, which callers may race from several threads
+  mutable BufferPool cache_pool_;
+  mutable BufferPool activation_pool_;
 };
 
 }  // namespace gpt2cpu

@@ -16,6 +16,10 @@ class Sequence {
  public:
   // capacity: the most tokens this sequence may hold, at most the model's n_positions.
   Sequence(std::shared_ptr<const Model> model, int64_t capacity);
+  // Hands the cache and activations on to the model's next sequence.
+  ~Sequence();
+  Sequence(const Sequence&) = delete;
+  Sequence& operator=(const Sequence&) = delete;
 
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
@@ -37,8 +41,10 @@ class Sequence {
   int64_t capacity_;
   int64_t length_ = 0;
   Buffer cache_;  // (n_layer, 2, n_head, capacity, head_dim): keys then values
-  // Activations of the tokens being appended, grown to the largest append seen.
-  Buffer x_, h_, qkv_, att_, mlp_;
+  // Activations of the tokens being appended, grown to the largest append seen:
+  // x (t, C), h (t, C), qkv (t, 3C), att (t, C), mlp (t, F), one after the other.
+  Buffer activations_;
+  float *x_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *att_ = nullptr, *mlp_ = nullptr;
   std::mutex busy_;
 };
 
