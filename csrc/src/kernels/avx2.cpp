@@ -61,23 +61,25 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
   if constexpr (M > i) {     \
     body(i, l##i, h##i)      \
   }
-#define GPT2CPU_LOAD(i, lo, hi)              \
-  lo = _mm256_loadu_ps(c + i * ldc);         \
-  hi = _mm256_loadu_ps(c + i * ldc + 8);
+#define GPT2CPU_PREFETCH(i, lo, hi)                                      \
+  _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0); \
+  _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
 #define GPT2CPU_FMA(i, lo, hi)                                            \
   {                                                                       \
     const __m256 av = _mm256_broadcast_ss(a + i * row_stride + p * kColStride); \
     lo = _mm256_fmadd_ps(av, b0, lo);                                     \
     hi = _mm256_fmadd_ps(av, b1, hi);                                     \
   }
-#define GPT2CPU_STORE(i, lo, hi)     \
-  _mm256_storeu_ps(c + i * ldc, lo); \
-  _mm256_storeu_ps(c + i * ldc + 8, hi);
+#define GPT2CPU_STORE(i, lo, hi)                                         \
+  _mm256_storeu_ps(c + i * ldc, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc), lo)); \
+  _mm256_storeu_ps(c + i * ldc + 8, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc + 8), hi));
 #define GPT2CPU_ROWS(body) \
   GPT2CPU_ROW(0, body) GPT2CPU_ROW(1, body) GPT2CPU_ROW(2, body) \
   GPT2CPU_ROW(3, body) GPT2CPU_ROW(4, body) GPT2CPU_ROW(5, body)
 
-  GPT2CPU_ROWS(GPT2CPU_LOAD)
+  // c is added at the end, not loaded first: its rows are often out of cache (a prompt's
+  // output is MBs), and the prefetch now lets the whole k loop hide the miss.
+  GPT2CPU_ROWS(GPT2CPU_PREFETCH)
   for (int64_t p = 0; p < k; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b + p * ldb);
     const __m256 b1 = _mm256_loadu_ps(b + p * ldb + 8);
@@ -87,7 +89,7 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
 #undef GPT2CPU_ROWS
 #undef GPT2CPU_STORE
 #undef GPT2CPU_FMA
-#undef GPT2CPU_LOAD
+#undef GPT2CPU_PREFETCH
 #undef GPT2CPU_ROW
 }
 
