@@ -12,9 +12,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from .progress import Progress
 
 # Bytes read by the bandwidth probe: well past any last-level cache.
 PROBE_BYTES = 1 << 29
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Spread:
 @dataclass
 class EngineResult:
     engine: str
-    load_s: float
+    first_load_s: float  # the process's first load: its memory is fresh from the OS
+    load_s: Spread  # loads after it (file in the page cache, allocator warm)
     prompt_tokens_per_s: Spread  # over repeats
     decode_ms_per_token: Spread  # over every step of every repeat
     decode_tokens_per_s: float = 0.0
@@ -93,8 +97,25 @@ def _timed_feed(engine: _Engine, state: Any, ids: list[int]) -> tuple[Any, float
     return state, time.perf_counter() - start
 
 
+def _load_repeatedly(load: Callable[[], T], repeats: int) -> tuple[T, float, Spread]:
+    """The model loaded 1 + repeats times, each copy dropped before the next is loaded (so
+    peak memory stays one model); the last is kept. Returns it, the first load's seconds and
+    the spread of the rest. The first load in a process pays for fresh memory from the
+    OS: on this project's VMs that alone varied from 0.05 to 0.5 s for 500 MB."""
+    times = []
+    model: T | None = None
+    for _ in range(1 + repeats):
+        model = None
+        start = time.perf_counter()
+        model = load()
+        times.append(time.perf_counter() - start)
+    assert model is not None
+    return model, times[0], Spread.of(times[1:])
+
+
 def _measure(
-    engine: _Engine, name: str, load_s: float, vocab: int, work: Workload, progress: Progress
+    engine: _Engine, name: str, loads: tuple[float, Spread], vocab: int, work: Workload,
+    progress: Progress,
 ) -> EngineResult:
     """The workload, identical for every engine; only feeding tokens is timed."""
     prompt = _ids(work.prompt_tokens, vocab, work.seed)
@@ -125,7 +146,7 @@ def _measure(
         at_position[pos] = statistics.median(times)
         progress.advance(1)
     return EngineResult(
-        name, load_s, Spread.of(prefill), Spread.of(steps), decode_ms_at_position=at_position
+        name, *loads, Spread.of(prefill), Spread.of(steps), decode_ms_at_position=at_position
     )
 
 
@@ -162,12 +183,14 @@ class _TransformersEngine:
 def bench_gpt2cpu(
     directory: Path, work: Workload, progress: Progress
 ) -> tuple[EngineResult, Model]:
-    start = time.perf_counter()
-    model = Model.from_pretrained(directory, threads=work.threads, progress=False)
-    load_s = time.perf_counter() - start
+    model, first, warm = _load_repeatedly(
+        lambda: Model.from_pretrained(directory, threads=work.threads, progress=False),
+        work.repeats,
+    )
     _check(work, model.config.n_positions)
     engine = _Gpt2cpuEngine(model)
-    return _measure(engine, "gpt2cpu", load_s, model.config.vocab_size, work, progress), model
+    result = _measure(engine, "gpt2cpu", (first, warm), model.config.vocab_size, work, progress)
+    return result, model
 
 
 def bench_transformers(directory: Path, work: Workload, progress: Progress) -> EngineResult:
@@ -178,13 +201,17 @@ def bench_transformers(directory: Path, work: Workload, progress: Progress) -> E
     except ImportError as exc:
         raise ValueError(f"--compare transformers needs torch and transformers ({exc})") from None
     torch.set_num_threads(work.threads)
-    start = time.perf_counter()
-    model: Any = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32)
-    model.eval()
-    load_s = time.perf_counter() - start
+
+    def load() -> Any:
+        model: Any = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32)
+        return model.eval()
+
+    model, first, warm = _load_repeatedly(load, work.repeats)
     with torch.inference_mode():
         engine = _TransformersEngine(model, torch)
-        return _measure(engine, "transformers", load_s, model.config.vocab_size, work, progress)
+        return _measure(
+            engine, "transformers", (first, warm), model.config.vocab_size, work, progress
+        )
 
 
 def random_model_dir(shape: str) -> Path:

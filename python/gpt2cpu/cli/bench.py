@@ -97,7 +97,7 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
     lines = [
         f"gpt2cpu bench: {what} ({r['parameters'] / 1e6:.1f}M parameters), "
         f"{w['threads']} threads, {r['isa']} kernels",
-        f"  load                 {ours['load_s']:.3f} s",
+        _load_line(ours),
         _prompt_line("prompt", ours, w),
         _decode_line("decode", ours, w),
         f"  weight streaming     {r['decode_bytes_per_s'] / 1e9:.1f} GB/s = "
@@ -114,7 +114,7 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
     if ref:
         lines += [
             "transformers + PyTorch, same workload:",
-            f"  load                 {ref['load_s']:.3f} s",
+            _load_line(ref),
             _prompt_line("prompt", ref, w),
             _decode_line("decode", ref, w),
         ]
@@ -125,6 +125,15 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
             f"gpt2cpu / transformers: decode {s['decode']:.2f}x, prompt {s['prompt']:.2f}x"
         )
     return "\n".join(lines)
+
+
+def _load_line(e: dict[str, Any]) -> str:
+    warm = e["load_s"]
+    return (
+        f"  load                 {warm['median']:.3f} s warm (median of {warm['n']}, "
+        f"p10-p90 {warm['p10']:.3f}-{warm['p90']:.3f}); first in the process "
+        f"{e['first_load_s']:.3f} s"
+    )
 
 
 def _prompt_line(label: str, e: dict[str, Any], w: dict[str, Any]) -> str:
