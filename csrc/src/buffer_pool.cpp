@@ -5,10 +5,14 @@
 namespace gpt2cpu {
 
 Buffer BufferPool::take(size_t n_floats) {
+  Buffer too_small;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (idle_.size() >= n_floats && n_floats > 0) return std::move(idle_);
+    // The idle buffer would only add to peak memory while the bigger one is in use.
+    too_small = std::move(idle_);
   }
+  too_small = Buffer();  // freed outside the lock
   return Buffer(n_floats);
 }
 

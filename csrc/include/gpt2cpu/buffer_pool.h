@@ -15,7 +15,8 @@ namespace gpt2cpu {
 class BufferPool {
  public:
   // A buffer of at least n_floats: the idle one if it is big enough, holding whatever its
-  // last user left in it, else a new zero-filled one. Throws std::bad_alloc.
+  // last user left in it, else a new zero-filled one (and the idle one is freed). Throws
+  // std::bad_alloc.
   Buffer take(size_t n_floats);
   // Keeps the bigger of b and the idle buffer for the next take; frees the other.
   void give(Buffer b) noexcept;
