@@ -43,6 +43,10 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
         assert r["decode_ms_per_token"]["n"] == 2 * 5 and r["decode_tokens_per_s"] > 0
         assert sorted(r["decode_ms_at_position"]) == ["3", "40"]
         assert r["first_load_s"] > 0 and r["load_s"]["n"] == 2 and r["load_s"]["median"] > 0
+        assert len(r["decode_ms_by_repeat"]) == 2
+    # The bandwidth probe runs after each of gpt2cpu's decode repeats, and only there.
+    assert len(report["gpt2cpu"]["read_bandwidth_by_repeat"]) == 2
+    assert report["transformers"]["read_bandwidth_by_repeat"] == []
     assert report["speedup"]["decode"] > 0 and report["speedup"]["prompt"] > 0
     assert (
         report["decode_bandwidth_share"] > 0 and report["peak_rss_bytes"] > report["weight_bytes"]

@@ -49,6 +49,11 @@ class EngineResult:
     load_s: Spread  # loads after it (file in the page cache, allocator warm)
     prompt_tokens_per_s: Spread  # over repeats
     decode_ms_per_token: Spread  # over every step of every repeat
+    decode_ms_by_repeat: list[float] = field(default_factory=list)  # each repeat's median
+    # The read-bandwidth probe run right after each decode repeat (gpt2cpu only): this VM's
+    # bandwidth drifts by a third within minutes, so decode is compared with the
+    # bandwidth of the same moment.
+    read_bandwidth_by_repeat: list[float] = field(default_factory=list)
     decode_tokens_per_s: float = 0.0
     decode_ms_at_position: dict[int, float] = field(default_factory=dict)
 
@@ -115,9 +120,10 @@ def _load_repeatedly(load: Callable[[], T], repeats: int) -> tuple[T, float, Spr
 
 def _measure(
     engine: _Engine, name: str, loads: tuple[float, Spread], vocab: int, work: Workload,
-    progress: Progress,
+    progress: Progress, probe: Callable[[], float] | None = None,
 ) -> EngineResult:
-    """The workload, identical for every engine; only feeding tokens is timed."""
+    """The workload, identical for every engine; only feeding tokens is timed. `probe`, if
+    given, measures read bandwidth after each decode repeat."""
     prompt = _ids(work.prompt_tokens, vocab, work.seed)
     engine.feed(engine.new(8), prompt[:8])  # warm-up: threads started, pages touched
     prefill = []
@@ -126,13 +132,20 @@ def _measure(
         prefill.append(work.prompt_tokens / seconds)
         progress.advance(1)
 
-    steps = []
+    steps: list[float] = []
+    by_repeat, bandwidths = [], []
     tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
     for _ in range(work.repeats):
         state = engine.feed(engine.new(len(tokens)), tokens[: work.decode_prompt_tokens])
+        these = []
         for tok in tokens[work.decode_prompt_tokens :]:
             state, seconds = _timed_feed(engine, state, [tok])
-            steps.append(1000 * seconds)
+            these.append(1000 * seconds)
+        del state
+        steps += these
+        by_repeat.append(statistics.median(these))
+        if probe is not None:
+            bandwidths.append(probe())
         progress.advance(1)
 
     at_position = {}
@@ -146,7 +159,13 @@ def _measure(
         at_position[pos] = statistics.median(times)
         progress.advance(1)
     return EngineResult(
-        name, *loads, Spread.of(prefill), Spread.of(steps), decode_ms_at_position=at_position
+        name,
+        *loads,
+        Spread.of(prefill),
+        Spread.of(steps),
+        decode_ms_by_repeat=by_repeat,
+        read_bandwidth_by_repeat=bandwidths,
+        decode_ms_at_position=at_position,
     )
 
 
@@ -189,7 +208,12 @@ def bench_gpt2cpu(
     )
     _check(work, model.config.n_positions)
     engine = _Gpt2cpuEngine(model)
-    result = _measure(engine, "gpt2cpu", (first, warm), model.config.vocab_size, work, progress)
+
+    def probe() -> float:
+        return read_bandwidth(work.threads)
+
+    vocab = model.config.vocab_size
+    result = _measure(engine, "gpt2cpu", (first, warm), vocab, work, progress, probe)
     return result, model
 
 
@@ -214,6 +238,19 @@ def bench_transformers(directory: Path, work: Workload, progress: Progress) -> E
         )
 
 
+def read_bandwidth(threads: int) -> float:
+    """Read bandwidth in bytes/s, best of 3 passes over PROBE_BYTES, measured in a child
+    process: the probe's buffer must not count towards this process's peak memory."""
+    code = (
+        "import sys; from gpt2cpu import _core; "
+        f"print(_core.kernels.read_bandwidth({PROBE_BYTES}, {threads}, 3))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def random_model_dir(shape: str) -> Path:
     """The cached random model of a GPT-2 shape, made in a child process so that making it
     does not count towards this process's peak memory."""
@@ -230,11 +267,9 @@ def run(
     directory: Path, work: Workload, *, compare: str | None = None, progress: bool | None = None
 ) -> dict[str, Any]:
     stages = work.repeats * 2 + len(work.positions)
-    with Progress(stages * (2 if compare else 1) + 1, "benchmarking", enabled=progress) as bar:
+    with Progress(stages * (2 if compare else 1), "benchmarking", enabled=progress) as bar:
         ours, model = bench_gpt2cpu(directory, work, bar)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        bandwidth = _core.kernels.read_bandwidth(PROBE_BYTES, work.threads, 5)
-        bar.advance(1)
         reference = bench_transformers(directory, work, bar) if compare else None
 
     c = model.config
@@ -244,6 +279,10 @@ def run(
     mean_position = work.decode_prompt_tokens + work.new_tokens / 2
     bytes_per_token = model.weight_bytes - c.n_positions * c.n_embd * 4 + kv_bytes * mean_position
     streamed = bytes_per_token * ours.decode_tokens_per_s
+    bandwidth = statistics.median(ours.read_bandwidth_by_repeat)
+    # Each decode repeat against the probe taken just after it, then the median.
+    pairs = zip(ours.decode_ms_by_repeat, ours.read_bandwidth_by_repeat, strict=True)
+    share = statistics.median(bytes_per_token / (ms / 1000) / probed for ms, probed in pairs)
     report: dict[str, Any] = {
         "model": str(directory),
         "parameters": c.parameter_count(),
@@ -262,7 +301,7 @@ def run(
         "read_bandwidth_bytes_per_s": bandwidth,
         "decode_bytes_per_token": bytes_per_token,
         "decode_bytes_per_s": streamed,
-        "decode_bandwidth_share": streamed / bandwidth,
+        "decode_bandwidth_share": share,
         "decode_roofline_tokens_per_s": bandwidth / bytes_per_token,
     }
     if reference is not None:

@@ -100,9 +100,9 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
         _load_line(ours),
         _prompt_line("prompt", ours, w),
         _decode_line("decode", ours, w),
-        f"  weight streaming     {r['decode_bytes_per_s'] / 1e9:.1f} GB/s = "
-        f"{r['decode_bandwidth_share']:.0%} of the measured read bandwidth "
-        f"{r['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (roofline "
+        f"  weight streaming     {r['decode_bytes_per_s'] / 1e9:.1f} GB/s, "
+        f"{r['decode_bandwidth_share']:.0%} of the read bandwidth probed after each repeat "
+        f"(median {r['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, roofline "
         f"{r['decode_roofline_tokens_per_s']:.1f} tokens/s)",
         f"  peak RSS             {r['peak_rss_bytes'] / mb:.0f} MB = "
         f"{r['peak_rss_bytes'] / (r['weight_bytes'] + r['kv_cache_bytes']):.2f}x (weights "
