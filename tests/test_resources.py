@@ -115,3 +115,23 @@ def test_closed_sequences_keep_one_cache_for_reuse_and_the_model_frees_it(tmp_pa
     del model
     freed = one - rss()
     assert freed > 0.9 * written, f"freed {freed / MiB:.1f} of {written / MiB:.1f} MiB"
+
+
+def test_a_closed_cache_smaller_than_one_in_use_is_not_kept(tmp_path: Path) -> None:
+    config = dict(GEN, n_layer=4, n_positions=1024)
+    model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, config), threads=1)
+    per_position = 2 * config["n_layer"] * config["n_embd"] * 4
+    small = model.new_sequence(512)
+    small.append(np.arange(512) % config["vocab_size"])
+    big = model.new_sequence(1024)
+    big.append(np.arange(1000) % config["vocab_size"])
+    before = rss()
+    small.close()  # a later sequence is likelier to want big's size: small's cache goes
+    freed = before - rss()
+    assert freed > 0.9 * 512 * per_position, f"freed {freed / MiB:.1f} MiB"
+    big.close()  # kept for the next sequence
+    kept = rss()
+    again = model.new_sequence(1024)
+    again.append(np.arange(1000) % config["vocab_size"])
+    grown = rss() - kept
+    assert grown < 0.25 * 1000 * per_position, f"{grown / MiB:.1f} MiB more for a reused cache"

@@ -8,18 +8,29 @@ Buffer BufferPool::take(size_t n_floats) {
   Buffer too_small;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (idle_.size() >= n_floats && n_floats > 0) return std::move(idle_);
-    // The idle buffer would only add to peak memory while the bigger one is in use.
+    if (n_floats > 0 && idle_.size() >= n_floats) {
+      in_use_.insert(idle_.size());
+      return std::move(idle_);
+    }
+    // Kept, it would only add to peak memory while the bigger one is in use.
     too_small = std::move(idle_);
   }
   too_small = Buffer();  // freed outside the lock
-  return Buffer(n_floats);
+  Buffer fresh(n_floats);
+  if (fresh.size() == 0) return fresh;  // nothing to track: give() ignores empty buffers
+  std::lock_guard<std::mutex> lock(mutex_);
+  in_use_.insert(fresh.size());
+  return fresh;
 }
 
 void BufferPool::give(Buffer b) noexcept {
+  if (b.size() == 0) return;
   try {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (b.size() > idle_.size()) std::swap(idle_, b);
+    const auto it = in_use_.find(b.size());
+    if (it != in_use_.end()) in_use_.erase(it);
+    const bool biggest = in_use_.empty() || b.size() >= *in_use_.rbegin();
+    if (biggest && b.size() > idle_.size()) std::swap(idle_, b);
   } catch (...) {
     // The lock failed: b is simply freed.
   }

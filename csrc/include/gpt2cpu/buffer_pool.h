@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <mutex>
+#include <set>
 
 #include "gpt2cpu/buffer.h"
 
@@ -18,12 +19,15 @@ class BufferPool {
   // last user left in it, else a new zero-filled one (and the idle one is freed). Throws
   // std::bad_alloc.
   Buffer take(size_t n_floats);
-  // Keeps the bigger of b and the idle buffer for the next take; frees the other.
+  // Keeps b for the next take if it is the biggest buffer around: bigger than the idle one
+  // and than every buffer still in use (which a later take is likelier to ask for). Else
+  // frees it, so an idle buffer never adds to peak memory beside a bigger one in use.
   void give(Buffer b) noexcept;
 
  private:
   std::mutex mutex_;
   Buffer idle_;
+  std::multiset<size_t> in_use_;  // sizes of the buffers taken and not yet given back
 };
 
 }  // namespace gpt2cpu
