@@ -135,3 +135,11 @@ def test_a_closed_cache_smaller_than_one_in_use_is_not_kept(tmp_path: Path) -> N
     again.append(np.arange(1000) % config["vocab_size"])
     grown = rss() - kept
     assert grown < 0.25 * 1000 * per_position, f"{grown / MiB:.1f} MiB more for a reused cache"
+    again.close()
+    # All of an idle cache's pages are resident: one far bigger than a new sequence needs
+    # is freed, not handed to it.
+    before = rss()
+    short = model.new_sequence(100)
+    short.append(np.arange(100) % config["vocab_size"])
+    freed = before - rss()
+    assert freed > 0.8 * 1000 * per_position, f"freed {freed / MiB:.1f} MiB"

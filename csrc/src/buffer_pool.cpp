@@ -5,17 +5,19 @@
 namespace gpt2cpu {
 
 Buffer BufferPool::take(size_t n_floats) {
-  Buffer too_small;
+  Buffer unfit;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (n_floats > 0 && idle_.size() >= n_floats) {
+    // Every page of the idle buffer is resident: one more than twice too big would hold
+    // memory its new user does not need.
+    if (n_floats > 0 && idle_.size() >= n_floats && idle_.size() / 2 <= n_floats) {
       in_use_.insert(idle_.size());
       return std::move(idle_);
     }
-    // Kept, it would only add to peak memory while the bigger one is in use.
-    too_small = std::move(idle_);
+    // Kept, it would only add to peak memory beside the new one.
+    unfit = std::move(idle_);
   }
-  too_small = Buffer();  // freed outside the lock
+  unfit = Buffer();  // freed outside the lock
   Buffer fresh(n_floats);
   if (fresh.size() == 0) return fresh;  // nothing to track: give() ignores empty buffers
   std::lock_guard<std::mutex> lock(mutex_);

@@ -15,9 +15,9 @@ namespace gpt2cpu {
 
 class BufferPool {
  public:
-  // A buffer of at least n_floats: the idle one if it is big enough, holding whatever its
-  // last user left in it, else a new zero-filled one (and the idle one is freed). Throws
-  // std::bad_alloc.
+  // A buffer of at least n_floats: the idle one if it is big enough but not more than
+  // twice that, holding whatever its last user left in it; else a new zero-filled one
+  // (and the idle one is freed). Throws std::bad_alloc.
   Buffer take(size_t n_floats);
   // Keeps b for the next take if it is the biggest buffer around: bigger than the idle one
   // and than every buffer still in use (which a later take is likelier to ask for). Else
