@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from gpt2cpu import _core
+from rates import record_rate
 
 K = _core.kernels
 C = 768
@@ -37,8 +38,7 @@ def test_gemv(benchmark: Any, threads: int, name: str, k: int, n: int) -> None:
     w = _weights(k, n)
     x = np.random.default_rng(0).standard_normal((1, k), dtype=np.float32)
     benchmark(w.matmul, x, threads=threads)
-    median = benchmark.stats.stats.median
-    benchmark.extra_info["GB/s"] = round(k * n * 4 / median / 1e9, 2)
+    record_rate(benchmark, "GB/s", k * n * 4 / 1e9)
 
 
 @pytest.mark.parametrize("rows", [128, 512])
@@ -47,9 +47,7 @@ def test_gemm(benchmark: Any, threads: int, rows: int, name: str, k: int, n: int
     w = _weights(k, n)
     x = np.random.default_rng(0).standard_normal((rows, k), dtype=np.float32)
     benchmark(w.matmul, x, threads=threads)
-    benchmark.extra_info["GFLOP/s"] = round(
-        2 * rows * k * n / benchmark.stats.stats.median / 1e9, 1
-    )
+    record_rate(benchmark, "GFLOP/s", 2 * rows * k * n / 1e9)
 
 
 @pytest.mark.parametrize("context", [16, 256, 1000])

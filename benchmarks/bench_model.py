@@ -14,6 +14,7 @@ import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu.random_model import cached_random_model
+from rates import record_rate
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_decode_step(benchmark: Any, model_dir: Any, threads: int, position: int
         seq.truncate(position)
 
     benchmark(step)
-    benchmark.extra_info["tokens/s"] = round(1 / benchmark.stats.stats.median, 1)
+    record_rate(benchmark, "tokens/s", 1)
 
 
 @pytest.mark.parametrize("tokens", [128, 512])
@@ -45,4 +46,4 @@ def test_prompt(benchmark: Any, model_dir: Any, threads: int, tokens: int) -> No
     model = gpt2cpu.Model.from_pretrained(model_dir, threads=threads)
     ids = _ids(tokens)
     benchmark(lambda: model.new_sequence(tokens).append(ids))
-    benchmark.extra_info["tokens/s"] = round(tokens / benchmark.stats.stats.median, 1)
+    record_rate(benchmark, "tokens/s", tokens)

@@ -96,7 +96,7 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
     what = f"random GPT-2 {shape}" if shape else r["model"]
     lines = [
         f"gpt2cpu bench: {what} ({r['parameters'] / 1e6:.1f}M parameters), "
-        f"{w['threads']} threads, {r['isa']} kernels",
+        f"{w['threads']} thread{'' if w['threads'] == 1 else 's'}, {r['isa']} kernels",
         _load_line(ours),
         _prompt_line("prompt", ours, w),
         _decode_line("decode", ours, w),
