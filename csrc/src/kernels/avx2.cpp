@@ -354,14 +354,18 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
     max0 = _mm256_max_ps(max0, _mm256_loadu_ps(st + j * 16));
     max1 = _mm256_max_ps(max1, _mm256_loadu_ps(st + j * 16 + 8));
   }
-  // exp_ps clamps -inf to a tiny positive number: masked scores are zeroed explicitly.
+  // exp_ps clamps -inf to a tiny positive number: in the rows that hold masked scores (the
+  // last m - 1), those are zeroed explicitly.
   __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
+  const int64_t unmasked = job.pos0 + 1;
   for (int64_t j = 0; j < n; ++j) {
     const __m256 s0 = _mm256_loadu_ps(st + j * 16), s1 = _mm256_loadu_ps(st + j * 16 + 8);
-    const __m256 e0 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s0, max0)),
-                                    _mm256_cmp_ps(s0, neg_inf, _CMP_NEQ_OQ));
-    const __m256 e1 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s1, max1)),
-                                    _mm256_cmp_ps(s1, neg_inf, _CMP_NEQ_OQ));
+    __m256 e0 = exp_ps(_mm256_sub_ps(s0, max0));
+    __m256 e1 = exp_ps(_mm256_sub_ps(s1, max1));
+    if (j >= unmasked) {
+      e0 = _mm256_and_ps(e0, _mm256_cmp_ps(s0, neg_inf, _CMP_NEQ_OQ));
+      e1 = _mm256_and_ps(e1, _mm256_cmp_ps(s1, neg_inf, _CMP_NEQ_OQ));
+    }
     _mm256_storeu_ps(st + j * 16, e0);
     _mm256_storeu_ps(st + j * 16 + 8, e1);
     sum0 = _mm256_add_ps(sum0, e0);
