@@ -93,12 +93,16 @@ def test_a_deleted_model_gives_its_memory_back(tmp_path: Path) -> None:
     assert freed > 0.9 * weights, f"freed {freed / MiB:.0f} of {weights / MiB:.0f} MiB"
 
 
+# For the per-model pool of caches: 4 KiB of keys and values per position, 1024 positions.
+POOLED = dict(GEN, n_layer=4, n_positions=1024)
+KV_PER_POSITION = 2 * POOLED["n_layer"] * POOLED["n_embd"] * 4
+
+
 def test_closed_sequences_keep_one_cache_for_reuse_and_the_model_frees_it(tmp_path: Path) -> None:
-    config = dict(GEN, n_layer=4, n_positions=1024)
+    config = POOLED
     model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, config), threads=1)
     tokens = 512
-    # Keys and values written for `tokens` positions: 2 MiB (of a 4 MiB cache).
-    written = 2 * config["n_layer"] * config["n_embd"] * tokens * 4
+    written = KV_PER_POSITION * tokens  # 2 MiB (of a 4 MiB cache)
 
     def fill_and_close(model: gpt2cpu.Model, count: int) -> None:
         sequences = [model.new_sequence() for _ in range(count)]
@@ -118,9 +122,8 @@ def test_closed_sequences_keep_one_cache_for_reuse_and_the_model_frees_it(tmp_pa
 
 
 def test_a_closed_cache_smaller_than_one_in_use_is_not_kept(tmp_path: Path) -> None:
-    config = dict(GEN, n_layer=4, n_positions=1024)
+    config = POOLED
     model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, config), threads=1)
-    per_position = 2 * config["n_layer"] * config["n_embd"] * 4
     small = model.new_sequence(512)
     small.append(np.arange(512) % config["vocab_size"])
     big = model.new_sequence(1024)
@@ -128,13 +131,13 @@ def test_a_closed_cache_smaller_than_one_in_use_is_not_kept(tmp_path: Path) -> N
     before = rss()
     small.close()  # a later sequence is likelier to want big's size: small's cache goes
     freed = before - rss()
-    assert freed > 0.9 * 512 * per_position, f"freed {freed / MiB:.1f} MiB"
+    assert freed > 0.9 * 512 * KV_PER_POSITION, f"freed {freed / MiB:.1f} MiB"
     big.close()  # kept for the next sequence
     kept = rss()
     again = model.new_sequence(1024)
     again.append(np.arange(1000) % config["vocab_size"])
     grown = rss() - kept
-    assert grown < 0.25 * 1000 * per_position, f"{grown / MiB:.1f} MiB more for a reused cache"
+    assert grown < 0.25 * 1000 * KV_PER_POSITION, f"{grown / MiB:.1f} MiB more for a reused cache"
     again.close()
     # All of an idle cache's pages are resident: one far bigger than a new sequence needs
     # is freed, not handed to it.
@@ -142,4 +145,4 @@ def test_a_closed_cache_smaller_than_one_in_use_is_not_kept(tmp_path: Path) -> N
     short = model.new_sequence(100)
     short.append(np.arange(100) % config["vocab_size"])
     freed = before - rss()
-    assert freed > 0.8 * 1000 * per_position, f"freed {freed / MiB:.1f} MiB"
+    assert freed > 0.8 * 1000 * KV_PER_POSITION, f"freed {freed / MiB:.1f} MiB"

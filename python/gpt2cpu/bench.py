@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -208,11 +209,8 @@ def bench_gpt2cpu(
     )
     _check(work, model.config.n_positions)
     engine = _Gpt2cpuEngine(model)
-
-    def probe() -> float:
-        return read_bandwidth(work.threads)
-
     vocab = model.config.vocab_size
+    probe = partial(read_bandwidth, work.threads)
     result = _measure(engine, "gpt2cpu", (first, warm), vocab, work, progress, probe)
     return result, model
 
@@ -238,29 +236,27 @@ def bench_transformers(directory: Path, work: Workload, progress: Progress) -> E
         )
 
 
+def _in_child(*args: str) -> str:
+    """The last line `python *args` prints: work whose memory must not count towards this
+    process's peak."""
+    out = subprocess.run([sys.executable, *args], check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def read_bandwidth(threads: int) -> float:
     """Read bandwidth in bytes/s, best of 3 passes over PROBE_BYTES, measured in a child
-    process: the probe's buffer must not count towards this process's peak memory."""
+    process so that the probe's buffer is not counted as this one's memory."""
     code = (
-        "import sys; from gpt2cpu import _core; "
+        "from gpt2cpu import _core; "
         f"print(_core.kernels.read_bandwidth({PROBE_BYTES}, {threads}, 3))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(_in_child("-c", code))
 
 
 def random_model_dir(shape: str) -> Path:
     """The cached random model of a GPT-2 shape, made in a child process so that making it
     does not count towards this process's peak memory."""
-    out = subprocess.run(
-        [sys.executable, "-m", "gpt2cpu.random_model", shape],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
+    return Path(_in_child("-m", "gpt2cpu.random_model", shape))
 
 
 def run(

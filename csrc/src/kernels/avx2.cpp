@@ -116,16 +116,28 @@ void gemv_tile(int64_t k, const float* a, const float* b, float* c) {
   _mm256_storeu_ps(c + 8, _mm256_add_ps(hi0, hi1));
 }
 
+// gemm_tile_m for a row count known only at run time, 1 <= m <= 6.
+template <int64_t kColStride>
+void gemm_tile_rows(int64_t m, int64_t k, const float* a, int64_t row_stride, const float* b,
+                    int64_t ldb, float* c, int64_t ldc) {
+  switch (m) {
+    case 1: gemm_tile_m<1, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
+    case 2: gemm_tile_m<2, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
+    case 3: gemm_tile_m<3, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
+    case 4: gemm_tile_m<4, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
+    case 5: gemm_tile_m<5, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
+    default: gemm_tile_m<6, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
+  }
+}
+
 void gemm_tile_avx2(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
                     int64_t ldc) {
-  switch (m) {
-    case 1: gemv_tile(k, a, b, c); break;
-    case 2: gemm_tile_m<2, 1>(k, a, lda, b, 16, c, ldc); break;
-    case 3: gemm_tile_m<3, 1>(k, a, lda, b, 16, c, ldc); break;
-    case 4: gemm_tile_m<4, 1>(k, a, lda, b, 16, c, ldc); break;
-    case 5: gemm_tile_m<5, 1>(k, a, lda, b, 16, c, ldc); break;
-    case 6: gemm_tile_m<6, 1>(k, a, lda, b, 16, c, ldc); break;
-    default: gemm_tile_portable(m, k, a, lda, b, c, ldc); break;
+  if (m == 1) {
+    gemv_tile(k, a, b, c);
+  } else if (m <= kGemmRows) {
+    gemm_tile_rows<1>(m, k, a, lda, b, 16, c, ldc);
+  } else {
+    gemm_tile_portable(m, k, a, lda, b, c, ldc);
   }
 }
 
@@ -304,20 +316,12 @@ void attend_avx2(float* out, const float* q, const float* keys, const float* val
   }
 }
 
-
-// c (M, 16) = P[i0 : i0 + M] (n) @ V (n, 16 columns, row stride ldv), where P is held
+// c (m, 16) = P[i0 : i0 + m] (n) @ V (n, 16 columns, row stride ldv), where P is held
 // transposed, 16 queries to a row: P[i][j] = pt[j * 16 + i].
 void weighted_values(int64_t m, int64_t n, const float* pt, const float* v, int64_t ldv,
                      float* c) {
   for (int64_t j = 0; j < m * 16; ++j) c[j] = 0.0f;
-  switch (m) {
-    case 1: gemm_tile_m<1, 16>(n, pt, 1, v, ldv, c, 16); break;
-    case 2: gemm_tile_m<2, 16>(n, pt, 1, v, ldv, c, 16); break;
-    case 3: gemm_tile_m<3, 16>(n, pt, 1, v, ldv, c, 16); break;
-    case 4: gemm_tile_m<4, 16>(n, pt, 1, v, ldv, c, 16); break;
-    case 5: gemm_tile_m<5, 16>(n, pt, 1, v, ldv, c, 16); break;
-    default: gemm_tile_m<6, 16>(n, pt, 1, v, ldv, c, 16); break;
-  }
+  gemm_tile_rows<16>(m, n, pt, 1, v, ldv, c, 16);
 }
 
 // Scores are computed transposed, keys down and the block's 16 queries across, so that the
@@ -326,10 +330,7 @@ void weighted_values(int64_t m, int64_t n, const float* pt, const float* v, int6
 void attend_block_avx2(const AttendBlock& job, float* scratch) {
   const int64_t d = job.d, m = job.m, n = job.pos0 + job.m;
   if (d % 16 != 0) {  // the value product works in 16-column panels
-    for (int64_t i = 0; i < m; ++i) {
-      attend_avx2(job.out + i * job.ldo, job.q + i * job.ldq, job.keys, job.values,
-                  job.pos0 + i + 1, d, job.scale, scratch);
-    }
+    attend_each_query(job, scratch, attend_avx2);
     return;
   }
   float* qt = scratch;           // (d, 16): the queries, scaled and transposed
@@ -389,12 +390,13 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
     }
   }
 }
+
 }  // namespace
 
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
-      "avx2",      gemm_tile_avx2, gemm_packed_avx2, layernorm_portable,
-      gelu_tanh_avx2, sum_avx2,        attend_avx2,      attend_block_avx2,
+      "avx2",         gemm_tile_avx2, gemm_packed_avx2, layernorm_portable,
+      gelu_tanh_avx2, sum_avx2,       attend_avx2,      attend_block_avx2,
   };
   return table;
 }
