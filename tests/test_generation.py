@@ -18,7 +18,7 @@ import pytest
 from gpt2cpu.generation import GenerationConfig
 from gpt2cpu.stopping import StopMatcher
 from hf_models import GPT2_124M, SMALL, hf_logits
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from text_models import (  # noqa: F401  (fixtures)
     gpt2_text_model_fixture,
@@ -392,11 +392,22 @@ def feed_all(stops: list[str], pieces: list[str]) -> Iterator[str]:
     pieces=st.lists(st.text(alphabet="abc\n", max_size=4), max_size=12),
     stops=st.lists(st.text(alphabet="abc\n", min_size=1, max_size=4), min_size=1, max_size=3),
 )
+@example(pieces=["\nc", "a"], stops=["c", "\nca"])  # "c" completes first though "\nca" starts first
 def test_stop_matcher_cuts_at_the_first_stop_and_never_leaks(pieces: list[str],
                                                              stops: list[str]) -> None:
-    text = "".join(pieces)
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    expected = text[: min(found)] if found else text
+    # Generation stops after the first piece that completes a stop string, so later pieces
+    # never exist; the cut is at the earliest start among the stops in the text so far
+    # (a longer stop that began earlier but would end later does not count).
+    text = ""
+    expected = None
+    for piece in pieces:
+        text += piece
+        found = [i for i in (text.find(s) for s in stops) if i >= 0]
+        if found:
+            expected = text[: min(found)]
+            break
+    if expected is None:
+        expected = text
     shown = ""
     for out in feed_all(stops, pieces):
         shown += out
