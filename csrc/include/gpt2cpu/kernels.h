@@ -37,10 +37,16 @@ struct KernelTable {
   void (*gemm_tile)(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
                     int64_t ldc);
 
-  // c (kGemmRows, 16; row stride ldc) += a (k, kGemmRows) @ b (k, 16), where a holds the
-  // A tile packed column by column: a[p * kGemmRows + i] = A[i][p]. The prompt path's
-  // register-blocked micro-kernel: every load it makes is sequential.
-  void (*gemm_packed)(int64_t k, const float* a, const float* b, float* c, int64_t ldc);
+  // c (kGemmRows, 16; row stride ldc) = [c +] a (k, kGemmRows) @ b (k, 16) [+ bias (16)],
+  // where a holds the A tile packed column by column: a[p * kGemmRows + i] = A[i][p]. The
+  // prompt path's register-blocked micro-kernel: every load it makes is sequential. c is
+  // added only if add_to_c (else it is only written), bias only if not null.
+  void (*gemm_packed)(int64_t k, const float* a, const float* b, const float* bias,
+                      bool add_to_c, float* c, int64_t ldc);
+
+  // dst (kc, kGemmRows) = A (m, kc; row stride ld) packed for gemm_packed: dst[p * kGemmRows
+  // + i] = A[i][p], zero for the rows past m. Writes exactly kc * kGemmRows floats.
+  void (*pack_tile)(float* dst, const float* src, int64_t ld, int64_t m, int64_t kc);
 
   // out (n) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
   void (*layernorm)(float* out, const float* x, const float* weight, const float* bias, int64_t n,

@@ -46,14 +46,15 @@ inline __m256 tanh_ps(__m256 x) {
   return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
 }
 
-// c (M, 16) += A (M, k) @ B (k, 16), with A[i][p] at a[i * row_stride + p * kColStride]:
+// c (M, 16) = [c +] A (M, k) @ B (k, 16) [+ bias (16)], with A[i][p] at
+// a[i * row_stride + p * kColStride]:
 // (lda, 1) for a plain row-major tile, (1, kGemmRows) for a packed one; and B's row p at
 // b + p * ldb: 16 for a weight panel, a head's width for values in the KV cache. The 2*M
 // accumulators are named registers, not an array: GCC keeps arrays of vectors in memory
 // when the function is not inlined, which halves the FMA rate.
 template <int M, int64_t kColStride>
 void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, int64_t ldb,
-                 float* c, int64_t ldc) {
+                 float* c, int64_t ldc, const float* bias = nullptr, bool add_to_c = true) {
   static_assert(M >= 1 && M <= 6, "at most 6 rows fit the 16 vector registers");
   __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0;
   __m256 l3 = l0, h3 = l0, l4 = l0, h4 = l0, l5 = l0, h5 = l0;
@@ -70,24 +71,40 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
     lo = _mm256_fmadd_ps(av, b0, lo);                                     \
     hi = _mm256_fmadd_ps(av, b1, hi);                                     \
   }
-#define GPT2CPU_STORE(i, lo, hi)                                         \
-  _mm256_storeu_ps(c + i * ldc, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc), lo)); \
-  _mm256_storeu_ps(c + i * ldc + 8, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc + 8), hi));
+#define GPT2CPU_BIAS(i, lo, hi)  \
+  lo = _mm256_add_ps(lo, bias0); \
+  hi = _mm256_add_ps(hi, bias1);
+#define GPT2CPU_ADD_C(i, lo, hi)                                \
+  lo = _mm256_add_ps(lo, _mm256_loadu_ps(c + i * ldc));         \
+  hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + i * ldc + 8));
+#define GPT2CPU_STORE(i, lo, hi)          \
+  _mm256_storeu_ps(c + i * ldc, lo);      \
+  _mm256_storeu_ps(c + i * ldc + 8, hi);
 #define GPT2CPU_ROWS(body) \
   GPT2CPU_ROW(0, body) GPT2CPU_ROW(1, body) GPT2CPU_ROW(2, body) \
   GPT2CPU_ROW(3, body) GPT2CPU_ROW(4, body) GPT2CPU_ROW(5, body)
 
   // c is added at the end, not loaded first: its rows are often out of cache (a prompt's
-  // output is MBs), and the prefetch now lets the whole k loop hide the miss.
+  // output is MBs), and the prefetch now lets the whole k loop hide the miss (or, when c is
+  // only written, the fetch for ownership).
   GPT2CPU_ROWS(GPT2CPU_PREFETCH)
   for (int64_t p = 0; p < k; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b + p * ldb);
     const __m256 b1 = _mm256_loadu_ps(b + p * ldb + 8);
     GPT2CPU_ROWS(GPT2CPU_FMA)
   }
+  if (bias != nullptr) {
+    const __m256 bias0 = _mm256_loadu_ps(bias), bias1 = _mm256_loadu_ps(bias + 8);
+    GPT2CPU_ROWS(GPT2CPU_BIAS)
+  }
+  if (add_to_c) {
+    GPT2CPU_ROWS(GPT2CPU_ADD_C)
+  }
   GPT2CPU_ROWS(GPT2CPU_STORE)
 #undef GPT2CPU_ROWS
 #undef GPT2CPU_STORE
+#undef GPT2CPU_ADD_C
+#undef GPT2CPU_BIAS
 #undef GPT2CPU_FMA
 #undef GPT2CPU_PREFETCH
 #undef GPT2CPU_ROW
@@ -141,8 +158,48 @@ void gemm_tile_avx2(int64_t m, int64_t k, const float* a, int64_t lda, const flo
   }
 }
 
-void gemm_packed_avx2(int64_t k, const float* a, const float* b, float* c, int64_t ldc) {
-  gemm_tile_m<6, 6>(k, a, 1, b, 16, c, ldc);
+void gemm_packed_avx2(int64_t k, const float* a, const float* b, const float* bias,
+                      bool add_to_c, float* c, int64_t ldc) {
+  gemm_tile_m<6, 6>(k, a, 1, b, 16, c, ldc, bias, add_to_c);
+}
+
+// pack_tile with 8 columns at a time: the 6 rows' 8-float chunks are transposed in
+// registers (as the first 6 rows of an 8x8 transpose), and each column's 6 floats stored
+// with one 8-float store whose last two lanes the next column's store overwrites.
+void pack_tile_avx2(float* dst, const float* src, int64_t ld, int64_t m, int64_t kc) {
+  if (m != kGemmRows) {  // the ragged last tile of a prompt: rare, so plain code
+    pack_tile_portable(dst, src, ld, m, kc);
+    return;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8, dst += 8 * kGemmRows) {
+    const __m256 r0 = _mm256_loadu_ps(src + 0 * ld + p), r1 = _mm256_loadu_ps(src + 1 * ld + p);
+    const __m256 r2 = _mm256_loadu_ps(src + 2 * ld + p), r3 = _mm256_loadu_ps(src + 3 * ld + p);
+    const __m256 r4 = _mm256_loadu_ps(src + 4 * ld + p), r5 = _mm256_loadu_ps(src + 5 * ld + p);
+    // Pairs of rows interleaved, then quads: s0 holds column 0 (rows 0-3) in its low half and
+    // column 4 in its high half, s4 the same columns' rows 4-5 (then two zeros).
+    const __m256 u0 = _mm256_unpacklo_ps(r0, r1), u1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 u2 = _mm256_unpacklo_ps(r2, r3), u3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 u4 = _mm256_unpacklo_ps(r4, r5), u5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44), s1 = _mm256_shuffle_ps(u0, u2, 0xEE);
+    const __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44), s3 = _mm256_shuffle_ps(u1, u3, 0xEE);
+    const __m256 s4 = _mm256_shuffle_ps(u4, zero, 0x44), s5 = _mm256_shuffle_ps(u4, zero, 0xEE);
+    const __m256 s6 = _mm256_shuffle_ps(u5, zero, 0x44), s7 = _mm256_shuffle_ps(u5, zero, 0xEE);
+    _mm256_storeu_ps(dst + 0 * kGemmRows, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + 1 * kGemmRows, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * kGemmRows, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * kGemmRows, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * kGemmRows, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * kGemmRows, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * kGemmRows, _mm256_permute2f128_ps(s2, s6, 0x31));
+    // The last column: exactly 6 floats, so nothing is written past this chunk.
+    const __m256 last = _mm256_permute2f128_ps(s3, s7, 0x31);
+    _mm_storeu_ps(dst + 7 * kGemmRows, _mm256_castps256_ps128(last));
+    _mm_storel_pi(reinterpret_cast<__m64*>(dst + 7 * kGemmRows + 4),
+                  _mm256_extractf128_ps(last, 1));
+  }
+  if (p < kc) pack_tile_portable(dst, src + p, ld, m, kc - p);
 }
 
 void gelu_tanh_avx2(float* x, int64_t n) {
@@ -395,8 +452,8 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
 
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
-      "avx2",         gemm_tile_avx2, gemm_packed_avx2, layernorm_portable,
-      gelu_tanh_avx2, sum_avx2,       attend_avx2,      attend_block_avx2,
+      "avx2",   gemm_tile_avx2, gemm_packed_avx2, pack_tile_avx2,    layernorm_portable,
+      gelu_tanh_avx2, sum_avx2, attend_avx2,      attend_block_avx2,
   };
   return table;
 }

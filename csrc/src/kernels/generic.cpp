@@ -11,8 +11,9 @@ namespace {
 
 const KernelTable& generic_kernels() {
   static const KernelTable table = {
-      "generic", gemm_tile_portable, gemm_packed_portable, layernorm_portable, gelu_tanh_portable, sum_portable,
-      attend_portable, attend_block_portable,
+      "generic",          gemm_tile_portable, gemm_packed_portable, pack_tile_portable,
+      layernorm_portable, gelu_tanh_portable, sum_portable,         attend_portable,
+      attend_block_portable,
   };
   return table;
 }

@@ -60,18 +60,6 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   }
 }
 
-// dst (kc, kGemmRows) = src rows [0, m) x columns [0, kc), transposed; rows past m are zero.
-void pack_tile(float* dst, const float* src, int64_t ld, int64_t m, int64_t kc) {
-  for (int64_t i = 0; i < kGemmRows; ++i) {
-    const float* row = src + i * ld;
-    if (i < m) {
-      for (int64_t p = 0; p < kc; ++p) dst[p * kGemmRows + i] = row[p];
-    } else {
-      for (int64_t p = 0; p < kc; ++p) dst[p * kGemmRows + i] = 0.0f;
-    }
-  }
-}
-
 void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                     const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
   const KernelTable& kt = kernels();
@@ -89,37 +77,45 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
     const int64_t row_end = min64(t, tiles * (me + 1) / team * kGemmRows);
     float* a_block = packed.data() + block_floats * static_cast<size_t>(me);
     alignas(64) float tile[kGemmRows * kPanel];
+    float edge_bias[kPanel];  // the bias of a last panel narrower than kPanel, zero-padded
 
-    for (int64_t r = row_begin; r < row_end; ++r) init_rows(out + r * ldo, w.n, bias, acc);
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int64_t mc = min64(kRowBlock, row_end - r0);
       const int64_t block_tiles = (mc + kGemmRows - 1) / kGemmRows;
       for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
         const int64_t kc = min64(kDepthBlock, w.k - p0);
+        // The first depth block starts each tile from [out +] bias; the rest add to it.
+        const bool first = p0 == 0;
+        const bool add_to_c = !first || acc == Accumulate::Yes;
         for (int64_t ti = 0; ti < block_tiles; ++ti) {
           const int64_t r = r0 + ti * kGemmRows;
-          pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
-                    min64(kGemmRows, row_end - r), kc);
+          kt.pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
+                       min64(kGemmRows, row_end - r), kc);
         }
         for (int64_t p = 0; p < panels; ++p) {
           const float* b = w.panel(p) + p0 * kPanel;
           const int64_t col0 = p * kPanel;
           const int64_t cols = min64(kPanel, w.n - col0);
+          const float* tile_bias = first && bias != nullptr ? bias + col0 : nullptr;
+          if (tile_bias != nullptr && cols < kPanel) {
+            for (int64_t j = 0; j < kPanel; ++j) edge_bias[j] = j < cols ? tile_bias[j] : 0.0f;
+            tile_bias = edge_bias;
+          }
           for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
             if (m == kGemmRows && cols == kPanel) {
-              kt.gemm_packed(kc, a, b, c, ldo);
+              kt.gemm_packed(kc, a, b, tile_bias, add_to_c, c, ldo);
               continue;
             }
             // A ragged edge: compute the full tile into scratch, keep the valid part.
             for (int64_t i = 0; i < kGemmRows; ++i) {
               for (int64_t j = 0; j < kPanel; ++j) {
-                tile[i * kPanel + j] = (i < m && j < cols) ? c[i * ldo + j] : 0.0f;
+                tile[i * kPanel + j] = (add_to_c && i < m && j < cols) ? c[i * ldo + j] : 0.0f;
               }
             }
-            kt.gemm_packed(kc, a, b, tile, kPanel);
+            kt.gemm_packed(kc, a, b, tile_bias, add_to_c, tile, kPanel);
             for (int64_t i = 0; i < m; ++i) {
               for (int64_t j = 0; j < cols; ++j) c[i * ldo + j] = tile[i * kPanel + j];
             }
@@ -134,7 +130,7 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
 
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
-  if (t >= kBlockedMinRows) {
+  if (t >= kBlockedMinRows && w.k > 0) {  // (k = 0: only the streaming path writes out)
     matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, threads);
   } else {
     matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, threads);
