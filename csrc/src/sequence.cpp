@@ -1,7 +1,6 @@
 #include "gpt2cpu/sequence.h"
 
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -104,23 +103,18 @@ void Sequence::forward_layer(int64_t layer, int64_t t, int64_t keep) {
   layernorm(h, x, L.ln_1_weight, L.ln_1_bias, t, C, c.layer_norm_epsilon, threads);
   matmul(qkv, 3 * C, h, C, t, L.attn_c_attn, L.attn_c_attn_bias, Accumulate::No, threads);
 
-  // Keys and values of the new tokens go into the cache, head by head.
+  // Keys and values of the new tokens go into the cache.
   float* keys = cache_.data() + (layer * 2 + 0) * C * capacity_;
   float* values = cache_.data() + (layer * 2 + 1) * C * capacity_;
-  for (int64_t i = 0; i < t; ++i) {
-    for (int64_t hd = 0; hd < H; ++hd) {
-      const int64_t slot = (hd * capacity_ + length_ + i) * D;
-      std::memcpy(keys + slot, qkv + i * 3 * C + C + hd * D, D * sizeof(float));
-      std::memcpy(values + slot, qkv + i * 3 * C + 2 * C + hd * D, D * sizeof(float));
-    }
-  }
+  float scale = c.scale_attn_weights ? 1.0f / std::sqrt(static_cast<float>(D)) : 1.0f;
+  if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(layer + 1);
+  store_keys_values(keys, values, qkv + C, qkv + 2 * C, 3 * C,
+                    AttentionShape{t, length_, H, D, capacity_, scale}, threads);
 
   if (keep == 0) return;
   // From here on only the last `keep` rows: queries at positions [length_ + t - keep, ...).
   const int64_t skip = t - keep;
   x += skip * C;
-  float scale = c.scale_attn_weights ? 1.0f / std::sqrt(static_cast<float>(D)) : 1.0f;
-  if (c.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(layer + 1);
   const AttentionShape shape{keep, length_ + skip, H, D, capacity_, scale};
   attention(att_, qkv + skip * 3 * C, 3 * C, keys, values, shape, threads);
 

@@ -33,6 +33,11 @@ struct AttentionShape {
 void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
                const AttentionShape& s, int threads);
 
+// The new tokens' keys and values, new_k and new_v (t, n_head * head_dim; ld), copied into
+// the cache k, v (n_head, capacity, head_dim) at positions [pos0, pos0 + t).
+void store_keys_values(float* k, float* v, const float* new_k, const float* new_v, int64_t ld,
+                       const AttentionShape& s, int threads);
+
 // Memory read bandwidth in bytes/s: the best of `repeats` passes summing a buffer of `bytes`
 // split across `threads`. The roofline that decode speed is measured against.
 double measure_read_bandwidth(size_t bytes, int threads, int repeats);

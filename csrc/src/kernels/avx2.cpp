@@ -136,14 +136,14 @@ void gemv_tile(int64_t k, const float* a, const float* b, float* c) {
 // gemm_tile_m for a row count known only at run time, 1 <= m <= 6.
 template <int64_t kColStride>
 void gemm_tile_rows(int64_t m, int64_t k, const float* a, int64_t row_stride, const float* b,
-                    int64_t ldb, float* c, int64_t ldc) {
+                    int64_t ldb, float* c, int64_t ldc, bool add_to_c = true) {
   switch (m) {
-    case 1: gemm_tile_m<1, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
-    case 2: gemm_tile_m<2, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
-    case 3: gemm_tile_m<3, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
-    case 4: gemm_tile_m<4, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
-    case 5: gemm_tile_m<5, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
-    default: gemm_tile_m<6, kColStride>(k, a, row_stride, b, ldb, c, ldc); break;
+    case 1: gemm_tile_m<1, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
+    case 2: gemm_tile_m<2, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
+    case 3: gemm_tile_m<3, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
+    case 4: gemm_tile_m<4, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
+    case 5: gemm_tile_m<5, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
+    default: gemm_tile_m<6, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
   }
 }
 
@@ -377,8 +377,7 @@ void attend_avx2(float* out, const float* q, const float* keys, const float* val
 // transposed, 16 queries to a row: P[i][j] = pt[j * 16 + i].
 void weighted_values(int64_t m, int64_t n, const float* pt, const float* v, int64_t ldv,
                      float* c) {
-  for (int64_t j = 0; j < m * 16; ++j) c[j] = 0.0f;
-  gemm_tile_rows<16>(m, n, pt, 1, v, ldv, c, 16);
+  gemm_tile_rows<16>(m, n, pt, 1, v, ldv, c, 16, /*add_to_c=*/false);
 }
 
 // Scores are computed transposed, keys down and the block's 16 queries across, so that the
@@ -395,12 +394,11 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
   for (int64_t p = 0; p < d; ++p) {
     for (int64_t i = 0; i < 16; ++i) qt[p * 16 + i] = i < m ? job.q[i * job.ldq + p] * job.scale : 0.0f;
   }
-  for (int64_t j = 0; j < n * 16; ++j) st[j] = 0.0f;
   int64_t j0 = 0;
   for (; j0 + kGemmRows <= n; j0 += kGemmRows) {
-    gemm_tile_m<6, 1>(d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16);
+    gemm_tile_m<6, 1>(d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16, nullptr, false);
   }
-  if (j0 < n) gemm_tile_avx2(n - j0, d, job.keys + j0 * d, d, qt, st + j0 * 16, 16);
+  if (j0 < n) gemm_tile_rows<1>(n - j0, d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16, false);
 
   // Causal mask: key pos0 + r is in the future of queries [0, r).
   for (int64_t r = 1; r < m; ++r) {

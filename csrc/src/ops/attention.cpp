@@ -4,6 +4,8 @@
 // t alone, never on the thread count, so results are the same bits on any thread count.
 #include <omp.h>
 
+#include <cstring>
+
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
 #include "gpt2cpu/ops.h"
@@ -79,6 +81,22 @@ void attention_by_block(float* out, const float* q, int64_t ldq, const float* k,
 }
 
 }  // namespace
+
+void store_keys_values(float* k, float* v, const float* new_k, const float* new_v, int64_t ld,
+                       const AttentionShape& s, int threads) {
+  // A prompt's keys and values are MBs: worth both threads. A decode step's are a few KB.
+  const bool parallel = s.t * s.n_head * s.head_dim >= (int64_t{1} << 16);
+  const size_t row_bytes = static_cast<size_t>(s.head_dim) * sizeof(float);
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+  for (int64_t h = 0; h < s.n_head; ++h) {
+    float* k_head = k + (h * s.capacity + s.pos0) * s.head_dim;
+    float* v_head = v + (h * s.capacity + s.pos0) * s.head_dim;
+    for (int64_t i = 0; i < s.t; ++i) {
+      std::memcpy(k_head + i * s.head_dim, new_k + i * ld + h * s.head_dim, row_bytes);
+      std::memcpy(v_head + i * s.head_dim, new_v + i * ld + h * s.head_dim, row_bytes);
+    }
+  }
+}
 
 void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
                const AttentionShape& s, int threads) {
