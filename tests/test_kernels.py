@@ -54,6 +54,34 @@ def test_matmul(isa: str, threads: int, t: int, k: int, n: int) -> None:
     assert np.array_equal(out, out_before), "the caller's out array must not be modified"
 
 
+ACTIVATIONS = {
+    "gelu_tanh": gelu,
+    "gelu_erf": lambda x: 0.5 * x * (1 + erf(x / np.sqrt(2))),
+    "relu": lambda x: np.maximum(x, 0),
+}
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("t,k,n", [(1, 72, 216), (7, 100, 33), (97, 50, 31), (130, 513, 33)])
+def test_matmul_then_activation(isa: str, threads: int, activation: str, t: int, k: int,
+                                n: int) -> None:
+    """act(inp @ W + b): a prompt's gelu_new is applied inside the GEMM, after every depth
+    block (k = 513 spans three) has been summed, and only there."""
+    rng = np.random.default_rng(t * 1000 + k * 10 + n)
+    a, w, b = rand(rng, t, k), rand(rng, k, n), rand(rng, n)
+    x = a.astype(np.float64) @ w.astype(np.float64) + b
+    got = K.matmul(a, w, b, threads=threads, activation=getattr(_core.Activation, activation))
+    close(got, ACTIVATIONS[activation](x), atol=1e-5 * np.sqrt(k))
+
+
+def test_matmul_activation_excludes_out() -> None:
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="activation"):
+        K.matmul(a, np.ones((3, 4), np.float32), out=np.ones((2, 4), np.float32),
+                 activation=_core.Activation.relu)
+
+
 def test_matmul_accepts_float64_and_strided_inputs_without_modifying_them() -> None:
     rng = np.random.default_rng(1)
     a = rng.standard_normal((10, 20))  # float64

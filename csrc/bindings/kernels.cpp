@@ -38,16 +38,22 @@ struct PackedWeight {
   }
 
   FloatArray matmul(FloatArray inp, std::optional<FloatArray> bias, std::optional<FloatArray> out,
-                    int threads) const {
+                    int threads, std::optional<Activation> activation) const {
     require(inp.ndim() == 2, "inp must be 2-D");
     const int64_t t = inp.shape(0), k = matrix.k, n = matrix.n;
     require(inp.shape(1) == k, "weight must have as many rows as inp has columns");
     require(t >= 1, "inp must have at least one row");
     if (bias) require_shape(*bias, "bias", {n});
     if (out) require_shape(*out, "out", {t, n});
+    require(!(out && activation), "activation applies to inp @ weight + bias only, not with out");
     checked_threads(threads);
     FloatArray result = out ? copy_of(*out) : FloatArray({t, n});
     py::gil_scoped_release release;
+    if (activation) {
+      matmul_activate(result.mutable_data(), n, inp.data(), k, t, matrix,
+                      bias ? bias->data() : nullptr, *activation, threads);
+      return result;
+    }
     gpt2cpu::matmul(result.mutable_data(), n, inp.data(), k, t, matrix,
                     bias ? bias->data() : nullptr, out ? Accumulate::Yes : Accumulate::No, threads);
     return result;
@@ -70,17 +76,21 @@ void bind_kernels(py::module_& m) {
       })
       .def("matmul", &PackedWeight::matmul, py::arg("inp"), py::arg("bias") = py::none(),
            py::arg("out") = py::none(), py::arg("threads") = 1,
-           "[out +] inp (t, k) @ weight + bias (n), as a new array");
+           py::arg("activation") = py::none(),
+           "[out +] inp (t, k) @ weight + bias (n), or activation(inp @ weight + bias), as a "
+           "new array");
 
   m.def(
       "matmul",
       [](FloatArray inp, FloatArray weight, std::optional<FloatArray> bias,
-         std::optional<FloatArray> out, int threads) {
+         std::optional<FloatArray> out, int threads, std::optional<Activation> activation) {
         return PackedWeight(std::move(weight)).matmul(std::move(inp), std::move(bias),
-                                                      std::move(out), threads);
+                                                      std::move(out), threads, activation);
       },
       py::arg("inp"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("out") = py::none(),
-      py::arg("threads") = 1, "[out +] inp (t, k) @ weight (k, n) + bias (n), as a new array");
+      py::arg("threads") = 1, py::arg("activation") = py::none(),
+      "[out +] inp (t, k) @ weight (k, n) + bias (n), or activation(inp @ weight + bias), as a "
+      "new array");
 
   m.def(
       "sum",

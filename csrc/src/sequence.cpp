@@ -121,8 +121,7 @@ void Sequence::forward_layer(int64_t layer, int64_t t, int64_t keep) {
   // x += att @ c_proj + b;  x += act(ln_2(x) @ c_fc + b) @ mlp.c_proj + b
   matmul(x, C, att_, C, keep, L.attn_c_proj, L.attn_c_proj_bias, Accumulate::Yes, threads);
   layernorm(h, x, L.ln_2_weight, L.ln_2_bias, keep, C, c.layer_norm_epsilon, threads);
-  matmul(mlp_, F, h, C, keep, L.mlp_c_fc, L.mlp_c_fc_bias, Accumulate::No, threads);
-  activate(mlp_, keep * F, c.activation, threads);
+  matmul_activate(mlp_, F, h, C, keep, L.mlp_c_fc, L.mlp_c_fc_bias, c.activation, threads);
   matmul(x, C, mlp_, F, keep, L.mlp_c_proj, L.mlp_c_proj_bias, Accumulate::Yes, threads);
 }
 

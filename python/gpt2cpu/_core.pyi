@@ -57,6 +57,7 @@ class PackedWeight:
         bias: np.ndarray[Any, Any] | None = None,
         out: np.ndarray[Any, Any] | None = None,
         threads: int = 1,
+        activation: Activation | None = None,
     ) -> np.ndarray[Any, Any]: ...
 
 class _Kernels:
@@ -73,6 +74,7 @@ class _Kernels:
         bias: np.ndarray[Any, Any] | None = None,
         out: np.ndarray[Any, Any] | None = None,
         threads: int = 1,
+        activation: Activation | None = None,
     ) -> np.ndarray[Any, Any]: ...
     def layernorm(
         self,

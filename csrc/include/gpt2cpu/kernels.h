@@ -30,6 +30,16 @@ struct AttendBlock {
 // Floats of scratch an attend_block call over n = pos0 + m keys needs.
 inline int64_t attend_block_scratch(int64_t n, int64_t d) { return (n + d) * kAttendBlock; }
 
+// How a GEMM micro-kernel finishes its tile, product P:
+//   c = gelu_new([c +] P [+ bias])   with each part optional.
+// The first of a tile's depth blocks sets it from [c +] bias, the last applies the MLP's
+// activation, all while the tile is still in registers.
+struct TileEnd {
+  const float* bias = nullptr;  // 16 floats, or null
+  bool add_to_c = true;         // else c's old contents are never read
+  bool gelu_tanh = false;
+};
+
 struct KernelTable {
   const char* name;
 
@@ -37,12 +47,11 @@ struct KernelTable {
   void (*gemm_tile)(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
                     int64_t ldc);
 
-  // c (kGemmRows, 16; row stride ldc) = [c +] a (k, kGemmRows) @ b (k, 16) [+ bias (16)],
-  // where a holds the A tile packed column by column: a[p * kGemmRows + i] = A[i][p]. The
-  // prompt path's register-blocked micro-kernel: every load it makes is sequential. c is
-  // added only if add_to_c (else it is only written), bias only if not null.
-  void (*gemm_packed)(int64_t k, const float* a, const float* b, const float* bias,
-                      bool add_to_c, float* c, int64_t ldc);
+  // c (kGemmRows, 16; row stride ldc) = end(a (k, kGemmRows) @ b (k, 16)), where a holds
+  // the A tile packed column by column: a[p * kGemmRows + i] = A[i][p]. The prompt path's
+  // register-blocked micro-kernel: every load it makes is sequential.
+  void (*gemm_packed)(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
+                      const TileEnd& end);
 
   // dst (kc, kGemmRows) = A (m, kc; row stride ld) packed for gemm_packed: dst[p * kGemmRows
   // + i] = A[i][p], zero for the rows past m. Writes exactly kc * kGemmRows floats.

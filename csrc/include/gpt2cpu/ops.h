@@ -15,6 +15,11 @@ enum class Accumulate { No, Yes };
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, int threads);
 
+// out (t, w.n; ldo) = act(inp (t, w.k; ldi) @ W + bias): the MLP's first layer. A prompt's
+// gelu_new is applied to each output tile as it is finished, while still in registers.
+void matmul_activate(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
+                     const PackedMatrix& w, const float* bias, Activation act, int threads);
+
 // out (t, n) = layernorm(x (t, n)) * weight (n) + bias (n), row by row
 void layernorm(float* out, const float* x, const float* weight, const float* bias, int64_t t,
                int64_t n, float eps, int threads);

@@ -46,7 +46,16 @@ inline __m256 tanh_ps(__m256 x) {
   return _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
 }
 
-// c (M, 16) = [c +] A (M, k) @ B (k, 16) [+ bias (16)], with A[i][p] at
+// 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3)))   (GPT-2's "gelu_new")
+inline __m256 gelu_tanh_ps(__m256 v) {
+  const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+  const __m256 t = tanh_ps(_mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
+                                         _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), v3, v)));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v),
+                       _mm256_add_ps(_mm256_set1_ps(1.0f), t));
+}
+
+// c (M, 16) = end(A (M, k) @ B (k, 16)) (see TileEnd), with A[i][p] at
 // a[i * row_stride + p * kColStride]:
 // (lda, 1) for a plain row-major tile, (1, kGemmRows) for a packed one; and B's row p at
 // b + p * ldb: 16 for a weight panel, a head's width for values in the KV cache. The 2*M
@@ -54,7 +63,7 @@ inline __m256 tanh_ps(__m256 x) {
 // when the function is not inlined, which halves the FMA rate.
 template <int M, int64_t kColStride>
 void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, int64_t ldb,
-                 float* c, int64_t ldc, const float* bias = nullptr, bool add_to_c = true) {
+                 float* c, int64_t ldc, const TileEnd& end = TileEnd{}) {
   static_assert(M >= 1 && M <= 6, "at most 6 rows fit the 16 vector registers");
   __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0;
   __m256 l3 = l0, h3 = l0, l4 = l0, h4 = l0, l5 = l0, h5 = l0;
@@ -77,6 +86,9 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
 #define GPT2CPU_ADD_C(i, lo, hi)                                \
   lo = _mm256_add_ps(lo, _mm256_loadu_ps(c + i * ldc));         \
   hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + i * ldc + 8));
+#define GPT2CPU_GELU(i, lo, hi) \
+  lo = gelu_tanh_ps(lo);        \
+  hi = gelu_tanh_ps(hi);
 #define GPT2CPU_STORE(i, lo, hi)          \
   _mm256_storeu_ps(c + i * ldc, lo);      \
   _mm256_storeu_ps(c + i * ldc + 8, hi);
@@ -93,16 +105,20 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
     const __m256 b1 = _mm256_loadu_ps(b + p * ldb + 8);
     GPT2CPU_ROWS(GPT2CPU_FMA)
   }
-  if (bias != nullptr) {
-    const __m256 bias0 = _mm256_loadu_ps(bias), bias1 = _mm256_loadu_ps(bias + 8);
+  if (end.bias != nullptr) {
+    const __m256 bias0 = _mm256_loadu_ps(end.bias), bias1 = _mm256_loadu_ps(end.bias + 8);
     GPT2CPU_ROWS(GPT2CPU_BIAS)
   }
-  if (add_to_c) {
+  if (end.add_to_c) {
     GPT2CPU_ROWS(GPT2CPU_ADD_C)
+  }
+  if (end.gelu_tanh) {
+    GPT2CPU_ROWS(GPT2CPU_GELU)
   }
   GPT2CPU_ROWS(GPT2CPU_STORE)
 #undef GPT2CPU_ROWS
 #undef GPT2CPU_STORE
+#undef GPT2CPU_GELU
 #undef GPT2CPU_ADD_C
 #undef GPT2CPU_BIAS
 #undef GPT2CPU_FMA
@@ -136,14 +152,14 @@ void gemv_tile(int64_t k, const float* a, const float* b, float* c) {
 // gemm_tile_m for a row count known only at run time, 1 <= m <= 6.
 template <int64_t kColStride>
 void gemm_tile_rows(int64_t m, int64_t k, const float* a, int64_t row_stride, const float* b,
-                    int64_t ldb, float* c, int64_t ldc, bool add_to_c = true) {
+                    int64_t ldb, float* c, int64_t ldc, const TileEnd& end = TileEnd{}) {
   switch (m) {
-    case 1: gemm_tile_m<1, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
-    case 2: gemm_tile_m<2, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
-    case 3: gemm_tile_m<3, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
-    case 4: gemm_tile_m<4, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
-    case 5: gemm_tile_m<5, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
-    default: gemm_tile_m<6, kColStride>(k, a, row_stride, b, ldb, c, ldc, nullptr, add_to_c); break;
+    case 1: gemm_tile_m<1, kColStride>(k, a, row_stride, b, ldb, c, ldc, end); break;
+    case 2: gemm_tile_m<2, kColStride>(k, a, row_stride, b, ldb, c, ldc, end); break;
+    case 3: gemm_tile_m<3, kColStride>(k, a, row_stride, b, ldb, c, ldc, end); break;
+    case 4: gemm_tile_m<4, kColStride>(k, a, row_stride, b, ldb, c, ldc, end); break;
+    case 5: gemm_tile_m<5, kColStride>(k, a, row_stride, b, ldb, c, ldc, end); break;
+    default: gemm_tile_m<6, kColStride>(k, a, row_stride, b, ldb, c, ldc, end); break;
   }
 }
 
@@ -158,9 +174,9 @@ void gemm_tile_avx2(int64_t m, int64_t k, const float* a, int64_t lda, const flo
   }
 }
 
-void gemm_packed_avx2(int64_t k, const float* a, const float* b, const float* bias,
-                      bool add_to_c, float* c, int64_t ldc) {
-  gemm_tile_m<6, 6>(k, a, 1, b, 16, c, ldc, bias, add_to_c);
+void gemm_packed_avx2(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
+                      const TileEnd& end) {
+  gemm_tile_m<6, 6>(k, a, 1, b, 16, c, ldc, end);
 }
 
 // pack_tile with 8 columns at a time: the 6 rows' 8-float chunks are transposed in
@@ -203,17 +219,8 @@ void pack_tile_avx2(float* dst, const float* src, int64_t ld, int64_t m, int64_t
 }
 
 void gelu_tanh_avx2(float* x, int64_t n) {
-  const __m256 k = _mm256_set1_ps(0.7978845608028654f);
-  const __m256 c = _mm256_set1_ps(0.044715f);
-  const __m256 half = _mm256_set1_ps(0.5f);
-  const __m256 one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
-    const __m256 t = tanh_ps(_mm256_mul_ps(k, _mm256_fmadd_ps(c, v3, v)));
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
-  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, gelu_tanh_ps(_mm256_loadu_ps(x + i)));
   gelu_tanh_portable(x + i, n - i);
 }
 
@@ -373,11 +380,14 @@ void attend_avx2(float* out, const float* q, const float* keys, const float* val
   }
 }
 
+// A tile end that only writes the product.
+constexpr TileEnd kWrite{nullptr, false, false};
+
 // c (m, 16) = P[i0 : i0 + m] (n) @ V (n, 16 columns, row stride ldv), where P is held
 // transposed, 16 queries to a row: P[i][j] = pt[j * 16 + i].
 void weighted_values(int64_t m, int64_t n, const float* pt, const float* v, int64_t ldv,
                      float* c) {
-  gemm_tile_rows<16>(m, n, pt, 1, v, ldv, c, 16, /*add_to_c=*/false);
+  gemm_tile_rows<16>(m, n, pt, 1, v, ldv, c, 16, kWrite);
 }
 
 // Scores are computed transposed, keys down and the block's 16 queries across, so that the
@@ -396,9 +406,9 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
   }
   int64_t j0 = 0;
   for (; j0 + kGemmRows <= n; j0 += kGemmRows) {
-    gemm_tile_m<6, 1>(d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16, nullptr, false);
+    gemm_tile_m<6, 1>(d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16, kWrite);
   }
-  if (j0 < n) gemm_tile_rows<1>(n - j0, d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16, false);
+  if (j0 < n) gemm_tile_rows<1>(n - j0, d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16, kWrite);
 
   // Causal mask: key pos0 + r is in the future of queries [0, r).
   for (int64_t r = 1; r < m; ++r) {

@@ -60,8 +60,10 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   }
 }
 
+// gelu: apply gelu_new to the result as each tile's last depth block finishes.
 void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
-                    const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
+                    const PackedMatrix& w, const float* bias, Accumulate acc, bool gelu,
+                    int threads) {
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
   const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
@@ -86,7 +88,9 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
         const int64_t kc = min64(kDepthBlock, w.k - p0);
         // The first depth block starts each tile from [out +] bias; the rest add to it.
         const bool first = p0 == 0;
-        const bool add_to_c = !first || acc == Accumulate::Yes;
+        TileEnd end;
+        end.add_to_c = !first || acc == Accumulate::Yes;
+        end.gelu_tanh = gelu && p0 + kc == w.k;
         for (int64_t ti = 0; ti < block_tiles; ++ti) {
           const int64_t r = r0 + ti * kGemmRows;
           kt.pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
@@ -96,26 +100,26 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           const float* b = w.panel(p) + p0 * kPanel;
           const int64_t col0 = p * kPanel;
           const int64_t cols = min64(kPanel, w.n - col0);
-          const float* tile_bias = first && bias != nullptr ? bias + col0 : nullptr;
-          if (tile_bias != nullptr && cols < kPanel) {
-            for (int64_t j = 0; j < kPanel; ++j) edge_bias[j] = j < cols ? tile_bias[j] : 0.0f;
-            tile_bias = edge_bias;
+          end.bias = first && bias != nullptr ? bias + col0 : nullptr;
+          if (end.bias != nullptr && cols < kPanel) {
+            for (int64_t j = 0; j < kPanel; ++j) edge_bias[j] = j < cols ? end.bias[j] : 0.0f;
+            end.bias = edge_bias;
           }
           for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
             if (m == kGemmRows && cols == kPanel) {
-              kt.gemm_packed(kc, a, b, tile_bias, add_to_c, c, ldo);
+              kt.gemm_packed(kc, a, b, c, ldo, end);
               continue;
             }
             // A ragged edge: compute the full tile into scratch, keep the valid part.
             for (int64_t i = 0; i < kGemmRows; ++i) {
               for (int64_t j = 0; j < kPanel; ++j) {
-                tile[i * kPanel + j] = (add_to_c && i < m && j < cols) ? c[i * ldo + j] : 0.0f;
+                tile[i * kPanel + j] = (end.add_to_c && i < m && j < cols) ? c[i * ldo + j] : 0.0f;
               }
             }
-            kt.gemm_packed(kc, a, b, tile_bias, add_to_c, tile, kPanel);
+            kt.gemm_packed(kc, a, b, tile, kPanel, end);
             for (int64_t i = 0; i < m; ++i) {
               for (int64_t j = 0; j < cols; ++j) c[i * ldo + j] = tile[i * kPanel + j];
             }
@@ -131,9 +135,23 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
   if (t >= kBlockedMinRows && w.k > 0) {  // (k = 0: only the streaming path writes out)
-    matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, threads);
+    matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, /*gelu=*/false, threads);
   } else {
     matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, threads);
+  }
+}
+
+void matmul_activate(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
+                     const PackedMatrix& w, const float* bias, Activation act, int threads) {
+  if (act == Activation::GeluTanh && t >= kBlockedMinRows && w.k > 0) {
+    matmul_blocked(out, ldo, inp, ldi, t, w, bias, Accumulate::No, /*gelu=*/true, threads);
+    return;
+  }
+  matmul(out, ldo, inp, ldi, t, w, bias, Accumulate::No, threads);
+  if (ldo == w.n) {
+    activate(out, t * w.n, act, threads);
+  } else {
+    for (int64_t r = 0; r < t; ++r) activate(out + r * ldo, w.n, act, threads);
   }
 }
 
