@@ -1,6 +1,8 @@
 #include "gpt2cpu/packed_matrix.h"
 
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace gpt2cpu {
 
@@ -35,6 +37,21 @@ void PackedMatrix::pack_from_n_by_k(const float* wt, int threads) {
 void PackedMatrix::column(int64_t j, float* out) const {
   const float* src = data + (j / kPanel) * k * kPanel + (j % kPanel);
   for (int64_t r = 0; r < k; ++r) out[r] = src[r * kPanel];
+}
+
+PackedMatrix PackedMatrix::columns(int64_t first, int64_t count) const {
+  const bool ok = first >= 0 && count >= 0 && first + count <= n && first % kPanel == 0 &&
+                  (count % kPanel == 0 || first + count == n);
+  if (!ok) {
+    throw std::out_of_range("columns [" + std::to_string(first) + ", " +
+                            std::to_string(first + count) + ") of a packed matrix with " +
+                            std::to_string(n) + " columns do not start and end on panels");
+  }
+  PackedMatrix view;
+  view.data = data + (first / kPanel) * k * kPanel;
+  view.k = k;
+  view.n = count;
+  return view;
 }
 
 }  // namespace gpt2cpu

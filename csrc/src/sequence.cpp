@@ -99,9 +99,19 @@ void Sequence::forward_layer(int64_t layer, int64_t t, int64_t keep) {
   float* h = h_;
   float* qkv = qkv_;
 
-  // qkv (t, 3C) = ln_1(x) @ c_attn + b
+  // qkv (t, 3C) = ln_1(x) @ c_attn + b; the rows not kept need no queries, only keys and
+  // values (columns [C, 3C)), where C starts a weight panel.
   layernorm(h, x, L.ln_1_weight, L.ln_1_bias, t, C, c.layer_norm_epsilon, threads);
-  matmul(qkv, 3 * C, h, C, t, L.attn_c_attn, L.attn_c_attn_bias, Accumulate::No, threads);
+  const int64_t skip = t - keep;
+  if (skip > 0 && C % kPanel == 0) {
+    const float* kv_bias = L.attn_c_attn_bias != nullptr ? L.attn_c_attn_bias + C : nullptr;
+    matmul(qkv + C, 3 * C, h, C, skip, L.attn_c_attn.columns(C, 2 * C), kv_bias,
+           Accumulate::No, threads);
+    matmul(qkv + skip * 3 * C, 3 * C, h + skip * C, C, keep, L.attn_c_attn,
+           L.attn_c_attn_bias, Accumulate::No, threads);
+  } else {
+    matmul(qkv, 3 * C, h, C, t, L.attn_c_attn, L.attn_c_attn_bias, Accumulate::No, threads);
+  }
 
   // Keys and values of the new tokens go into the cache.
   float* keys = cache_.data() + (layer * 2 + 0) * C * capacity_;
@@ -113,7 +123,6 @@ void Sequence::forward_layer(int64_t layer, int64_t t, int64_t keep) {
 
   if (keep == 0) return;
   // From here on only the last `keep` rows: queries at positions [length_ + t - keep, ...).
-  const int64_t skip = t - keep;
   x += skip * C;
   const AttentionShape shape{keep, length_ + skip, H, D, capacity_, scale};
   attention(att_, qkv + skip * 3 * C, 3 * C, keys, values, shape, threads);

@@ -25,6 +25,9 @@ struct PackedMatrix {
   void pack_from_n_by_k(const float* wt, int threads = 1);
   // out (k) = W[:, j], i.e. row j of the (n, k) form: an embedding lookup on a tied head.
   void column(int64_t j, float* out) const;
+  // W[:, first : first + count] as a matrix of its own, sharing this one's panels. first
+  // must start a panel, and the range must end at a panel's end or at n: std::out_of_range.
+  PackedMatrix columns(int64_t first, int64_t count) const;
 };
 
 }  // namespace gpt2cpu
