@@ -105,10 +105,19 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
             for (int64_t j = 0; j < kPanel; ++j) edge_bias[j] = j < cols ? end.bias[j] : 0.0f;
             end.bias = edge_bias;
           }
+          // The next panel's block of weights (kc lines) is fetched into L2 a share per
+          // tile: its first tile would otherwise wait on memory for all of it.
+          const char* next_b = reinterpret_cast<const char*>(
+              p + 1 < panels ? w.panel(p + 1) + p0 * kPanel : b);
+          const int64_t lines_per_tile = (kc + block_tiles - 1) / block_tiles;
           for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
+            for (int64_t line = ti * lines_per_tile; line < min64(kc, (ti + 1) * lines_per_tile);
+                 ++line) {
+              __builtin_prefetch(next_b + line * 64, 0, 2);
+            }
             if (m == kGemmRows && cols == kPanel) {
               kt.gemm_packed(kc, a, b, c, ldo, end);
               continue;
