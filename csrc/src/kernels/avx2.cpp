@@ -390,6 +390,47 @@ void weighted_values(int64_t m, int64_t n, const float* pt, const float* v, int6
   gemm_tile_rows<16>(m, n, pt, 1, v, ldv, c, 16, kWrite);
 }
 
+// The 8x8 block at src (row stride lds), times scale, transposed into dst (row stride ldd).
+inline void transpose8x8_scaled(float* dst, int64_t ldd, const float* src, int64_t lds,
+                                __m256 scale) {
+  __m256 r[8], u[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_mul_ps(_mm256_loadu_ps(src + i * lds), scale);
+  for (int i = 0; i < 8; i += 2) {
+    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+// qt (d, 16) = the block's queries, scaled and transposed; zero past its m rows.
+void transpose_queries(float* qt, const AttendBlock& job) {
+  const int64_t d = job.d, m = job.m;
+  if (m == kAttendBlock && d % 8 == 0) {
+    const __m256 scale = _mm256_set1_ps(job.scale);
+    for (int64_t i0 = 0; i0 < kAttendBlock; i0 += 8) {
+      for (int64_t p0 = 0; p0 < d; p0 += 8) {
+        transpose8x8_scaled(qt + p0 * kAttendBlock + i0, kAttendBlock,
+                            job.q + i0 * job.ldq + p0, job.ldq, scale);
+      }
+    }
+    return;
+  }
+  for (int64_t p = 0; p < d; ++p) {
+    for (int64_t i = 0; i < kAttendBlock; ++i) {
+      qt[p * kAttendBlock + i] = i < m ? job.q[i * job.ldq + p] * job.scale : 0.0f;
+    }
+  }
+}
+
 // Scores are computed transposed, keys down and the block's 16 queries across, so that the
 // softmax over keys runs down columns with whole vectors: no horizontal reductions, and
 // both products go through the GEMM micro-kernel.
@@ -401,9 +442,7 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
   }
   float* qt = scratch;           // (d, 16): the queries, scaled and transposed
   float* st = scratch + d * 16;  // (n, 16): scores, then softmax numerators
-  for (int64_t p = 0; p < d; ++p) {
-    for (int64_t i = 0; i < 16; ++i) qt[p * 16 + i] = i < m ? job.q[i * job.ldq + p] * job.scale : 0.0f;
-  }
+  transpose_queries(qt, job);
   int64_t j0 = 0;
   for (; j0 + kGemmRows <= n; j0 += kGemmRows) {
     gemm_tile_m<6, 1>(d, job.keys + j0 * d, d, qt, 16, st + j0 * 16, 16, kWrite);
