@@ -63,8 +63,10 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   att_ = qkv_ + rows * 3 * C;
   mlp_ = att_ + rows * C;
 
-  // x (n, C) = wte[ids] + wpe[positions]
+  // x (n, C) = wte[ids] + wpe[positions]. A tied head stores wte packed in panels, so each
+  // row is a strided gather: worth both threads for a prompt.
   const Weights& w = model_->weights();
+#pragma omp parallel for schedule(static) num_threads(model_->threads()) if (n >= 64)
   for (int64_t i = 0; i < n; ++i) {
     float* xi = x_ + i * C;
     w.token_embedding(ids[i], xi);
