@@ -38,7 +38,11 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
                       const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
-#pragma omp parallel for schedule(static) num_threads(threads)
+  // Handed out in chunks, not split evenly up front: a thread that wakes late (tens of
+  // microseconds under a passive wait policy) then takes a smaller share instead of making
+  // the others wait for it. About 8 chunks per thread keep the handing-out cheap.
+  const int64_t chunk = panels / (8 * static_cast<int64_t>(threads)) + 1;
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
   for (int64_t p = 0; p < panels; ++p) {
     alignas(64) float tile[kGemmRows * kPanel];
     const int64_t col0 = p * kPanel;
