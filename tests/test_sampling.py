@@ -17,7 +17,9 @@ logits_process = pytest.importorskip("transformers.generation.logits_process")
 
 # Shapes of logits rows: GPT-2's vocabulary at a random model's spread (nearly flat) and a
 # trained model's (peaked), the small test vocabulary, and a tiny one.
-ROWS = [(50257, 1.0), (50257, 6.0), (1001, 2.0), (10, 1.0)]
+# (50257, 0.05) is nearly uniform, like the logits of `bench --shape`'s random-weight models:
+# there top-p finds its cut from the least likely end.
+ROWS = [(50257, 1.0), (50257, 6.0), (50257, 0.05), (1001, 2.0), (10, 1.0)]
 
 
 def random_logits(vocab: int, scale: float, seed: int) -> np.ndarray[Any, Any]:

@@ -210,16 +210,26 @@ class Sampler:
     def candidates(self, logits: np.ndarray[Any, Any]) -> tuple[IntArray | None, FloatArray]:
         """The tokens sampling may pick and their processed logits: (ids, values), or
         (None, all values) when nothing was filtered. Greedy keeps only the argmax."""
+        ids, x, _ = self._candidates(logits)
+        return ids, x
+
+    def _candidates(
+        self, logits: np.ndarray[Any, Any]
+    ) -> tuple[IntArray | None, FloatArray, FloatArray | None]:
+        """candidates(), plus their weights exp(x - max x) when a filter computed them
+        (None otherwise). No filter drops the top token, so max x never changes and the
+        weights kept are the ones the draw needs."""
         p = self.params
         x = self.penalized(logits)
         if p.greedy:
             best = int(np.argmax(x))
             if x[best] == -np.inf:
                 raise ValueError("no token can be picked: logit_bias bans every candidate")
-            return np.array([best], dtype=np.int64), x[best : best + 1]
+            return np.array([best], dtype=np.int64), x[best : best + 1], None
         if p.temperature != 1.0:
             x = x / np.float32(p.temperature)
         ids: IntArray | None = None
+        weights: FloatArray | None = None
         if 0 < p.top_k < x.size:
             kth = np.partition(x, x.size - p.top_k)[x.size - p.top_k]
             ids, x = _keep(ids, x, x >= kth)
@@ -227,13 +237,16 @@ class Sampler:
             weights = _weights(x)
             cut = _top_p_cut(weights, p.top_p)
             if cut is not None:
-                ids, x = _keep(ids, x, weights >= cut)
+                kept = np.flatnonzero(weights >= cut)
+                ids, x, weights = kept if ids is None else ids[kept], x[kept], weights[kept]
         if p.min_p > 0.0:
             # exp(x - max) is the probability relative to the top token's, so HF's
             # `probs < min_p * max(probs)` is `weights < min_p`.
-            weights = _weights(x)
-            ids, x = _keep(ids, x, weights >= np.float32(p.min_p))
-        return ids, x
+            if weights is None:
+                weights = _weights(x)
+            kept = np.flatnonzero(weights >= np.float32(p.min_p))
+            ids, x, weights = kept if ids is None else ids[kept], x[kept], weights[kept]
+        return ids, x, weights
 
     def filtered_logits(self, logits: np.ndarray[Any, Any]) -> FloatArray:
         """The full row as HF's processors leave it: processed logits, -inf where filtered."""
@@ -246,11 +259,12 @@ class Sampler:
 
     def sample(self, logits: np.ndarray[Any, Any]) -> int:
         """Picks the next token from one row of logits (vocab_size,)."""
-        ids, values = self.candidates(logits)
+        ids, values, weights = self._candidates(logits)
         if self.params.greedy:
             assert ids is not None
             return int(ids[0])
-        weights = _weights(values)  # the top weight is 1, so the total is at least 1
+        if weights is None:
+            weights = _weights(values)  # the top weight is 1, so the total is at least 1
         index = _draw(weights, self._rng.random() * float(weights.sum(dtype=np.float64)))
         return index if ids is None else int(ids[index])
 
@@ -308,20 +322,45 @@ def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
     # Sorting the whole vocabulary costs 0.3-1 ms; a peaked distribution reaches top_p
     # within its first few dozen tokens, so sort only the largest m, growing m as needed.
     # No weight exceeds 1 (the top one is exp(0)), so fewer than `target` tokens cannot
-    # reach it: start there, and sort everything at once when that is most of the row.
-    m = max(64, math.ceil(target))
-    while True:
-        if m < n // 4:
-            top = np.sort(np.partition(weights, n - m)[n - m :])[::-1]
-            if float(top.sum(dtype=np.float64)) >= target:
-                break
-            m *= 8
-        else:
-            top = np.sort(weights)[::-1]
+    # reach it, and in practice several times that many are needed: start at 8x, and work
+    # from the other end when that is most of the row.
+    m = max(64, 8 * math.ceil(target))
+    if m >= n // 4:
+        return _top_p_cut_from_below(weights, target)
+    while m < n // 4:
+        top = np.sort(np.partition(weights, n - m)[n - m :])[::-1]
+        if float(top.sum(dtype=np.float64)) >= target:
             break
+        m *= 8
+    else:
+        top = np.sort(weights)[::-1]
     # Number kept: the first token, plus each later one whose predecessors sum below target.
     kept = 1 + _cumsum_search(top[:-1], target, "left")
     if kept >= n:
         return None
     cut: np.float32 = top[kept - 1]
+    return cut
+
+
+def _top_p_cut_from_below(weights: FloatArray, target: float) -> np.float32 | None:
+    """_top_p_cut for a flat distribution, where the nucleus is most of the row: HF's own
+    rule from the other end. Sorted ascending, a token is removed when its prefix sum,
+    itself included, is at most total - target; only the smallest m weights are sorted,
+    growing m until they hold more than that."""
+    n = weights.size
+    rest = float(weights.sum(dtype=np.float64)) - target
+    m = max(1, n // 8)
+    while True:
+        if m < n // 2:
+            low = np.sort(np.partition(weights, m)[:m])
+            if float(low.sum(dtype=np.float64)) > rest:
+                break
+            m *= 2
+        else:
+            low = np.sort(weights)
+            break
+    removed = int(np.searchsorted(np.cumsum(low, dtype=np.float64), rest, "right"))
+    if removed == 0:
+        return None
+    cut: np.float32 = low[min(removed, n - 1)]
     return cut
