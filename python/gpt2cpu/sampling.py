@@ -232,20 +232,18 @@ class Sampler:
         weights: FloatArray | None = None
         if 0 < p.top_k < x.size:
             kth = np.partition(x, x.size - p.top_k)[x.size - p.top_k]
-            ids, x = _keep(ids, x, x >= kth)
+            ids, x, _ = _keep(ids, x, None, x >= kth)
         if p.top_p < 1.0:
             weights = _weights(x)
             cut = _top_p_cut(weights, p.top_p)
             if cut is not None:
-                kept = np.flatnonzero(weights >= cut)
-                ids, x, weights = kept if ids is None else ids[kept], x[kept], weights[kept]
+                ids, x, weights = _keep(ids, x, weights, weights >= cut)
         if p.min_p > 0.0:
             # exp(x - max) is the probability relative to the top token's, so HF's
             # `probs < min_p * max(probs)` is `weights < min_p`.
             if weights is None:
                 weights = _weights(x)
-            kept = np.flatnonzero(weights >= np.float32(p.min_p))
-            ids, x, weights = kept if ids is None else ids[kept], x[kept], weights[kept]
+            ids, x, weights = _keep(ids, x, weights, weights >= np.float32(p.min_p))
         return ids, x, weights
 
     def filtered_logits(self, logits: np.ndarray[Any, Any]) -> FloatArray:
@@ -279,10 +277,14 @@ def _weights(x: FloatArray) -> FloatArray:
 
 
 def _keep(
-    ids: IntArray | None, x: FloatArray, mask: np.ndarray[Any, np.dtype[np.bool_]]
-) -> tuple[IntArray, FloatArray]:
+    ids: IntArray | None,
+    x: FloatArray,
+    weights: FloatArray | None,
+    mask: np.ndarray[Any, np.dtype[np.bool_]],
+) -> tuple[IntArray, FloatArray, FloatArray | None]:
+    """The candidates where mask holds: their ids, logits and (when given) weights."""
     kept = np.flatnonzero(mask)
-    return (kept if ids is None else ids[kept]), x[kept]
+    return (kept if ids is None else ids[kept]), x[kept], None if weights is None else weights[kept]
 
 
 def _cumsum_search(w: FloatArray, target: float, side: Literal["left", "right"]) -> int:
@@ -318,7 +320,8 @@ def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
     tokens below it, itself included, is <= 1 - top_p, i.e. keeps it while the tokens above
     it hold less than top_p. None when everything is kept."""
     n = weights.size
-    target = top_p * float(weights.sum(dtype=np.float64))
+    total = float(weights.sum(dtype=np.float64))
+    target = top_p * total
     # Sorting the whole vocabulary costs 0.3-1 ms; a peaked distribution reaches top_p
     # within its first few dozen tokens, so sort only the largest m, growing m as needed.
     # No weight exceeds 1 (the top one is exp(0)), so fewer than `target` tokens cannot
@@ -326,7 +329,7 @@ def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
     # from the other end when that is most of the row.
     m = max(64, 8 * math.ceil(target))
     if m >= n // 4:
-        return _top_p_cut_from_below(weights, target)
+        return _top_p_cut_from_below(weights, total - target)
     while m < n // 4:
         top = np.sort(np.partition(weights, n - m)[n - m :])[::-1]
         if float(top.sum(dtype=np.float64)) >= target:
@@ -342,13 +345,12 @@ def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
     return cut
 
 
-def _top_p_cut_from_below(weights: FloatArray, target: float) -> np.float32 | None:
+def _top_p_cut_from_below(weights: FloatArray, rest: float) -> np.float32 | None:
     """_top_p_cut for a flat distribution, where the nucleus is most of the row: HF's own
     rule from the other end. Sorted ascending, a token is removed when its prefix sum,
-    itself included, is at most total - target; only the smallest m weights are sorted,
-    growing m until they hold more than that."""
+    itself included, is at most `rest` (the total less top_p's share of it); only the
+    smallest m weights are sorted, growing m until they hold more than that."""
     n = weights.size
-    rest = float(weights.sum(dtype=np.float64)) - target
     m = max(1, n // 8)
     while True:
         if m < n // 2:
