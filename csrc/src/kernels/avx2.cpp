@@ -172,41 +172,47 @@ void gemm_packed_avx2(int64_t k, const float* a, const float* b, float* c, int64
   gemm_tile_m<6, 6>(k, a, 1, b, 16, c, ldc, end);
 }
 
-// pack_tile with 8 columns at a time: the 6 rows' 8-float chunks are transposed in
-// registers (as the first 6 rows of an 8x8 transpose), and each column's 6 floats stored
-// with one 8-float store whose last two lanes the next column's store overwrites.
+// r (8 rows of 8) transposed in place: r[j] becomes column j.
+inline void transpose8x8(__m256 r[8]) {
+  __m256 u[8];
+  for (int i = 0; i < 8; i += 2) {
+    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // For i < 4, s[i] holds columns i and i + 4 of rows 0-3 (low and high half), s[i + 4]
+  // the same columns of rows 4-7.
+  __m256 s[8];
+  for (int i = 0; i < 8; i += 4) {
+    s[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
+    s[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+    s[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
+    s[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+  }
+}
+
+// pack_tile with 8 columns at a time: the 6 rows' 8-float chunks (and two zero rows) are
+// transposed in registers, and each column's 6 floats stored with one 8-float store whose
+// last two lanes the next column's store overwrites.
 void pack_tile_avx2(float* dst, const float* src, int64_t ld, int64_t m, int64_t kc) {
   if (m != kGemmRows) {  // the ragged last tile of a prompt: rare, so plain code
     pack_tile_portable(dst, src, ld, m, kc);
     return;
   }
-  const __m256 zero = _mm256_setzero_ps();
   int64_t p = 0;
   for (; p + 8 <= kc; p += 8, dst += 8 * kGemmRows) {
-    const __m256 r0 = _mm256_loadu_ps(src + 0 * ld + p), r1 = _mm256_loadu_ps(src + 1 * ld + p);
-    const __m256 r2 = _mm256_loadu_ps(src + 2 * ld + p), r3 = _mm256_loadu_ps(src + 3 * ld + p);
-    const __m256 r4 = _mm256_loadu_ps(src + 4 * ld + p), r5 = _mm256_loadu_ps(src + 5 * ld + p);
-    // Pairs of rows interleaved, then quads: s0 holds column 0 (rows 0-3) in its low half and
-    // column 4 in its high half, s4 the same columns' rows 4-5 (then two zeros).
-    const __m256 u0 = _mm256_unpacklo_ps(r0, r1), u1 = _mm256_unpackhi_ps(r0, r1);
-    const __m256 u2 = _mm256_unpacklo_ps(r2, r3), u3 = _mm256_unpackhi_ps(r2, r3);
-    const __m256 u4 = _mm256_unpacklo_ps(r4, r5), u5 = _mm256_unpackhi_ps(r4, r5);
-    const __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44), s1 = _mm256_shuffle_ps(u0, u2, 0xEE);
-    const __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44), s3 = _mm256_shuffle_ps(u1, u3, 0xEE);
-    const __m256 s4 = _mm256_shuffle_ps(u4, zero, 0x44), s5 = _mm256_shuffle_ps(u4, zero, 0xEE);
-    const __m256 s6 = _mm256_shuffle_ps(u5, zero, 0x44), s7 = _mm256_shuffle_ps(u5, zero, 0xEE);
-    _mm256_storeu_ps(dst + 0 * kGemmRows, _mm256_permute2f128_ps(s0, s4, 0x20));
-    _mm256_storeu_ps(dst + 1 * kGemmRows, _mm256_permute2f128_ps(s1, s5, 0x20));
-    _mm256_storeu_ps(dst + 2 * kGemmRows, _mm256_permute2f128_ps(s2, s6, 0x20));
-    _mm256_storeu_ps(dst + 3 * kGemmRows, _mm256_permute2f128_ps(s3, s7, 0x20));
-    _mm256_storeu_ps(dst + 4 * kGemmRows, _mm256_permute2f128_ps(s0, s4, 0x31));
-    _mm256_storeu_ps(dst + 5 * kGemmRows, _mm256_permute2f128_ps(s1, s5, 0x31));
-    _mm256_storeu_ps(dst + 6 * kGemmRows, _mm256_permute2f128_ps(s2, s6, 0x31));
+    __m256 r[8];
+    for (int i = 0; i < kGemmRows; ++i) r[i] = _mm256_loadu_ps(src + i * ld + p);
+    r[6] = r[7] = _mm256_setzero_ps();
+    transpose8x8(r);
+    for (int j = 0; j < 7; ++j) _mm256_storeu_ps(dst + j * kGemmRows, r[j]);
     // The last column: exactly 6 floats, so nothing is written past this chunk.
-    const __m256 last = _mm256_permute2f128_ps(s3, s7, 0x31);
-    _mm_storeu_ps(dst + 7 * kGemmRows, _mm256_castps256_ps128(last));
+    _mm_storeu_ps(dst + 7 * kGemmRows, _mm256_castps256_ps128(r[7]));
     _mm_storel_pi(reinterpret_cast<__m64*>(dst + 7 * kGemmRows + 4),
-                  _mm256_extractf128_ps(last, 1));
+                  _mm256_extractf128_ps(r[7], 1));
   }
   if (p < kc) pack_tile_portable(dst, src + p, ld, m, kc - p);
 }
@@ -386,22 +392,10 @@ void weighted_values(int64_t m, int64_t n, const float* pt, const float* v, int6
 // The 8x8 block at src (row stride lds), times scale, transposed into dst (row stride ldd).
 inline void transpose8x8_scaled(float* dst, int64_t ldd, const float* src, int64_t lds,
                                 __m256 scale) {
-  __m256 r[8], u[8];
+  __m256 r[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_mul_ps(_mm256_loadu_ps(src + i * lds), scale);
-  for (int i = 0; i < 8; i += 2) {
-    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    r[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
-    r[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
-    r[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
-    r[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {
-    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
-  }
+  transpose8x8(r);
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ldd, r[i]);
 }
 
 // qt (d, 16) = the block's queries, scaled and transposed; zero past its m rows.

@@ -35,12 +35,9 @@ inline void prefetch_to_l2(const char* p) {
 #endif
 }
 
-// out rows [0, t) = [out +] bias: the starting value every K block accumulates onto.
-void init_rows(float* row, int64_t n, const float* bias, Accumulate acc) {
-  for (int64_t j = 0; j < n; ++j) {
-    const float start = acc == Accumulate::Yes ? row[j] : 0.0f;
-    row[j] = bias != nullptr ? start + bias[j] : start;
-  }
+// row (n) = bias, or zeros: the starting value of a streamed tile's row.
+void init_row(float* row, int64_t n, const float* bias) {
+  for (int64_t j = 0; j < n; ++j) row[j] = bias != nullptr ? bias[j] : 0.0f;
 }
 
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
@@ -60,7 +57,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
       const int64_t m = min64(kGemmRows, t - r);
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = 0; j < kPanel; ++j) tile[i * kPanel + j] = 0.0f;
-        init_rows(tile + i * kPanel, cols, bias == nullptr ? nullptr : bias + col0, Accumulate::No);
+        init_row(tile + i * kPanel, cols, bias == nullptr ? nullptr : bias + col0);
         if (acc == Accumulate::Yes) {
           for (int64_t j = 0; j < cols; ++j) tile[i * kPanel + j] += out[(r + i) * ldo + col0 + j];
         }
@@ -104,6 +101,8 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
         TileEnd end;
         end.add_to_c = !first || acc == Accumulate::Yes;
         end.gelu_tanh = gelu && p0 + kc == w.k;
+        // Each tile prefetches its share of the next panel's kc lines of weights.
+        const int64_t lines_per_tile = (kc + block_tiles - 1) / block_tiles;
         for (int64_t ti = 0; ti < block_tiles; ++ti) {
           const int64_t r = r0 + ti * kGemmRows;
           kt.pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
@@ -122,7 +121,6 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           // tile: its first tile would otherwise wait on memory for all of it.
           const char* next_b = reinterpret_cast<const char*>(
               p + 1 < panels ? w.panel(p + 1) + p0 * kPanel : b);
-          const int64_t lines_per_tile = (kc + block_tiles - 1) / block_tiles;
           for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
