@@ -207,7 +207,7 @@ def test_seeded_sampling_is_reproducible(vocab: int, scale: float) -> None:
 
 
 # Upper 0.1% points of the chi-square distribution, by degrees of freedom.
-CHI2_999 = {4: 18.47, 11: 31.26, 20: 45.31}
+CHI2_999 = {4: 18.47, 6: 22.46, 11: 31.26, 20: 45.31}
 
 
 def chi_square(counts: np.ndarray[Any, Any], probs: np.ndarray[Any, Any]) -> float:
@@ -251,6 +251,33 @@ def test_filtered_sampling_draws_from_the_renormalised_distribution() -> None:
     assert set(picks) <= set(top5.tolist())
     counts = np.array([picks.count(int(t)) for t in top5])
     assert chi_square(counts, probs) < CHI2_999[4]
+
+
+@pytest.mark.parametrize(("vocab", "scale"), ROWS)
+@pytest.mark.parametrize("params", [dict(top_p=0.5), dict(top_p=0.9, min_p=0.3)])
+def test_filtered_draws_come_from_the_candidates(vocab: int, scale: float,
+                                                 params: dict[str, Any]) -> None:
+    """A flat row keeps most tokens (the draw zeroes the rest), a peaked one few (the draw
+    gathers them): either way no filtered token is drawn."""
+    x = random_logits(vocab, scale, 12)
+    sampler = Sampler(SamplingParams(seed=5, **params), vocab)
+    ids, _ = sampler.candidates(x)
+    allowed = set(range(vocab)) if ids is None else set(ids.tolist())
+    assert {sampler.sample(x) for _ in range(300)} <= allowed
+
+
+def test_top_p_draws_from_the_renormalised_nucleus() -> None:
+    """Most of the row survives top-p here, so the draw runs over zeroed weights."""
+    x = random_logits(12, 0.7, 13)
+    sampler = Sampler(SamplingParams(top_p=0.8, seed=21), 12)
+    ids, kept = sampler.candidates(x)
+    assert ids is not None and 4 * ids.size >= 12 and ids.size < 12
+    probs = np.exp(kept.astype(np.float64) - kept.max())
+    probs /= probs.sum()
+    picks = [sampler.sample(x) for _ in range(20000)]
+    assert set(picks) <= set(ids.tolist())
+    counts = np.array([picks.count(int(t)) for t in ids])
+    assert chi_square(counts, probs) < CHI2_999[ids.size - 1]
 
 
 @settings(max_examples=200, deadline=None)

@@ -21,10 +21,13 @@ import numpy as np
 
 FloatArray = np.ndarray[Any, np.dtype[np.float32]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
+BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
 
 # Two-level prefix-sum search: numpy's cumsum is a sequential loop (about 5 ns an element),
 # while summing fixed blocks is vectorised, so the vocabulary is searched a block at a time.
 _BLOCK = 256
+# top-p estimates where its cut lies from a sorted sample of every this many weights.
+_SAMPLE_STRIDE = 16
 
 
 def _number(name: str, value: object) -> float:
@@ -210,41 +213,48 @@ class Sampler:
     def candidates(self, logits: np.ndarray[Any, Any]) -> tuple[IntArray | None, FloatArray]:
         """The tokens sampling may pick and their processed logits: (ids, values), or
         (None, all values) when nothing was filtered. Greedy keeps only the argmax."""
-        ids, x, _ = self._candidates(logits)
+        ids, x, _, keep = self._filter(logits)
+        if keep is not None:
+            ids, x = _keep(ids, x, keep)
         return ids, x
 
-    def _candidates(
+    def _filter(
         self, logits: np.ndarray[Any, Any]
-    ) -> tuple[IntArray | None, FloatArray, FloatArray | None]:
-        """candidates(), plus their weights exp(x - max x) when a filter computed them
-        (None otherwise). No filter drops the top token, so max x never changes and the
-        weights kept are the ones the draw needs."""
+    ) -> tuple[IntArray | None, FloatArray, FloatArray | None, BoolArray | None]:
+        """The filters' verdict on a row: (ids, x, weights, keep). ids and x are the
+        candidates top-k (or greedy) left, as in candidates(); weights are exp(x - max x)
+        when top-p or min-p computed them; keep says which of x those two keep (None: all).
+        They leave the row whole: when the logits are flat the survivors are most of it,
+        and a draw over zeroed weights costs less than gathering them. Neither drops the top
+        token, so the weights stay the ones the draw needs."""
         p = self.params
         x = self.penalized(logits)
         if p.greedy:
             best = int(np.argmax(x))
             if x[best] == -np.inf:
                 raise ValueError("no token can be picked: logit_bias bans every candidate")
-            return np.array([best], dtype=np.int64), x[best : best + 1], None
+            return np.array([best], dtype=np.int64), x[best : best + 1], None, None
         if p.temperature != 1.0:
             x = x / np.float32(p.temperature)
         ids: IntArray | None = None
-        weights: FloatArray | None = None
         if 0 < p.top_k < x.size:
             kth = np.partition(x, x.size - p.top_k)[x.size - p.top_k]
-            ids, x, _ = _keep(ids, x, None, x >= kth)
+            ids, x = _keep(ids, x, x >= kth)
+        weights: FloatArray | None = None
+        keep: BoolArray | None = None
         if p.top_p < 1.0:
             weights = _weights(x)
             cut = _top_p_cut(weights, p.top_p)
             if cut is not None:
-                ids, x, weights = _keep(ids, x, weights, weights >= cut)
+                keep = weights >= cut
         if p.min_p > 0.0:
             # exp(x - max) is the probability relative to the top token's, so HF's
             # `probs < min_p * max(probs)` is `weights < min_p`.
             if weights is None:
                 weights = _weights(x)
-            ids, x, weights = _keep(ids, x, weights, weights >= np.float32(p.min_p))
-        return ids, x, weights
+            likely = weights >= np.float32(p.min_p)
+            keep = likely if keep is None else keep & likely
+        return ids, x, weights, keep
 
     def filtered_logits(self, logits: np.ndarray[Any, Any]) -> FloatArray:
         """The full row as HF's processors leave it: processed logits, -inf where filtered."""
@@ -257,12 +267,18 @@ class Sampler:
 
     def sample(self, logits: np.ndarray[Any, Any]) -> int:
         """Picks the next token from one row of logits (vocab_size,)."""
-        ids, values, weights = self._candidates(logits)
+        ids, values, weights, keep = self._filter(logits)
         if self.params.greedy:
             assert ids is not None
             return int(ids[0])
         if weights is None:
             weights = _weights(values)  # the top weight is 1, so the total is at least 1
+        if keep is not None:
+            if 4 * np.count_nonzero(keep) < keep.size:  # few survivors: gather them
+                kept = np.flatnonzero(keep)
+                ids, weights = (kept if ids is None else ids[kept]), weights[kept]
+            else:  # most of the row: zeroing the rest costs less (exact: w * 1 or w * 0)
+                weights = weights * keep
         index = _draw(weights, self._rng.random() * float(weights.sum(dtype=np.float64)))
         return index if ids is None else int(ids[index])
 
@@ -276,15 +292,10 @@ def _weights(x: FloatArray) -> FloatArray:
     return weights
 
 
-def _keep(
-    ids: IntArray | None,
-    x: FloatArray,
-    weights: FloatArray | None,
-    mask: np.ndarray[Any, np.dtype[np.bool_]],
-) -> tuple[IntArray, FloatArray, FloatArray | None]:
-    """The candidates where mask holds: their ids, logits and (when given) weights."""
+def _keep(ids: IntArray | None, x: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
+    """The candidates where mask holds: their ids and logits."""
     kept = np.flatnonzero(mask)
-    return (kept if ids is None else ids[kept]), x[kept], None if weights is None else weights[kept]
+    return (kept if ids is None else ids[kept]), x[kept]
 
 
 def _cumsum_search(w: FloatArray, target: float, side: Literal["left", "right"]) -> int:
@@ -318,26 +329,37 @@ def _draw(weights: FloatArray, target: float) -> int:
 def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
     """The smallest weight in the nucleus: HF removes a token when the probability of the
     tokens below it, itself included, is <= 1 - top_p, i.e. keeps it while the tokens above
-    it hold less than top_p. None when everything is kept."""
+    it hold less than top_p. None when everything is kept.
+
+    Sorting the whole vocabulary costs about 0.25 ms; only the tokens on the shorter side
+    of the cut need sorting. A sorted sample of every _SAMPLE_STRIDE-th weight tells
+    roughly how many tokens the cut removes; that side, with a margin, is sorted, and the
+    sorted part doubled in the rare case that the sample misjudged it."""
     n = weights.size
     total = float(weights.sum(dtype=np.float64))
     target = top_p * total
-    # Sorting the whole vocabulary costs 0.3-1 ms; a peaked distribution reaches top_p
-    # within its first few dozen tokens, so sort only the largest m, growing m as needed.
-    # No weight exceeds 1 (the top one is exp(0)), so fewer than `target` tokens cannot
-    # reach it, and in practice several times that many are needed: start at 8x, and work
-    # from the other end when that is most of the row.
-    m = max(64, 8 * math.ceil(target))
-    if m >= n // 4:
-        return _top_p_cut_from_below(weights, total - target)
-    while m < n // 4:
+    rest = total - target
+    sample = np.sort(weights[::_SAMPLE_STRIDE])
+    share = rest * float(sample.sum(dtype=np.float64)) / total
+    removed = _cumsum_search(sample, share, "right") * n // sample.size
+    margin = 64 + n // 32  # about three standard errors of the estimate
+    if n - removed <= removed:
+        return _cut_from_top(weights, target, n - removed + margin)
+    return _cut_from_below(weights, rest, removed + margin)
+
+
+def _cut_from_top(weights: FloatArray, target: float, m: int) -> np.float32 | None:
+    """_top_p_cut from the likely end: the largest m weights, sorted descending, m doubling
+    until they reach `target` (top_p's share of the total). The first token is kept, and
+    each later one whose predecessors sum below target."""
+    n = weights.size
+    while 2 * m < n:
         top = np.sort(np.partition(weights, n - m)[n - m :])[::-1]
         if float(top.sum(dtype=np.float64)) >= target:
             break
-        m *= 8
+        m *= 2
     else:
         top = np.sort(weights)[::-1]
-    # Number kept: the first token, plus each later one whose predecessors sum below target.
     kept = 1 + _cumsum_search(top[:-1], target, "left")
     if kept >= n:
         return None
@@ -345,24 +367,20 @@ def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
     return cut
 
 
-def _top_p_cut_from_below(weights: FloatArray, rest: float) -> np.float32 | None:
-    """_top_p_cut for a flat distribution, where the nucleus is most of the row: HF's own
-    rule from the other end. Sorted ascending, a token is removed when its prefix sum,
-    itself included, is at most `rest` (the total less top_p's share of it); only the
-    smallest m weights are sorted, growing m until they hold more than that."""
+def _cut_from_below(weights: FloatArray, rest: float, m: int) -> np.float32 | None:
+    """_top_p_cut from the unlikely end, HF's own rule: the smallest m weights, sorted
+    ascending, m doubling until they hold more than `rest` (the total less top_p's share);
+    a token is removed while its prefix sum, itself included, is at most rest."""
     n = weights.size
-    m = max(1, n // 8)
-    while True:
-        if m < n // 2:
-            low = np.sort(np.partition(weights, m)[:m])
-            if float(low.sum(dtype=np.float64)) > rest:
-                break
-            m *= 2
-        else:
-            low = np.sort(weights)
+    while 2 * m < n:
+        low = np.sort(np.partition(weights, m - 1)[:m])
+        if float(low.sum(dtype=np.float64)) > rest:
             break
-    removed = int(np.searchsorted(np.cumsum(low, dtype=np.float64), rest, "right"))
+        m *= 2
+    else:
+        low = np.sort(weights)
+    removed = _cumsum_search(low, rest, "right")
     if removed == 0:
         return None
-    cut: np.float32 = low[min(removed, n - 1)]
+    cut: np.float32 = low[min(removed, low.size - 1)]
     return cut
