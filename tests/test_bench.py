@@ -37,7 +37,7 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    for engine in ("gpt2cpu", "transformers"):
+    for engine in ("gpt2cpu", "transformers", "gpt2cpu_alongside"):
         r = report[engine]
         assert r["prompt_tokens_per_s"]["n"] == 2 and r["prompt_tokens_per_s"]["median"] > 0
         assert r["decode_ms_per_token"]["n"] == 2 * 5 and r["decode_tokens_per_s"] > 0
@@ -47,6 +47,12 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
     # The bandwidth probe runs after each of gpt2cpu's decode repeats, and only there.
     assert len(report["gpt2cpu"]["read_bandwidth_by_repeat"]) == 2
     assert report["transformers"]["read_bandwidth_by_repeat"] == []
+    assert report["gpt2cpu_alongside"]["read_bandwidth_by_repeat"] == []
+    # The ratios come from the repeats run in turn with transformers'.
+    alongside, theirs = report["gpt2cpu_alongside"], report["transformers"]
+    assert report["speedup"]["prompt"] == (
+        alongside["prompt_tokens_per_s"]["median"] / theirs["prompt_tokens_per_s"]["median"]
+    )
     assert report["speedup"]["decode"] > 0 and report["speedup"]["prompt"] > 0
     assert (
         report["decode_bandwidth_share"] > 0 and report["peak_rss_bytes"] > report["weight_bytes"]

@@ -1,8 +1,9 @@
 """Speed measurement: load time, prompt and decode throughput, memory, and how close decode
 comes to the machine's memory-bandwidth roofline; optionally beside transformers.
 
-Every figure is a median over repeats with its spread, taken in one process, so ratios
-compare runs made side by side on the same machine state.
+Every figure is a median over repeats with its spread, taken in one process. Ratios
+between engines come from repeats run on each in turn, so that both see the same moments of
+a machine whose speed drifts.
 """
 
 from __future__ import annotations
@@ -120,54 +121,64 @@ def _load_repeatedly(load: Callable[[], T], repeats: int) -> tuple[T, float, Spr
 
 
 def _measure(
-    engine: _Engine, name: str, loads: tuple[float, Spread], vocab: int, work: Workload,
-    progress: Progress, probe: Callable[[], float] | None = None,
-) -> EngineResult:
-    """The workload, identical for every engine; only feeding tokens is timed. `probe`, if
-    given, measures read bandwidth after each decode repeat."""
+    engines: dict[str, _Engine], loads: dict[str, tuple[float, Spread]], vocab: int,
+    work: Workload, progress: Progress, probe: Callable[[], float] | None = None,
+) -> dict[str, EngineResult]:
+    """The workload, identical for every engine; only feeding tokens is timed. With several
+    engines each repeat runs on each in turn, so that they are compared at the same moments
+    of a machine whose speed drifts. `probe`, if given, measures read bandwidth after each
+    decode repeat of the first engine."""
     prompt = _ids(work.prompt_tokens, vocab, work.seed)
-    engine.feed(engine.new(8), prompt[:8])  # warm-up: threads started, pages touched
-    prefill = []
+    prefill: dict[str, list[float]] = {name: [] for name in engines}
+    steps: dict[str, list[float]] = {name: [] for name in engines}
+    by_repeat: dict[str, list[float]] = {name: [] for name in engines}
+    bandwidths: list[float] = []
+    at_position: dict[str, dict[int, float]] = {name: {} for name in engines}
+    for engine in engines.values():
+        engine.feed(engine.new(8), prompt[:8])  # warm-up: threads started, pages touched
     for _ in range(work.repeats):
-        _, seconds = _timed_feed(engine, engine.new(work.prompt_tokens), prompt)
-        prefill.append(work.prompt_tokens / seconds)
-        progress.advance(1)
+        for name, engine in engines.items():
+            _, seconds = _timed_feed(engine, engine.new(work.prompt_tokens), prompt)
+            prefill[name].append(work.prompt_tokens / seconds)
+            progress.advance(1)
 
-    steps: list[float] = []
-    by_repeat, bandwidths = [], []
     tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
     for _ in range(work.repeats):
-        state = engine.feed(engine.new(len(tokens)), tokens[: work.decode_prompt_tokens])
-        these = []
-        for tok in tokens[work.decode_prompt_tokens :]:
-            state, seconds = _timed_feed(engine, state, [tok])
-            these.append(1000 * seconds)
-        del state
-        steps += these
-        by_repeat.append(statistics.median(these))
-        if probe is not None:
-            bandwidths.append(probe())
-        progress.advance(1)
+        for i, (name, engine) in enumerate(engines.items()):
+            these = _decode(engine, tokens, work.decode_prompt_tokens)
+            steps[name] += these
+            by_repeat[name].append(statistics.median(these))
+            if probe is not None and i == 0:
+                bandwidths.append(probe())
+            progress.advance(1)
 
-    at_position = {}
     for pos in work.positions:
         ids = _ids(pos + work.position_steps, vocab, work.seed + 2)
-        state = engine.feed(engine.new(len(ids)), ids[:pos])
-        times = []
-        for tok in ids[pos:]:
-            state, seconds = _timed_feed(engine, state, [tok])
-            times.append(1000 * seconds)
-        at_position[pos] = statistics.median(times)
-        progress.advance(1)
-    return EngineResult(
-        name,
-        *loads,
-        Spread.of(prefill),
-        Spread.of(steps),
-        decode_ms_by_repeat=by_repeat,
-        read_bandwidth_by_repeat=bandwidths,
-        decode_ms_at_position=at_position,
-    )
+        for name, engine in engines.items():
+            at_position[name][pos] = statistics.median(_decode(engine, ids, pos))
+            progress.advance(1)
+    return {
+        name: EngineResult(
+            name,
+            *loads[name],
+            Spread.of(prefill[name]),
+            Spread.of(steps[name]),
+            decode_ms_by_repeat=by_repeat[name],
+            read_bandwidth_by_repeat=bandwidths if probe is not None and i == 0 else [],
+            decode_ms_at_position=at_position[name],
+        )
+        for i, name in enumerate(engines)
+    }
+
+
+def _decode(engine: _Engine, ids: list[int], prompt_tokens: int) -> list[float]:
+    """Milliseconds of each one-token step after a prompt of ids[:prompt_tokens]."""
+    state = engine.feed(engine.new(len(ids)), ids[:prompt_tokens])
+    times = []
+    for tok in ids[prompt_tokens:]:
+        state, seconds = _timed_feed(engine, state, [tok])
+        times.append(1000 * seconds)
+    return times
 
 
 class _Gpt2cpuEngine:
@@ -200,23 +211,19 @@ class _TransformersEngine:
         return out.past_key_values
 
 
-def bench_gpt2cpu(
-    directory: Path, work: Workload, progress: Progress
-) -> tuple[EngineResult, Model]:
+def load_gpt2cpu(directory: Path, work: Workload) -> tuple[Model, tuple[float, Spread]]:
     model, first, warm = _load_repeatedly(
         lambda: Model.from_pretrained(directory, threads=work.threads, progress=False),
         work.repeats,
     )
     _check(work, model.config.n_positions)
-    engine = _Gpt2cpuEngine(model)
-    vocab = model.config.vocab_size
-    probe = partial(read_bandwidth, work.threads)
-    result = _measure(engine, "gpt2cpu", (first, warm), vocab, work, progress, probe)
-    return result, model
+    return model, (first, warm)
 
 
-def bench_transformers(directory: Path, work: Workload, progress: Progress) -> EngineResult:
-    """The same workload through transformers + PyTorch (CPU, float32, KV cache)."""
+def load_transformers(
+    directory: Path, work: Workload
+) -> tuple[_TransformersEngine, tuple[float, Spread]]:
+    """transformers + PyTorch (CPU, float32, KV cache), as an engine for the workload."""
     try:
         import torch
         from transformers import GPT2LMHeadModel
@@ -229,11 +236,7 @@ def bench_transformers(directory: Path, work: Workload, progress: Progress) -> E
         return model.eval()
 
     model, first, warm = _load_repeatedly(load, work.repeats)
-    with torch.inference_mode():
-        engine = _TransformersEngine(model, torch)
-        return _measure(
-            engine, "transformers", (first, warm), model.config.vocab_size, work, progress
-        )
+    return _TransformersEngine(model, torch), (first, warm)
 
 
 def _in_child(*args: str) -> str:
@@ -262,11 +265,27 @@ def random_model_dir(shape: str) -> Path:
 def run(
     directory: Path, work: Workload, *, compare: str | None = None, progress: bool | None = None
 ) -> dict[str, Any]:
+    """gpt2cpu alone first: its peak memory and bandwidth share are its own. With
+    `compare`, then the workload again with each repeat run on gpt2cpu and on the other
+    engine in turn: the ratios come from that part."""
     stages = work.repeats * 2 + len(work.positions)
-    with Progress(stages * (2 if compare else 1), "benchmarking", enabled=progress) as bar:
-        ours, model = bench_gpt2cpu(directory, work, bar)
+    with Progress(stages * (3 if compare else 1), "benchmarking", enabled=progress) as bar:
+        model, loads = load_gpt2cpu(directory, work)
+        engine = _Gpt2cpuEngine(model)
+        probe = partial(read_bandwidth, work.threads)
+        vocab = model.config.vocab_size
+        alone = _measure({"gpt2cpu": engine}, {"gpt2cpu": loads}, vocab, work, bar, probe)
+        ours = alone["gpt2cpu"]
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        reference = bench_transformers(directory, work, bar) if compare else None
+        side_by_side = None
+        if compare:
+            reference, reference_loads = load_transformers(directory, work)
+            with reference.torch.inference_mode():
+                side_by_side = _measure(
+                    {"gpt2cpu": engine, "transformers": reference},
+                    {"gpt2cpu": loads, "transformers": reference_loads},
+                    vocab, work, bar,
+                )
 
     c = model.config
     kv_bytes = 2 * c.n_layer * c.n_embd * 4  # per cached position
@@ -300,10 +319,12 @@ def run(
         "decode_bandwidth_share": share,
         "decode_roofline_tokens_per_s": bandwidth / bytes_per_token,
     }
-    if reference is not None:
-        report["transformers"] = asdict(reference)
+    if side_by_side is not None:
+        mine, theirs = side_by_side["gpt2cpu"], side_by_side["transformers"]
+        report["transformers"] = asdict(theirs)
+        report["gpt2cpu_alongside"] = asdict(mine)  # its repeats between transformers' own
         report["speedup"] = {
-            "decode": ours.decode_tokens_per_s / reference.decode_tokens_per_s,
-            "prompt": ours.prompt_tokens_per_s.median / reference.prompt_tokens_per_s.median,
+            "decode": mine.decode_tokens_per_s / theirs.decode_tokens_per_s,
+            "prompt": mine.prompt_tokens_per_s.median / theirs.prompt_tokens_per_s.median,
         }
     return report

@@ -120,9 +120,16 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
         ]
         for pos, ms in ref["decode_ms_at_position"].items():
             lines.append(f"  decode at position {pos:<5} {ms:.2f} ms/token")
+        alongside = r["gpt2cpu_alongside"]
+        lines += [
+            "gpt2cpu again, its repeats alternating with transformers':",
+            _prompt_line("prompt", alongside, w),
+            _decode_line("decode", alongside, w),
+        ]
         s = r["speedup"]
         lines.append(
-            f"gpt2cpu / transformers: decode {s['decode']:.2f}x, prompt {s['prompt']:.2f}x"
+            f"gpt2cpu / transformers, repeat by repeat: decode {s['decode']:.2f}x, "
+            f"prompt {s['prompt']:.2f}x"
         )
     return "\n".join(lines)
 
