@@ -61,3 +61,23 @@ def test_cgroup_quota_caps_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert threads.available_cores() == 2
     cpu_max.write_text("max 100000\n")
     assert threads.available_cores() == 64
+
+
+@pytest.mark.parametrize(
+    ("env", "policy"),
+    [
+        ({}, "PASSIVE"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
+        ({"GOMP_SPINCOUNT": "1000"}, None),  # a spin count asked for is not overridden
+    ],
+)
+def test_openmp_threads_wait_passively_unless_the_user_chose(
+    env: dict[str, str], policy: str | None
+) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, gpt2cpu; print(os.environ.get('OMP_WAIT_POLICY'))"],
+        capture_output=True, text=True, env={**base, **env},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(policy)
