@@ -129,6 +129,7 @@ def _measure(
     of a machine whose speed drifts. `probe`, if given, measures read bandwidth after each
     decode repeat of the first engine."""
     prompt = _ids(work.prompt_tokens, vocab, work.seed)
+    first = next(iter(engines))
     prefill: dict[str, list[float]] = {name: [] for name in engines}
     steps: dict[str, list[float]] = {name: [] for name in engines}
     by_repeat: dict[str, list[float]] = {name: [] for name in engines}
@@ -144,11 +145,11 @@ def _measure(
 
     tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
     for _ in range(work.repeats):
-        for i, (name, engine) in enumerate(engines.items()):
+        for name, engine in engines.items():
             these = _decode(engine, tokens, work.decode_prompt_tokens)
             steps[name] += these
             by_repeat[name].append(statistics.median(these))
-            if probe is not None and i == 0:
+            if probe is not None and name == first:
                 bandwidths.append(probe())
             progress.advance(1)
 
@@ -164,10 +165,10 @@ def _measure(
             Spread.of(prefill[name]),
             Spread.of(steps[name]),
             decode_ms_by_repeat=by_repeat[name],
-            read_bandwidth_by_repeat=bandwidths if probe is not None and i == 0 else [],
+            read_bandwidth_by_repeat=bandwidths if name == first else [],
             decode_ms_at_position=at_position[name],
         )
-        for i, name in enumerate(engines)
+        for name in engines
     }
 
 
