@@ -128,6 +128,9 @@ def test_activations(isa: str, threads: int, n: int) -> None:
         (17, 30, 2, 72),
         (33, 0, 4, 40),
         (1, 1000, 2, 64),
+        # Enough keys (>= 512K floats) for one token's heads to be split among threads.
+        (1, 700, 12, 64),
+        (7, 333, 12, 24),
         # From 16 new tokens on, blocks of queries (whole 16-column panels when d % 16 == 0).
         (16, 0, 2, 16),
         (23, 37, 3, 64),
