@@ -275,8 +275,7 @@ class Sampler:
             weights = _weights(values)  # the top weight is 1, so the total is at least 1
         if keep is not None:
             if 4 * np.count_nonzero(keep) < keep.size:  # few survivors: gather them
-                kept = np.flatnonzero(keep)
-                ids, weights = (kept if ids is None else ids[kept]), weights[kept]
+                ids, weights = _keep(ids, weights, keep)
             else:  # most of the row: zeroing the rest costs less (exact: w * 1 or w * 0)
                 weights = weights * keep
         index = _draw(weights, self._rng.random() * float(weights.sum(dtype=np.float64)))
@@ -293,7 +292,7 @@ def _weights(x: FloatArray) -> FloatArray:
 
 
 def _keep(ids: IntArray | None, x: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
-    """The candidates where mask holds: their ids and logits."""
+    """The candidates where mask holds: their ids and values (logits or weights)."""
     kept = np.flatnonzero(mask)
     return (kept if ids is None else ids[kept]), x[kept]
 
