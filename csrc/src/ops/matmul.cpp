@@ -35,9 +35,10 @@ inline void prefetch_to_l2(const char* p) {
 #endif
 }
 
-// row (n) = bias, or zeros: the starting value of a streamed tile's row.
-void init_row(float* row, int64_t n, const float* bias) {
-  for (int64_t j = 0; j < n; ++j) row[j] = bias != nullptr ? bias[j] : 0.0f;
+// row (kPanel) = the panel's first `cols` bias values (zeros without a bias), zero past
+// them: a tile row's starting value, or the bias of a last panel narrower than kPanel.
+void padded_bias(float* row, const float* bias, int64_t cols) {
+  for (int64_t j = 0; j < kPanel; ++j) row[j] = bias != nullptr && j < cols ? bias[j] : 0.0f;
 }
 
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
@@ -56,8 +57,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     for (int64_t r = 0; r < t; r += kGemmRows) {
       const int64_t m = min64(kGemmRows, t - r);
       for (int64_t i = 0; i < m; ++i) {
-        for (int64_t j = 0; j < kPanel; ++j) tile[i * kPanel + j] = 0.0f;
-        init_row(tile + i * kPanel, cols, bias == nullptr ? nullptr : bias + col0);
+        padded_bias(tile + i * kPanel, bias == nullptr ? nullptr : bias + col0, cols);
         if (acc == Accumulate::Yes) {
           for (int64_t j = 0; j < cols; ++j) tile[i * kPanel + j] += out[(r + i) * ldo + col0 + j];
         }
@@ -114,7 +114,7 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           const int64_t cols = min64(kPanel, w.n - col0);
           end.bias = first && bias != nullptr ? bias + col0 : nullptr;
           if (end.bias != nullptr && cols < kPanel) {
-            for (int64_t j = 0; j < kPanel; ++j) edge_bias[j] = j < cols ? end.bias[j] : 0.0f;
+            padded_bias(edge_bias, end.bias, cols);
             end.bias = edge_bias;
           }
           // The next panel's block of weights (kc lines) is fetched into L2 a share per
