@@ -13,6 +13,12 @@ K = _core.kernels
 THREADS = [1, 2, 3]
 
 
+def with_team(cases: list[tuple[int, ...]]) -> list[tuple[int | bool, ...]]:
+    """Each case run by an operator of its own, then (team=True), where it has few enough
+    rows, as one of a decode step's operators inside a team."""
+    return [(*c, False) for c in cases] + [(*c, True) for c in cases if c[0] < K.TEAM_ROWS]
+
+
 def rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
@@ -23,8 +29,8 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) 
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize(
-    "t,k,n",
-    [
+    "t,k,n,team",
+    with_team([
         (1, 1, 1),
         (1, 7, 17),
         (1, 72, 216),
@@ -40,17 +46,18 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) 
         (200, 130, 70),
         (130, 513, 33),
         (37, 600, 50),
-    ],
+    ]),
 )
-def test_matmul(isa: str, threads: int, t: int, k: int, n: int) -> None:
+def test_matmul(isa: str, threads: int, t: int, k: int, n: int, team: bool) -> None:
     rng = np.random.default_rng(t * 1000 + k * 10 + n)
     a, w, b = rand(rng, t, k), rand(rng, k, n), rand(rng, n)
     expect = a.astype(np.float64) @ w.astype(np.float64)
-    close(K.matmul(a, w, threads=threads), expect, atol=1e-5 * np.sqrt(k))
-    close(K.matmul(a, w, b, threads=threads), expect + b, atol=1e-5 * np.sqrt(k))
+    run = {"threads": threads, "team": team}
+    close(K.matmul(a, w, **run), expect, atol=1e-5 * np.sqrt(k))
+    close(K.matmul(a, w, b, **run), expect + b, atol=1e-5 * np.sqrt(k))
     out = rand(rng, t, n)
     out_before = out.copy()
-    close(K.matmul(a, w, b, out, threads=threads), out + expect + b, atol=1e-5 * np.sqrt(k))
+    close(K.matmul(a, w, b, out, **run), out + expect + b, atol=1e-5 * np.sqrt(k))
     assert np.array_equal(out, out_before), "the caller's out array must not be modified"
 
 
@@ -63,16 +70,39 @@ ACTIVATIONS = {
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("t,k,n", [(1, 72, 216), (7, 100, 33), (97, 50, 31), (130, 513, 33)])
+@pytest.mark.parametrize(
+    "t,k,n,team", with_team([(1, 72, 216), (7, 100, 33), (97, 50, 31), (130, 513, 33)])
+)
 def test_matmul_then_activation(isa: str, threads: int, activation: str, t: int, k: int,
-                                n: int) -> None:
+                                n: int, team: bool) -> None:
     """act(inp @ W + b): a prompt's gelu_new is applied inside the GEMM, after every depth
     block (k = 513 spans three) has been summed, and only there."""
     rng = np.random.default_rng(t * 1000 + k * 10 + n)
     a, w, b = rand(rng, t, k), rand(rng, k, n), rand(rng, n)
     x = a.astype(np.float64) @ w.astype(np.float64) + b
-    got = K.matmul(a, w, b, threads=threads, activation=getattr(_core.Activation, activation))
+    act = getattr(_core.Activation, activation)
+    got = K.matmul(a, w, b, threads=threads, activation=act, team=team)
     close(got, ACTIVATIONS[activation](x), atol=1e-5 * np.sqrt(k))
+
+
+def test_a_team_refuses_a_prompt_sized_operator() -> None:
+    """A team's operators must not allocate, which only the few-rows paths promise."""
+    rows = K.TEAM_ROWS
+    with pytest.raises(ValueError, match="team"):
+        K.matmul(np.ones((rows, 3), np.float32), np.ones((3, 4), np.float32), team=True)
+    with pytest.raises(ValueError, match="team"):
+        qk = np.ones((1, rows, 4), np.float32)
+        K.attention(np.ones((rows, 4), np.float32), qk, qk, 0, 1.0, 2, True)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("delay_us", [0, 1000])
+def test_team_barrier_waits_for_every_thread(threads: int, delay_us: int) -> None:
+    """Each operator in a team ends only when every thread has finished it, and the next
+    starts its work counter from 0, whether the late thread is met spinning (no delay) or
+    after the others went to sleep (1 ms, past the barrier's spin)."""
+    rounds = 50 if delay_us else 2000
+    assert K.check_team(threads, rounds, delay_us) == 0
 
 
 def test_matmul_activation_excludes_out() -> None:
@@ -92,34 +122,39 @@ def test_matmul_accepts_float64_and_strided_inputs_without_modifying_them() -> N
 
 
 @pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("t,n", [(1, 1), (1, 7), (3, 72), (5, 768), (200, 13), (64, 1600)])
-def test_layernorm(isa: str, threads: int, t: int, n: int) -> None:
+@pytest.mark.parametrize(
+    "t,n,team",
+    # (13, 1600): enough for a team to share the rows out.
+    with_team([(1, 1), (1, 7), (3, 72), (5, 768), (13, 1600), (200, 13), (64, 1600)]),
+)
+def test_layernorm(isa: str, threads: int, t: int, n: int, team: bool) -> None:
     rng = np.random.default_rng(n)
     x, g, b = rand(rng, t, n) * 3 + 1, rand(rng, n), rand(rng, n)
-    close(K.layernorm(x, g, b, 1e-5, threads), layer_norm(x.astype(np.float64), g, b))
+    close(K.layernorm(x, g, b, 1e-5, threads, team), layer_norm(x.astype(np.float64), g, b))
 
 
 @pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("n", [1, 7, 8, 9, 100, 3072, 70001])
-def test_activations(isa: str, threads: int, n: int) -> None:
+@pytest.mark.parametrize("n,team", with_team([(1,), (7,), (8,), (9,), (100,), (3072,), (70001,)]))
+def test_activations(isa: str, threads: int, n: int, team: bool) -> None:
     rng = np.random.default_rng(n)
     x = rand(rng, n) * 4
     x[:3] = [0.0, -20.0, 20.0][: min(3, n)]
     x64 = x.astype(np.float64)
-    close(K.activation(x, _core.Activation.gelu_tanh, threads), gelu(x64), rtol=2e-6, atol=2e-6)
+    tanh = K.activation(x, _core.Activation.gelu_tanh, threads, team)
+    close(tanh, gelu(x64), rtol=2e-6, atol=2e-6)
     close(
-        K.activation(x, _core.Activation.gelu_erf, threads),
+        K.activation(x, _core.Activation.gelu_erf, threads, team),
         0.5 * x64 * (1 + erf(x64 / np.sqrt(2))),
         rtol=2e-6,
         atol=2e-6,
     )
-    close(K.activation(x, _core.Activation.relu, threads), np.maximum(x, 0))
+    close(K.activation(x, _core.Activation.relu, threads, team), np.maximum(x, 0))
 
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize(
-    "t,pos0,heads,d",
-    [
+    "t,pos0,heads,d,team",
+    with_team([
         (1, 0, 1, 1),
         (1, 9, 3, 7),
         (1, 100, 12, 64),
@@ -128,17 +163,19 @@ def test_activations(isa: str, threads: int, n: int) -> None:
         (17, 30, 2, 72),
         (33, 0, 4, 40),
         (1, 1000, 2, 64),
-        # Enough keys (>= 512K floats) for one token's heads to be split among threads.
+        # Enough keys (>= 64K floats) for one token's heads to be split among threads.
         (1, 700, 12, 64),
         (7, 333, 12, 24),
+        (1, 50, 12, 64),
         # From 16 new tokens on, blocks of queries (whole 16-column panels when d % 16 == 0).
         (16, 0, 2, 16),
         (23, 37, 3, 64),
         (40, 0, 2, 32),
         (61, 500, 1, 128),
-    ],
+    ]),
 )
-def test_attention(isa: str, threads: int, t: int, pos0: int, heads: int, d: int) -> None:
+def test_attention(isa: str, threads: int, t: int, pos0: int, heads: int, d: int,
+                   team: bool) -> None:
     rng = np.random.default_rng(t + pos0 + heads + d)
     capacity = pos0 + t + 3  # slack past the end, which must never be read
     q = rand(rng, t, heads * d)
@@ -146,7 +183,7 @@ def test_attention(isa: str, threads: int, t: int, pos0: int, heads: int, d: int
     k[:, pos0 + t :] = np.nan
     v[:, pos0 + t :] = np.nan
     scale = 1 / np.sqrt(d)
-    out = K.attention(q, k, v, pos0, scale, threads)
+    out = K.attention(q, k, v, pos0, scale, threads, team)
     n = pos0 + t
     expect = np.hstack(
         [

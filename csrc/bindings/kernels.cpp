@@ -3,7 +3,11 @@
 // modified: every function returns a new array.
 #include "gpt2cpu/kernels.h"
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "common.h"
 #include "gpt2cpu/buffer.h"
@@ -16,6 +20,17 @@ namespace {
 int checked_threads(int threads) {
   require(threads >= 1 && threads <= 4096, "threads must be in [1, 4096]");
   return threads;
+}
+
+// Runs op(const Parallel&) on `threads` threads: a region of its own, or, with `team`, as
+// one of a decode step's operators, inside a team's region.
+template <class Op>
+void run_op(int threads, bool team, Op&& op) {
+  if (team) {
+    in_team(threads, [&](const Parallel& par) { op(par); });
+  } else {
+    op(Parallel(threads));
+  }
 }
 
 FloatArray copy_of(const FloatArray& a) {
@@ -38,7 +53,7 @@ struct PackedWeight {
   }
 
   FloatArray matmul(FloatArray inp, std::optional<FloatArray> bias, std::optional<FloatArray> out,
-                    int threads, std::optional<Activation> activation) const {
+                    int threads, std::optional<Activation> activation, bool team) const {
     require(inp.ndim() == 2, "inp must be 2-D");
     const int64_t t = inp.shape(0), k = matrix.k, n = matrix.n;
     require(inp.shape(1) == k, "weight must have as many rows as inp has columns");
@@ -46,16 +61,20 @@ struct PackedWeight {
     if (bias) require_shape(*bias, "bias", {n});
     if (out) require_shape(*out, "out", {t, n});
     require(!(out && activation), "activation applies to inp @ weight + bias only, not with out");
+    require(!team || t < kTeamRows, "a team runs fewer than " + std::to_string(kTeamRows) + " rows");
     checked_threads(threads);
     FloatArray result = out ? copy_of(*out) : FloatArray({t, n});
+    float* c = result.mutable_data();
+    const float* b = bias ? bias->data() : nullptr;
     py::gil_scoped_release release;
-    if (activation) {
-      matmul_activate(result.mutable_data(), n, inp.data(), k, t, matrix,
-                      bias ? bias->data() : nullptr, *activation, threads);
-      return result;
-    }
-    gpt2cpu::matmul(result.mutable_data(), n, inp.data(), k, t, matrix,
-                    bias ? bias->data() : nullptr, out ? Accumulate::Yes : Accumulate::No, threads);
+    run_op(threads, team, [&](const Parallel& par) {
+      if (activation) {
+        matmul_activate(c, n, inp.data(), k, t, matrix, b, *activation, par);
+      } else {
+        gpt2cpu::matmul(c, n, inp.data(), k, t, matrix, b,
+                        out ? Accumulate::Yes : Accumulate::No, par);
+      }
+    });
     return result;
   }
 };
@@ -76,19 +95,20 @@ void bind_kernels(py::module_& m) {
       })
       .def("matmul", &PackedWeight::matmul, py::arg("inp"), py::arg("bias") = py::none(),
            py::arg("out") = py::none(), py::arg("threads") = 1,
-           py::arg("activation") = py::none(),
+           py::arg("activation") = py::none(), py::arg("team") = false,
            "[out +] inp (t, k) @ weight + bias (n), or activation(inp @ weight + bias), as a "
            "new array");
 
   m.def(
       "matmul",
       [](FloatArray inp, FloatArray weight, std::optional<FloatArray> bias,
-         std::optional<FloatArray> out, int threads, std::optional<Activation> activation) {
-        return PackedWeight(std::move(weight)).matmul(std::move(inp), std::move(bias),
-                                                      std::move(out), threads, activation);
+         std::optional<FloatArray> out, int threads, std::optional<Activation> activation,
+         bool team) {
+        return PackedWeight(std::move(weight))
+            .matmul(std::move(inp), std::move(bias), std::move(out), threads, activation, team);
       },
       py::arg("inp"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("out") = py::none(),
-      py::arg("threads") = 1, py::arg("activation") = py::none(),
+      py::arg("threads") = 1, py::arg("activation") = py::none(), py::arg("team") = false,
       "[out +] inp (t, k) @ weight (k, n) + bias (n), or activation(inp @ weight + bias), as a "
       "new array");
 
@@ -113,9 +133,41 @@ void bind_kernels(py::module_& m) {
       py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5,
       "Best-of-repeats memory read bandwidth in bytes/s over a buffer of the given size.");
 
+  m.attr("TEAM_ROWS") = kTeamRows;
+  m.def(
+      "check_team",
+      [](int threads, int rounds, int delay_us) {
+        checked_threads(threads);
+        require(rounds >= 1 && delay_us >= 0, "rounds must be >= 1 and delay_us >= 0");
+        // Per round: how many threads had arrived, and the sum of the work items they took.
+        std::vector<std::atomic<int64_t>> arrived(static_cast<size_t>(rounds));
+        std::vector<std::atomic<int64_t>> taken(static_cast<size_t>(rounds));
+        std::atomic<int64_t> failures{0};
+        py::gil_scoped_release release;
+        in_team(threads, [&](const Parallel& par) {
+          for (int r = 0; r < rounds; ++r) {
+            par.run([&](const Share& share) {
+              // One thread comes late, by turns: long enough for the others to go to sleep.
+              if (share.rank == r % share.size && delay_us > 0) {
+                std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+              }
+              taken[r] += share.take(1);
+              arrived[r] += 1;
+            });
+            const int64_t n = par.threads();
+            if (arrived[r].load() != n || taken[r].load() != n * (n - 1) / 2) failures += 1;
+          }
+        });
+        return failures.load();
+      },
+      py::arg("threads"), py::arg("rounds"), py::arg("delay_us") = 0,
+      "Runs `rounds` operators in one team; one thread arrives delay_us late to each. Returns "
+      "how many times a thread left an operator before all had finished it, or the work "
+      "counter did not start from 0.");
+
   m.def(
       "layernorm",
-      [](FloatArray x, FloatArray weight, FloatArray bias, float eps, int threads) {
+      [](FloatArray x, FloatArray weight, FloatArray bias, float eps, int threads, bool team) {
         require(x.ndim() == 2, "x must be 2-D (rows, n)");
         const int64_t t = x.shape(0), n = x.shape(1);
         require(n >= 1, "rows must not be empty");
@@ -125,27 +177,34 @@ void bind_kernels(py::module_& m) {
         checked_threads(threads);
         FloatArray out({t, n});
         py::gil_scoped_release release;
-        layernorm(out.mutable_data(), x.data(), weight.data(), bias.data(), t, n, eps, threads);
+        float* o = out.mutable_data();
+        run_op(threads, team, [&](const Parallel& par) {
+          layernorm(o, x.data(), weight.data(), bias.data(), t, n, eps, par);
+        });
         return out;
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps") = 1e-5f,
-      py::arg("threads") = 1);
+      py::arg("threads") = 1, py::arg("team") = false);
 
   m.def(
       "activation",
-      [](FloatArray x, Activation kind, int threads) {
+      [](FloatArray x, Activation kind, int threads, bool team) {
         require(valid_activation(kind), "unknown activation");
         checked_threads(threads);
         FloatArray out = copy_of(x);
+        float* o = out.mutable_data();
+        const auto n = static_cast<int64_t>(out.size());
         py::gil_scoped_release release;
-        activate(out.mutable_data(), static_cast<int64_t>(out.size()), kind, threads);
+        run_op(threads, team, [&](const Parallel& par) { activate(o, n, kind, par); });
         return out;
       },
-      py::arg("x"), py::arg("kind") = Activation::GeluTanh, py::arg("threads") = 1);
+      py::arg("x"), py::arg("kind") = Activation::GeluTanh, py::arg("threads") = 1,
+      py::arg("team") = false);
 
   m.def(
       "attention",
-      [](FloatArray q, FloatArray k, FloatArray v, int64_t pos0, float scale, int threads) {
+      [](FloatArray q, FloatArray k, FloatArray v, int64_t pos0, float scale, int threads,
+         bool team) {
         // q (t, H*D) for positions [pos0, pos0 + t); k, v (H, capacity, D) hold [0, pos0 + t)
         require(q.ndim() == 2 && k.ndim() == 3, "q must be 2-D and k 3-D");
         const int64_t t = q.shape(0), H = k.shape(0), cap = k.shape(1), D = k.shape(2);
@@ -153,15 +212,21 @@ void bind_kernels(py::module_& m) {
         require_shape(q, "q", {t, H * D});
         require_shape(v, "v", {H, cap, D});
         require(pos0 >= 0 && pos0 <= cap - t, "pos0 + len(q) must be within the cache capacity");
+        require(!team || t < kTeamRows,
+                "a team runs fewer than " + std::to_string(kTeamRows) + " queries");
         checked_threads(threads);
+        const AttentionShape shape{t, pos0, H, D, cap, scale};
+        Buffer scratch(attention_scratch(shape, threads));
         FloatArray out({t, H * D});
+        float* o = out.mutable_data();
         py::gil_scoped_release release;
-        attention(out.mutable_data(), q.data(), H * D, k.data(), v.data(),
-                  AttentionShape{t, pos0, H, D, cap, scale}, threads);
+        run_op(threads, team, [&](const Parallel& par) {
+          attention(o, q.data(), H * D, k.data(), v.data(), shape, par, scratch.data());
+        });
         return out;
       },
       py::arg("q"), py::arg("k"), py::arg("v"), py::arg("pos0"), py::arg("scale"),
-      py::arg("threads") = 1);
+      py::arg("threads") = 1, py::arg("team") = false);
 }
 
 }  // namespace gpt2cpu::bindings

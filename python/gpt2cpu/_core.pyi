@@ -58,6 +58,7 @@ class PackedWeight:
         out: np.ndarray[Any, Any] | None = None,
         threads: int = 1,
         activation: Activation | None = None,
+        team: bool = False,
     ) -> np.ndarray[Any, Any]: ...
 
 class _Kernels:
@@ -75,6 +76,7 @@ class _Kernels:
         out: np.ndarray[Any, Any] | None = None,
         threads: int = 1,
         activation: Activation | None = None,
+        team: bool = False,
     ) -> np.ndarray[Any, Any]: ...
     def layernorm(
         self,
@@ -83,9 +85,10 @@ class _Kernels:
         bias: np.ndarray[Any, Any],
         eps: float = 1e-5,
         threads: int = 1,
+        team: bool = False,
     ) -> np.ndarray[Any, Any]: ...
     def activation(
-        self, x: np.ndarray[Any, Any], kind: Activation = ..., threads: int = 1
+        self, x: np.ndarray[Any, Any], kind: Activation = ..., threads: int = 1, team: bool = False
     ) -> np.ndarray[Any, Any]: ...
     def attention(
         self,
@@ -95,6 +98,9 @@ class _Kernels:
         pos0: int,
         scale: float,
         threads: int = 1,
+        team: bool = False,
     ) -> np.ndarray[Any, Any]: ...
+    TEAM_ROWS: int
+    def check_team(self, threads: int, rounds: int, delay_us: int = 0) -> int: ...
 
 kernels: _Kernels

@@ -1,47 +1,58 @@
 #pragma once
 // Multi-threaded operators built on the ISA kernels. Shapes are in the comments; all
-// matrices are row-major with the given row strides.
+// matrices are row-major with the given row strides. Each spreads its work as `par` says
+// (parallel.h) and returns when all of it is done.
 
+#include <cstddef>
 #include <cstdint>
 
 #include "gpt2cpu/config.h"
+#include "gpt2cpu/kernels.h"
 #include "gpt2cpu/packed_matrix.h"
+#include "gpt2cpu/parallel.h"
 
 namespace gpt2cpu {
+
+// A team (parallel.h) runs the operators only on fewer rows than this: there, none of
+// them allocates (matmul streams the weights, attention goes query by query).
+constexpr int64_t kTeamRows = kAttendBlock;
 
 enum class Accumulate { No, Yes };
 
 // out (t, w.n; ldo) = [out +] inp (t, w.k; ldi) @ W + bias (w.n, may be null)
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
-            const PackedMatrix& w, const float* bias, Accumulate acc, int threads);
+            const PackedMatrix& w, const float* bias, Accumulate acc, const Parallel& par);
 
 // out (t, w.n; ldo) = act(inp (t, w.k; ldi) @ W + bias): the MLP's first layer. A prompt's
 // gelu_new is applied to each output tile as it is finished, while still in registers.
 void matmul_activate(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
-                     const PackedMatrix& w, const float* bias, Activation act, int threads);
+                     const PackedMatrix& w, const float* bias, Activation act, const Parallel& par);
 
 // out (t, n) = layernorm(x (t, n)) * weight (n) + bias (n), row by row
 void layernorm(float* out, const float* x, const float* weight, const float* bias, int64_t t,
-               int64_t n, float eps, int threads);
+               int64_t n, float eps, const Parallel& par);
 
 // x (n) = activation(x) in place
-void activate(float* x, int64_t n, Activation kind, int threads);
+void activate(float* x, int64_t n, Activation kind, const Parallel& par);
 
 // Causal self-attention of t new tokens at positions [pos0, pos0 + t), all heads.
 //   q:   (t, n_head * head_dim; ldq) queries of the new tokens
 //   k,v: (n_head, capacity, head_dim) cache holding positions [0, pos0 + t)
 //   out: (t, n_head * head_dim) the attended values
+//   scratch: attention_scratch(s, par.threads()) floats, allocated by the caller so that
+//            the operator can run in a team
 struct AttentionShape {
   int64_t t, pos0, n_head, head_dim, capacity;
   float scale;
 };
 void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
-               const AttentionShape& s, int threads);
+               const AttentionShape& s, const Parallel& par, float* scratch);
+size_t attention_scratch(const AttentionShape& s, int threads);
 
 // The new tokens' keys and values, new_k and new_v (t, n_head * head_dim; ld), copied into
 // the cache k, v (n_head, capacity, head_dim) at positions [pos0, pos0 + t).
 void store_keys_values(float* k, float* v, const float* new_k, const float* new_v, int64_t ld,
-                       const AttentionShape& s, int threads);
+                       const AttentionShape& s, const Parallel& par);
 
 // Memory read bandwidth in bytes/s: the best of `repeats` passes summing a buffer of `bytes`
 // split across `threads`. The roofline that decode speed is measured against.

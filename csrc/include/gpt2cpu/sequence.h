@@ -9,6 +9,7 @@
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/model.h"
+#include "gpt2cpu/parallel.h"
 
 namespace gpt2cpu {
 
@@ -35,16 +36,19 @@ class Sequence {
   void truncate(int64_t n);
 
  private:
-  void forward_layer(int64_t layer, int64_t t, int64_t keep);
+  void forward(const Parallel& par, int64_t n, float* logits, int64_t n_logits);
+  void forward_layer(const Parallel& par, int64_t layer, int64_t t, int64_t keep);
 
   std::shared_ptr<const Model> model_;
   int64_t capacity_;
   int64_t length_ = 0;
   Buffer cache_;  // (n_layer, 2, n_head, capacity, head_dim): keys then values
   // Activations of the tokens being appended, grown to the largest append seen:
-  // x (t, C), h (t, C), qkv (t, 3C), att (t, C), mlp (t, F), one after the other.
+  // x (t, C), h (t, C), qkv (t, 3C), att (t, C), mlp (t, F), then attention's scratch,
+  // one after the other.
   Buffer activations_;
   float *x_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *att_ = nullptr, *mlp_ = nullptr;
+  float* scratch_ = nullptr;
   std::mutex busy_;
 };
 

@@ -7,8 +7,6 @@
 //    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
 //    threads never wait for each other until the end: on a busy machine every barrier can
 //    cost a scheduler time slice.
-#include <omp.h>
-
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
 #include "gpt2cpu/ops.h"
@@ -23,6 +21,7 @@ constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB o
 // paths sum in different orders at the edges, and seeded sampling promises the same tokens
 // on any thread count, so the same bits.
 constexpr int64_t kBlockedMinRows = 8 * kGemmRows;
+static_assert(kTeamRows <= kBlockedMinRows, "a team cannot run the blocked path");
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -42,16 +41,16 @@ void padded_bias(float* row, const float* bias, int64_t cols) {
 }
 
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
-                      const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
+                      const PackedMatrix& w, const float* bias, Accumulate acc,
+                      const Parallel& par) {
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
-  // Handed out in chunks, not split evenly up front: a thread that wakes late (tens of
-  // microseconds under a passive wait policy) then takes a smaller share instead of making
-  // the others wait for it. About 8 chunks per thread keep the handing-out cheap.
-  const int64_t chunk = panels / (8 * static_cast<int64_t>(threads)) + 1;
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
-  for (int64_t p = 0; p < panels; ++p) {
-    alignas(64) float tile[kGemmRows * kPanel];
+  // Handed out in chunks, not split evenly up front: a thread that starts late (woken from
+  // a passive wait, or descheduled) then takes a smaller share instead of making the others
+  // wait for it. About 8 chunks per thread keep the handing-out cheap.
+  const int64_t chunk = panels / (8 * static_cast<int64_t>(par.threads())) + 1;
+  // Every row of panel p's columns, through the register tile.
+  auto stream_panel = [&](int64_t p, float* tile) {
     const int64_t col0 = p * kPanel;
     const int64_t cols = min64(kPanel, w.n - col0);
     for (int64_t r = 0; r < t; r += kGemmRows) {
@@ -67,27 +66,31 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
         for (int64_t j = 0; j < cols; ++j) out[(r + i) * ldo + col0 + j] = tile[i * kPanel + j];
       }
     }
-  }
+  };
+  par.run([&](const Share& share) {
+    alignas(64) float tile[kGemmRows * kPanel];
+    for (int64_t p0 = share.take(chunk); p0 < panels; p0 = share.take(chunk)) {
+      for (int64_t p = p0; p < min64(p0 + chunk, panels); ++p) stream_panel(p, tile);
+    }
+  });
 }
 
 // gelu: apply gelu_new to the result as each tile's last depth block finishes.
 void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                     const PackedMatrix& w, const float* bias, Accumulate acc, bool gelu,
-                    int threads) {
+                    const Parallel& par) {
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
   const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
-  // One packing block per thread, allocated here: nothing may throw in the parallel region.
+  // One packing block per thread, allocated here: nothing may throw in the parallel region
+  // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
   const size_t block_floats = static_cast<size_t>(kRowBlock * kDepthBlock);
-  Buffer packed(block_floats * static_cast<size_t>(threads));
-#pragma omp parallel num_threads(threads)
-  {
-    const int team = omp_get_num_threads();
-    const int me = omp_get_thread_num();
+  Buffer packed(block_floats * static_cast<size_t>(par.threads()));
+  par.run([&](const Share& share) {
     // This thread's rows: a contiguous share of whole tiles.
-    const int64_t row_begin = tiles * me / team * kGemmRows;
-    const int64_t row_end = min64(t, tiles * (me + 1) / team * kGemmRows);
-    float* a_block = packed.data() + block_floats * static_cast<size_t>(me);
+    const int64_t row_begin = share.begin(tiles) * kGemmRows;
+    const int64_t row_end = min64(t, share.end(tiles) * kGemmRows);
+    float* a_block = packed.data() + block_floats * static_cast<size_t>(share.rank);
     alignas(64) float tile[kGemmRows * kPanel];
     float edge_bias[kPanel];  // the bias of a last panel narrower than kPanel, zero-padded
 
@@ -147,31 +150,31 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace
 
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
-            const PackedMatrix& w, const float* bias, Accumulate acc, int threads) {
+            const PackedMatrix& w, const float* bias, Accumulate acc, const Parallel& par) {
   if (t >= kBlockedMinRows && w.k > 0) {  // (k = 0: only the streaming path writes out)
-    matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, /*gelu=*/false, threads);
+    matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, /*gelu=*/false, par);
   } else {
-    matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, threads);
+    matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, par);
   }
 }
 
 void matmul_activate(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
-                     const PackedMatrix& w, const float* bias, Activation act, int threads) {
+                     const PackedMatrix& w, const float* bias, Activation act, const Parallel& par) {
   if (act == Activation::GeluTanh && t >= kBlockedMinRows && w.k > 0) {
-    matmul_blocked(out, ldo, inp, ldi, t, w, bias, Accumulate::No, /*gelu=*/true, threads);
+    matmul_blocked(out, ldo, inp, ldi, t, w, bias, Accumulate::No, /*gelu=*/true, par);
     return;
   }
-  matmul(out, ldo, inp, ldi, t, w, bias, Accumulate::No, threads);
+  matmul(out, ldo, inp, ldi, t, w, bias, Accumulate::No, par);
   if (ldo == w.n) {
-    activate(out, t * w.n, act, threads);
+    activate(out, t * w.n, act, par);
   } else {
-    for (int64_t r = 0; r < t; ++r) activate(out + r * ldo, w.n, act, threads);
+    for (int64_t r = 0; r < t; ++r) activate(out + r * ldo, w.n, act, par);
   }
 }
 

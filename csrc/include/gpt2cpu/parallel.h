@@ -1,0 +1,95 @@
+#pragma once
+// How an operator spreads its work over threads, in one of two ways:
+//  - a region per operator, Parallel(threads): the operator opens an OpenMP region of its
+//    own. A prompt's operators take milliseconds each; opening a region is nothing beside.
+//  - a team, in_team(): one region runs a whole decode step, and its threads go through the
+//    step's ~50 operators together, meeting at a Team barrier between them that spins for
+//    a while before it sleeps. Each operator is only 20-500 us long there: under
+//    OMP_WAIT_POLICY=PASSIVE a region of its own costs a futex wake-up and a sleep every
+//    time (~130 context switches and 5-7% of a 124M step on 2 cores).
+// An operator's body sees only its Share (its rank, the team's size and a counter to take
+// work from) and uses no OpenMP construct, so one body serves both ways.
+
+#include <omp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+namespace gpt2cpu {
+
+// What the threads of one region share: a barrier, and the counter operators take dynamic
+// work from, which the barrier sets back to 0 for the next operator.
+class Team {
+ public:
+  // Returns once all `size` threads of the team have called it.
+  void wait(int size);
+  std::atomic<int64_t>& next() { return next_; }
+
+ private:
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) std::atomic<uint32_t> generation_{0};
+  alignas(64) std::atomic<int64_t> next_{0};
+  std::atomic<int> sleepers_{0};
+  std::mutex mutex_;
+  std::condition_variable woken_;
+};
+
+// One thread's part of an operator's work.
+struct Share {
+  int rank;
+  int size;
+  std::atomic<int64_t>* next;
+
+  // This thread's even part [begin, end) of n items.
+  int64_t begin(int64_t n) const { return n * rank / size; }
+  int64_t end(int64_t n) const { return n * (rank + 1) / size; }
+  // The first of `chunk` items that no thread has taken yet: past the end when none are left.
+  int64_t take(int64_t chunk) const { return next->fetch_add(chunk, std::memory_order_relaxed); }
+};
+
+class Parallel {
+ public:
+  // Each operator opens a region of `threads` threads.
+  explicit Parallel(int threads) : threads_(threads) {}
+  // This thread's place in a team whose region is running.
+  Parallel(Team& team, int rank, int size) : team_(&team), rank_(rank), threads_(size) {}
+
+  int threads() const { return threads_; }
+  bool in_team() const { return team_ != nullptr; }
+
+  // Runs body(Share) on every thread, or on one if !wide (work too small to be worth
+  // waking a thread for), and returns when it has finished everywhere.
+  template <class Body>
+  void run(Body&& body, bool wide = true) const {
+    if (team_ != nullptr) {
+      if (wide || rank_ == 0) body(Share{wide ? rank_ : 0, wide ? threads_ : 1, &team_->next()});
+      team_->wait(threads_);
+      return;
+    }
+    std::atomic<int64_t> next{0};
+    if (!wide || threads_ == 1) {
+      body(Share{0, 1, &next});
+      return;
+    }
+#pragma omp parallel num_threads(threads_)
+    body(Share{omp_get_thread_num(), omp_get_num_threads(), &next});
+  }
+
+ private:
+  Team* team_ = nullptr;
+  int rank_ = 0;
+  int threads_;
+};
+
+// Runs step(const Parallel&) on each thread of one region of `threads` threads, as a team.
+// step must not throw: an exception cannot leave an OpenMP region.
+template <class Step>
+void in_team(int threads, Step&& step) {
+  Team team;
+#pragma omp parallel num_threads(threads)
+  step(Parallel(team, omp_get_thread_num(), omp_get_num_threads()));
+}
+
+}  // namespace gpt2cpu
