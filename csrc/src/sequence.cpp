@@ -8,6 +8,15 @@
 
 namespace gpt2cpu {
 
+namespace {
+// How layer norms spread their work. A team's threads each normalise the few rows of x
+// into their own h: cheaper than one thread doing it while the others wait at a barrier.
+const Parallel& norm(const Parallel& par) {
+  static const Parallel alone(1);
+  return par.in_team() ? alone : par;
+}
+}  // namespace
+
 Sequence::Sequence(std::shared_ptr<const Model> model, int64_t capacity)
     : model_(std::move(model)), capacity_(capacity) {
   if (!model_ || !model_->ready()) throw std::invalid_argument("the model is not loaded");
@@ -56,14 +65,17 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   // Attention's scratch: the widest shape it runs on, all n rows in every block but the last.
   const AttentionShape widest{n, length_, c.n_head, c.head_dim(), capacity_, 1.0f};
   const size_t scratch = attention_scratch(widest, threads);
-  const size_t needed = rows * static_cast<size_t>(6 * C + c.mlp_width()) + scratch;
+  // A team's threads each layer-norm into a copy of h of their own (see forward_layer).
+  const bool team = n < kTeamRows;
+  const size_t h_copies = team ? static_cast<size_t>(threads) : 1;
+  const size_t needed = rows * static_cast<size_t>((5 + h_copies) * C + c.mlp_width()) + scratch;
   if (activations_.size() < needed) {
     model_->activation_pool().give(std::move(activations_));
     activations_ = model_->activation_pool().take(needed);
   }
   x_ = activations_.data();
   h_ = x_ + rows * C;
-  qkv_ = h_ + rows * C;
+  qkv_ = h_ + h_copies * rows * C;
   att_ = qkv_ + rows * 3 * C;
   mlp_ = att_ + rows * C;
   scratch_ = mlp_ + rows * c.mlp_width();
@@ -80,7 +92,7 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   }
   // A few tokens (a decode step) run through the blocks in one team, which keeps its
   // threads between operators; a prompt opens a region per operator.
-  if (n < kTeamRows) {
+  if (team) {
     in_team(threads, [&](const Parallel& par) { forward(par, n, logits, n_logits); });
   } else {
     forward(Parallel(threads), n, logits, n_logits);
@@ -101,8 +113,14 @@ void Sequence::forward(const Parallel& par, int64_t n, float* logits, int64_t n_
   // logits (n_logits, V) = ln_f(x[last n_logits rows]) @ wte^T: only the rows asked for.
   const int64_t C = c.n_embd;
   const float* last = x_ + (n - n_logits) * C;
-  layernorm(h_, last, w.ln_f_weight, w.ln_f_bias, n_logits, C, c.layer_norm_epsilon, par);
-  matmul(logits, c.vocab_size, h_, C, n_logits, w.lm_head, nullptr, Accumulate::No, par);
+  float* h = my_h(par, n);
+  layernorm(h, last, w.ln_f_weight, w.ln_f_bias, n_logits, C, c.layer_norm_epsilon, norm(par));
+  matmul(logits, c.vocab_size, h, C, n_logits, w.lm_head, nullptr, Accumulate::No, par);
+}
+
+// This thread's h: a team's threads each have their own (see norm()).
+float* Sequence::my_h(const Parallel& par, int64_t t) const {
+  return h_ + (par.in_team() ? par.rank() * t * model_->config().n_embd : 0);
 }
 
 // One transformer block over the t new tokens in x_, at positions [length_, length_ + t).
@@ -113,12 +131,12 @@ void Sequence::forward_layer(const Parallel& par, int64_t layer, int64_t t, int6
   const LayerWeights& L = model_->weights().layers[static_cast<size_t>(layer)];
   const int64_t C = c.n_embd, F = c.mlp_width(), H = c.n_head, D = c.head_dim();
   float* x = x_;
-  float* h = h_;
+  float* h = my_h(par, t);
   float* qkv = qkv_;
 
   // qkv (t, 3C) = ln_1(x) @ c_attn + b; the rows not kept need no queries, only keys and
   // values (columns [C, 3C)), where C starts a weight panel.
-  layernorm(h, x, L.ln_1_weight, L.ln_1_bias, t, C, c.layer_norm_epsilon, par);
+  layernorm(h, x, L.ln_1_weight, L.ln_1_bias, t, C, c.layer_norm_epsilon, norm(par));
   const int64_t skip = t - keep;
   if (skip > 0 && C % kPanel == 0) {
     const float* kv_bias = L.attn_c_attn_bias != nullptr ? L.attn_c_attn_bias + C : nullptr;
@@ -146,7 +164,7 @@ void Sequence::forward_layer(const Parallel& par, int64_t layer, int64_t t, int6
 
   // x += att @ c_proj + b;  x += act(ln_2(x) @ c_fc + b) @ mlp.c_proj + b
   matmul(x, C, att_, C, keep, L.attn_c_proj, L.attn_c_proj_bias, Accumulate::Yes, par);
-  layernorm(h, x, L.ln_2_weight, L.ln_2_bias, keep, C, c.layer_norm_epsilon, par);
+  layernorm(h, x, L.ln_2_weight, L.ln_2_bias, keep, C, c.layer_norm_epsilon, norm(par));
   matmul_activate(mlp_, F, h, C, keep, L.mlp_c_fc, L.mlp_c_fc_bias, c.activation, par);
   matmul(x, C, mlp_, F, keep, L.mlp_c_proj, L.mlp_c_proj_bias, Accumulate::Yes, par);
 }

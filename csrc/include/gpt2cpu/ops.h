@@ -23,8 +23,9 @@ enum class Accumulate { No, Yes };
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, const Parallel& par);
 
-// out (t, w.n; ldo) = act(inp (t, w.k; ldi) @ W + bias): the MLP's first layer. A prompt's
-// gelu_new is applied to each output tile as it is finished, while still in registers.
+// out (t, w.n; ldo) = act(inp (t, w.k; ldi) @ W + bias): the MLP's first layer. The
+// activation is applied to each output tile as it is finished (a prompt's gelu_new while
+// still in registers).
 void matmul_activate(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                      const PackedMatrix& w, const float* bias, Activation act, const Parallel& par);
 
@@ -34,6 +35,8 @@ void layernorm(float* out, const float* x, const float* weight, const float* bia
 
 // x (n) = activation(x) in place
 void activate(float* x, int64_t n, Activation kind, const Parallel& par);
+// The same on the calling thread alone, outside any team or region: a matmul's epilogue.
+void activate_here(float* x, int64_t n, Activation kind);
 
 // Causal self-attention of t new tokens at positions [pos0, pos0 + t), all heads.
 //   q:   (t, n_head * head_dim; ldq) queries of the new tokens

@@ -4,15 +4,16 @@
 //    own. A prompt's operators take milliseconds each; opening a region is nothing beside.
 //  - a team, in_team(): one region runs a whole decode step, and its threads go through the
 //    step's ~50 operators together, meeting at a Team barrier between them that spins for
-//    a while before it sleeps. Each operator is only 20-500 us long there: under
-//    OMP_WAIT_POLICY=PASSIVE a region of its own costs a futex wake-up and a sleep every
-//    time (~130 context switches and 5-7% of a 124M step on 2 cores).
+//    a while before it sleeps (unless the machine is busy). Each operator is only
+//    20-500 us long there: under OMP_WAIT_POLICY=PASSIVE a region of its own costs a futex
+//    wake-up and a sleep every time (~100 context switches a 124M step on 2 cores).
 // An operator's body sees only its Share (its rank, the team's size and a counter to take
 // work from) and uses no OpenMP construct, so one body serves both ways.
 
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -23,6 +24,12 @@ namespace gpt2cpu {
 // work from, which the barrier sets back to 0 for the next operator.
 class Team {
  public:
+  // Decides how long the barrier spins for this region: not at all when the machine has
+  // been busy (more runnable threads than cores) since the last team was made.
+  Team();
+  Team(const Team&) = delete;
+  Team& operator=(const Team&) = delete;
+
   // Returns once all `size` threads of the team have called it.
   void wait(int size);
   std::atomic<int64_t>& next() { return next_; }
@@ -31,6 +38,7 @@ class Team {
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<uint32_t> generation_{0};
   alignas(64) std::atomic<int64_t> next_{0};
+  std::chrono::steady_clock::duration spin_;
   std::atomic<int> sleepers_{0};
   std::mutex mutex_;
   std::condition_variable woken_;
@@ -58,6 +66,8 @@ class Parallel {
 
   int threads() const { return threads_; }
   bool in_team() const { return team_ != nullptr; }
+  // This thread's rank in the team (0 outside one).
+  int rank() const { return rank_; }
 
   // Runs body(Share) on every thread, or on one if !wide (work too small to be worth
   // waking a thread for), and returns when it has finished everywhere.

@@ -38,14 +38,15 @@ class Sequence {
  private:
   void forward(const Parallel& par, int64_t n, float* logits, int64_t n_logits);
   void forward_layer(const Parallel& par, int64_t layer, int64_t t, int64_t keep);
+  float* my_h(const Parallel& par, int64_t t) const;
 
   std::shared_ptr<const Model> model_;
   int64_t capacity_;
   int64_t length_ = 0;
   Buffer cache_;  // (n_layer, 2, n_head, capacity, head_dim): keys then values
   // Activations of the tokens being appended, grown to the largest append seen:
-  // x (t, C), h (t, C), qkv (t, 3C), att (t, C), mlp (t, F), then attention's scratch,
-  // one after the other.
+  // x (t, C), h (t, C) (one per thread in a team), qkv (t, 3C), att (t, C), mlp (t, F),
+  // then attention's scratch, one after the other.
   Buffer activations_;
   float *x_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *att_ = nullptr, *mlp_ = nullptr;
   float* scratch_ = nullptr;

@@ -40,9 +40,10 @@ void padded_bias(float* row, const float* bias, int64_t cols) {
   for (int64_t j = 0; j < kPanel; ++j) row[j] = bias != nullptr && j < cols ? bias[j] : 0.0f;
 }
 
+// act: applied to each row of a tile before it is stored, or null.
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                       const PackedMatrix& w, const float* bias, Accumulate acc,
-                      const Parallel& par) {
+                      const Activation* act, const Parallel& par) {
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
   // Handed out in chunks, not split evenly up front: a thread that starts late (woken from
@@ -63,6 +64,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
       }
       kt.gemm_tile(m, w.k, inp + r * ldi, ldi, w.panel(p), tile, kPanel);
       for (int64_t i = 0; i < m; ++i) {
+        if (act != nullptr) activate_here(tile + i * kPanel, cols, *act);
         for (int64_t j = 0; j < cols; ++j) out[(r + i) * ldo + col0 + j] = tile[i * kPanel + j];
       }
     }
@@ -160,17 +162,22 @@ void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
   if (t >= kBlockedMinRows && w.k > 0) {  // (k = 0: only the streaming path writes out)
     matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, /*gelu=*/false, par);
   } else {
-    matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, par);
+    matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, /*act=*/nullptr, par);
   }
 }
 
 void matmul_activate(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                      const PackedMatrix& w, const float* bias, Activation act, const Parallel& par) {
-  if (act == Activation::GeluTanh && t >= kBlockedMinRows && w.k > 0) {
-    matmul_blocked(out, ldo, inp, ldi, t, w, bias, Accumulate::No, /*gelu=*/true, par);
+  if (t < kBlockedMinRows || w.k == 0) {
+    // Each tile row is activated as it is stored, not in a pass of its own, which in a
+    // team would cost a barrier.
+    matmul_streaming(out, ldo, inp, ldi, t, w, bias, Accumulate::No, &act, par);
     return;
   }
-  matmul(out, ldo, inp, ldi, t, w, bias, Accumulate::No, par);
+  // gelu_new is the one activation the GEMM kernels apply themselves.
+  const bool in_kernel = act == Activation::GeluTanh;
+  matmul_blocked(out, ldo, inp, ldi, t, w, bias, Accumulate::No, in_kernel, par);
+  if (in_kernel) return;
   if (ldo == w.n) {
     activate(out, t * w.n, act, par);
   } else {
