@@ -228,12 +228,22 @@ def load_transformers(
     try:
         import torch
         from transformers import GPT2LMHeadModel
+        from transformers.utils import logging as untyped_logging
     except ImportError as exc:
         raise ValueError(f"--compare transformers needs torch and transformers ({exc})") from None
     torch.set_num_threads(work.threads)
 
+    transformers_logging: Any = untyped_logging
+
     def load() -> Any:
-        model: Any = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32)
+        # Without transformers' own progress bar per load, which would break up the report.
+        bar_was_on = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            model: Any = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32)
+        finally:
+            if bar_was_on:
+                transformers_logging.enable_progress_bar()
         return model.eval()
 
     model, first, warm = _load_repeatedly(load, work.repeats)
