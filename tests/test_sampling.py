@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from gpt2cpu.generation import GenerationConfig
-from gpt2cpu.sampling import Sampler, SamplingParams, _cumsum_search
+from gpt2cpu.sampling import Sampler, SamplingParams, _cumsum_search, _top_p_cut
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -351,3 +351,27 @@ def test_controls_are_normalised() -> None:
     assert isinstance(config.temperature, float) and config.stop == ("x",)
     assert config.seed == 3 and type(config.seed) is int
     assert GenerationConfig(stop=["a", "b", "a"]).stop == ("a", "b")
+
+
+def test_top_p_cut_matches_a_full_sort() -> None:
+    """The cut found by sorting only a band of weights around it is the one HF's rule gives
+    on the whole sorted row: flat and peaked rows, ties (all weights equal), zero weights
+    (-inf logits), and rows of a few tokens, where the band covers everything."""
+
+    def full_sort_cut(w: np.ndarray, top_p: float) -> np.float32 | None:
+        total = float(w.sum(dtype=np.float64))
+        low = np.sort(w)
+        removed = int(np.searchsorted(np.cumsum(low, dtype=np.float64), total - top_p * total,
+                                      "right"))
+        return None if removed == 0 else low[min(removed, w.size - 1)]
+
+    rng = np.random.default_rng(5)
+    for _ in range(600):
+        n = int(rng.choice([1, 3, 100, 5000, 50257]))
+        std = rng.choice([0.0, 0.05, 0.5, 1.0, 4.0, 8.0])
+        x = (rng.standard_normal(n) * std).astype(np.float32)
+        if n > 2 and rng.random() < 0.2:
+            x[rng.integers(0, n, n // 3)] = -np.inf
+        w = np.exp(x - x.max())
+        top_p = float(rng.choice([0.05, 0.5, 0.9, 0.95, 0.999]))
+        assert _top_p_cut(w, top_p) == full_sort_cut(w, top_p), (n, top_p)

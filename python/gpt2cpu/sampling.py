@@ -326,60 +326,43 @@ def _draw(weights: FloatArray, target: float) -> int:
 
 
 def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
-    """The smallest weight in the nucleus: HF removes a token when the probability of the
-    tokens below it, itself included, is <= 1 - top_p, i.e. keeps it while the tokens above
-    it hold less than top_p. None when everything is kept.
+    """The smallest weight in the nucleus, by HF's rule: sorted ascending, a token is
+    removed while the prefix sum of weights up to it, itself included, is at most
+    1 - top_p of the total. The top token is never removed. None when nothing is.
 
-    Sorting the whole vocabulary costs about 0.25 ms; only the tokens on the shorter side
-    of the cut need sorting. A sorted sample of every _SAMPLE_STRIDE-th weight tells
-    roughly how many tokens the cut removes; that side, with a margin, is sorted, and the
-    sorted part doubled in the rare case that the sample misjudged it."""
+    Sorting the whole vocabulary costs about 0.25 ms, and only the few tokens around the
+    cut need sorting. A sorted sample of every _SAMPLE_STRIDE-th weight says about where
+    the cut lies; the weights in a band of values around that are sorted, on top of the
+    sum of all the weights below the band. The band doubles if the cut lies outside it."""
     n = weights.size
     total = float(weights.sum(dtype=np.float64))
-    target = top_p * total
-    rest = total - target
+    rest = total - top_p * total
     sample = np.sort(weights[::_SAMPLE_STRIDE])
-    share = rest * float(sample.sum(dtype=np.float64)) / total
-    removed = _cumsum_search(sample, share, "right") * n // sample.size
-    margin = 64 + n // 32  # covers the estimate's error in nearly every row; else m doubles
-    if n - removed <= removed:
-        return _cut_from_top(weights, target, n - removed + margin)
-    return _cut_from_below(weights, rest, removed + margin)
-
-
-def _cut_from_top(weights: FloatArray, target: float, m: int) -> np.float32 | None:
-    """_top_p_cut from the likely end: the largest m weights, sorted descending, m doubling
-    until they reach `target` (top_p's share of the total). The first token is kept, and
-    each later one whose predecessors sum below target."""
-    n = weights.size
-    while 2 * m < n:
-        top = np.sort(np.partition(weights, n - m)[n - m :])[::-1]
-        if float(top.sum(dtype=np.float64)) >= target:
+    guess = _cumsum_search(sample, rest * float(sample.sum(dtype=np.float64)) / total, "right")
+    margin = 32  # sample positions each side: the guess is rarely further off
+    while True:
+        lo = sample[guess - margin] if guess - margin > 0 else None
+        hi = sample[guess + margin] if guess + margin < sample.size else None
+        in_band = np.ones(n, dtype=bool) if lo is None else weights >= lo
+        n_below = n - int(np.count_nonzero(in_band))
+        below = 0.0 if lo is None else total - float((weights * in_band).sum(dtype=np.float64))
+        if hi is not None:
+            in_band &= weights < hi
+        band = np.sort(weights[np.flatnonzero(in_band)])
+        removed = _cumsum_search(band, rest - below, "right")  # of the band's tokens
+        # The cut lies in the band unless the band is too high (the tokens below it hold
+        # more than rest) or too low (every token in it goes, and so does the next one,
+        # the smallest weight >= hi).
+        too_high = below > rest
+        too_low = (removed == band.size and hi is not None
+                   and below + float(band.sum(dtype=np.float64)) + float(hi) <= rest)
+        if not (too_high or too_low):
             break
-        m *= 2
-    else:
-        top = np.sort(weights)[::-1]
-    kept = 1 + _cumsum_search(top[:-1], target, "left")
-    if kept >= n:
+        margin *= 2
+    if n_below + removed == 0:
         return None
-    cut: np.float32 = top[kept - 1]
-    return cut
-
-
-def _cut_from_below(weights: FloatArray, rest: float, m: int) -> np.float32 | None:
-    """_top_p_cut from the unlikely end, HF's own rule: the smallest m weights, sorted
-    ascending, m doubling until they hold more than `rest` (the total less top_p's share);
-    a token is removed while its prefix sum, itself included, is at most rest."""
-    n = weights.size
-    while 2 * m < n:
-        low = np.sort(np.partition(weights, m - 1)[:m])
-        if float(low.sum(dtype=np.float64)) > rest:
-            break
-        m *= 2
-    else:
-        low = np.sort(weights)
-    removed = _cumsum_search(low, rest, "right")
-    if removed == 0:
-        return None
-    cut: np.float32 = low[min(removed, low.size - 1)]
+    if removed == band.size and hi is not None:
+        first_kept: np.float32 = hi
+        return first_kept
+    cut: np.float32 = band[min(removed, band.size - 1)]
     return cut
