@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 # OpenMP threads that spin while waiting for each other make a busy machine (a laptop with
 # other work, several engines on one server) slower: measured here with one core taken by
 # another process, a 124M decode step took 384 ms instead of 29 ms under libgomp's default
-# spin, and 34-38 ms instead of 29-31 even with a spin of 1000 rounds (GOMP_SPINCOUNT=1000). On an
-# idle machine that short spin makes decode about 7% faster than passive waiting; the
-# README tells dedicated machines how to ask for it. Set before the engine (and libgomp)
-# loads; a policy or spin count the user chose is kept.
+# spin. This policy governs the engine's OpenMP regions (a prompt's operators, loading);
+# a decode step runs in one region whose own barrier spins only while the machine is not
+# busy (csrc/src/parallel.cpp). Set before the engine (and libgomp) loads; a policy or spin
+# count the user chose is kept.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 

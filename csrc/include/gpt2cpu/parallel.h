@@ -3,7 +3,7 @@
 //  - a region per operator, Parallel(threads): the operator opens an OpenMP region of its
 //    own. A prompt's operators take milliseconds each; opening a region is nothing beside.
 //  - a team, in_team(): one region runs a whole decode step, and its threads go through the
-//    step's ~50 operators together, meeting at a Team barrier between them that spins for
+//    step's ~100 operators together, meeting at a Team barrier between them that spins for
 //    a while before it sleeps (unless the machine is busy). Each operator is only
 //    20-500 us long there: under OMP_WAIT_POLICY=PASSIVE a region of its own costs a futex
 //    wake-up and a sleep every time (~100 context switches a 124M step on 2 cores).
