@@ -21,16 +21,21 @@ bool worth_a_team(const AttentionShape& s) {
   return work >= (int64_t{1} << 16);
 }
 
-// scratch: one score row of pos0 + t floats per thread.
+// Floats of scratch each thread needs: a score row of pos0 + t floats for queries one by
+// one, or attend_block's scratch for blocks of them (the same choice as attention()'s).
+int64_t scratch_per_thread(const AttentionShape& s) {
+  const int64_t longest = s.pos0 + s.t;
+  return s.t >= kAttendBlock ? attend_block_scratch(longest, s.head_dim) : longest;
+}
+
 void attention_by_query(float* out, const float* q, int64_t ldq, const float* k, const float* v,
                         const AttentionShape& s, const Parallel& par, float* scratch) {
   const KernelTable& kt = kernels();
   const int64_t width = s.n_head * s.head_dim;
   const int64_t items = s.t * s.n_head;
-  const int64_t longest = s.pos0 + s.t;
   par.run(
       [&](const Share& share) {
-        float* my_scores = scratch + share.rank * longest;
+        float* my_scores = scratch + share.rank * scratch_per_thread(s);
         // Later tokens see more keys: hand items out one by one to balance the triangle.
         for (int64_t item = share.take(1); item < items; item = share.take(1)) {
           const int64_t i = item / s.n_head;
@@ -44,17 +49,15 @@ void attention_by_query(float* out, const float* q, int64_t ldq, const float* k,
       worth_a_team(s));
 }
 
-// scratch: attend_block_scratch(pos0 + t, head_dim) floats per thread.
 void attention_by_block(float* out, const float* q, int64_t ldq, const float* k, const float* v,
                         const AttentionShape& s, const Parallel& par, float* scratch) {
   const KernelTable& kt = kernels();
   const int64_t width = s.n_head * s.head_dim;
   const int64_t blocks = (s.t + kAttendBlock - 1) / kAttendBlock;
   const int64_t items = blocks * s.n_head;
-  const int64_t scratch_floats = attend_block_scratch(s.pos0 + s.t, s.head_dim);
   par.run(
       [&](const Share& share) {
-        float* my_scratch = scratch + share.rank * scratch_floats;
+        float* my_scratch = scratch + share.rank * scratch_per_thread(s);
         // The last blocks see the most keys: hand them out first, one by one.
         for (int64_t item = share.take(1); item < items; item = share.take(1)) {
           const int64_t i0 = (blocks - 1 - item / s.n_head) * kAttendBlock;
@@ -99,10 +102,7 @@ void store_keys_values(float* k, float* v, const float* new_k, const float* new_
 }
 
 size_t attention_scratch(const AttentionShape& s, int threads) {
-  const int64_t longest = s.pos0 + s.t;
-  const int64_t per_thread =
-      s.t >= kAttendBlock ? attend_block_scratch(longest, s.head_dim) : longest;
-  return static_cast<size_t>(per_thread) * static_cast<size_t>(threads);
+  return static_cast<size_t>(scratch_per_thread(s)) * static_cast<size_t>(threads);
 }
 
 void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
