@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from hf_models import SMALL
 
 
@@ -17,7 +18,7 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
-    directory, _ = hf_model_dir(**SMALL)
+    directory, reference = hf_model_dir(**SMALL)
     out = bench(
         "--model",
         str(directory),
@@ -44,7 +45,12 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
         assert sorted(r["decode_ms_at_position"]) == ["3", "40"]
         assert r["first_load_s"] > 0 and r["load_s"]["n"] == 2 and r["load_s"]["median"] > 0
         assert len(r["decode_ms_by_repeat"]) == 2
-    # The bandwidth probe runs after each of gpt2cpu's decode repeats, and only there.
+        assert len(r["prompt_tokens_per_s_by_repeat"]) == 2
+    # The probes run after each of gpt2cpu's repeats when it runs alone, and only there:
+    # the compute probe after each prompt, the bandwidth probe after each decode.
+    assert len(report["gpt2cpu"]["multiply_add_peak_by_repeat"]) == 2
+    assert report["transformers"]["multiply_add_peak_by_repeat"] == []
+    assert report["gpt2cpu_alongside"]["multiply_add_peak_by_repeat"] == []
     assert len(report["gpt2cpu"]["read_bandwidth_by_repeat"]) == 2
     assert report["transformers"]["read_bandwidth_by_repeat"] == []
     assert report["gpt2cpu_alongside"]["read_bandwidth_by_repeat"] == []
@@ -58,6 +64,43 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
         report["decode_bandwidth_share"] > 0 and report["peak_rss_bytes"] > report["weight_bytes"]
     )
     assert report["kv_cache_bytes"] == 2 * SMALL["n_layer"] * SMALL["n_embd"] * 4 * (40 + 16)
+    # A prompt's flops, from the checkpoint's matrices: all of every block's but the last
+    # for each of the 20 positions, with causal attention (scores and values, 2 x n_embd
+    # multiply-adds per key a layer); in the last block the key and value columns of
+    # c_attn for every position, the rest for the last position only, as for the tied LM
+    # head.
+    last = f".h.{SMALL['n_layer'] - 1}."
+    matrices = {n: p.numel() for n, p in reference.named_parameters() if p.dim() == 2}
+    blocks = {n: size for n, size in matrices.items() if ".h." in n}
+    every_position = 20 * sum(size for n, size in blocks.items() if last not in n)
+    last_position = sum(size for n, size in blocks.items() if last in n)
+    other_keys_values = 19 * blocks[f"transformer{last}attn.c_attn.weight"] * 2 // 3
+    C, L = SMALL["n_embd"], SMALL["n_layer"]
+    attention = 2 * C * ((L - 1) * (20 * 21 // 2) + 20)
+    head = reference.transformer.wte.weight.numel()
+    matmuls = every_position + last_position + other_keys_values + head
+    assert report["prompt_flops"] == 2 * (matmuls + attention)
+    ours = report["gpt2cpu"]
+    assert report["prompt_flops_per_s"] == pytest.approx(
+        report["prompt_flops"] * ours["prompt_tokens_per_s"]["median"] / 20
+    )
+    assert report["multiply_add_peak_flops_per_s"] > 0 and report["prompt_peak_share"] > 0
+
+
+def test_text_report(hf_model_dir) -> None:
+    directory, _ = hf_model_dir(**SMALL)
+    out = bench(
+        "--model", str(directory), "--threads", "1", "--prompt-tokens", "8", "--new-tokens",
+        "3", "--repeats", "1", "--positions", "5",
+    )
+    assert out.returncode == 0, out.stderr
+    labels = [line.split()[0] for line in out.stdout.splitlines()[1:]]
+    assert labels == [
+        "load", "prompt", "prompt", "decode", "weight", "peak", "decode"
+    ], out.stdout
+    assert "of the multiply-add peak probed after each repeat" in out.stdout
+    assert "of the read bandwidth probed after each repeat" in out.stdout
+    assert "decode at position 5 " in out.stdout
 
 
 def test_a_workload_longer_than_the_context_is_refused(hf_model_dir) -> None:

@@ -258,6 +258,31 @@ def test_sum(isa: str, n: int) -> None:
     assert K.sum(x) == pytest.approx(float(x.astype(np.float64).sum()), abs=1e-5 * max(1, n) ** 0.5)
 
 
+@pytest.mark.parametrize("rounds", [0, 1, 2, 7, 40])
+@pytest.mark.parametrize("x", [-3.0, 0.0, 100.0])
+def test_multiply_add(isa: str, rounds: int, x: float) -> None:
+    # Value j starts at x + j and goes through v = v / 2 + 1, so approaches 2 by halves.
+    lanes = K.MULTIPLY_ADD_LANES
+    expected = sum(2 + (x + j - 2) / 2**rounds for j in range(lanes))
+    assert K.multiply_add(rounds, x) == pytest.approx(expected, rel=1e-6, abs=1e-4)
+
+
+def test_multiply_add_peak(isa: str) -> None:
+    one = K.multiply_add_peak(1, 100_000, 2)
+    two = K.multiply_add_peak(2, 100_000, 2)
+    # Not a speed check (benchmarks and `gpt2cpu bench` do that): the flop count of a
+    # pass is the lanes, rounds and threads that ran, and the rate is finite.
+    assert 1e8 < one < 1e13 and 1e8 < two < 1e13
+    with pytest.raises(ValueError, match="rounds"):
+        K.multiply_add_peak(1, 0)
+    with pytest.raises(ValueError, match="repeats"):
+        K.multiply_add_peak(1, 10, 0)
+    with pytest.raises(ValueError, match="threads"):
+        K.multiply_add_peak(0)
+    with pytest.raises(ValueError, match="rounds"):
+        K.multiply_add(-1, 0.0)
+
+
 def test_isa_selection() -> None:
     available = K.available_isas()
     assert available[0] == "generic"

@@ -133,6 +133,31 @@ void bind_kernels(py::module_& m) {
       py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5,
       "Best-of-repeats memory read bandwidth in bytes/s over a buffer of the given size.");
 
+  m.def(
+      "multiply_add",
+      [](int64_t rounds, float x) {
+        require(rounds >= 0, "rounds must be >= 0");
+        py::gil_scoped_release release;
+        return kernels().multiply_add(rounds, x);
+      },
+      py::arg("rounds"), py::arg("x"),
+      "The compute probe's loop: MULTIPLY_ADD_LANES values started at x, each taken through "
+      "v = v * 0.5 + 1 `rounds` times; their sum.");
+  m.attr("MULTIPLY_ADD_LANES") = kMultiplyAddLanes;
+
+  m.def(
+      "multiply_add_peak",
+      [](int threads, int64_t rounds, int repeats) {
+        checked_threads(threads);
+        require(rounds >= 1, "rounds must be >= 1");
+        require(repeats >= 1, "repeats must be >= 1");
+        py::gil_scoped_release release;
+        return measure_multiply_add_peak(threads, rounds, repeats);
+      },
+      py::arg("threads"), py::arg("rounds") = 10'000'000, py::arg("repeats") = 3,
+      "Best-of-repeats arithmetic rate in flops/s of the multiply_add loop on `threads` "
+      "threads, `rounds` rounds each.");
+
   m.attr("TEAM_ROWS") = kTeamRows;
   m.def(
       "check_team",

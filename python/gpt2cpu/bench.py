@@ -1,5 +1,6 @@
-"""Speed measurement: load time, prompt and decode throughput, memory, and how close decode
-comes to the machine's memory-bandwidth roofline; optionally beside transformers.
+"""Speed measurement: load time, prompt and decode throughput, memory, and how close each
+comes to its ceiling: decode to the machine's memory read bandwidth, a prompt to its
+arithmetic peak. Optionally beside transformers.
 
 Every figure is a median over repeats with its spread, taken in one process. Ratios
 between engines come from repeats run on each in turn, so that both see the same moments of
@@ -22,11 +23,14 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from . import _core
+from .config import GPT2Config
 from .model import Model, Sequence
 from .progress import Progress
 
 # Bytes read by the bandwidth probe: well past any last-level cache.
 PROBE_BYTES = 1 << 29
+# Rounds of the compute probe's loop per thread and pass: about 20 ms on an AVX2 core.
+PROBE_ROUNDS = 10_000_000
 
 T = TypeVar("T")
 
@@ -51,11 +55,14 @@ class EngineResult:
     load_s: Spread  # loads after it (file in the page cache, allocator warm)
     prompt_tokens_per_s: Spread  # over repeats
     decode_ms_per_token: Spread  # over every step of every repeat
+    prompt_tokens_per_s_by_repeat: list[float] = field(default_factory=list)
     decode_ms_by_repeat: list[float] = field(default_factory=list)  # each repeat's median
-    # The read-bandwidth probe run right after each decode repeat (gpt2cpu only): this VM's
-    # bandwidth drifts by a third within minutes, so decode is compared with the
-    # bandwidth of the same moment.
+    # The probes run right after each repeat (gpt2cpu alone only): this VM's bandwidth
+    # drifts by a third within minutes, and its arithmetic rate with the load beside it,
+    # so each repeat is compared with the ceiling of the same moment. Read bandwidth after
+    # each decode repeat, arithmetic peak (flops/s) after each prompt repeat.
     read_bandwidth_by_repeat: list[float] = field(default_factory=list)
+    multiply_add_peak_by_repeat: list[float] = field(default_factory=list)
     decode_tokens_per_s: float = 0.0
     decode_ms_at_position: dict[int, float] = field(default_factory=dict)
 
@@ -91,6 +98,14 @@ def _check(work: Workload, n_positions: int) -> None:
         raise ValueError("token counts and repeats must be at least 1")
 
 
+@dataclass(frozen=True)
+class Probes:
+    """The machine's ceilings, each measured when called."""
+
+    read_bandwidth: Callable[[], float]  # bytes/s
+    multiply_add_peak: Callable[[], float]  # flops/s
+
+
 class _Engine(Protocol):
     """What the workload needs of an engine: a fresh sequence, and feeding it tokens."""
 
@@ -122,11 +137,11 @@ def _load_repeatedly(load: Callable[[], T], repeats: int) -> tuple[T, float, Spr
 
 def _measure(
     engines: dict[str, _Engine], loads: dict[str, tuple[float, Spread]], vocab: int,
-    work: Workload, progress: Progress, probe: Callable[[], float] | None = None,
+    work: Workload, progress: Progress, probes: Probes | None = None,
 ) -> dict[str, EngineResult]:
     """The workload, identical for every engine; only feeding tokens is timed. With several
     engines each repeat runs on each in turn, so that they are compared at the same moments
-    of a machine whose speed drifts. `probe`, if given, measures read bandwidth after each
+    of a machine whose speed drifts. `probes`, if given, are run after each prompt and
     decode repeat of the first engine."""
     prompt = _ids(work.prompt_tokens, vocab, work.seed)
     first = next(iter(engines))
@@ -134,6 +149,7 @@ def _measure(
     steps: dict[str, list[float]] = {name: [] for name in engines}
     by_repeat: dict[str, list[float]] = {name: [] for name in engines}
     bandwidths: list[float] = []
+    peaks: list[float] = []
     at_position: dict[str, dict[int, float]] = {name: {} for name in engines}
     for engine in engines.values():
         engine.feed(engine.new(8), prompt[:8])  # warm-up: threads started, pages touched
@@ -141,6 +157,8 @@ def _measure(
         for name, engine in engines.items():
             _, seconds = _timed_feed(engine, engine.new(work.prompt_tokens), prompt)
             prefill[name].append(work.prompt_tokens / seconds)
+            if probes is not None and name == first:
+                peaks.append(probes.multiply_add_peak())
             progress.advance(1)
 
     tokens = _ids(work.decode_prompt_tokens + work.new_tokens, vocab, work.seed + 1)
@@ -149,8 +167,8 @@ def _measure(
             these = _decode(engine, tokens, work.decode_prompt_tokens)
             steps[name] += these
             by_repeat[name].append(statistics.median(these))
-            if probe is not None and name == first:
-                bandwidths.append(probe())
+            if probes is not None and name == first:
+                bandwidths.append(probes.read_bandwidth())
             progress.advance(1)
 
     for pos in work.positions:
@@ -164,8 +182,10 @@ def _measure(
             *loads[name],
             Spread.of(prefill[name]),
             Spread.of(steps[name]),
+            prompt_tokens_per_s_by_repeat=prefill[name],
             decode_ms_by_repeat=by_repeat[name],
             read_bandwidth_by_repeat=bandwidths if name == first else [],
+            multiply_add_peak_by_repeat=peaks if name == first else [],
             decode_ms_at_position=at_position[name],
         )
         for name in engines
@@ -267,6 +287,29 @@ def read_bandwidth(threads: int) -> float:
     return float(_in_child("-c", code))
 
 
+def multiply_add_peak(threads: int) -> float:
+    """Arithmetic peak in flops/s of this CPU's kernels on `threads` threads, best of 3
+    passes. It needs no memory, so it runs in this process."""
+    return _core.kernels.multiply_add_peak(threads, PROBE_ROUNDS, 3)
+
+
+def prompt_flops(c: GPT2Config, tokens: int) -> float:
+    """The multiply-adds a prompt of `tokens` positions needs, 2 flops each: every block
+    but the last for every position, with causal attention (position i attends to i + 1
+    keys); in the last block the keys and values of every position, and the rest for the
+    last position alone, the only one whose logits are wanted; then the LM head for that
+    position. gpt2cpu runs just these when n_embd is a multiple of 16, as in every GPT-2
+    size (otherwise it computes the last block's queries for every position too). Layer
+    norms, activations and softmax are left out: for GPT-2 124M they are under 1%."""
+    C, M = c.n_embd, c.mlp_width
+    block = 4 * C * C + 2 * C * M  # projections per position: qkv, attention out, MLP
+    causal = (c.n_layer - 1) * (tokens * block + 2 * C * tokens * (tokens + 1) // 2)
+    # Last block: keys and values of all positions; the query, attention over all
+    # positions, attention out and MLP of the last one.
+    last = tokens * 2 * C * C + (2 * C * C + 2 * C * M) + 2 * C * tokens
+    return 2.0 * (causal + last + C * c.vocab_size)
+
+
 def random_model_dir(shape: str) -> Path:
     """The cached random model of a GPT-2 shape, made in a child process so that making it
     does not count towards this process's peak memory."""
@@ -283,9 +326,11 @@ def run(
     with Progress(stages * (3 if compare else 1), "benchmarking", enabled=progress) as bar:
         model, loads = load_gpt2cpu(directory, work)
         engine = _Gpt2cpuEngine(model)
-        probe = partial(read_bandwidth, work.threads)
+        probes = Probes(
+            partial(read_bandwidth, work.threads), partial(multiply_add_peak, work.threads)
+        )
         vocab = model.config.vocab_size
-        alone = _measure({"gpt2cpu": engine}, {"gpt2cpu": loads}, vocab, work, bar, probe)
+        alone = _measure({"gpt2cpu": engine}, {"gpt2cpu": loads}, vocab, work, bar, probes)
         ours = alone["gpt2cpu"]
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         side_by_side = None
@@ -309,6 +354,10 @@ def run(
     # Each decode repeat against the probe taken just after it, then the median.
     pairs = zip(ours.decode_ms_by_repeat, ours.read_bandwidth_by_repeat, strict=True)
     share = statistics.median(bytes_per_token / (ms / 1000) / probed for ms, probed in pairs)
+    flops = prompt_flops(c, work.prompt_tokens)
+    rates = [flops * tps / work.prompt_tokens for tps in ours.prompt_tokens_per_s_by_repeat]
+    # Each prompt repeat against the peak probed just after it, then the median.
+    peak_pairs = zip(rates, ours.multiply_add_peak_by_repeat, strict=True)
     report: dict[str, Any] = {
         "model": str(directory),
         "parameters": c.parameter_count(),
@@ -329,6 +378,10 @@ def run(
         "decode_bytes_per_s": streamed,
         "decode_bandwidth_share": share,
         "decode_roofline_tokens_per_s": bandwidth / bytes_per_token,
+        "prompt_flops": flops,
+        "prompt_flops_per_s": flops * ours.prompt_tokens_per_s.median / work.prompt_tokens,
+        "multiply_add_peak_flops_per_s": statistics.median(ours.multiply_add_peak_by_repeat),
+        "prompt_peak_share": statistics.median(rate / peak for rate, peak in peak_pairs),
     }
     if side_by_side is not None:
         mine, theirs = side_by_side["gpt2cpu"], side_by_side["transformers"]

@@ -40,6 +40,10 @@ struct TileEnd {
   bool gelu_tanh = false;
 };
 
+// Running values in the multiply_add kernel: 12 chains of 8 lanes, enough independent FMAs
+// to fill two FMA units of 4-cycle latency. Each round is 2 * kMultiplyAddLanes flops.
+constexpr int64_t kMultiplyAddLanes = 96;
+
 struct KernelTable {
   const char* name;
 
@@ -66,6 +70,13 @@ struct KernelTable {
 
   // sum of x (n): a pure streaming read, the bandwidth probe's loop.
   float (*sum)(const float* x, int64_t n);
+
+  // kMultiplyAddLanes running values v, value j started at x + j and taken through
+  // v = v * 0.5 + 1 `rounds` times, on registers only; returns their sum (the sum over j of
+  // 2 + (x + j - 2) / 2^rounds, up to rounding). The compute probe's loop: with as many
+  // independent chains as the ISA needs to keep every FMA unit busy, it runs at the
+  // arithmetic peak that the GEMM micro-kernel is measured against.
+  float (*multiply_add)(int64_t rounds, float x);
 
   // out (d) = softmax(scale * K (n, d) @ q (d)) @ V (n, d); scores: scratch of n floats.
   void (*attend)(float* out, const float* q, const float* keys, const float* values, int64_t n,

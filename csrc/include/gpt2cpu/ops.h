@@ -61,4 +61,9 @@ void store_keys_values(float* k, float* v, const float* new_k, const float* new_
 // split across `threads`. The roofline that decode speed is measured against.
 double measure_read_bandwidth(size_t bytes, int threads, int repeats);
 
+// Arithmetic peak in flops/s: the best of `repeats` passes in which each of `threads`
+// threads runs `rounds` rounds of the multiply_add kernel. The ceiling that prompt speed,
+// bound by the GEMM micro-kernel's FMAs, is measured against.
+double measure_multiply_add_peak(int threads, int64_t rounds, int repeats);
+
 }  // namespace gpt2cpu

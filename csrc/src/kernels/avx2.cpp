@@ -243,6 +243,36 @@ float sum_avx2(const float* x, int64_t n) {
   return hsum(s) + sum_portable(x + i, n - i);
 }
 
+float multiply_add_avx2(int64_t rounds, float x) {
+  static_assert(kMultiplyAddLanes == 12 * 8, "12 named chains of 8 lanes");
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  // Value j starts at x + j: chains that all started alike could be merged by the compiler.
+  const __m256 first = _mm256_add_ps(_mm256_set1_ps(x), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+  const auto chain = [&](int c) { return _mm256_add_ps(first, _mm256_set1_ps(8.0f * c)); };
+  __m256 v0 = chain(0), v1 = chain(1), v2 = chain(2), v3 = chain(3), v4 = chain(4);
+  __m256 v5 = chain(5), v6 = chain(6), v7 = chain(7), v8 = chain(8), v9 = chain(9);
+  __m256 v10 = chain(10), v11 = chain(11);
+  for (int64_t r = 0; r < rounds; ++r) {
+    v0 = _mm256_fmadd_ps(v0, half, one);
+    v1 = _mm256_fmadd_ps(v1, half, one);
+    v2 = _mm256_fmadd_ps(v2, half, one);
+    v3 = _mm256_fmadd_ps(v3, half, one);
+    v4 = _mm256_fmadd_ps(v4, half, one);
+    v5 = _mm256_fmadd_ps(v5, half, one);
+    v6 = _mm256_fmadd_ps(v6, half, one);
+    v7 = _mm256_fmadd_ps(v7, half, one);
+    v8 = _mm256_fmadd_ps(v8, half, one);
+    v9 = _mm256_fmadd_ps(v9, half, one);
+    v10 = _mm256_fmadd_ps(v10, half, one);
+    v11 = _mm256_fmadd_ps(v11, half, one);
+  }
+  const __m256 s = _mm256_add_ps(
+      _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)),
+                    _mm256_add_ps(_mm256_add_ps(v4, v5), _mm256_add_ps(v6, v7))),
+      _mm256_add_ps(_mm256_add_ps(v8, v9), _mm256_add_ps(v10, v11)));
+  return hsum(s);
+}
+
 // Four dot products q . keys[0..3] at once: four independent FMA chains.
 inline __m128 dot4(const float* q, const float* k0, int64_t d) {
   const float* k1 = k0 + d;
@@ -487,7 +517,7 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
       "avx2",   gemm_tile_avx2, gemm_packed_avx2, pack_tile_avx2,    layernorm_portable,
-      gelu_tanh_avx2, sum_avx2, attend_avx2,      attend_block_avx2,
+      gelu_tanh_avx2, sum_avx2, multiply_add_avx2, attend_avx2, attend_block_avx2,
   };
   return table;
 }

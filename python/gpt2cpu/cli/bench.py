@@ -15,8 +15,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "bench",
         help="measure load, prompt and decode speed",
-        description="Measure load time, prompt and decode throughput, peak memory and the "
-        "share of the memory-bandwidth roofline that decode reaches.",
+        description="Measure load time, prompt and decode throughput, peak memory, the "
+        "share of the memory-bandwidth roofline that decode reaches and the share of the "
+        "arithmetic peak that a prompt reaches.",
     )
     add_model_argument(p)
     p.add_argument(
@@ -99,6 +100,10 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
         f"{w['threads']} thread{'' if w['threads'] == 1 else 's'}, {r['isa']} kernels",
         _load_line(ours),
         _prompt_line("prompt", ours, w),
+        f"  prompt arithmetic    {r['prompt_flops_per_s'] / 1e9:.0f} GFLOP/s, "
+        f"{r['prompt_peak_share']:.0%} of the multiply-add peak probed after each repeat "
+        f"(median {r['multiply_add_peak_flops_per_s'] / 1e9:.0f} GFLOP/s; "
+        f"{r['prompt_flops'] / 1e9:.1f} GFLOP a prompt)",
         _decode_line("decode", ours, w),
         f"  weight streaming     {r['decode_bytes_per_s'] / 1e9:.1f} GB/s, "
         f"{r['decode_bandwidth_share']:.0%} of the read bandwidth probed after each repeat "

@@ -1,3 +1,6 @@
+// The machine's two ceilings that bench reports speed against, measured with the kernel
+// table in use: memory read bandwidth (decode streams every weight) and arithmetic peak
+// (a prompt runs the GEMM micro-kernel's FMAs).
 #include <omp.h>
 
 #include <chrono>
@@ -38,6 +41,29 @@ double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
     sink = sink + total;
     const double rate = static_cast<double>(n / 64 * 64 * sizeof(float)) / seconds;
     if (rate > best) best = rate;
+  }
+  return best;
+}
+
+double measure_multiply_add_peak(int threads, int64_t rounds, int repeats) {
+  const KernelTable& kt = kernels();
+  double best = 0.0;
+  volatile float sink = 0.0f;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    float total = 0.0f;
+    int team = 1;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+#pragma omp single
+      team = omp_get_num_threads();
+      total += kt.multiply_add(rounds, static_cast<float>(omp_get_thread_num()));
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    sink = sink + total;
+    const double flops = 2.0 * kMultiplyAddLanes * static_cast<double>(rounds) * team;
+    if (flops / seconds > best) best = flops / seconds;
   }
   return best;
 }
