@@ -63,7 +63,8 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
     assert (
         report["decode_bandwidth_share"] > 0 and report["peak_rss_bytes"] > report["weight_bytes"]
     )
-    assert report["kv_cache_bytes"] == 2 * SMALL["n_layer"] * SMALL["n_embd"] * 4 * (40 + 16)
+    # The positions' sequences are held at once: (3 + 16) + (40 + 16) positions of cache.
+    assert report["kv_cache_bytes"] == 2 * SMALL["n_layer"] * SMALL["n_embd"] * 4 * (19 + 56)
     # A prompt's flops, from the checkpoint's matrices: all of every block's but the last
     # for each of the 20 positions, with causal attention (scores and values, 2 x n_embd
     # multiply-adds per key a layer); in the last block the key and value columns of
@@ -108,3 +109,27 @@ def test_a_workload_longer_than_the_context_is_refused(hf_model_dir) -> None:
     out = bench("--model", str(directory), "--prompt-tokens", "65", "--new-tokens", "5")
     assert out.returncode == 2
     assert "65 positions" in out.stderr and "64" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_positions_are_timed_in_turn() -> None:
+    from gpt2cpu.bench import _decode_at_positions
+    from gpt2cpu.progress import Progress
+
+    feeds: list[tuple[int, int]] = []  # (tokens in the state before, tokens fed)
+
+    class Recorder:
+        def new(self, capacity: int) -> list[int]:
+            return []
+
+        def feed(self, state: list[int], ids: list[int]) -> list[int]:
+            feeds.append((len(state), len(ids)))
+            # Each sequence goes on with the tokens that follow its prompt.
+            assert ids == list(range(len(state), len(state) + len(ids)))
+            return state + ids
+
+    ids = list(range(50))  # token i at position i
+    with Progress(2, "test", enabled=False) as bar:
+        ms = _decode_at_positions(Recorder(), ids, (3, 40, 3), 3, bar)
+    assert sorted(ms) == [3, 40]
+    # Both prompts first, then one step each in turn, the order reversed every step.
+    assert feeds == [(0, 3), (0, 40), (3, 1), (40, 1), (41, 1), (4, 1), (5, 1), (42, 1)]

@@ -171,11 +171,12 @@ def _measure(
                 bandwidths.append(probes.read_bandwidth())
             progress.advance(1)
 
-    for pos in work.positions:
-        ids = _ids(pos + work.position_steps, vocab, work.seed + 2)
+    if work.positions:
+        ids = _ids(max(work.positions) + work.position_steps, vocab, work.seed + 2)
         for name, engine in engines.items():
-            at_position[name][pos] = statistics.median(_decode(engine, ids, pos))
-            progress.advance(1)
+            at_position[name] = _decode_at_positions(
+                engine, ids, work.positions, work.position_steps, progress
+            )
     return {
         name: EngineResult(
             name,
@@ -190,6 +191,27 @@ def _measure(
         )
         for name in engines
     }
+
+
+def _decode_at_positions(
+    engine: _Engine, ids: list[int], positions: tuple[int, ...], steps: int, progress: Progress
+) -> dict[int, float]:
+    """The median milliseconds of a one-token step with each of `positions` tokens already
+    in the cache (prompts ids[:position]), over `steps` steps. The positions' sequences
+    all exist at once and step in turn, the order reversed every step, so that they are
+    compared at the same moments of a machine whose speed drifts."""
+    wanted = list(dict.fromkeys(positions))
+    states = []
+    for pos in wanted:
+        states.append(engine.feed(engine.new(pos + steps), ids[:pos]))
+        progress.advance(1)
+    times: list[list[float]] = [[] for _ in wanted]
+    for step in range(steps):
+        order = list(range(len(wanted)))
+        for j in order if step % 2 == 0 else order[::-1]:
+            states[j], seconds = _timed_feed(engine, states[j], [ids[wanted[j] + step]])
+            times[j].append(1000 * seconds)
+    return {pos: statistics.median(t) for pos, t in zip(wanted, times, strict=True)}
 
 
 def _decode(engine: _Engine, ids: list[int], prompt_tokens: int) -> list[float]:
@@ -322,7 +344,7 @@ def run(
     """gpt2cpu alone first: its peak memory and bandwidth share are its own. With
     `compare`, then the workload again with each repeat run on gpt2cpu and on the other
     engine in turn: the ratios come from that part."""
-    stages = work.repeats * 2 + len(work.positions)
+    stages = work.repeats * 2 + len(set(work.positions))
     with Progress(stages * (3 if compare else 1), "benchmarking", enabled=progress) as bar:
         model, loads = load_gpt2cpu(directory, work)
         engine = _Gpt2cpuEngine(model)
@@ -366,12 +388,12 @@ def run(
         "workload": asdict(work),
         "gpt2cpu": asdict(ours),
         "peak_rss_bytes": peak_rss,
-        # The largest cache any of the workload's sequences held.
+        # The most cache the workload's sequences held at once: the positions' all at once.
         "kv_cache_bytes": kv_bytes
         * max(
             work.prompt_tokens,
             work.decode_prompt_tokens + work.new_tokens,
-            *(p + work.position_steps for p in work.positions),
+            sum(p + work.position_steps for p in set(work.positions)),
         ),
         "read_bandwidth_bytes_per_s": bandwidth,
         "decode_bytes_per_token": bytes_per_token,

@@ -111,7 +111,8 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
         f"{r['decode_roofline_tokens_per_s']:.1f} tokens/s)",
         f"  peak RSS             {r['peak_rss_bytes'] / mb:.0f} MB = "
         f"{r['peak_rss_bytes'] / (r['weight_bytes'] + r['kv_cache_bytes']):.2f}x (weights "
-        f"{r['weight_bytes'] / mb:.0f} MB + largest KV cache {r['kv_cache_bytes'] / mb:.0f} MB)",
+        f"{r['weight_bytes'] / mb:.0f} MB + the most KV cache held at once "
+        f"{r['kv_cache_bytes'] / mb:.0f} MB)",
     ]
     for pos, ms in ours["decode_ms_at_position"].items():
         lines.append(f"  decode at position {pos:<5} {ms:.2f} ms/token")
