@@ -46,6 +46,7 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) 
         (200, 130, 70),
         (130, 513, 33),
         (37, 600, 50),
+        (701, 40, 20),  # more rows than kRowBlock per block at 1 thread would take
     ]),
 )
 def test_matmul(isa: str, threads: int, t: int, k: int, n: int, team: bool) -> None:

@@ -1,12 +1,14 @@
 // out = [out +] inp @ W + bias, in two shapes of work:
 //  - few rows (decode): memory-bound. Threads split the weight panels; each panel is
 //    streamed once straight through the register tile; nothing is packed.
-//  - many rows (prompt): compute-bound. Threads split the rows, and each runs a BLIS-style
-//    blocked GEMM on its own: its input is packed into kGemmRows-row micro-panels a block at
-//    a time (kRowBlock x kDepthBlock, kept in L2), and each weight micro-panel
-//    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
-//    threads never wait for each other until the end: on a busy machine every barrier can
-//    cost a scheduler time slice.
+//  - many rows (prompt): compute-bound. Threads take blocks of rows one at a time, and run
+//    a BLIS-style blocked GEMM on each on their own: the block's input is packed into
+//    kGemmRows-row micro-panels (at most kRowBlock x kDepthBlock, kept in L2), and each
+//    weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the block. Nothing
+//    is shared but the block counter, so the threads never wait for each other until the
+//    end: on a busy machine every barrier can cost a scheduler time slice.
+#include <algorithm>
+
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
 #include "gpt2cpu/ops.h"
@@ -17,6 +19,10 @@ namespace {
 
 constexpr int64_t kDepthBlock = 256;             // 256 x 16 floats = 16 KiB of weights
 constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB of input
+// Row blocks per thread, at least: enough that a thread that loses its core for a while
+// can leave a share of its rows to the others, and few enough that the weights, read once
+// per block from L3, stay cheap.
+constexpr int64_t kBlocksPerThread = 4;
 // Rows from which the blocked path is used. It must not depend on the thread count: the
 // paths sum in different orders at the edges, and seeded sampling promises the same tokens
 // on any thread count, so the same bits.
@@ -84,21 +90,28 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
   const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
+  // Row blocks are handed out one at a time, not split up front: a thread descheduled for
+  // a while (a busy or virtual machine) leaves its blocks to the others instead of making
+  // them wait. At least kBlocksPerThread per thread, of at most kRowBlock rows, all of
+  // about the same size (wanted >= t / kRowBlock, so block_tiles * kGemmRows <= kRowBlock).
+  const int64_t wanted = std::max<int64_t>(kBlocksPerThread * par.threads(),
+                                           (t + kRowBlock - 1) / kRowBlock);
+  const int64_t block_tiles = (tiles + wanted - 1) / wanted;
+  const int64_t blocks = (tiles + block_tiles - 1) / block_tiles;
   // One packing block per thread, allocated here: nothing may throw in the parallel region
   // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
   const size_t block_floats = static_cast<size_t>(kRowBlock * kDepthBlock);
   Buffer packed(block_floats * static_cast<size_t>(par.threads()));
   par.run([&](const Share& share) {
-    // This thread's rows: a contiguous share of whole tiles.
-    const int64_t row_begin = share.begin(tiles) * kGemmRows;
-    const int64_t row_end = min64(t, share.end(tiles) * kGemmRows);
     float* a_block = packed.data() + block_floats * static_cast<size_t>(share.rank);
     alignas(64) float tile[kGemmRows * kPanel];
     float edge_bias[kPanel];  // the bias of a last panel narrower than kPanel, zero-padded
 
-    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
-      const int64_t mc = min64(kRowBlock, row_end - r0);
-      const int64_t block_tiles = (mc + kGemmRows - 1) / kGemmRows;
+    for (int64_t block = share.take(1); block < blocks; block = share.take(1)) {
+      const int64_t r0 = block * block_tiles * kGemmRows;
+      const int64_t row_end = min64(t, r0 + block_tiles * kGemmRows);
+      const int64_t mc = row_end - r0;
+      const int64_t mc_tiles = (mc + kGemmRows - 1) / kGemmRows;
       for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
         const int64_t kc = min64(kDepthBlock, w.k - p0);
         // The first depth block starts each tile from [out +] bias; the rest add to it.
@@ -107,8 +120,8 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
         end.add_to_c = !first || acc == Accumulate::Yes;
         end.gelu_tanh = gelu && p0 + kc == w.k;
         // Each tile prefetches its share of the next panel's kc lines of weights.
-        const int64_t lines_per_tile = (kc + block_tiles - 1) / block_tiles;
-        for (int64_t ti = 0; ti < block_tiles; ++ti) {
+        const int64_t lines_per_tile = (kc + mc_tiles - 1) / mc_tiles;
+        for (int64_t ti = 0; ti < mc_tiles; ++ti) {
           const int64_t r = r0 + ti * kGemmRows;
           kt.pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
                        min64(kGemmRows, row_end - r), kc);
@@ -126,7 +139,7 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           // tile: its first tile would otherwise wait on memory for all of it.
           const char* next_b = reinterpret_cast<const char*>(
               p + 1 < panels ? w.panel(p + 1) + p0 * kPanel : b);
-          for (int64_t ti = 0; ti < block_tiles; ++ti) {
+          for (int64_t ti = 0; ti < mc_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
