@@ -12,41 +12,13 @@
 
 namespace gpt2cpu {
 
-double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
-  const size_t n = bytes / sizeof(float);
-  Buffer buffer(n, Buffer::Pages::Huge);  // as the weights are stored
-  // Touch every page first, from the threads that will read it (first-touch placement).
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); i += 1024) buffer.data()[i] = 1.0f;
+namespace {
 
-  const KernelTable& kt = kernels();
-  double best = 0.0;
-  volatile float sink = 0.0f;
-  for (int r = 0; r < repeats; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    float total = 0.0f;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-      // Each thread streams a contiguous share with the best kernel set's loads, as the
-      // matmul kernels do: the same rate decode can reach.
-      const int team = omp_get_num_threads();
-      const int me = omp_get_thread_num();
-      const size_t blocks = n / 64;
-      const size_t begin = blocks * me / team * 64;
-      const size_t end = blocks * (me + 1) / team * 64;
-      total += kt.sum(buffer.data() + begin, static_cast<int64_t>(end - begin));
-    }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    sink = sink + total;
-    const double rate = static_cast<double>(n / 64 * 64 * sizeof(float)) / seconds;
-    if (rate > best) best = rate;
-  }
-  return best;
-}
-
-double measure_multiply_add_peak(int threads, int64_t rounds, int repeats) {
-  const KernelTable& kt = kernels();
+// The best rate of `repeats` timed passes on `threads` threads. In a pass each thread runs
+// work(rank, team size), whose result is kept so that the compiler cannot drop it;
+// amount(team size) is what one pass does (bytes, flops).
+template <class Work, class Amount>
+double best_of_passes(int threads, int repeats, const Work& work, const Amount& amount) {
   double best = 0.0;
   volatile float sink = 0.0f;
   for (int r = 0; r < repeats; ++r) {
@@ -57,15 +29,48 @@ double measure_multiply_add_peak(int threads, int64_t rounds, int repeats) {
     {
 #pragma omp single
       team = omp_get_num_threads();
-      total += kt.multiply_add(rounds, static_cast<float>(omp_get_thread_num()));
+      total += work(omp_get_thread_num(), omp_get_num_threads());
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     sink = sink + total;
-    const double flops = 2.0 * kMultiplyAddLanes * static_cast<double>(rounds) * team;
-    if (flops / seconds > best) best = flops / seconds;
+    const double rate = amount(team) / seconds;
+    if (rate > best) best = rate;
   }
   return best;
+}
+
+}  // namespace
+
+double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
+  const size_t n = bytes / sizeof(float);
+  const size_t blocks = n / 64;
+  Buffer buffer(n, Buffer::Pages::Huge);  // as the weights are stored
+  // Touch every page first, from the threads that will read it (first-touch placement).
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < static_cast<int64_t>(n); i += 1024) buffer.data()[i] = 1.0f;
+
+  const KernelTable& kt = kernels();
+  // Each thread streams a contiguous share with the best kernel set's loads, as the matmul
+  // kernels do: the same rate decode can reach.
+  const auto stream = [&](int me, int team) {
+    const size_t begin = blocks * static_cast<size_t>(me) / static_cast<size_t>(team) * 64;
+    const size_t end = blocks * static_cast<size_t>(me + 1) / static_cast<size_t>(team) * 64;
+    return kt.sum(buffer.data() + begin, static_cast<int64_t>(end - begin));
+  };
+  const auto bytes_read = [&](int) { return static_cast<double>(blocks * 64 * sizeof(float)); };
+  return best_of_passes(threads, repeats, stream, bytes_read);
+}
+
+double measure_multiply_add_peak(int threads, int64_t rounds, int repeats) {
+  const KernelTable& kt = kernels();
+  const auto multiply_add = [&](int me, int) {
+    return kt.multiply_add(rounds, static_cast<float>(me));
+  };
+  const auto flops = [&](int team) {
+    return 2.0 * kMultiplyAddLanes * static_cast<double>(rounds) * team;
+  };
+  return best_of_passes(threads, repeats, multiply_add, flops);
 }
 
 }  // namespace gpt2cpu
