@@ -65,11 +65,12 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
     )
     # The positions' sequences are held at once: (3 + 16) + (40 + 16) positions of cache.
     assert report["kv_cache_bytes"] == 2 * SMALL["n_layer"] * SMALL["n_embd"] * 4 * (19 + 56)
-    # A prompt's flops, from the checkpoint's matrices: all of every block's but the last
-    # for each of the 20 positions, with causal attention (scores and values, 2 x n_embd
-    # multiply-adds per key a layer); in the last block the key and value columns of
-    # c_attn for every position, the rest for the last position only, as for the tied LM
-    # head.
+    # The flops a prompt needs, counted from the checkpoint's matrices: all of every
+    # block's but the last for each of the 20 positions, with causal attention (scores and
+    # values, 2 x n_embd multiply-adds per key a layer); in the last block the key and
+    # value columns of c_attn for every position, the rest for the last position only, as
+    # for the tied LM head. (With this n_embd, not a multiple of 16, gpt2cpu computes the
+    # last block's queries for every position too: the report counts what is needed.)
     last = f".h.{SMALL['n_layer'] - 1}."
     matrices = {n: p.numel() for n, p in reference.named_parameters() if p.dim() == 2}
     blocks = {n: size for n, size in matrices.items() if ".h." in n}

@@ -7,7 +7,7 @@
 //    weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the block. Nothing
 //    is shared but the block counter, so the threads never wait for each other until the
 //    end: on a busy machine every barrier can cost a scheduler time slice.
-#include <algorithm>
+#include <stdexcept>
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
@@ -18,11 +18,14 @@ namespace gpt2cpu {
 namespace {
 
 constexpr int64_t kDepthBlock = 256;             // 256 x 16 floats = 16 KiB of weights
-constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB of input
-// Row blocks per thread, at least: enough that a thread that loses its core for a while
-// can leave a share of its rows to the others, and few enough that the weights, read once
-// per block from L3, stay cheap.
+constexpr int64_t kRowBlockTiles = 20;
+constexpr int64_t kRowBlock = kRowBlockTiles * kGemmRows;  // 120 x 256 floats = 120 KiB of input
+// Row blocks are handed out to the threads one at a time: up to kBlocksPerThread each, so
+// that a thread that loses its core for a while can leave part of its rows to the others,
+// as long as a block keeps kMinBlockTiles tiles, since each block reads every weight panel
+// again (from L3).
 constexpr int64_t kBlocksPerThread = 4;
+constexpr int64_t kMinBlockTiles = 8;
 // Rows from which the blocked path is used. It must not depend on the thread count: the
 // paths sum in different orders at the edges, and seeded sampling promises the same tokens
 // on any thread count, so the same bits.
@@ -30,6 +33,16 @@ constexpr int64_t kBlockedMinRows = 8 * kGemmRows;
 static_assert(kTeamRows <= kBlockedMinRows, "a team cannot run the blocked path");
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// How many row blocks `tiles` tiles are split into on `threads` threads: at least one per
+// thread and ceil(tiles / kRowBlockTiles), so that no block outgrows a packing buffer.
+int64_t row_blocks(int64_t tiles, int threads) {
+  int64_t n = min64(kBlocksPerThread * threads, ceil_div(tiles, kMinBlockTiles));
+  n = max64(max64(n, threads), ceil_div(tiles, kRowBlockTiles));
+  return min64(n, tiles);
+}
 
 // A hint to fetch the 64-byte line at p into L2; nothing where the compiler has no builtin.
 inline void prefetch_to_l2(const char* p) {
@@ -90,14 +103,12 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
   const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
-  // Row blocks are handed out one at a time, not split up front: a thread descheduled for
-  // a while (a busy or virtual machine) leaves its blocks to the others instead of making
-  // them wait. At least kBlocksPerThread per thread, of at most kRowBlock rows, all of
-  // about the same size (wanted >= t / kRowBlock, so block_tiles * kGemmRows <= kRowBlock).
-  const int64_t wanted = std::max<int64_t>(kBlocksPerThread * par.threads(),
-                                           (t + kRowBlock - 1) / kRowBlock);
-  const int64_t block_tiles = (tiles + wanted - 1) / wanted;
-  const int64_t blocks = (tiles + block_tiles - 1) / block_tiles;
+  // Block b holds tiles [tiles * b / blocks, tiles * (b + 1) / blocks): sizes differ by
+  // one tile at most, the largest ceil(tiles / blocks).
+  const int64_t blocks = row_blocks(tiles, par.threads());
+  if (ceil_div(tiles, blocks) > kRowBlockTiles) {
+    throw std::logic_error("matmul: a row block would outgrow its packing buffer");
+  }
   // One packing block per thread, allocated here: nothing may throw in the parallel region
   // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
   const size_t block_floats = static_cast<size_t>(kRowBlock * kDepthBlock);
@@ -108,8 +119,8 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
     float edge_bias[kPanel];  // the bias of a last panel narrower than kPanel, zero-padded
 
     for (int64_t block = share.take(1); block < blocks; block = share.take(1)) {
-      const int64_t r0 = block * block_tiles * kGemmRows;
-      const int64_t row_end = min64(t, r0 + block_tiles * kGemmRows);
+      const int64_t r0 = tiles * block / blocks * kGemmRows;
+      const int64_t row_end = min64(t, tiles * (block + 1) / blocks * kGemmRows);
       const int64_t mc = row_end - r0;
       const int64_t mc_tiles = (mc + kGemmRows - 1) / kGemmRows;
       for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {

@@ -4,7 +4,6 @@
 #include <omp.h>
 
 #include <chrono>
-#include <cstring>
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
