@@ -46,8 +46,7 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) 
         (200, 130, 70),
         (130, 513, 33),
         (37, 600, 50),
-        # Deeper than one depth block, with rows enough that blocks of a quarter or half
-        # of them would outgrow the 120-row packing buffer.
+        # Several 120-row blocks a thread, each deeper than one depth block.
         (701, 300, 20),
         (1000, 300, 20),
     ]),

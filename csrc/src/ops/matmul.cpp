@@ -1,14 +1,12 @@
 // out = [out +] inp @ W + bias, in two shapes of work:
 //  - few rows (decode): memory-bound. Threads split the weight panels; each panel is
 //    streamed once straight through the register tile; nothing is packed.
-//  - many rows (prompt): compute-bound. Threads take blocks of rows one at a time, and run
-//    a BLIS-style blocked GEMM on each on their own: the block's input is packed into
-//    kGemmRows-row micro-panels (at most kRowBlock x kDepthBlock, kept in L2), and each
-//    weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the block. Nothing
-//    is shared but the block counter, so the threads never wait for each other until the
-//    end: on a busy machine every barrier can cost a scheduler time slice.
-#include <stdexcept>
-
+//  - many rows (prompt): compute-bound. Threads split the rows, and each runs a BLIS-style
+//    blocked GEMM on its own: its input is packed into kGemmRows-row micro-panels a block at
+//    a time (kRowBlock x kDepthBlock, kept in L2), and each weight micro-panel
+//    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
+//    threads never wait for each other until the end: on a busy machine every barrier can
+//    cost a scheduler time slice.
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
 #include "gpt2cpu/ops.h"
@@ -18,14 +16,7 @@ namespace gpt2cpu {
 namespace {
 
 constexpr int64_t kDepthBlock = 256;             // 256 x 16 floats = 16 KiB of weights
-constexpr int64_t kRowBlockTiles = 20;
-constexpr int64_t kRowBlock = kRowBlockTiles * kGemmRows;  // 120 x 256 floats = 120 KiB of input
-// Row blocks are handed out to the threads one at a time: up to kBlocksPerThread each, so
-// that a thread that loses its core for a while can leave part of its rows to the others,
-// as long as a block keeps kMinBlockTiles tiles, since each block reads every weight panel
-// again (from L3).
-constexpr int64_t kBlocksPerThread = 4;
-constexpr int64_t kMinBlockTiles = 8;
+constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB of input
 // Rows from which the blocked path is used. It must not depend on the thread count: the
 // paths sum in different orders at the edges, and seeded sampling promises the same tokens
 // on any thread count, so the same bits.
@@ -33,16 +24,6 @@ constexpr int64_t kBlockedMinRows = 8 * kGemmRows;
 static_assert(kTeamRows <= kBlockedMinRows, "a team cannot run the blocked path");
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// How many row blocks `tiles` tiles are split into on `threads` threads: at least one per
-// thread and ceil(tiles / kRowBlockTiles), so that no block outgrows a packing buffer.
-int64_t row_blocks(int64_t tiles, int threads) {
-  int64_t n = min64(kBlocksPerThread * threads, ceil_div(tiles, kMinBlockTiles));
-  n = max64(max64(n, threads), ceil_div(tiles, kRowBlockTiles));
-  return min64(n, tiles);
-}
 
 // A hint to fetch the 64-byte line at p into L2; nothing where the compiler has no builtin.
 inline void prefetch_to_l2(const char* p) {
@@ -103,26 +84,21 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
   const KernelTable& kt = kernels();
   const int64_t panels = w.panels();
   const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
-  // Block b holds tiles [tiles * b / blocks, tiles * (b + 1) / blocks): sizes differ by
-  // one tile at most, the largest ceil(tiles / blocks).
-  const int64_t blocks = row_blocks(tiles, par.threads());
-  if (ceil_div(tiles, blocks) > kRowBlockTiles) {
-    throw std::logic_error("matmul: a row block would outgrow its packing buffer");
-  }
   // One packing block per thread, allocated here: nothing may throw in the parallel region
   // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
   const size_t block_floats = static_cast<size_t>(kRowBlock * kDepthBlock);
   Buffer packed(block_floats * static_cast<size_t>(par.threads()));
   par.run([&](const Share& share) {
+    // This thread's rows: a contiguous share of whole tiles.
+    const int64_t row_begin = share.begin(tiles) * kGemmRows;
+    const int64_t row_end = min64(t, share.end(tiles) * kGemmRows);
     float* a_block = packed.data() + block_floats * static_cast<size_t>(share.rank);
     alignas(64) float tile[kGemmRows * kPanel];
     float edge_bias[kPanel];  // the bias of a last panel narrower than kPanel, zero-padded
 
-    for (int64_t block = share.take(1); block < blocks; block = share.take(1)) {
-      const int64_t r0 = tiles * block / blocks * kGemmRows;
-      const int64_t row_end = min64(t, tiles * (block + 1) / blocks * kGemmRows);
-      const int64_t mc = row_end - r0;
-      const int64_t mc_tiles = (mc + kGemmRows - 1) / kGemmRows;
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+      const int64_t mc = min64(kRowBlock, row_end - r0);
+      const int64_t block_tiles = (mc + kGemmRows - 1) / kGemmRows;
       for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
         const int64_t kc = min64(kDepthBlock, w.k - p0);
         // The first depth block starts each tile from [out +] bias; the rest add to it.
@@ -131,8 +107,8 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
         end.add_to_c = !first || acc == Accumulate::Yes;
         end.gelu_tanh = gelu && p0 + kc == w.k;
         // Each tile prefetches its share of the next panel's kc lines of weights.
-        const int64_t lines_per_tile = (kc + mc_tiles - 1) / mc_tiles;
-        for (int64_t ti = 0; ti < mc_tiles; ++ti) {
+        const int64_t lines_per_tile = (kc + block_tiles - 1) / block_tiles;
+        for (int64_t ti = 0; ti < block_tiles; ++ti) {
           const int64_t r = r0 + ti * kGemmRows;
           kt.pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
                        min64(kGemmRows, row_end - r), kc);
@@ -150,7 +126,7 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           // tile: its first tile would otherwise wait on memory for all of it.
           const char* next_b = reinterpret_cast<const char*>(
               p + 1 < panels ? w.panel(p + 1) + p0 * kPanel : b);
-          for (int64_t ti = 0; ti < mc_tiles; ++ti) {
+          for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
