@@ -12,6 +12,7 @@ failing burst is still reproduced by its seed, which Hypothesis prints.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -87,6 +88,12 @@ DTYPES = ["F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64", "U8", "BOOL", 
           "C64", "f32", "", 7, None]
 
 
+def junk(rng: random.Random, *more: Any) -> Any:
+    """A copy of one of JUNK (or `more`): a header must never share a mutable value with
+    JUNK, or later mutations change JUNK itself and can make a value contain itself."""
+    return copy.deepcopy(rng.choice([*JUNK, *more]))
+
+
 def rand_int(rng: random.Random) -> int:
     return rng.choice(INTERESTING) if rng.random() < 0.5 else rng.randrange(len(DATA) + 1)
 
@@ -111,13 +118,13 @@ def mutate_header(rng: random.Random) -> bytes:
             begin = rand_int(rng)
             width = rng.choice([rand_int(rng), 0, 4 * len(keys)])
             entry["data_offsets"] = rng.choice([[begin, begin + width], [begin, rand_int(rng)],
-                                                [begin], rng.choice(JUNK)])
+                                                [begin], junk(rng)])
         elif isinstance(entry, dict) and op == 3:
             entry.pop(rng.choice(["dtype", "shape", "data_offsets"]), None)
         elif op == 4:
             header.pop(name, None)
         elif op == 5:
-            header[name] = rng.choice(JUNK)
+            header[name] = junk(rng)
         elif op == 6:
             header[rng.choice([*keys, "__metadata__", "x"])] = entry
         elif op == 7 and isinstance(entry, dict):
@@ -127,7 +134,7 @@ def mutate_header(rng: random.Random) -> bytes:
                 entry["data_offsets"], other["data_offsets"] = (other.get("data_offsets"),
                                                                 entry.get("data_offsets"))
         elif rng.random() < 0.3:
-            header["__metadata__"] = rng.choice([*JUNK, {"a": 1}, {"format": "pt"}])
+            header["__metadata__"] = junk(rng, {"a": 1}, {"format": "pt"})
     header_len = None
     if rng.random() < 0.1:
         header_len = max(0, len(json.dumps(header, separators=(",", ":"))) + rng.randint(-9, 9))
