@@ -22,17 +22,6 @@ int checked_threads(int threads) {
   return threads;
 }
 
-// Runs op(const Parallel&) on `threads` threads: a region of its own, or, with `team`, as
-// one of a decode step's operators, inside a team's region.
-template <class Op>
-void run_op(int threads, bool team, Op&& op) {
-  if (team) {
-    in_team(threads, [&](const Parallel& par) { op(par); });
-  } else {
-    op(Parallel(threads));
-  }
-}
-
 FloatArray copy_of(const FloatArray& a) {
   FloatArray out(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
   std::memcpy(out.mutable_data(), a.data(), a.size() * sizeof(float));
@@ -67,7 +56,7 @@ struct PackedWeight {
     float* c = result.mutable_data();
     const float* b = bias ? bias->data() : nullptr;
     py::gil_scoped_release release;
-    run_op(threads, team, [&](const Parallel& par) {
+    with_parallel(threads, team, [&](const Parallel& par) {
       if (activation) {
         matmul_activate(c, n, inp.data(), k, t, matrix, b, *activation, par);
       } else {
@@ -203,7 +192,7 @@ void bind_kernels(py::module_& m) {
         FloatArray out({t, n});
         py::gil_scoped_release release;
         float* o = out.mutable_data();
-        run_op(threads, team, [&](const Parallel& par) {
+        with_parallel(threads, team, [&](const Parallel& par) {
           layernorm(o, x.data(), weight.data(), bias.data(), t, n, eps, par);
         });
         return out;
@@ -220,7 +209,7 @@ void bind_kernels(py::module_& m) {
         float* o = out.mutable_data();
         const auto n = static_cast<int64_t>(out.size());
         py::gil_scoped_release release;
-        run_op(threads, team, [&](const Parallel& par) { activate(o, n, kind, par); });
+        with_parallel(threads, team, [&](const Parallel& par) { activate(o, n, kind, par); });
         return out;
       },
       py::arg("x"), py::arg("kind") = Activation::GeluTanh, py::arg("threads") = 1,
@@ -245,7 +234,7 @@ void bind_kernels(py::module_& m) {
         FloatArray out({t, H * D});
         float* o = out.mutable_data();
         py::gil_scoped_release release;
-        run_op(threads, team, [&](const Parallel& par) {
+        with_parallel(threads, team, [&](const Parallel& par) {
           attention(o, q.data(), H * D, k.data(), v.data(), shape, par, scratch.data());
         });
         return out;

@@ -92,11 +92,7 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   }
   // A few tokens (a decode step) run through the blocks in one team, which keeps its
   // threads between operators; a prompt opens a region per operator.
-  if (team) {
-    in_team(threads, [&](const Parallel& par) { forward(par, n, logits, n_logits); });
-  } else {
-    forward(Parallel(threads), n, logits, n_logits);
-  }
+  with_parallel(threads, team, [&](const Parallel& par) { forward(par, n, logits, n_logits); });
   length_ += n;
 }
 

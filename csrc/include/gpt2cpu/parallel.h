@@ -102,4 +102,15 @@ void in_team(int threads, Step&& step) {
   step(Parallel(team, omp_get_thread_num(), omp_get_num_threads()));
 }
 
+// Runs work(const Parallel&) on `threads` threads: as one team if `team`, else with a
+// region for each operator it runs.
+template <class Work>
+void with_parallel(int threads, bool team, Work&& work) {
+  if (team) {
+    in_team(threads, [&](const Parallel& par) { work(par); });
+  } else {
+    work(Parallel(threads));
+  }
+}
+
 }  // namespace gpt2cpu
