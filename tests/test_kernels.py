@@ -35,6 +35,10 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) 
         (1, 7, 17),
         (1, 72, 216),
         (1, 768, 2304),
+        # One row reads weight panels in groups of 4: here groups of 4 and 3 (the last
+        # panel 4 columns wide), and many groups split unevenly between threads.
+        (1, 100, 100),
+        (1, 300, 1000),
         (2, 33, 15),
         (5, 16, 16),
         (6, 64, 48),
@@ -255,10 +259,18 @@ def test_kernels_reject_bad_shapes(call, match: str) -> None:  # type: ignore[no
         call()
 
 
+@pytest.mark.parametrize("streams", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("n", [0, 1, 7, 63, 64, 65, 1000, 100_003])
-def test_sum(isa: str, n: int) -> None:
+def test_sum(isa: str, n: int, streams: int) -> None:
+    # Every element once, whichever parts the streams take and whatever is left past them.
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-    assert K.sum(x) == pytest.approx(float(x.astype(np.float64).sum()), abs=1e-5 * max(1, n) ** 0.5)
+    expected = float(x.astype(np.float64).sum())
+    assert K.sum(x, streams) == pytest.approx(expected, abs=1e-5 * max(1, n) ** 0.5)
+
+
+def test_sum_rejects_bad_streams() -> None:
+    with pytest.raises(ValueError, match="streams"):
+        K.sum(np.ones(8, np.float32), 0)
 
 
 @pytest.mark.parametrize("rounds", [0, 1, 2, 7, 40])

@@ -103,12 +103,15 @@ void bind_kernels(py::module_& m) {
 
   m.def(
       "sum",
-      [](FloatArray x) {
+      [](FloatArray x, int64_t streams) {
+        require(streams >= 1 && streams <= 64, "streams must be in [1, 64]");
         const auto n = static_cast<int64_t>(x.size());
         py::gil_scoped_release release;
-        return kernels().sum(x.data(), n);
+        return kernels().sum(x.data(), n, streams);
       },
-      py::arg("x"), "Sum of all elements: the bandwidth probe's streaming loop.");
+      py::arg("x"), py::arg("streams") = 1,
+      "Sum of all elements, read as `streams` parts side by side: the bandwidth probe's "
+      "streaming loop.");
 
   m.def(
       "read_bandwidth",

@@ -119,27 +119,49 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
 #undef GPT2CPU_ROW
 }
 
-// The one-row case streams the panel from memory: alternate two accumulator pairs so the
-// FMA latency never limits how fast weights can be read.
-void gemv_tile(int64_t k, const float* a, const float* b, float* c) {
-  __m256 lo0 = _mm256_loadu_ps(c), hi0 = _mm256_loadu_ps(c + 8);
-  __m256 lo1 = _mm256_setzero_ps(), hi1 = _mm256_setzero_ps();
-  int64_t p = 0;
-  for (; p + 2 <= k; p += 2) {
-    const __m256 a0 = _mm256_broadcast_ss(a + p);
-    const __m256 a1 = _mm256_broadcast_ss(a + p + 1);
-    lo0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16), lo0);
-    hi0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16 + 8), hi0);
-    lo1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b + p * 16 + 16), lo1);
-    hi1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b + p * 16 + 24), hi1);
+// gemv for P panels at once: P streams in flight, one accumulator chain per output (see
+// KernelTable::gemv). Memory-bound, so P * 2 chains of 4-cycle FMAs are plenty.
+template <int P>
+void gemv_m(int64_t k, const float* a, const float* b, float* c) {
+  static_assert(P >= 1 && P <= kGemvPanels && kGemvPanels == 4, "up to 4 named panels");
+  const int64_t ld = k * 16;  // from one panel to the next
+  __m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0, h3 = l0;
+#define GPT2CPU_PANEL(q, body) \
+  if constexpr (P > q) {       \
+    body(q, l##q, h##q)        \
   }
-  if (p < k) {
-    const __m256 a0 = _mm256_broadcast_ss(a + p);
-    lo0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16), lo0);
-    hi0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + p * 16 + 8), hi0);
+#define GPT2CPU_LOAD(q, lo, hi)        \
+  lo = _mm256_loadu_ps(c + q * 16); \
+  hi = _mm256_loadu_ps(c + q * 16 + 8);
+#define GPT2CPU_FMA(q, lo, hi)                                              \
+  lo = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + q * ld + p * 16), lo);     \
+  hi = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + q * ld + p * 16 + 8), hi);
+#define GPT2CPU_STORE(q, lo, hi)     \
+  _mm256_storeu_ps(c + q * 16, lo); \
+  _mm256_storeu_ps(c + q * 16 + 8, hi);
+#define GPT2CPU_PANELS(body) \
+  GPT2CPU_PANEL(0, body) GPT2CPU_PANEL(1, body) GPT2CPU_PANEL(2, body) GPT2CPU_PANEL(3, body)
+
+  GPT2CPU_PANELS(GPT2CPU_LOAD)
+  for (int64_t p = 0; p < k; ++p) {
+    const __m256 av = _mm256_broadcast_ss(a + p);
+    GPT2CPU_PANELS(GPT2CPU_FMA)
   }
-  _mm256_storeu_ps(c, _mm256_add_ps(lo0, lo1));
-  _mm256_storeu_ps(c + 8, _mm256_add_ps(hi0, hi1));
+  GPT2CPU_PANELS(GPT2CPU_STORE)
+#undef GPT2CPU_PANELS
+#undef GPT2CPU_STORE
+#undef GPT2CPU_FMA
+#undef GPT2CPU_LOAD
+#undef GPT2CPU_PANEL
+}
+
+void gemv_avx2(int64_t k, const float* a, const float* b, int64_t panels, float* c) {
+  switch (panels) {
+    case 1: gemv_m<1>(k, a, b, c); break;
+    case 2: gemv_m<2>(k, a, b, c); break;
+    case 3: gemv_m<3>(k, a, b, c); break;
+    default: gemv_m<4>(k, a, b, c); break;
+  }
 }
 
 // gemm_tile_m for a row count known only at run time, 1 <= m <= 6.
@@ -158,9 +180,7 @@ void gemm_tile_rows(int64_t m, int64_t k, const float* a, int64_t row_stride, co
 
 void gemm_tile_avx2(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
                     int64_t ldc) {
-  if (m == 1) {
-    gemv_tile(k, a, b, c);
-  } else if (m <= kGemmRows) {
+  if (m <= kGemmRows) {
     gemm_tile_rows<1>(m, k, a, lda, b, 16, c, ldc);
   } else {
     gemm_tile_portable(m, k, a, lda, b, c, ldc);
@@ -223,24 +243,22 @@ void gelu_tanh_avx2(float* x, int64_t n) {
   gelu_tanh_portable(x + i, n - i);
 }
 
-// Eight independent accumulators (named: see gemm_tile_m), so adds keep up with any
+// Four accumulators, two for each 64-byte step taken in turn, so adds keep up with any
 // memory system.
-float sum_avx2(const float* x, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
-    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
-    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
-    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
-    a4 = _mm256_add_ps(a4, _mm256_loadu_ps(x + i + 32));
-    a5 = _mm256_add_ps(a5, _mm256_loadu_ps(x + i + 40));
-    a6 = _mm256_add_ps(a6, _mm256_loadu_ps(x + i + 48));
-    a7 = _mm256_add_ps(a7, _mm256_loadu_ps(x + i + 56));
+float sum_avx2(const float* x, int64_t n, int64_t streams) {
+  const int64_t part = n / streams / 32 * 32;  // each stream's floats, in whole double steps
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < part; i += 32) {
+    for (int64_t s = 0; s < streams; ++s) {
+      const float* p = x + s * part + i;
+      a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p));
+      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + 8));
+      a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + 16));
+      a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + 24));
+    }
   }
-  const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                                 _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-  return hsum(s) + sum_portable(x + i, n - i);
+  const __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+  return hsum(s) + sum_portable(x + streams * part, n - streams * part);
 }
 
 float multiply_add_avx2(int64_t rounds, float x) {
@@ -516,7 +534,7 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
 
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
-      "avx2",   gemm_tile_avx2, gemm_packed_avx2, pack_tile_avx2,    layernorm_portable,
+      "avx2",   gemm_tile_avx2, gemv_avx2, gemm_packed_avx2, pack_tile_avx2,    layernorm_portable,
       gelu_tanh_avx2, sum_avx2, multiply_add_avx2, attend_avx2, attend_block_avx2,
   };
   return table;

@@ -49,30 +49,52 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   // Handed out in chunks, not split evenly up front: a thread that starts late (woken from
   // a passive wait, or descheduled) then takes a smaller share instead of making the others
   // wait for it. About 8 chunks per thread keep the handing-out cheap.
-  const int64_t chunk = panels / (8 * static_cast<int64_t>(par.threads())) + 1;
-  // Every row of panel p's columns, through the register tile.
-  auto stream_panel = [&](int64_t p, float* tile) {
+  // A whole number of gemv groups, so that only a thread's last group can be short.
+  const int64_t chunk =
+      (panels / (8 * static_cast<int64_t>(par.threads())) / kGemvPanels + 1) * kGemvPanels;
+  // Tile row i (kPanel floats) starts as [out row +] bias for the columns of panel p.
+  auto start_row = [&](float* row, int64_t out_row, int64_t p) {
     const int64_t col0 = p * kPanel;
     const int64_t cols = min64(kPanel, w.n - col0);
-    for (int64_t r = 0; r < t; r += kGemmRows) {
-      const int64_t m = min64(kGemmRows, t - r);
-      for (int64_t i = 0; i < m; ++i) {
-        padded_bias(tile + i * kPanel, bias == nullptr ? nullptr : bias + col0, cols);
-        if (acc == Accumulate::Yes) {
-          for (int64_t j = 0; j < cols; ++j) tile[i * kPanel + j] += out[(r + i) * ldo + col0 + j];
-        }
-      }
-      kt.gemm_tile(m, w.k, inp + r * ldi, ldi, w.panel(p), tile, kPanel);
-      for (int64_t i = 0; i < m; ++i) {
-        if (act != nullptr) activate_here(tile + i * kPanel, cols, *act);
-        for (int64_t j = 0; j < cols; ++j) out[(r + i) * ldo + col0 + j] = tile[i * kPanel + j];
-      }
+    padded_bias(row, bias == nullptr ? nullptr : bias + col0, cols);
+    if (acc == Accumulate::Yes) {
+      for (int64_t j = 0; j < cols; ++j) row[j] += out[out_row * ldo + col0 + j];
     }
   };
+  auto finish_row = [&](float* row, int64_t out_row, int64_t p) {
+    const int64_t col0 = p * kPanel;
+    const int64_t cols = min64(kPanel, w.n - col0);
+    if (act != nullptr) activate_here(row, cols, *act);
+    for (int64_t j = 0; j < cols; ++j) out[out_row * ldo + col0 + j] = row[j];
+  };
+  // Panels [p0, p1) of the one row, kGemvPanels side by side.
+  auto stream_row = [&](int64_t p0, int64_t p1, float* tile) {
+    for (int64_t p = p0; p < p1; p += kGemvPanels) {
+      const int64_t group = min64(kGemvPanels, p1 - p);
+      for (int64_t q = 0; q < group; ++q) start_row(tile + q * kPanel, 0, p + q);
+      kt.gemv(w.k, inp, w.panel(p), group, tile);
+      for (int64_t q = 0; q < group; ++q) finish_row(tile + q * kPanel, 0, p + q);
+    }
+  };
+  // Every row of panel p's columns, through the register tile.
+  auto stream_panel = [&](int64_t p, float* tile) {
+    for (int64_t r = 0; r < t; r += kGemmRows) {
+      const int64_t m = min64(kGemmRows, t - r);
+      for (int64_t i = 0; i < m; ++i) start_row(tile + i * kPanel, r + i, p);
+      kt.gemm_tile(m, w.k, inp + r * ldi, ldi, w.panel(p), tile, kPanel);
+      for (int64_t i = 0; i < m; ++i) finish_row(tile + i * kPanel, r + i, p);
+    }
+  };
+  static_assert(kGemvPanels <= kGemmRows, "the tile holds a gemv group");
   par.run([&](const Share& share) {
     alignas(64) float tile[kGemmRows * kPanel];
     for (int64_t p0 = share.take(chunk); p0 < panels; p0 = share.take(chunk)) {
-      for (int64_t p = p0; p < min64(p0 + chunk, panels); ++p) stream_panel(p, tile);
+      const int64_t p1 = min64(p0 + chunk, panels);
+      if (t == 1) {
+        stream_row(p0, p1, tile);
+      } else {
+        for (int64_t p = p0; p < p1; ++p) stream_panel(p, tile);
+      }
     }
   });
 }
