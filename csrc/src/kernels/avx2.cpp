@@ -93,6 +93,9 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
   // output is MBs), and the prefetch now lets the whole k loop hide the miss (or, when c is
   // only written, the fetch for ownership).
   GPT2CPU_ROWS(GPT2CPU_PREFETCH)
+  // Unrolled: GCC leaves this loop rolled, and its 3 pointer and counter updates per
+  // 12 FMAs cost about 1.5% of the GEMM's rate (measured at GPT-2's prompt shapes).
+#pragma GCC unroll 4
   for (int64_t p = 0; p < k; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b + p * ldb);
     const __m256 b1 = _mm256_loadu_ps(b + p * ldb + 8);
