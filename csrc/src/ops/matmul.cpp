@@ -1,6 +1,7 @@
 // out = [out +] inp @ W + bias, in two shapes of work:
 //  - few rows (decode): memory-bound. Threads split the weight panels; each panel is
-//    streamed once straight through the register tile; nothing is packed.
+//    streamed once straight through the register tile; nothing is packed. One row (a
+//    decode step) reads kGemvPanels panels side by side: more reads in flight.
 //  - many rows (prompt): compute-bound. Threads split the rows, and each runs a BLIS-style
 //    blocked GEMM on its own: its input is packed into kGemmRows-row micro-panels a block at
 //    a time (kRowBlock x kDepthBlock, kept in L2), and each weight micro-panel
