@@ -68,6 +68,28 @@ def test_matmul(isa: str, threads: int, t: int, k: int, n: int, team: bool) -> N
     assert np.array_equal(out, out_before), "the caller's out array must not be modified"
 
 
+@pytest.mark.parametrize("k,n", [(100, 100), (300, 1000), (768, 2304)])
+def test_one_row_is_the_same_bits_on_any_thread_count(isa: str, k: int, n: int) -> None:
+    """A decode step's product reads weight panels in groups handed out by thread count;
+    every output must still be summed the same way."""
+    rng = np.random.default_rng(k + n)
+    a, w, b = rand(rng, 1, k), rand(rng, k, n), rand(rng, n)
+    first, *rest = (K.matmul(a, w, b, threads=threads) for threads in (1, 2, 3, 4))
+    for other in rest:
+        assert np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("t", [2, 5, 7, 13, 47])
+def test_a_row_alone_gets_the_bits_it_gets_among_others(isa: str, t: int) -> None:
+    """One row (a decode step) and the same row in a product of a few rows (the
+    streaming path, below the blocked GEMM's rows) are summed the same way."""
+    rng = np.random.default_rng(t)
+    a, w, b = rand(rng, t, 300), rand(rng, 300, 100), rand(rng, 100)
+    together = K.matmul(a, w, b, threads=2)
+    for r in (0, t // 2, t - 1):
+        assert np.array_equal(K.matmul(a[r : r + 1], w, b, threads=2)[0], together[r])
+
+
 ACTIVATIONS = {
     "gelu_tanh": gelu,
     "gelu_erf": lambda x: 0.5 * x * (1 + erf(x / np.sqrt(2))),

@@ -57,10 +57,10 @@ struct KernelTable {
                     int64_t ldc);
 
   // c (panels, 16) += a (k) @ [panel 0 | panel 1 | ...], panel q being the (k, 16) floats at
-  // b + q * k * 16, for 1 <= panels <= kGemvPanels: a decode step's product, which streams
-  // weights from memory. Each output is one chain c + a[0] b[0] + a[1] b[1] + ... in that
-  // order, however many panels a call gets, so results never depend on how callers group
-  // the panels.
+  // b + q * k * 16: a decode step's product, which streams weights from memory, reading
+  // kGemvPanels panels side by side. Each output is summed exactly as gemm_tile sums it, so
+  // results never depend on how callers group the panels, and a row gets the same bits
+  // from either kernel.
   void (*gemv)(int64_t k, const float* a, const float* b, int64_t panels, float* c);
 
   // c (kGemmRows, 16; row stride ldc) = end(a (k, kGemmRows) @ b (k, 16)), where a holds

@@ -123,7 +123,9 @@ void gemm_tile_m(int64_t k, const float* a, int64_t row_stride, const float* b, 
 }
 
 // gemv for P panels at once: P streams in flight, one accumulator chain per output (see
-// KernelTable::gemv). Memory-bound, so P * 2 chains of 4-cycle FMAs are plenty.
+// KernelTable::gemv). Memory-bound, so P * 2 chains of 4-cycle FMAs are plenty. As in
+// gemm_tile_m, the chain starts from zero and c is added last: a decode step's row gets the
+// same bits as that row in a few-row product.
 template <int P>
 void gemv_m(int64_t k, const float* a, const float* b, float* c) {
   static_assert(P >= 1 && P <= kGemvPanels && kGemvPanels == 4, "up to 4 named panels");
@@ -133,37 +135,36 @@ void gemv_m(int64_t k, const float* a, const float* b, float* c) {
   if constexpr (P > q) {       \
     body(q, l##q, h##q)        \
   }
-#define GPT2CPU_LOAD(q, lo, hi)        \
-  lo = _mm256_loadu_ps(c + q * 16); \
-  hi = _mm256_loadu_ps(c + q * 16 + 8);
-#define GPT2CPU_FMA(q, lo, hi)                                              \
-  lo = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + q * ld + p * 16), lo);     \
+#define GPT2CPU_FMA(q, lo, hi)                                          \
+  lo = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + q * ld + p * 16), lo); \
   hi = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + q * ld + p * 16 + 8), hi);
-#define GPT2CPU_STORE(q, lo, hi)     \
-  _mm256_storeu_ps(c + q * 16, lo); \
-  _mm256_storeu_ps(c + q * 16 + 8, hi);
+#define GPT2CPU_ADD_C_AND_STORE(q, lo, hi)                                \
+  _mm256_storeu_ps(c + q * 16, _mm256_add_ps(lo, _mm256_loadu_ps(c + q * 16))); \
+  _mm256_storeu_ps(c + q * 16 + 8, _mm256_add_ps(hi, _mm256_loadu_ps(c + q * 16 + 8)));
 #define GPT2CPU_PANELS(body) \
   GPT2CPU_PANEL(0, body) GPT2CPU_PANEL(1, body) GPT2CPU_PANEL(2, body) GPT2CPU_PANEL(3, body)
 
-  GPT2CPU_PANELS(GPT2CPU_LOAD)
   for (int64_t p = 0; p < k; ++p) {
     const __m256 av = _mm256_broadcast_ss(a + p);
     GPT2CPU_PANELS(GPT2CPU_FMA)
   }
-  GPT2CPU_PANELS(GPT2CPU_STORE)
+  GPT2CPU_PANELS(GPT2CPU_ADD_C_AND_STORE)
 #undef GPT2CPU_PANELS
-#undef GPT2CPU_STORE
+#undef GPT2CPU_ADD_C_AND_STORE
 #undef GPT2CPU_FMA
-#undef GPT2CPU_LOAD
 #undef GPT2CPU_PANEL
 }
 
 void gemv_avx2(int64_t k, const float* a, const float* b, int64_t panels, float* c) {
-  switch (panels) {
-    case 1: gemv_m<1>(k, a, b, c); break;
-    case 2: gemv_m<2>(k, a, b, c); break;
-    case 3: gemv_m<3>(k, a, b, c); break;
-    default: gemv_m<4>(k, a, b, c); break;
+  for (int64_t q = 0; q < panels; q += kGemvPanels) {
+    const float* bq = b + q * k * 16;
+    float* cq = c + q * 16;
+    switch (panels - q) {
+      case 1: gemv_m<1>(k, a, bq, cq); break;
+      case 2: gemv_m<2>(k, a, bq, cq); break;
+      case 3: gemv_m<3>(k, a, bq, cq); break;
+      default: gemv_m<4>(k, a, bq, cq); break;
+    }
   }
 }
 

@@ -11,9 +11,9 @@ namespace {
 
 const KernelTable& generic_kernels() {
   static const KernelTable table = {
-      "generic",          gemm_tile_portable, gemv_portable, gemm_packed_portable, pack_tile_portable,
-      layernorm_portable, gelu_tanh_portable, sum_streams_portable,         multiply_add_portable,
-      attend_portable,    attend_block_portable,
+      "generic",          gemm_tile_portable,   gemv_portable,         gemm_packed_portable,
+      pack_tile_portable, layernorm_portable,   gelu_tanh_portable,    sum_streams_portable,
+      multiply_add_portable, attend_portable,   attend_block_portable,
   };
   return table;
 }

@@ -50,9 +50,11 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   // Handed out in chunks, not split evenly up front: a thread that starts late (woken from
   // a passive wait, or descheduled) then takes a smaller share instead of making the others
   // wait for it. About 8 chunks per thread keep the handing-out cheap.
-  // A whole number of gemv groups, so that only a thread's last group can be short.
-  const int64_t chunk =
-      (panels / (8 * static_cast<int64_t>(par.threads())) / kGemvPanels + 1) * kGemvPanels;
+  // For one row, a whole number of gemv groups, so that only the matrix's last group can
+  // be short.
+  const int64_t chunks = 8 * static_cast<int64_t>(par.threads());
+  const int64_t chunk = t == 1 ? (panels / chunks / kGemvPanels + 1) * kGemvPanels
+                               : panels / chunks + 1;
   // Tile row i (kPanel floats) starts as [out row +] bias for the columns of panel p.
   auto start_row = [&](float* row, int64_t out_row, int64_t p) {
     const int64_t col0 = p * kPanel;
@@ -68,7 +70,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     if (act != nullptr) activate_here(row, cols, *act);
     for (int64_t j = 0; j < cols; ++j) out[out_row * ldo + col0 + j] = row[j];
   };
-  // Panels [p0, p1) of the one row, kGemvPanels side by side.
+  // Panels [p0, p1) of the one row, a gemv group at a time.
   auto stream_row = [&](int64_t p0, int64_t p1, float* tile) {
     for (int64_t p = p0; p < p1; p += kGemvPanels) {
       const int64_t group = min64(kGemvPanels, p1 - p);
