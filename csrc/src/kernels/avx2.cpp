@@ -247,10 +247,10 @@ void gelu_tanh_avx2(float* x, int64_t n) {
   gelu_tanh_portable(x + i, n - i);
 }
 
-// Four accumulators, two for each 64-byte step taken in turn, so adds keep up with any
-// memory system.
+// Each stream is read 128 bytes at a time, into four accumulators, so adds keep up with
+// any memory system.
 float sum_avx2(const float* x, int64_t n, int64_t streams) {
-  const int64_t part = n / streams / 32 * 32;  // each stream's floats, in whole double steps
+  const int64_t part = n / streams / 32 * 32;  // each stream's floats, in whole 128-byte steps
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   for (int64_t i = 0; i < part; i += 32) {
     for (int64_t s = 0; s < streams; ++s) {
@@ -538,8 +538,9 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
 
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
-      "avx2",   gemm_tile_avx2, gemv_avx2, gemm_packed_avx2, pack_tile_avx2,    layernorm_portable,
-      gelu_tanh_avx2, sum_avx2, multiply_add_avx2, attend_avx2, attend_block_avx2,
+      "avx2",         gemm_tile_avx2, gemv_avx2,         gemm_packed_avx2, pack_tile_avx2,
+      layernorm_portable, gelu_tanh_avx2, sum_avx2, multiply_add_avx2, attend_avx2,
+      attend_block_avx2,
   };
   return table;
 }
