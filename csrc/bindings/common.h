@@ -45,5 +45,6 @@ void bind_model(py::module_& m);
 void bind_sequence(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_bpe(py::module_& m);
+void bind_sampling(py::module_& m);
 
 }  // namespace gpt2cpu::bindings

@@ -7,6 +7,9 @@ temperature is 0, which means greedy - temperature, top-k, top-p and min-p.
 Presence and frequency penalties follow OpenAI: they count generated tokens only.
 
 Nothing here knows the model or the tokenizer: a `Sampler` sees logits and token ids.
+The passes over a whole row that run per token (softmax weights, the top-k and top-p
+floors, the draw) are in C++ (`_core.sampling`): in numpy they took several passes with
+temporaries, some 4% of a decode step.
 """
 
 from __future__ import annotations
@@ -15,19 +18,15 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+
+from ._core import sampling as _native
 
 FloatArray = np.ndarray[Any, np.dtype[np.float32]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
-
-# Two-level prefix-sum search: numpy's cumsum is a sequential loop (about 5 ns an element),
-# while summing fixed blocks is vectorised, so the vocabulary is searched a block at a time.
-_BLOCK = 256
-# top-p estimates where its cut lies from a sorted sample of every this many weights.
-_SAMPLE_STRIDE = 16
 
 
 def _number(name: str, value: object) -> float:
@@ -178,6 +177,8 @@ class Sampler:
                     )
             self._bias_ids = np.fromiter(params.logit_bias, dtype=np.int64)
             self._bias_values = np.fromiter(params.logit_bias.values(), dtype=np.float32)
+        # min-p's floor on the weights, as the float32 the weights are compared in.
+        self._min_p = float(np.float32(params.min_p))
 
     def observe(self, token: int) -> None:
         """Records a generated token for the penalties of later steps."""
@@ -196,65 +197,62 @@ class Sampler:
         presence = bool(p.presence_penalty or p.frequency_penalty) and bool(self._generated.ids)
         if self._bias_ids is None and not repeat and not presence:
             return x
-        x = x.copy()  # the caller's logits stay as they were
+        out = x
         if self._bias_ids is not None and self._bias_values is not None:
-            x[self._bias_ids] += self._bias_values
-        if repeat:
-            ids = self._seen.array()
-            score = x[ids]
-            penalty = np.float32(p.repetition_penalty)
-            x[ids] = np.where(score < 0, score * penalty, score / penalty)
+            out = out.copy()  # the caller's logits stay as they were
+            out[self._bias_ids] += self._bias_values
+        if repeat:  # a new array: one pass in C++ instead of five numpy calls
+            out = _native.repetition_penalty(out, self._seen.array(), p.repetition_penalty)
         if presence:
+            if out is x:
+                out = out.copy()
             ids = self._generated.array()
-            x[ids] -= (self._generated.counts[ids] * np.float32(p.frequency_penalty)
-                       + np.float32(p.presence_penalty))
-        return x
+            out[ids] -= (self._generated.counts[ids] * np.float32(p.frequency_penalty)
+                         + np.float32(p.presence_penalty))
+        return out
 
     def candidates(self, logits: np.ndarray[Any, Any]) -> tuple[IntArray | None, FloatArray]:
         """The tokens sampling may pick and their processed logits: (ids, values), or
         (None, all values) when nothing was filtered. Greedy keeps only the argmax."""
-        ids, x, _, keep = self._filter(logits)
-        if keep is not None:
-            ids, x = _keep(ids, x, keep)
+        ids, x, weights, floor = self._filter(logits)
+        if weights is not None and floor > 0.0:
+            keep = weights >= np.float32(floor)
+            if not keep.all():
+                ids, x = _keep(ids, x, keep)
         return ids, x
 
     def _filter(
         self, logits: np.ndarray[Any, Any]
-    ) -> tuple[IntArray | None, FloatArray, FloatArray | None, BoolArray | None]:
-        """The filters' verdict on a row: (ids, x, weights, keep). ids and x are the
+    ) -> tuple[IntArray | None, FloatArray, FloatArray | None, float]:
+        """The filters' verdict on a row: (ids, x, weights, floor). ids and x are the
         candidates top-k (or greedy) left, as in candidates(); weights are exp(x - max x)
-        when top-p or min-p computed them; keep says which of x those two keep (None: all).
+        when top-p or min-p computed them, and those two keep the weights >= floor (0: all).
         They leave the row whole: when the logits are flat the survivors are most of it,
-        and a draw over zeroed weights costs less than gathering them. Neither drops the top
-        token, so the weights stay the ones the draw needs."""
+        and the draw skips the weights under the floor for less than gathering the rest
+        costs. Neither drops the top token, whose weight is 1."""
         p = self.params
         x = self.penalized(logits)
         if p.greedy:
             best = int(np.argmax(x))
             if x[best] == -np.inf:
                 raise ValueError("no token can be picked: logit_bias bans every candidate")
-            return np.array([best], dtype=np.int64), x[best : best + 1], None, None
+            return np.array([best], dtype=np.int64), x[best : best + 1], None, 0.0
         if p.temperature != 1.0:
             x = x / np.float32(p.temperature)
         ids: IntArray | None = None
         if 0 < p.top_k < x.size:
-            kth = np.partition(x, x.size - p.top_k)[x.size - p.top_k]
-            ids, x = _keep(ids, x, x >= kth)
+            kth = _native.kth_largest(x, p.top_k)  # ties with it are kept, as in HF
+            ids, x = _keep(ids, x, x >= np.float32(kth))
         weights: FloatArray | None = None
-        keep: BoolArray | None = None
-        if p.top_p < 1.0:
-            weights = _weights(x)
-            cut = _top_p_cut(weights, p.top_p)
-            if cut is not None:
-                keep = weights >= cut
-        if p.min_p > 0.0:
+        floor = 0.0
+        if p.top_p < 1.0 or p.min_p > 0.0:
+            weights, total = _weights(x)
+            if p.top_p < 1.0:
+                floor = _native.top_p_floor(weights, total - p.top_p * total)
             # exp(x - max) is the probability relative to the top token's, so HF's
             # `probs < min_p * max(probs)` is `weights < min_p`.
-            if weights is None:
-                weights = _weights(x)
-            likely = weights >= np.float32(p.min_p)
-            keep = likely if keep is None else keep & likely
-        return ids, x, weights, keep
+            floor = max(floor, self._min_p)
+        return ids, x, weights, floor
 
     def filtered_logits(self, logits: np.ndarray[Any, Any]) -> FloatArray:
         """The full row as HF's processors leave it: processed logits, -inf where filtered."""
@@ -267,102 +265,25 @@ class Sampler:
 
     def sample(self, logits: np.ndarray[Any, Any]) -> int:
         """Picks the next token from one row of logits (vocab_size,)."""
-        ids, values, weights, keep = self._filter(logits)
+        ids, values, weights, floor = self._filter(logits)
         if self.params.greedy:
             assert ids is not None
             return int(ids[0])
         if weights is None:
-            weights = _weights(values)  # the top weight is 1, so the total is at least 1
-        if keep is not None:
-            if 4 * np.count_nonzero(keep) < keep.size:  # few survivors: gather them
-                ids, weights = _keep(ids, weights, keep)
-            else:  # most of the row: zeroing the rest costs less (exact: w * 1 or w * 0)
-                weights = weights * keep
-        index = _draw(weights, self._rng.random() * float(weights.sum(dtype=np.float64)))
+            weights, _ = _weights(values)
+        index = _native.draw(weights, floor, self._rng.random())
         return index if ids is None else int(ids[index])
 
 
-def _weights(x: FloatArray) -> FloatArray:
-    """Unnormalised probabilities exp(x - max x), float32 like HF's softmax."""
-    top = x.max()
-    if top == -np.inf:
+def _weights(x: FloatArray) -> tuple[FloatArray, float]:
+    """Unnormalised probabilities exp(x - max x), float32 like HF's softmax, and their sum."""
+    weights, total = _native.softmax_weights(x)
+    if total == 0.0:
         raise ValueError("no token can be picked: logit_bias bans every candidate")
-    weights: FloatArray = np.exp(x - top)
-    return weights
+    return weights, total
 
 
 def _keep(ids: IntArray | None, x: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:
     """The candidates where mask holds: their ids and values (logits or weights)."""
     kept = np.flatnonzero(mask)
     return (kept if ids is None else ids[kept]), x[kept]
-
-
-def _cumsum_search(w: FloatArray, target: float, side: Literal["left", "right"]) -> int:
-    """np.searchsorted(np.cumsum(w), target, side) for non-negative w, summing blocks of
-    _BLOCK at once and running the sequential prefix sum inside one block only."""
-    n = w.size
-    if n <= 4 * _BLOCK:
-        return int(np.searchsorted(np.cumsum(w, dtype=np.float64), target, side))
-    whole = n // _BLOCK
-    ends = np.cumsum(w[: whole * _BLOCK].reshape(whole, _BLOCK).sum(axis=1, dtype=np.float64))
-    block = int(np.searchsorted(ends, target, side))
-    start = block * _BLOCK
-    base = float(ends[block - 1]) if block else 0.0
-    inside = np.cumsum(w[start : start + _BLOCK], dtype=np.float64) + base
-    return start + int(np.searchsorted(inside, target, side))
-
-
-def _draw(weights: FloatArray, target: float) -> int:
-    """Inverse CDF: the first index whose prefix sum of weights exceeds target."""
-    index = _cumsum_search(weights, target, "right")
-    if index >= weights.size or weights[index] <= 0.0:
-        # Block sums and in-block sums round differently; at a boundary that can land past
-        # the end or on a zero weight. Redo it the slow, exact way.
-        index = int(np.searchsorted(np.cumsum(weights, dtype=np.float64), target, "right"))
-        index = min(index, weights.size - 1)
-        while weights[index] <= 0.0:
-            index -= 1
-    return index
-
-
-def _top_p_cut(weights: FloatArray, top_p: float) -> np.float32 | None:
-    """The smallest weight in the nucleus, by HF's rule: sorted ascending, a token is
-    removed while the prefix sum of weights up to it, itself included, is at most
-    1 - top_p of the total. The top token is never removed. None when nothing is.
-
-    Sorting the whole vocabulary costs about 0.25 ms, and only the few tokens around the
-    cut need sorting. A sorted sample of every _SAMPLE_STRIDE-th weight says about where
-    the cut lies; the weights in a band of values around that are sorted, on top of the
-    sum of all the weights below the band. The band doubles if the cut lies outside it."""
-    n = weights.size
-    total = float(weights.sum(dtype=np.float64))
-    rest = total - top_p * total
-    sample = np.sort(weights[::_SAMPLE_STRIDE])
-    guess = _cumsum_search(sample, rest * float(sample.sum(dtype=np.float64)) / total, "right")
-    margin = 32  # sample positions each side: the guess is rarely further off
-    while True:
-        lo = sample[guess - margin] if guess - margin > 0 else None
-        hi = sample[guess + margin] if guess + margin < sample.size else None
-        in_band = np.ones(n, dtype=bool) if lo is None else weights >= lo
-        n_below = n - int(np.count_nonzero(in_band))
-        below = 0.0 if lo is None else total - float((weights * in_band).sum(dtype=np.float64))
-        if hi is not None:
-            in_band &= weights < hi
-        band = np.sort(weights[np.flatnonzero(in_band)])
-        removed = _cumsum_search(band, rest - below, "right")  # of the band's tokens
-        # The cut lies in the band unless the band is too high (the tokens below it hold
-        # more than rest) or too low (every token in it goes, and so does the next one,
-        # the smallest weight >= hi).
-        too_high = below > rest
-        too_low = (removed == band.size and hi is not None
-                   and below + float(band.sum(dtype=np.float64)) + float(hi) <= rest)
-        if not (too_high or too_low):
-            break
-        margin *= 2
-    if n_below + removed == 0:
-        return None
-    if removed == band.size and hi is not None:
-        first_kept: np.float32 = hi
-        return first_kept
-    cut: np.float32 = band[min(removed, band.size - 1)]
-    return cut

@@ -45,6 +45,11 @@ struct TileEnd {
 // (measured on the development machine, one thread: 16 GB/s with one, 21-26 with four).
 constexpr int64_t kGemvPanels = 4;
 
+// exp_weights gives exactly 0 below this exponent: float32's exp underflows there into
+// subnormals (about 1e-38 of the top token's weight), which no draw can tell from 0, and a
+// -inf logit (a banned token) must weigh exactly 0.
+constexpr float kExpWeightFloor = -87.3365478515625f;
+
 // Running values in the multiply_add kernel: 12 chains of 8 lanes, enough independent FMAs
 // to fill two FMA units of 4-cycle latency. Each round is 2 * kMultiplyAddLanes flops.
 constexpr int64_t kMultiplyAddLanes = 96;
@@ -91,6 +96,10 @@ struct KernelTable {
   // independent chains as the ISA needs to keep every FMA unit busy, it runs at the
   // arithmetic peak that the GEMM micro-kernel is measured against.
   float (*multiply_add)(int64_t rounds, float x);
+
+  // w (n) = exp(x (n) - shift), exactly 0 where x - shift < kExpWeightFloor (-inf and NaN
+  // included); returns sum(w) in double. A sampler's softmax weights, shift being max(x).
+  double (*exp_weights)(float* w, const float* x, int64_t n, float shift);
 
   // out (d) = softmax(scale * K (n, d) @ q (d)) @ V (n, d); scores: scratch of n floats.
   void (*attend)(float* out, const float* q, const float* keys, const float* values, int64_t n,

@@ -265,6 +265,35 @@ float sum_avx2(const float* x, int64_t n, int64_t streams) {
   return hsum(s) + sum_portable(x + streams * part, n - streams * part);
 }
 
+// w = exp(x - shift) for 8 floats, 0 below kExpWeightFloor (exp_ps alone would clamp them
+// to its smallest result), adding them to acc in double.
+inline __m256 exp_weights_ps(__m256 x, __m256 shift, __m256d& acc_lo, __m256d& acc_hi) {
+  const __m256 d = _mm256_sub_ps(x, shift);
+  const __m256 in_range = _mm256_cmp_ps(d, _mm256_set1_ps(kExpWeightFloor), _CMP_GE_OQ);
+  const __m256 w = _mm256_and_ps(exp_ps(d), in_range);
+  acc_lo = _mm256_add_pd(acc_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(w)));
+  acc_hi = _mm256_add_pd(acc_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(w, 1)));
+  return w;
+}
+
+double exp_weights_avx2(float* w, const float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256d lo = _mm256_setzero_pd(), hi = lo;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(w + i, exp_weights_ps(_mm256_loadu_ps(x + i), s, lo, hi));
+  }
+  if (i < n) {  // the last few through the same vector code, padded with -inf (weight 0)
+    alignas(32) float tail[8];
+    for (int j = 0; j < 8; ++j) tail[j] = i + j < n ? x[i + j] : -INFINITY;
+    _mm256_store_ps(tail, exp_weights_ps(_mm256_load_ps(tail), s, lo, hi));
+    for (int64_t j = 0; i + j < n; ++j) w[i + j] = tail[j];
+  }
+  const __m256d sum = _mm256_add_pd(lo, hi);
+  const __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(sum), _mm256_extractf128_pd(sum, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
+
 float multiply_add_avx2(int64_t rounds, float x) {
   static_assert(kMultiplyAddLanes == 12 * 8, "12 named chains of 8 lanes");
   const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
@@ -539,8 +568,8 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
 const KernelTable& avx2_kernels() {
   static const KernelTable table = {
       "avx2",         gemm_tile_avx2, gemv_avx2,         gemm_packed_avx2, pack_tile_avx2,
-      layernorm_portable, gelu_tanh_avx2, sum_avx2, multiply_add_avx2, attend_avx2,
-      attend_block_avx2,
+      layernorm_portable, gelu_tanh_avx2, sum_avx2, multiply_add_avx2, exp_weights_avx2,
+      attend_avx2,    attend_block_avx2,
   };
   return table;
 }

@@ -1,0 +1,277 @@
+// Sampling's passes over a vocabulary row. The floors are found by radix selection on the
+// values' sortable keys instead of a sort: see select_floor.
+#include "gpt2cpu/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gpt2cpu/kernels.h"
+
+namespace gpt2cpu {
+
+namespace {
+
+// Unsigned keys in the order of the floats: flip every bit of a negative value, the sign
+// bit of a non-negative one (without a branch, so that loops of it vectorise).
+inline uint32_t order_key(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits ^ (static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) | 0x80000000u);
+}
+
+// v if v >= floor, else 0, by masking its bits: GCC compiles a select (or a multiply by the
+// comparison) to a branch, which a flat row's weights mispredict one time in several.
+inline float at_or_above(float v, float floor) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits &= 0u - static_cast<uint32_t>(v >= floor);
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+// kth_largest keeps a heap of the k largest for k up to this; a larger k takes the radix
+// selection, as a heap's updates would no longer be rare.
+constexpr int64_t kHeapMax = 1024;
+
+// Buckets of one histogram: spans of keys that tell apart the values of a flat row (a
+// random model's: every weight within a few percent of the top one) in one pass.
+constexpr int kBucketBits = 10;
+constexpr uint32_t kBuckets = 1u << kBucketBits;
+
+// Histograms updated four values at a time, one copy each: when values share a few
+// buckets, updates to one double in a row would wait on each other.
+constexpr int kCopies = 4;
+
+// The smallest and largest of x (n >= 1), in eight lanes the compiler vectorises.
+void min_max(const float* x, int64_t n, float& lo, float& hi) {
+  float l[8], h[8];
+  for (int j = 0; j < 8; ++j) l[j] = h[j] = x[0];
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) {
+      l[j] = x[i + j] < l[j] ? x[i + j] : l[j];
+      h[j] = x[i + j] > h[j] ? x[i + j] : h[j];
+    }
+  }
+  for (; i < n; ++i) {
+    l[0] = x[i] < l[0] ? x[i] : l[0];
+    h[0] = x[i] > h[0] ? x[i] : h[0];
+  }
+  lo = l[0], hi = h[0];
+  for (int j = 1; j < 8; ++j) lo = l[j] < lo ? l[j] : lo, hi = h[j] > hi ? h[j] : hi;
+}
+
+// The floor rule of sampling.h. With kWeighted each value holds itself, else it holds 1.
+// A bucket holding nothing (with kWeighted: only zeros) never holds the floor.
+// Each round narrows the keys in play, [base, base + span], by kBucketBits bits: a
+// histogram of what the buckets hold says which one holds the floor, and only its values
+// go on. A flat row is done in two rounds, the second over a few dozen values.
+template <bool kWeighted>
+float select_floor(const float* values, int64_t n, double budget) {
+  // Kept between calls: allocating a row's length anew per token would cost page faults.
+  thread_local std::vector<double> hist;
+  thread_local std::vector<float> in_play;
+  hist.resize(kCopies * kBuckets);
+  in_play.resize(static_cast<size_t>(n));
+  float lo, hi;
+  min_max(values, n, lo, hi);
+  uint32_t base = order_key(lo), span = order_key(hi) - base;
+  const float* in = values;
+  int64_t size = n;
+  double dropped = 0.0;  // what the values under the keys in play hold
+  while (true) {
+    int shift = 0;
+    while ((span >> shift) >= kBuckets) ++shift;
+    // Clamped, so that no value can index past the histogram, even one that another
+    // thread wrote after min_max read the row.
+    const auto bucket_of = [base, span, shift](float v) {
+      const uint32_t offset = order_key(v) - base;
+      return (offset < span ? offset : span) >> shift;
+    };
+    std::fill(hist.begin(), hist.end(), 0.0);
+    double* h = hist.data();
+    // Buckets are worked out a chunk at a time in a loop that vectorises, then added to.
+    constexpr int64_t kChunk = 256;
+    uint32_t index[kChunk];
+    for (int64_t i = 0; i < size; i += kChunk) {
+      const int64_t m = size - i < kChunk ? size - i : kChunk;
+      for (int64_t j = 0; j < m; ++j) index[j] = bucket_of(in[i + j]);
+      int64_t j = 0;
+      for (; j + kCopies <= m; j += kCopies) {
+        for (int c = 0; c < kCopies; ++c) {
+          h[c * kBuckets + index[j + c]] += kWeighted ? in[i + j + c] : 1.0;
+        }
+      }
+      for (; j < m; ++j) h[index[j]] += kWeighted ? in[i + j] : 1.0;
+    }
+
+    // The floor lies in the first bucket that takes the total past the budget. If none
+    // does (the budget is within rounding of the whole), in the last one that holds any
+    // value: the largest value is always kept.
+    const uint32_t buckets = (span >> shift) + 1;
+    uint32_t chosen = buckets;
+    double below = dropped;
+    for (uint32_t b = 0; b < buckets; ++b) {
+      const double held = (h[b] + h[kBuckets + b]) + (h[2 * kBuckets + b] + h[3 * kBuckets + b]);
+      if (!(held > 0.0)) continue;
+      chosen = b;
+      below = dropped;
+      dropped += held;
+      if (dropped > budget) break;
+    }
+    if (chosen == buckets) throw std::invalid_argument("no value holds anything to select");
+    dropped = below;
+
+    // Only the chosen bucket's values go on, moved to the front of in_play. Most rows
+    // leave few, so blocks are tested first, in a loop that vectorises.
+    const uint32_t first = base + (chosen << shift), width = uint32_t{1} << shift;
+    const auto in_chosen = [first, width](float v) { return order_key(v) - first < width; };
+    float* out = in_play.data();
+    int64_t kept = 0;
+    constexpr int64_t kTest = 16;
+    for (int64_t i = 0; i < size; i += kTest) {
+      if (i + kTest <= size) {
+        int any = 0;
+        for (int64_t j = 0; j < kTest; ++j) any |= in_chosen(in[i + j]);
+        if (!any) continue;
+      }
+      const int64_t end = i + kTest < size ? i + kTest : size;
+      for (int64_t j = i; j < end; ++j) {
+        if (in_chosen(in[j])) out[kept++] = in[j];
+      }
+    }
+    // None only if another thread wrote to the values meanwhile.
+    if (kept == 0) throw std::invalid_argument("the values changed while being selected from");
+    // With shift 0 a bucket is one key: every value left is the floor.
+    if (shift == 0 || kept == 1) return out[0];
+    in = out;
+    size = kept;
+    base += chosen << shift;
+    span = (1u << shift) - 1;
+  }
+}
+
+}  // namespace
+
+void apply_repetition_penalty(float* x, int64_t n, const int64_t* ids, int64_t count,
+                              float penalty) {
+  for (int64_t j = 0; j < count; ++j) {
+    if (ids[j] < 0 || ids[j] >= n) {
+      throw std::out_of_range("token id " + std::to_string(ids[j]) + " is outside [0, " +
+                              std::to_string(n) + ")");
+    }
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    const float v = x[ids[j]];
+    x[ids[j]] = v < 0.0f ? v * penalty : v / penalty;
+  }
+}
+
+double softmax_weights(float* w, const float* x, int64_t n) {
+  // Plain loops the compiler vectorises: eight running maxima, and a flag that is set by
+  // NaN and +inf alike.
+  float top[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) top[j] = x[i + j] > top[j] ? x[i + j] : top[j];
+  }
+  for (; i < n; ++i) top[0] = x[i] > top[0] ? x[i] : top[0];
+  int not_finite = 0;
+  for (i = 0; i < n; ++i) not_finite |= !(x[i] < INFINITY);
+  if (not_finite) throw std::invalid_argument("logits hold NaN or +inf: no distribution to sample");
+  float shift = top[0];
+  for (int j = 1; j < 8; ++j) shift = top[j] > shift ? top[j] : shift;
+  if (shift == -INFINITY) {
+    std::fill(w, w + n, 0.0f);
+    return 0.0;
+  }
+  return kernels().exp_weights(w, x, n, shift);
+}
+
+float top_p_floor(const float* w, int64_t n, double budget) {
+  if (n < 1) throw std::invalid_argument("no weights to select from");
+  return select_floor<true>(w, n, budget);
+}
+
+float kth_largest(const float* x, int64_t n, int64_t k) {
+  if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
+  if (k > kHeapMax) return select_floor<false>(x, n, static_cast<double>(n - k));
+  // A min-heap of the k largest so far. Past the first few hundred values a new one rarely
+  // beats the smallest of them, so blocks are tested first, in a loop that vectorises.
+  // NaN enters as -inf, to keep the heap's order total.
+  const auto value = [x](int64_t i) { return x[i] == x[i] ? x[i] : -INFINITY; };
+  std::vector<float> heap(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) heap[i] = value(i);
+  const std::greater<float> min_heap;
+  std::make_heap(heap.begin(), heap.end(), min_heap);
+  float low = heap.front();
+  constexpr int64_t kTest = 16;
+  for (int64_t i = k; i < n; i += kTest) {
+    if (i + kTest <= n) {
+      int any = 0;
+      for (int64_t j = 0; j < kTest; ++j) any |= x[i + j] > low;
+      if (!any) continue;
+    }
+    const int64_t end = i + kTest < n ? i + kTest : n;
+    for (int64_t j = i; j < end; ++j) {
+      if (!(x[j] > low)) continue;
+      std::pop_heap(heap.begin(), heap.end(), min_heap);
+      heap.back() = x[j];
+      std::push_heap(heap.begin(), heap.end(), min_heap);
+      low = heap.front();
+    }
+  }
+  return low;
+}
+
+int64_t draw(const float* w, int64_t n, float floor, double u) {
+  if (!(floor >= 0.0f)) throw std::invalid_argument("floor must be >= 0");
+  // Sums of blocks of kBlock weights, in eight lanes the compiler vectorises. The search
+  // inside the chosen block adds its weights in index order, which can round apart from
+  // the block's sum: see the end.
+  constexpr int64_t kBlock = 256;
+  const auto weight = [w, floor](int64_t i) -> double { return at_or_above(w[i], floor); };
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> sums(static_cast<size_t>(blocks), 0.0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t start = b * kBlock, end = n < start + kBlock ? n : start + kBlock;
+    double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = start;
+    for (; i + 8 <= end; i += 8) {
+      for (int j = 0; j < 8; ++j) lanes[j] += weight(i + j);
+    }
+    for (; i < end; ++i) lanes[0] += weight(i);
+    sums[b] = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) +
+              ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+  }
+  double total = 0.0;
+  for (const double s : sums) total += s;
+  if (!std::isfinite(total)) throw std::invalid_argument("weights must be finite");
+  if (!(total > 0.0)) throw std::invalid_argument("no token left to draw: every weight is 0");
+
+  const double target = u * total;
+  double below = 0.0;
+  int64_t b = 0;
+  for (; b < blocks && below + sums[b] <= target; ++b) below += sums[b];
+  if (b < blocks) {
+    const int64_t end = n < (b + 1) * kBlock ? n : (b + 1) * kBlock;
+    for (int64_t i = b * kBlock; i < end; ++i) {
+      below += weight(i);  // a token of weight 0 leaves it <= target
+      if (below > target) return i;
+    }
+  }
+  // Rounding put the target at the end of block b (or of the row): the last token there
+  // with a weight, which exists, as the block's (or the row's) sum is positive.
+  for (int64_t i = b < blocks ? (b + 1) * kBlock - 1 : n - 1; i >= 0; --i) {
+    if (i < n && weight(i) > 0.0) return i;
+  }
+  return 0;  // not reached: total > 0
+}
+
+}  // namespace gpt2cpu
