@@ -46,6 +46,14 @@ def test_softmax_weights_match_numpy(isa: str, n: int, std: float) -> None:
     assert total == pytest.approx(float(w.astype(np.float64).sum()), rel=1e-12)
 
 
+def test_softmax_weights_end_exactly_at_the_underflow_floor(isa: str) -> None:
+    floor = np.float32(-87.3365478515625)
+    x = np.array([0.0, floor, np.nextafter(floor, np.float32(-np.inf)), -np.inf] * 3,
+                 dtype=np.float32)
+    w, _ = S.softmax_weights(x)
+    assert (w[1::4] > 0).all() and (w[2::4] == 0).all() and (w[3::4] == 0).all()
+
+
 def test_softmax_weights_of_a_banned_row_are_zero(isa: str) -> None:
     w, total = S.softmax_weights(np.full(11, -np.inf, dtype=np.float32))
     assert total == 0.0 and (w == 0).all()
@@ -57,6 +65,30 @@ def test_softmax_weights_reject_nan_and_inf(isa: str, bad: float) -> None:
     x[57] = bad
     with pytest.raises(ValueError, match="NaN or \\+inf"):
         S.softmax_weights(x)
+
+
+@pytest.mark.parametrize("penalty", [0.5, 1.2, 3.0])
+def test_repetition_penalty_is_hf_rule_bit_for_bit(penalty: float) -> None:
+    x = row(50257, 3.0, 2)
+    x[:4] = [-0.0, -np.inf, np.inf, 0.0]
+    rng = np.random.default_rng(3)
+    ids = np.concatenate([[0, 1, 2, 3], rng.choice(np.arange(4, 50257), 300, replace=False)])
+    ids = np.concatenate([ids, ids[::7]])  # listed twice: penalised once, as HF's scatter
+    before = x.copy()
+    got = S.repetition_penalty(x, ids, penalty)
+    np.testing.assert_array_equal(x, before)
+    want = x.copy()
+    score = want[ids]
+    p = np.float32(penalty)
+    want[ids] = np.where(score < 0, score * p, score / p)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("bad", [-1, 10])
+def test_repetition_penalty_rejects_ids_outside_the_row(bad: int) -> None:
+    x = np.ones(10, np.float32)
+    with pytest.raises(IndexError, match=f"token id {bad} is outside"):
+        S.repetition_penalty(x, np.array([1, bad]), 1.2)
 
 
 def full_sort_floor(values: np.ndarray[Any, Any], mass: np.ndarray[Any, Any],
@@ -95,9 +127,14 @@ def test_top_p_floor_matches_a_full_sort() -> None:
         for budget in [total - p * total for p in (0.05, 0.5, 0.9, 0.95, 0.999)] + [exact, 0.0]:
             want = full_sort_floor(w, w, budget)
             got = S.top_p_floor(w, budget)
-            if got != want:  # block and sequential sums may round apart at an exact total
-                sums = np.cumsum(np.sort(w), dtype=np.float64)
-                assert np.abs(sums - budget).min() < 1e-9 * max(1.0, total), (w.size, budget)
+            if got != want:
+                # Bucket and sequential sums may round apart only where the budget is an
+                # exact running total: then the floor is the value there or the next one.
+                low = np.sort(w)
+                sums = np.cumsum(low, dtype=np.float64)
+                at = int(np.argmin(np.abs(sums - budget)))
+                assert abs(sums[at] - budget) < 1e-9 * max(1.0, total), (w.size, budget)
+                assert got in low[at : at + 2], (w.size, budget, got, want)
 
 
 def test_top_p_floor_keeps_the_top_token() -> None:
@@ -122,6 +159,26 @@ def test_kth_largest_takes_negative_and_positive_zero_as_equal() -> None:
     x = np.array([-0.0, 0.0, -1.0, 2.0], dtype=np.float32)
     assert S.kth_largest(x, 2) == 0.0 and S.kth_largest(x, 3) == 0.0
     assert S.kth_largest(x, 4) == -1.0
+    # k past the heap's limit: the radix selection, whose keys must not tell -0 from +0.
+    x = np.array([0.0] + [-0.0] * 1000 + [1.0] * 1000, dtype=np.float32)
+    assert S.kth_largest(x, 1500) == 0.0
+    assert S.top_p_floor(np.abs(x), 999.5) == 1.0
+
+
+@pytest.mark.parametrize("k", [3, 1500])  # the heap and the radix selection
+@pytest.mark.parametrize("where", [0, 1999])
+def test_selection_rejects_nan(k: int, where: int) -> None:
+    x = row(2000, 1.0, 4)
+    x[where] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        S.kth_largest(x, k)
+    with pytest.raises(ValueError, match="NaN"):
+        S.top_p_floor(np.abs(x), 1.0)
+
+
+def test_top_p_floor_rejects_negative_weights() -> None:
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        S.top_p_floor(np.array([0.5, -0.1, 1.0], np.float32), 0.1)
 
 
 @settings(max_examples=300, deadline=None)
@@ -190,6 +247,8 @@ def test_passes_are_thread_safe() -> None:
         (lambda: S.draw(np.ones(3, np.float32), 0.0, 1.0), "u must be in"),
         (lambda: S.draw(np.ones(3, np.float32), 0.0, -0.1), "u must be in"),
         (lambda: S.draw(np.zeros(3, np.float32), 0.0, 0.5), "no token left"),
+        (lambda: S.draw(np.array([1, np.inf], np.float32), 0.0, 0.5), "must be finite"),
+        (lambda: S.repetition_penalty(np.ones(3, np.float32), np.array([0]), 0.0), "penalty"),
     ],
 )
 def test_bad_arguments_raise_value_error(call: Any, message: str) -> None:

@@ -32,14 +32,17 @@ void bind_sampling(py::module_& m) {
         // A private copy of the ids, so that the ids checked are the ids used.
         std::vector<int64_t> local(ids.data(), ids.data() + ids.shape(0));
         float* o = out.mutable_data();
-        py::gil_scoped_release release;
-        apply_repetition_penalty(o, n, local.data(), static_cast<int64_t>(local.size()), penalty);
+        {
+          py::gil_scoped_release release;
+          apply_repetition_penalty(o, x.data(), n, local.data(),
+                                   static_cast<int64_t>(local.size()), penalty);
+        }
         return out;
       },
       py::arg("x"), py::arg("ids"), py::arg("penalty"),
-      "A copy of x with Hugging Face's repetition penalty on the distinct token ids: a "
-      "positive logit divided by penalty, a negative one multiplied. IndexError for an id "
-      "outside the row.");
+      "A copy of x with Hugging Face's repetition penalty on the token ids (each once, however "
+      "often listed): a positive logit divided by penalty, a negative one multiplied. "
+      "IndexError for an id outside the row.");
 
   m.def(
       "softmax_weights",

@@ -17,11 +17,13 @@ namespace gpt2cpu {
 namespace {
 
 // Unsigned keys in the order of the floats: flip every bit of a negative value, the sign
-// bit of a non-negative one (without a branch, so that loops of it vectorise).
+// bit of a non-negative one, without a branch, so that loops of it vectorise. Adding +0
+// turns -0 into +0, which compares equal to it and must share its key.
 inline uint32_t order_key(float v) {
+  v += 0.0f;
   uint32_t bits;
   std::memcpy(&bits, &v, sizeof bits);
-  return bits ^ (static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) | 0x80000000u);
+  return bits ^ ((0u - (bits >> 31)) | 0x80000000u);
 }
 
 // v if v >= floor, else 0, by masking its bits: GCC compiles a select (or a multiply by the
@@ -47,21 +49,28 @@ constexpr uint32_t kBuckets = 1u << kBucketBits;
 // buckets, updates to one double in a row would wait on each other.
 constexpr int kCopies = 4;
 
-// The smallest and largest of x (n >= 1), in eight lanes the compiler vectorises.
+// The smallest and largest of x (n >= 1), in eight lanes the compiler vectorises. Throws
+// std::invalid_argument if x holds NaN, which has no place in the order.
 void min_max(const float* x, int64_t n, float& lo, float& hi) {
   float l[8], h[8];
   for (int j = 0; j < 8; ++j) l[j] = h[j] = x[0];
+  int nan = x[0] != x[0];
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     for (int j = 0; j < 8; ++j) {
-      l[j] = x[i + j] < l[j] ? x[i + j] : l[j];
-      h[j] = x[i + j] > h[j] ? x[i + j] : h[j];
+      const float v = x[i + j];
+      l[j] = v < l[j] ? v : l[j];
+      h[j] = v > h[j] ? v : h[j];
+      nan |= v != v;
     }
   }
   for (; i < n; ++i) {
-    l[0] = x[i] < l[0] ? x[i] : l[0];
-    h[0] = x[i] > h[0] ? x[i] : h[0];
+    const float v = x[i];
+    l[0] = v < l[0] ? v : l[0];
+    h[0] = v > h[0] ? v : h[0];
+    nan |= v != v;
   }
+  if (nan) throw std::invalid_argument("values hold NaN");
   lo = l[0], hi = h[0];
   for (int j = 1; j < 8; ++j) lo = l[j] < lo ? l[j] : lo, hi = h[j] > hi ? h[j] : hi;
 }
@@ -80,6 +89,7 @@ float select_floor(const float* values, int64_t n, double budget) {
   in_play.resize(static_cast<size_t>(n));
   float lo, hi;
   min_max(values, n, lo, hi);
+  if (kWeighted && lo < 0.0f) throw std::invalid_argument("weights must be >= 0");
   uint32_t base = order_key(lo), span = order_key(hi) - base;
   const float* in = values;
   int64_t size = n;
@@ -88,7 +98,7 @@ float select_floor(const float* values, int64_t n, double budget) {
     int shift = 0;
     while ((span >> shift) >= kBuckets) ++shift;
     // Clamped, so that no value can index past the histogram, even one that another
-    // thread wrote after min_max read the row.
+    // thread wrote after min_max read the row (min_max saw every other key).
     const auto bucket_of = [base, span, shift](float v) {
       const uint32_t offset = order_key(v) - base;
       return (offset < span ? offset : span) >> shift;
@@ -158,8 +168,8 @@ float select_floor(const float* values, int64_t n, double budget) {
 
 }  // namespace
 
-void apply_repetition_penalty(float* x, int64_t n, const int64_t* ids, int64_t count,
-                              float penalty) {
+void apply_repetition_penalty(float* out, const float* x, int64_t n, const int64_t* ids,
+                              int64_t count, float penalty) {
   for (int64_t j = 0; j < count; ++j) {
     if (ids[j] < 0 || ids[j] >= n) {
       throw std::out_of_range("token id " + std::to_string(ids[j]) + " is outside [0, " +
@@ -168,7 +178,7 @@ void apply_repetition_penalty(float* x, int64_t n, const int64_t* ids, int64_t c
   }
   for (int64_t j = 0; j < count; ++j) {
     const float v = x[ids[j]];
-    x[ids[j]] = v < 0.0f ? v * penalty : v / penalty;
+    out[ids[j]] = v < 0.0f ? v * penalty : v / penalty;
   }
 }
 
@@ -204,10 +214,15 @@ float kth_largest(const float* x, int64_t n, int64_t k) {
   if (k > kHeapMax) return select_floor<false>(x, n, static_cast<double>(n - k));
   // A min-heap of the k largest so far. Past the first few hundred values a new one rarely
   // beats the smallest of them, so blocks are tested first, in a loop that vectorises.
-  // NaN enters as -inf, to keep the heap's order total.
-  const auto value = [x](int64_t i) { return x[i] == x[i] ? x[i] : -INFINITY; };
+  // Each value is read once: another thread could change it between two reads.
+  int nan = 0;
+  for (int64_t i = 0; i < n; ++i) nan |= x[i] != x[i];
+  if (nan) throw std::invalid_argument("values hold NaN");
   std::vector<float> heap(static_cast<size_t>(k));
-  for (int64_t i = 0; i < k; ++i) heap[i] = value(i);
+  for (int64_t i = 0; i < k; ++i) {
+    const float v = x[i];
+    heap[i] = v == v ? v : -INFINITY;  // keeps the heap's order total, whatever happens
+  }
   const std::greater<float> min_heap;
   std::make_heap(heap.begin(), heap.end(), min_heap);
   float low = heap.front();
@@ -220,9 +235,10 @@ float kth_largest(const float* x, int64_t n, int64_t k) {
     }
     const int64_t end = i + kTest < n ? i + kTest : n;
     for (int64_t j = i; j < end; ++j) {
-      if (!(x[j] > low)) continue;
+      const float v = x[j];
+      if (!(v > low)) continue;  // NaN included
       std::pop_heap(heap.begin(), heap.end(), min_heap);
-      heap.back() = x[j];
+      heap.back() = v;
       std::push_heap(heap.begin(), heap.end(), min_heap);
       low = heap.front();
     }

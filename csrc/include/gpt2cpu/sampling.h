@@ -8,11 +8,12 @@
 
 namespace gpt2cpu {
 
-// x (n) with Hugging Face's repetition penalty on each of ids (count, distinct, each in
-// [0, n)): a positive logit divided by penalty, a negative one multiplied. Throws
+// out (n) = x (n) with Hugging Face's repetition penalty on each of ids (count, each in
+// [0, n)): a positive logit divided by penalty, a negative one multiplied. out starts as
+// a copy of x; reading x means an id listed twice is penalised once, as in HF. Throws
 // std::out_of_range for an id outside [0, n), before changing anything.
-void apply_repetition_penalty(float* x, int64_t n, const int64_t* ids, int64_t count,
-                              float penalty);
+void apply_repetition_penalty(float* out, const float* x, int64_t n, const int64_t* ids,
+                              int64_t count, float penalty);
 
 // w (n) = exp(x (n) - max x), the unnormalised softmax: the top weight is 1, and a weight
 // is exactly 0 where x is -inf or exp underflows (kernels.h, kExpWeightFloor). Returns
@@ -26,10 +27,11 @@ double softmax_weights(float* w, const float* x, int64_t n);
 // kept with it, and the most likely token always is, so `value >= floor` is the filter.
 
 // top-p over weights w (n) >= 0: each token holds its weight, budget = (1 - top_p) sum(w).
+// Throws std::invalid_argument for NaN or a negative weight, or if no weight is positive.
 float top_p_floor(const float* w, int64_t n, double budget);
 
 // top-k over logits x (n): each token holds 1, budget = n - k. The k-th largest value,
-// 1 <= k <= n.
+// 1 <= k <= n. Throws std::invalid_argument if x holds NaN.
 float kth_largest(const float* x, int64_t n, int64_t k);
 
 // The token a uniform u in [0, 1) picks from weights w (n) >= 0, where every weight below
