@@ -171,13 +171,18 @@ def test_generation_runs_the_prompt_once_then_one_token_a_step(
     def recording(capacity: int | None = None) -> gpt2cpu.Sequence:
         sequence = new_sequence(capacity)
         capacities.append(sequence.capacity)
-        append = sequence.append
+        append, append_sampled = sequence.append, sequence._append_sampled
 
         def counted(ids: Any, **kwargs: Any) -> Any:
             sizes.append(len(ids))
             return append(ids, **kwargs)
 
+        def counted_sampled(token: int) -> Any:
+            sizes.append(1)
+            return append_sampled(token)
+
         sequence.append = counted  # type: ignore[method-assign]
+        sequence._append_sampled = counted_sampled  # type: ignore[method-assign]
         return sequence
 
     monkeypatch.setattr(small, "new_sequence", recording)

@@ -212,7 +212,6 @@ class GenerationStream:
             prefill = time.perf_counter() - started
             decode = 0.0
             steps = 0
-            next_id = np.zeros(1, dtype=np.int64)
             started = time.perf_counter()
             for step in range(budget):
                 token = sampler.sample(logits)
@@ -233,8 +232,7 @@ class GenerationStream:
                         break
                 if step + 1 == budget:
                     break
-                next_id[0] = token
-                logits = sequence.append(next_id)
+                logits = sequence._append_sampled(token)
                 steps += 1
             decode += time.perf_counter() - started
 

@@ -136,6 +136,20 @@ class Sequence:
         self.tokens.extend(arr.tolist())
         return logits if all_logits or last_n is not None else logits[0]
 
+    def _append_sampled(self, token: int) -> np.ndarray[Any, Any]:
+        """append([token]) for a token the sampler picked, so an id of the vocabulary (and
+        the C++ core checks it again): the generation loop's step, without as_ids, whose
+        numpy checks take some 50 us on the caches a decode step leaves cold."""
+        core = self._open_core()
+        if self.length + 1 > self.capacity:
+            raise ValueError(
+                f"appending 1 token to a sequence of {self.length} would exceed its capacity "
+                f"of {self.capacity} tokens"
+            )
+        row: np.ndarray[Any, Any] = core.append(np.array([token], dtype=np.int64), 1)[0]
+        self.tokens.append(token)
+        return row
+
     def truncate(self, length: int) -> None:
         """Forget every token from position `length` on (to re-use a shared prefix)."""
         core = self._open_core()

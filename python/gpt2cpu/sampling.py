@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -125,29 +125,31 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
-@dataclass
 class _Counts:
     """The distinct ids seen so far, in order of first appearance, with a count for each,
-    so that a penalty touches only those ids instead of the whole vocabulary."""
+    so that a penalty touches only those ids instead of the whole vocabulary. The ids live
+    in a numpy buffer that doubles as it fills: a penalty reads them every token, and
+    building an array from a list each time costs more than the penalty itself."""
 
-    vocab_size: int
-    ids: list[int] = field(default_factory=list)
-    counts: np.ndarray[Any, np.dtype[np.float32]] = field(init=False)
-    _array: IntArray | None = None
+    def __init__(self, vocab_size: int) -> None:
+        self.counts: FloatArray = np.zeros(vocab_size, dtype=np.float32)
+        self._ids: IntArray = np.empty(64, dtype=np.int64)
+        self._n = 0
 
-    def __post_init__(self) -> None:
-        self.counts = np.zeros(self.vocab_size, dtype=np.float32)
+    def __len__(self) -> int:
+        return self._n
 
     def add(self, token: int) -> None:
         if self.counts[token] == 0:
-            self.ids.append(token)
-            self._array = None
+            if self._n == self._ids.size:
+                self._ids = np.concatenate([self._ids, np.empty_like(self._ids)])
+            self._ids[self._n] = token
+            self._n += 1
         self.counts[token] += 1
 
     def array(self) -> IntArray:
-        if self._array is None:
-            self._array = np.array(self.ids, dtype=np.int64)
-        return self._array
+        """The distinct ids so far: a view, valid until the next add."""
+        return self._ids[: self._n]
 
 
 class Sampler:
@@ -193,8 +195,8 @@ class Sampler:
         x: FloatArray = np.asarray(logits, dtype=np.float32)
         if x.shape != (self.vocab_size,):
             raise ValueError(f"logits must have shape ({self.vocab_size},), got {x.shape}")
-        repeat = p.repetition_penalty != 1.0 and bool(self._seen.ids)
-        presence = bool(p.presence_penalty or p.frequency_penalty) and bool(self._generated.ids)
+        repeat = p.repetition_penalty != 1.0 and len(self._seen) > 0
+        presence = bool(p.presence_penalty or p.frequency_penalty) and len(self._generated) > 0
         if self._bias_ids is None and not repeat and not presence:
             return x
         out = x
