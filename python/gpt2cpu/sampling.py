@@ -7,9 +7,9 @@ temperature is 0, which means greedy - temperature, top-k, top-p and min-p.
 Presence and frequency penalties follow OpenAI: they count generated tokens only.
 
 Nothing here knows the model or the tokenizer: a `Sampler` sees logits and token ids.
-The passes over a whole row that run per token (softmax weights, the top-k and top-p
-floors, the draw) are in C++ (`_core.sampling`): in numpy they took several passes with
-temporaries, some 4% of a decode step.
+The passes over a whole row that run per token (the repetition penalty, softmax weights,
+the top-k and top-p floors, the draw) are in C++ (`_core.sampling`): in numpy they took
+several passes with temporaries, on the cold caches a decode step leaves, some 4% of it.
 """
 
 from __future__ import annotations
