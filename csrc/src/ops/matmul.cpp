@@ -26,15 +26,6 @@ static_assert(kTeamRows <= kBlockedMinRows, "a team cannot run the blocked path"
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// A hint to fetch the 64-byte line at p into L2; nothing where the compiler has no builtin.
-inline void prefetch_to_l2(const char* p) {
-#if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 0, 2);
-#else
-  (void)p;
-#endif
-}
-
 // row (kPanel) = the panel's first `cols` bias values (zeros without a bias), zero past
 // them: a tile row's starting value, or the bias of a last panel narrower than kPanel.
 void padded_bias(float* row, const float* bias, int64_t cols) {
@@ -148,17 +139,17 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
             end.bias = edge_bias;
           }
           // The next panel's block of weights (kc lines) is fetched into L2 a share per
-          // tile: its first tile would otherwise wait on memory for all of it.
+          // tile, by the micro-kernel among its FMAs: its first tile would otherwise wait
+          // on memory for all of it.
           const char* next_b = reinterpret_cast<const char*>(
               p + 1 < panels ? w.panel(p + 1) + p0 * kPanel : b);
           for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
-            for (int64_t line = ti * lines_per_tile; line < min64(kc, (ti + 1) * lines_per_tile);
-                 ++line) {
-              prefetch_to_l2(next_b + line * 64);
-            }
+            const int64_t first_line = min64(kc, ti * lines_per_tile);
+            end.prefetch = next_b + first_line * 64;
+            end.prefetch_lines = min64(kc, (ti + 1) * lines_per_tile) - first_line;
             if (m == kGemmRows && cols == kPanel) {
               kt.gemm_packed(kc, a, b, c, ldo, end);
               continue;
