@@ -49,30 +49,47 @@ constexpr uint32_t kBuckets = 1u << kBucketBits;
 // buckets, updates to one double in a row would wait on each other.
 constexpr int kCopies = 4;
 
-// The smallest and largest of x (n >= 1), in eight lanes the compiler vectorises. Throws
-// std::invalid_argument if x holds NaN, which has no place in the order.
-void min_max(const float* x, int64_t n, float& lo, float& hi) {
-  float l[8], h[8];
-  for (int j = 0; j < 8; ++j) l[j] = h[j] = x[0];
-  int nan = x[0] != x[0];
+// Whether x (n) holds NaN, which has no place in the order of values.
+bool has_nan(const float* x, int64_t n) {
+  int nan = 0;
+  for (int64_t i = 0; i < n; ++i) nan |= x[i] != x[i];
+  return nan != 0;
+}
+
+// The largest (kLargest) or smallest value of x (n >= 1, no NaN), in eight lanes the
+// compiler vectorises: one pass each is faster than both in one loop, which it does not.
+template <bool kLargest>
+float extreme(const float* x, int64_t n) {
+  const auto better = [](float a, float b) { return kLargest ? a > b : a < b; };
+  float lane[8];
+  for (int j = 0; j < 8; ++j) lane[j] = x[0];
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) {
-      const float v = x[i + j];
-      l[j] = v < l[j] ? v : l[j];
-      h[j] = v > h[j] ? v : h[j];
-      nan |= v != v;
+    for (int j = 0; j < 8; ++j) lane[j] = better(x[i + j], lane[j]) ? x[i + j] : lane[j];
+  }
+  for (; i < n; ++i) lane[0] = better(x[i], lane[0]) ? x[i] : lane[0];
+  float best = lane[0];
+  for (int j = 1; j < 8; ++j) best = better(lane[j], best) ? lane[j] : best;
+  return best;
+}
+
+// take(i) for each i in [begin, end) where wanted(x[i]), for a test that few values pass:
+// each block of 16 is tested whole first, in a loop that vectorises, and only a block with
+// a hit is walked value by value. wanted may depend on what take has done.
+template <class Wanted, class Take>
+void take_wanted(const float* x, int64_t begin, int64_t end, const Wanted& wanted, Take&& take) {
+  constexpr int64_t kBlock = 16;
+  for (int64_t i = begin; i < end; i += kBlock) {
+    if (i + kBlock <= end) {
+      int any = 0;
+      for (int64_t j = 0; j < kBlock; ++j) any |= wanted(x[i + j]);
+      if (!any) continue;
+    }
+    const int64_t stop = i + kBlock < end ? i + kBlock : end;
+    for (int64_t j = i; j < stop; ++j) {
+      if (wanted(x[j])) take(j);
     }
   }
-  for (; i < n; ++i) {
-    const float v = x[i];
-    l[0] = v < l[0] ? v : l[0];
-    h[0] = v > h[0] ? v : h[0];
-    nan |= v != v;
-  }
-  if (nan) throw std::invalid_argument("values hold NaN");
-  lo = l[0], hi = h[0];
-  for (int j = 1; j < 8; ++j) lo = l[j] < lo ? l[j] : lo, hi = h[j] > hi ? h[j] : hi;
 }
 
 // The floor rule of sampling.h. With kWeighted each value holds itself, else it holds 1.
@@ -87,8 +104,8 @@ float select_floor(const float* values, int64_t n, double budget) {
   thread_local std::vector<float> in_play;
   hist.resize(kCopies * kBuckets);
   in_play.resize(static_cast<size_t>(n));
-  float lo, hi;
-  min_max(values, n, lo, hi);
+  if (has_nan(values, n)) throw std::invalid_argument("values hold NaN");
+  const float lo = extreme<false>(values, n), hi = extreme<true>(values, n);
   if (kWeighted && lo < 0.0f) throw std::invalid_argument("weights must be >= 0");
   uint32_t base = order_key(lo), span = order_key(hi) - base;
   const float* in = values;
@@ -98,7 +115,7 @@ float select_floor(const float* values, int64_t n, double budget) {
     int shift = 0;
     while ((span >> shift) >= kBuckets) ++shift;
     // Clamped, so that no value can index past the histogram, even one that another
-    // thread wrote after min_max read the row (min_max saw every other key).
+    // thread wrote after `extreme` read the row (which saw every other key).
     const auto bucket_of = [base, span, shift](float v) {
       const uint32_t offset = order_key(v) - base;
       return (offset < span ? offset : span) >> shift;
@@ -137,24 +154,13 @@ float select_floor(const float* values, int64_t n, double budget) {
     if (chosen == buckets) throw std::invalid_argument("no value holds anything to select");
     dropped = below;
 
-    // Only the chosen bucket's values go on, moved to the front of in_play. Most rows
-    // leave few, so blocks are tested first, in a loop that vectorises.
+    // Only the chosen bucket's values go on, moved to the front of in_play (most rows
+    // leave few).
     const uint32_t first = base + (chosen << shift), width = uint32_t{1} << shift;
     const auto in_chosen = [first, width](float v) { return order_key(v) - first < width; };
     float* out = in_play.data();
     int64_t kept = 0;
-    constexpr int64_t kTest = 16;
-    for (int64_t i = 0; i < size; i += kTest) {
-      if (i + kTest <= size) {
-        int any = 0;
-        for (int64_t j = 0; j < kTest; ++j) any |= in_chosen(in[i + j]);
-        if (!any) continue;
-      }
-      const int64_t end = i + kTest < size ? i + kTest : size;
-      for (int64_t j = i; j < end; ++j) {
-        if (in_chosen(in[j])) out[kept++] = in[j];
-      }
-    }
+    take_wanted(in, 0, size, in_chosen, [&](int64_t i) { out[kept++] = in[i]; });
     // None only if another thread wrote to the values meanwhile.
     if (kept == 0) throw std::invalid_argument("the values changed while being selected from");
     // With shift 0 a bucket is one key: every value left is the floor.
@@ -183,25 +189,15 @@ void apply_repetition_penalty(float* out, const float* x, int64_t n, const int64
 }
 
 double softmax_weights(float* w, const float* x, int64_t n) {
-  // Plain loops the compiler vectorises: eight running maxima, and a flag that is set by
-  // NaN and +inf alike.
-  float top[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) top[j] = x[i + j] > top[j] ? x[i + j] : top[j];
+  const float top = has_nan(x, n) ? NAN : extreme<true>(x, n);
+  if (!(top < INFINITY)) {
+    throw std::invalid_argument("logits hold NaN or +inf: no distribution to sample");
   }
-  for (; i < n; ++i) top[0] = x[i] > top[0] ? x[i] : top[0];
-  int not_finite = 0;
-  for (i = 0; i < n; ++i) not_finite |= !(x[i] < INFINITY);
-  if (not_finite) throw std::invalid_argument("logits hold NaN or +inf: no distribution to sample");
-  float shift = top[0];
-  for (int j = 1; j < 8; ++j) shift = top[j] > shift ? top[j] : shift;
-  if (shift == -INFINITY) {
+  if (top == -INFINITY) {
     std::fill(w, w + n, 0.0f);
     return 0.0;
   }
-  return kernels().exp_weights(w, x, n, shift);
+  return kernels().exp_weights(w, x, n, top);
 }
 
 float top_p_floor(const float* w, int64_t n, double budget) {
@@ -213,11 +209,9 @@ float kth_largest(const float* x, int64_t n, int64_t k) {
   if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
   if (k > kHeapMax) return select_floor<false>(x, n, static_cast<double>(n - k));
   // A min-heap of the k largest so far. Past the first few hundred values a new one rarely
-  // beats the smallest of them, so blocks are tested first, in a loop that vectorises.
-  // Each value is read once: another thread could change it between two reads.
-  int nan = 0;
-  for (int64_t i = 0; i < n; ++i) nan |= x[i] != x[i];
-  if (nan) throw std::invalid_argument("values hold NaN");
+  // beats the smallest of them. What goes in is a value read once and tested: another
+  // thread could change it between two reads.
+  if (has_nan(x, n)) throw std::invalid_argument("values hold NaN");
   std::vector<float> heap(static_cast<size_t>(k));
   for (int64_t i = 0; i < k; ++i) {
     const float v = x[i];
@@ -226,23 +220,15 @@ float kth_largest(const float* x, int64_t n, int64_t k) {
   const std::greater<float> min_heap;
   std::make_heap(heap.begin(), heap.end(), min_heap);
   float low = heap.front();
-  constexpr int64_t kTest = 16;
-  for (int64_t i = k; i < n; i += kTest) {
-    if (i + kTest <= n) {
-      int any = 0;
-      for (int64_t j = 0; j < kTest; ++j) any |= x[i + j] > low;
-      if (!any) continue;
-    }
-    const int64_t end = i + kTest < n ? i + kTest : n;
-    for (int64_t j = i; j < end; ++j) {
-      const float v = x[j];
-      if (!(v > low)) continue;  // NaN included
-      std::pop_heap(heap.begin(), heap.end(), min_heap);
-      heap.back() = v;
-      std::push_heap(heap.begin(), heap.end(), min_heap);
-      low = heap.front();
-    }
-  }
+  const auto beats_low = [&low](float v) { return v > low; };  // NaN never does
+  take_wanted(x, k, n, beats_low, [&](int64_t i) {
+    const float v = x[i];
+    if (!(v > low)) return;
+    std::pop_heap(heap.begin(), heap.end(), min_heap);
+    heap.back() = v;
+    std::push_heap(heap.begin(), heap.end(), min_heap);
+    low = heap.front();
+  });
   return low;
 }
 
