@@ -126,26 +126,25 @@ class Sequence:
                 or not 1 <= last_n <= arr.size
             ):
                 raise ValueError(f"last_n must be an integer in [1, {arr.size}], got {last_n!r}")
-        if self.length + arr.size > self.capacity:
-            raise ValueError(
-                f"appending {arr.size} tokens to a sequence of {self.length} would exceed its "
-                f"capacity of {self.capacity} tokens"
-            )
+        self._check_room(arr.size)
         rows = arr.size if all_logits else (last_n or 1)
         logits = core.append(arr, rows)
         self.tokens.extend(arr.tolist())
         return logits if all_logits or last_n is not None else logits[0]
+
+    def _check_room(self, n: int) -> None:
+        if self.length + n > self.capacity:
+            raise ValueError(
+                f"appending {n} tokens to a sequence of {self.length} would exceed its "
+                f"capacity of {self.capacity} tokens"
+            )
 
     def _append_sampled(self, token: int) -> np.ndarray[Any, Any]:
         """append([token]) for a token the sampler picked, so an id of the vocabulary (and
         the C++ core checks it again): the generation loop's step, without as_ids, whose
         numpy checks take some 50 us on the caches a decode step leaves cold."""
         core = self._open_core()
-        if self.length + 1 > self.capacity:
-            raise ValueError(
-                f"appending 1 token to a sequence of {self.length} would exceed its capacity "
-                f"of {self.capacity} tokens"
-            )
+        self._check_room(1)
         row: np.ndarray[Any, Any] = core.append(np.array([token], dtype=np.int64), 1)[0]
         self.tokens.append(token)
         return row
