@@ -1,0 +1,58 @@
+#pragma once
+// The types a weight matrix can be stored in, one row of traits each, and the scalar
+// conversions packing uses. Adding a type means a row here, an encoder in
+// packed_matrix.cpp and a row loader in each vector layer (src/simd/): the kernels are
+// written once over those loaders (src/kernels/weight_kernels.inc).
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace gpt2cpu {
+
+enum class WeightType : uint8_t { F32 = 0, BF16, F16, I8, I4 };
+constexpr int kWeightTypes = 5;
+
+struct WeightTypeInfo {
+  WeightType type;
+  const char* name;     // as users spell it: from_pretrained(dtype=...)
+  int bits;             // per stored weight
+  int64_t group_rows;   // rows of k sharing one scale per output; 0: no scales
+};
+
+// Scales: symmetric, one float per output and group of rows along k. int8 keeps 7 bits of
+// each group's range; 64 rows per group cost 0.5 bits a weight. int4 needs smaller groups
+// (32 rows, as q4_0) to keep a group's largest weight from flattening the others.
+constexpr WeightTypeInfo kWeightTypeInfo[kWeightTypes] = {
+    {WeightType::F32, "float32", 32, 0},
+    {WeightType::BF16, "bfloat16", 16, 0},
+    {WeightType::F16, "float16", 16, 0},
+    {WeightType::I8, "int8", 8, 64},
+    {WeightType::I4, "int4", 4, 32},
+};
+
+inline const WeightTypeInfo& info(WeightType t) { return kWeightTypeInfo[static_cast<int>(t)]; }
+
+// The type named `name`; throws std::invalid_argument listing the valid names.
+WeightType weight_type_named(const std::string& name);
+
+// IEEE binary16 and bfloat16 from float32, rounding to nearest even (NaN stays NaN), and back.
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t float_to_f16(float f);
+float f16_to_float(uint16_t h);
+
+}  // namespace gpt2cpu

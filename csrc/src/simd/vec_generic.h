@@ -1,0 +1,81 @@
+#pragma once
+// The vector layer for any CPU: a "vector" of 8 floats as a plain array, compiled with the
+// baseline flags, which the compiler maps onto whatever SIMD the baseline has (SSE2 on
+// x86-64). Same interface as vec_avx2.h and vec_avx512.h; included inside an anonymous
+// namespace by the kernel set that uses it.
+
+#include <cmath>
+#include <cstdint>
+
+#include "gpt2cpu/weight_type.h"
+
+#define GPT2CPU_VEC_INLINE inline __attribute__((always_inline))
+
+constexpr int kLanes = 8;
+struct VF {
+  float x[kLanes];
+};
+
+GPT2CPU_VEC_INLINE VF vzero() { return VF{}; }
+GPT2CPU_VEC_INLINE VF vset1(float s) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = s;
+  return r;
+}
+GPT2CPU_VEC_INLINE VF vload(const float* p) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = p[i];
+  return r;
+}
+GPT2CPU_VEC_INLINE void vstore(float* p, VF a) {
+  for (int i = 0; i < kLanes; ++i) p[i] = a.x[i];
+}
+#define GPT2CPU_VEC_BINARY(name, expr)              \
+  GPT2CPU_VEC_INLINE VF name(VF a, VF b) {          \
+    VF r;                                           \
+    for (int i = 0; i < kLanes; ++i) r.x[i] = expr; \
+    return r;                                       \
+  }
+GPT2CPU_VEC_BINARY(vadd, a.x[i] + b.x[i])
+GPT2CPU_VEC_BINARY(vsub, a.x[i] - b.x[i])
+GPT2CPU_VEC_BINARY(vmul, a.x[i] * b.x[i])
+GPT2CPU_VEC_BINARY(vdiv, a.x[i] / b.x[i])
+GPT2CPU_VEC_BINARY(vmax, a.x[i] > b.x[i] ? a.x[i] : b.x[i])
+GPT2CPU_VEC_BINARY(vmin, a.x[i] < b.x[i] ? a.x[i] : b.x[i])
+#undef GPT2CPU_VEC_BINARY
+// a * b + c. Not fused: the baseline has no FMA, and a software fma is a hundred times
+// slower; each kernel set is tested against numpy with its own rounding.
+GPT2CPU_VEC_INLINE VF vfma(VF a, VF b, VF c) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = a.x[i] * b.x[i] + c.x[i];
+  return r;
+}
+GPT2CPU_VEC_INLINE float vhsum(VF a) {
+  return ((a.x[0] + a.x[4]) + (a.x[1] + a.x[5])) + ((a.x[2] + a.x[6]) + (a.x[3] + a.x[7]));
+}
+
+// Widening loads of kLanes stored weights.
+GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = gpt2cpu::bf16_to_float(p[i]);
+  return r;
+}
+GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = gpt2cpu::f16_to_float(p[i]);
+  return r;
+}
+GPT2CPU_VEC_INLINE VF vload_i8(const int8_t* p) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = static_cast<float>(p[i]);
+  return r;
+}
+// One row of 16 int4 weights from 8 bytes: byte j holds weight j in its low nibble and
+// weight j + 8 in its high nibble, each stored as q + 8 for q in [-8, 7].
+GPT2CPU_VEC_INLINE void vload_i4_row(const uint8_t* p, VF* out) {
+  for (int j = 0; j < 8; ++j) {
+    out[j / kLanes].x[j % kLanes] = static_cast<float>(static_cast<int>(p[j] & 15) - 8);
+    out[(j + 8) / kLanes].x[(j + 8) % kLanes] = static_cast<float>(static_cast<int>(p[j] >> 4) - 8);
+  }
+}
+GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
