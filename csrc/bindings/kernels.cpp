@@ -32,13 +32,32 @@ struct PackedWeight {
   Buffer storage;
   PackedMatrix matrix;
 
-  explicit PackedWeight(FloatArray weight) {
+  PackedWeight(FloatArray weight, const std::string& dtype, int threads) {
     require(weight.ndim() == 2, "weight must be 2-D (k, n)");
     const int64_t k = weight.shape(0), n = weight.shape(1);
     require(k >= 1 && n >= 1, "empty matrices are not supported");
-    storage.resize(static_cast<size_t>(PackedMatrix::storage(k, n)));
-    matrix = PackedMatrix{storage.data(), k, n};
-    matrix.pack_from_k_by_n(weight.data());
+    checked_threads(threads);
+    const WeightType type = weight_type_named(dtype);
+    const int64_t data = (PackedMatrix::data_bytes(type, k, n) + 63) / 64 * 64;
+    const int64_t scales = PackedMatrix::scale_bytes(type, k, n);
+    storage.resize(static_cast<size_t>(data + scales) / sizeof(float));
+    uint8_t* base = reinterpret_cast<uint8_t*>(storage.data());
+    matrix = PackedMatrix{type, base, scales != 0 ? reinterpret_cast<float*>(base + data) : nullptr,
+                          k, n};
+    py::gil_scoped_release release;
+    matrix.pack_from_k_by_n(weight.data(), threads);
+  }
+
+  // (k, n): what the stored weights stand for, as float32 (dequantized).
+  FloatArray dequantized() const {
+    FloatArray out({matrix.k, matrix.n});
+    std::vector<float> column(static_cast<size_t>(matrix.k));
+    float* o = out.mutable_data();
+    for (int64_t j = 0; j < matrix.n; ++j) {
+      matrix.column(j, column.data());
+      for (int64_t r = 0; r < matrix.k; ++r) o[r * matrix.n + j] = column[static_cast<size_t>(r)];
+    }
+    return out;
   }
 
   FloatArray matmul(FloatArray inp, std::optional<FloatArray> bias, std::optional<FloatArray> out,
@@ -78,10 +97,20 @@ void bind_kernels(py::module_& m) {
 
   py::class_<PackedWeight>(m, "PackedWeight",
                            "A weight matrix (k, n) packed once, as the model stores it.")
-      .def(py::init<FloatArray>(), py::arg("weight"))
+      .def(py::init<FloatArray, const std::string&, int>(), py::arg("weight"),
+           py::arg("dtype") = "float32", py::arg("threads") = 1)
       .def_property_readonly("shape", [](const PackedWeight& w) {
         return py::make_tuple(w.matrix.k, w.matrix.n);
       })
+      .def_property_readonly("dtype",
+                             [](const PackedWeight& w) { return info(w.matrix.type).name; })
+      .def_property_readonly("nbytes", [](const PackedWeight& w) {
+        return PackedMatrix::data_bytes(w.matrix.type, w.matrix.k, w.matrix.n) +
+               PackedMatrix::scale_bytes(w.matrix.type, w.matrix.k, w.matrix.n);
+      })
+      .def("dequantized", &PackedWeight::dequantized,
+           "(k, n) float32: the weights as stored (after rounding to the type), the reference "
+           "a product is checked against")
       .def("matmul", &PackedWeight::matmul, py::arg("inp"), py::arg("bias") = py::none(),
            py::arg("out") = py::none(), py::arg("threads") = 1,
            py::arg("activation") = py::none(), py::arg("team") = false,
@@ -93,7 +122,7 @@ void bind_kernels(py::module_& m) {
       [](FloatArray inp, FloatArray weight, std::optional<FloatArray> bias,
          std::optional<FloatArray> out, int threads, std::optional<Activation> activation,
          bool team) {
-        return PackedWeight(std::move(weight))
+        return PackedWeight(std::move(weight), "float32", 1)
             .matmul(std::move(inp), std::move(bias), std::move(out), threads, activation, team);
       },
       py::arg("inp"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("out") = py::none(),

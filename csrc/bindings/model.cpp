@@ -27,6 +27,10 @@ void bind_model(py::module_& m) {
       .def_readwrite("tie_word_embeddings", &Config::tie_word_embeddings)
       .def("validate", &Config::validate);
 
+  py::list dtypes;
+  for (const auto& row : kWeightTypeInfo) dtypes.append(row.name);
+  m.attr("DTYPES") = py::tuple(dtypes);
+
   m.def(
       "tensor_specs",
       [](const Config& config) {
@@ -41,7 +45,10 @@ void bind_model(py::module_& m) {
       "without the 'transformer.' prefix. Validates the config; allocates nothing.");
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model")
-      .def(py::init<const Config&, int>(), py::arg("config"), py::arg("threads"))
+      .def(py::init([](const Config& config, int threads, const std::string& dtype) {
+             return std::make_shared<Model>(config, threads, weight_type_named(dtype));
+           }),
+           py::arg("config"), py::arg("threads"), py::arg("dtype") = "float32")
       .def(
           "load_tensor",
           [](Model& self, const std::string& name, FloatArray array) {
@@ -58,6 +65,8 @@ void bind_model(py::module_& m) {
       .def_property("threads", &Model::threads, &Model::set_threads)
       .def_property_readonly("weight_bytes",
                              [](const Model& self) { return self.weights().bytes(); })
+      .def_property_readonly(
+          "dtype", [](const Model& self) { return std::string(info(self.weights().type()).name); })
       .def_property_readonly("config", [](const Model& self) { return self.config(); });
 }
 

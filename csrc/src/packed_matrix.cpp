@@ -1,42 +1,148 @@
 #include "gpt2cpu/packed_matrix.h"
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace gpt2cpu {
 
+namespace {
+
+constexpr int64_t kMaxGroupRows = 64;
+static_assert(kWeightTypeInfo[static_cast<int>(WeightType::I8)].group_rows <= kMaxGroupRows &&
+                  kWeightTypeInfo[static_cast<int>(WeightType::I4)].group_rows <= kMaxGroupRows,
+              "a group's quantized values fit encode_panel's buffer");
+
+// The quantizers: symmetric, one scale per output and group of rows.
+//  - int8: scale = max|w| / 127, q = round(w / scale).
+//  - int4: as llama.cpp's q4_0, the group's largest-magnitude weight m maps to -8 exactly
+//    (scale = m / -8), so all 16 levels are used and that weight is exact; the others are
+//    rounded and clamped into [-8, 7] (absmax / 7 would leave one level unused).
+// f: (rows, kPanel) float32, one group; q: its quantized values; scale: kPanel floats.
+void quantize_group(WeightType type, const float* f, int64_t rows, int8_t* q, float* scale) {
+  for (int64_t j = 0; j < kPanel; ++j) {
+    float extreme = 0.0f;  // the signed value of largest magnitude
+    for (int64_t r = 0; r < rows; ++r) {
+      const float v = f[r * kPanel + j];
+      if (std::fabs(v) > std::fabs(extreme)) extreme = v;
+    }
+    const float s = type == WeightType::I8 ? std::fabs(extreme) / 127.0f : extreme / -8.0f;
+    const float lo = type == WeightType::I8 ? -127.0f : -8.0f;
+    const float hi = type == WeightType::I8 ? 127.0f : 7.0f;
+    const float inv = s != 0.0f ? 1.0f / s : 0.0f;
+    scale[j] = s;
+    for (int64_t r = 0; r < rows; ++r) {
+      float v = std::nearbyint(f[r * kPanel + j] * inv);
+      v = v < lo ? lo : (v > hi ? hi : v);
+      q[r * kPanel + j] = static_cast<int8_t>(v);
+    }
+  }
+}
+
+}  // namespace
+
+void PackedMatrix::encode_panel(int64_t p, const float* f) {
+  uint8_t* dst = data + p * panel_bytes();
+  const int64_t count = k * kPanel;
+  switch (type) {
+    case WeightType::F32:
+      std::memcpy(dst, f, static_cast<size_t>(count) * 4);
+      return;
+    case WeightType::BF16:
+    case WeightType::F16: {
+      uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < count; ++i) {
+        h[i] = type == WeightType::BF16 ? float_to_bf16(f[i]) : float_to_f16(f[i]);
+      }
+      return;
+    }
+    case WeightType::I8:
+    case WeightType::I4: {
+      const int64_t g = group_rows();
+      float* s = scales + p * groups() * kPanel;
+      int8_t q[kMaxGroupRows * kPanel];
+      for (int64_t r0 = 0, gi = 0; r0 < k; r0 += g, ++gi) {
+        const int64_t rows = k - r0 < g ? k - r0 : g;
+        quantize_group(type, f + r0 * kPanel, rows, q, s + gi * kPanel);
+        if (type == WeightType::I8) {
+          std::memcpy(dst + r0 * kPanel, q, static_cast<size_t>(rows * kPanel));
+          continue;
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          uint8_t* row = dst + (r0 + r) * (kPanel / 2);
+          for (int64_t j = 0; j < kPanel / 2; ++j) {
+            const int lo = q[r * kPanel + j] + 8, hi = q[r * kPanel + j + kPanel / 2] + 8;
+            row[j] = static_cast<uint8_t>(lo | (hi << 4));
+          }
+        }
+      }
+      return;
+    }
+  }
+}
+
 // Both packers split the work by panel, so each thread writes (and first-touches) its own
-// contiguous part of the destination.
+// contiguous part of the destination, gathering the panel's float32 form first.
 
 void PackedMatrix::pack_from_k_by_n(const float* w, int threads) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t p = 0; p < panels(); ++p) {
-    const int64_t col0 = p * kPanel;
-    const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
-    float* dst = data + p * k * kPanel;
-    for (int64_t r = 0; r < k; ++r) {
-      std::memcpy(dst + r * kPanel, w + r * n + col0, cols * sizeof(float));
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> f(static_cast<size_t>(k * kPanel));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < panels(); ++p) {
+      const int64_t col0 = p * kPanel;
+      const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
+      for (int64_t r = 0; r < k; ++r) {
+        float* row = f.data() + r * kPanel;
+        std::memcpy(row, w + r * n + col0, static_cast<size_t>(cols) * 4);
+        for (int64_t j = cols; j < kPanel; ++j) row[j] = 0.0f;
+      }
+      encode_panel(p, f.data());
     }
   }
 }
 
 void PackedMatrix::pack_from_n_by_k(const float* wt, int threads) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t p = 0; p < panels(); ++p) {
-    const int64_t col0 = p * kPanel;
-    const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
-    float* dst = data + p * k * kPanel;
-    for (int64_t j = 0; j < cols; ++j) {
-      const float* src = wt + (col0 + j) * k;
-      for (int64_t r = 0; r < k; ++r) dst[r * kPanel + j] = src[r];
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> f(static_cast<size_t>(k * kPanel));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < panels(); ++p) {
+      const int64_t col0 = p * kPanel;
+      const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
+      for (int64_t j = 0; j < kPanel; ++j) {
+        const float* src = wt + (col0 + j) * k;
+        for (int64_t r = 0; r < k; ++r) f[r * kPanel + j] = j < cols ? src[r] : 0.0f;
+      }
+      encode_panel(p, f.data());
     }
   }
 }
 
 void PackedMatrix::column(int64_t j, float* out) const {
-  const float* src = data + (j / kPanel) * k * kPanel + (j % kPanel);
-  for (int64_t r = 0; r < k; ++r) out[r] = src[r * kPanel];
+  const int64_t p = j / kPanel, c = j % kPanel;
+  const uint8_t* src = panel(p);
+  const float* s = scales != nullptr ? panel_scales(p) : nullptr;
+  const int64_t g = group_rows();
+  for (int64_t r = 0; r < k; ++r) {
+    const int64_t i = r * kPanel + c;
+    switch (type) {
+      case WeightType::F32: out[r] = reinterpret_cast<const float*>(src)[i]; break;
+      case WeightType::BF16: out[r] = bf16_to_float(reinterpret_cast<const uint16_t*>(src)[i]); break;
+      case WeightType::F16: out[r] = f16_to_float(reinterpret_cast<const uint16_t*>(src)[i]); break;
+      case WeightType::I8:
+        out[r] = static_cast<float>(reinterpret_cast<const int8_t*>(src)[i]) * s[(r / g) * kPanel + c];
+        break;
+      case WeightType::I4: {
+        const uint8_t byte = src[r * (kPanel / 2) + c % (kPanel / 2)];
+        const int q = (c < kPanel / 2 ? byte & 15 : byte >> 4) - 8;
+        out[r] = static_cast<float>(q) * s[(r / g) * kPanel + c];
+        break;
+      }
+    }
+  }
 }
 
 PackedMatrix PackedMatrix::columns(int64_t first, int64_t count) const {
@@ -47,9 +153,9 @@ PackedMatrix PackedMatrix::columns(int64_t first, int64_t count) const {
                             std::to_string(first + count) + ") of a packed matrix with " +
                             std::to_string(n) + " columns do not start and end on panels");
   }
-  PackedMatrix view;
-  view.data = data + (first / kPanel) * k * kPanel;
-  view.k = k;
+  PackedMatrix view = *this;
+  view.data = data + (first / kPanel) * panel_bytes();
+  view.scales = scales != nullptr ? scales + (first / kPanel) * groups() * kPanel : nullptr;
   view.n = count;
   return view;
 }

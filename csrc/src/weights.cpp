@@ -13,22 +13,24 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-// Floats a tensor takes in our layout, rounded up so every tensor starts 64-byte aligned.
-size_t stored_floats(const TensorSpec& spec) {
-  size_t n = 0;
-  switch (spec.layout) {
-    case TensorLayout::Plain:
-      n = 1;
-      for (int64_t d : spec.shape) n *= static_cast<size_t>(d);
-      break;
-    case TensorLayout::PackKByN:
-      n = static_cast<size_t>(PackedMatrix::storage(spec.shape[0], spec.shape[1]));
-      break;
-    case TensorLayout::PackNByK:
-      n = static_cast<size_t>(PackedMatrix::storage(spec.shape[1], spec.shape[0]));
-      break;
+size_t round_up_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// Bytes a tensor takes in our layout (weights, then scales), each part rounded up so that
+// every part starts 64-byte aligned.
+struct StoredSize {
+  size_t data = 0, scales = 0;
+};
+
+StoredSize stored_size(const TensorSpec& spec, WeightType type) {
+  if (spec.layout == TensorLayout::Plain) {
+    size_t n = 1;
+    for (int64_t d : spec.shape) n *= static_cast<size_t>(d);
+    return {round_up_64(n * sizeof(float)), 0};
   }
-  return (n + 15) / 16 * 16;
+  const bool k_by_n = spec.layout == TensorLayout::PackKByN;
+  const int64_t k = spec.shape[k_by_n ? 0 : 1], n = spec.shape[k_by_n ? 1 : 0];
+  return {round_up_64(static_cast<size_t>(PackedMatrix::data_bytes(type, k, n))),
+          round_up_64(static_cast<size_t>(PackedMatrix::scale_bytes(type, k, n)))};
 }
 
 }  // namespace
@@ -68,28 +70,41 @@ std::vector<TensorSpec> Weights::specs_for(const Config& c) {
   return specs;
 }
 
-Weights::Weights(const Config& c) : specs_(specs_for(c)) {
+Weights::Weights(const Config& c, WeightType type) : type_(type), specs_(specs_for(c)) {
   size_t total = 0;
-  for (const auto& spec : specs_) total += stored_floats(spec);
-  buffer_.resize(total, Buffer::Pages::Huge);
-  size_t offset = 0;
+  for (const auto& spec : specs_) {
+    const StoredSize size = stored_size(spec, type);
+    total += size.data + size.scales;
+  }
+  buffer_.resize(total / sizeof(float), Buffer::Pages::Huge);
+  // Where each tensor's bytes (and a packed one's scales) start.
+  std::vector<uint8_t*> data_at, scales_at;
+  uint8_t* at = reinterpret_cast<uint8_t*>(buffer_.data());
   for (auto& spec : specs_) {
-    spec.dest = buffer_.data() + offset;
-    offset += stored_floats(spec);
+    const StoredSize size = stored_size(spec, type);
+    data_at.push_back(at);
+    scales_at.push_back(size.scales != 0 ? at + size.data : nullptr);
+    if (spec.layout == TensorLayout::Plain) spec.dest = reinterpret_cast<float*>(at);
+    at += size.data + size.scales;
   }
   loaded_.assign(specs_.size(), false);
 
-  auto find = [this](const std::string& name) -> TensorSpec& {
-    for (auto& spec : specs_) {
-      if (spec.name == name) return spec;
+  auto find = [this](const std::string& name) -> size_t {
+    for (size_t i = 0; i < specs_.size(); ++i) {
+      if (specs_[i].name == name) return i;
     }
     throw std::logic_error("no tensor spec named " + name);
   };
-  auto plain = [&](const std::string& name) -> const float* { return find(name).dest; };
+  auto plain = [&](const std::string& name) -> const float* { return specs_[find(name)].dest; };
   auto packed = [&](const std::string& name, PackedMatrix& m) {
-    TensorSpec& spec = find(name);
+    const size_t i = find(name);
+    TensorSpec& spec = specs_[i];
     const bool k_by_n = spec.layout == TensorLayout::PackKByN;
-    m = PackedMatrix{spec.dest, spec.shape[k_by_n ? 0 : 1], spec.shape[k_by_n ? 1 : 0]};
+    m.type = type;
+    m.data = data_at[i];
+    m.scales = reinterpret_cast<float*>(scales_at[i]);
+    m.k = spec.shape[k_by_n ? 0 : 1];
+    m.n = spec.shape[k_by_n ? 1 : 0];
     spec.packed = &m;
   };
 

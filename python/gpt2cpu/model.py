@@ -14,6 +14,18 @@ from .config import GPT2Config
 from .loading import core_config, load_into, locate_tensors, open_checkpoint
 from .threads import check_threads, default_threads
 
+# What from_pretrained(dtype=) accepts, the first being the default.
+DTYPES: tuple[str, ...] = tuple(_core.DTYPES)
+
+
+def check_dtype(dtype: str | None) -> str:
+    """dtype as the engine names it (None: float32); ValueError listing the valid ones."""
+    if dtype is None:
+        return DTYPES[0]
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return dtype
+
 if TYPE_CHECKING:
     from .generation import GenerationResult, GenerationStream
     from .tokenizer import Tokenizer
@@ -182,22 +194,31 @@ class Model:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, threads: int | None = None, *, progress: bool | None = None
+        cls,
+        path: str | Path,
+        threads: int | None = None,
+        dtype: str | None = None,
+        *,
+        progress: bool | None = None,
     ) -> Model:
         """Load a Hugging Face model directory: config.json, model.safetensors (or sharded
         with model.safetensors.index.json) and, when present, the tokenizer files.
 
         threads: compute threads (default: GPT2CPU_NUM_THREADS, else the usable cores).
+        dtype: what the weight matrices are stored and read as, converted at load from
+            whatever the checkpoint holds: "float32" (the default), "bfloat16", "float16",
+            "int8" or "int4" (docs/precisions.md gives each one's accuracy and speed).
         progress: show a progress line while loading (default: when stderr is a terminal).
         """
         directory = Path(path)
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: model directory not found")
         n_threads = default_threads() if threads is None else check_threads(threads)
+        weight_dtype = check_dtype(dtype)
         config = GPT2Config.from_file(directory / "config.json")
         with open_checkpoint(directory) as files:
             located = locate_tensors(config, files)
-            core = _core.Model(core_config(config), n_threads)
+            core = _core.Model(core_config(config), n_threads, weight_dtype)
             load_into(core, located, progress=progress)
         return cls(core, config, _load_tokenizer(directory), directory)
 
@@ -211,7 +232,13 @@ class Model:
 
     @property
     def weight_bytes(self) -> int:
+        """Bytes the stored weights occupy (scales included): what a decode step reads."""
         return int(self._core.weight_bytes)
+
+    @property
+    def dtype(self) -> str:
+        """What the weight matrices are stored as: one of gpt2cpu.DTYPES."""
+        return str(self._core.dtype)
 
     def new_sequence(self, capacity: int | None = None) -> Sequence:
         """A fresh sequence with a KV cache for `capacity` tokens (default: n_positions)."""
@@ -285,7 +312,8 @@ class Model:
         c = self.config
         return (
             f"Model({str(self.path)!r}, n_layer={c.n_layer}, n_embd={c.n_embd}, "
-            f"n_head={c.n_head}, vocab_size={c.vocab_size}, threads={self.threads})"
+            f"n_head={c.n_head}, vocab_size={c.vocab_size}, dtype={self.dtype!r}, "
+            f"threads={self.threads})"
         )
 
 

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "gpt2cpu/packed_matrix.h"
+#include "gpt2cpu/weight_type.h"
+
 namespace gpt2cpu {
 
 // Rows of A handled by one GEMM micro-kernel call (register blocking: kGemmRows x 16 floats).
@@ -59,8 +62,26 @@ constexpr float kExpWeightFloor = -87.3365478515625f;
 // to fill two FMA units of 4-cycle latency. Each round is 2 * kMultiplyAddLanes flops.
 constexpr int64_t kMultiplyAddLanes = 96;
 
+// The products with a stored weight matrix of one type (src/kernels/weight_kernels.inc
+// says how each output is summed: the same way in gemv and gemm_rows).
+struct WeightKernels {
+  // c (panels, 16) += a (w.k) @ panels [p, p + panels) of w: a decode step's product,
+  // kGemvPanels panels read side by side.
+  void (*gemv)(const PackedMatrix& w, int64_t p, int64_t panels, const float* a, float* c);
+  // c (m, 16; row stride ldc) += a (m, w.k; row stride lda) @ panel p of w, 1 <= m <=
+  // kGemmRows: a few rows (a few sequences' decode steps, a short append).
+  void (*gemm_rows)(const PackedMatrix& w, int64_t p, int64_t m, const float* a, int64_t lda,
+                    float* c, int64_t ldc);
+  // dst (rows, 16) = rows [r0, r0 + rows) of panel p of w as float32: the weights of a
+  // prompt's blocked GEMM, converted once per block.
+  void (*unpack)(const PackedMatrix& w, int64_t p, int64_t r0, int64_t rows, float* dst);
+};
+
 struct KernelTable {
   const char* name;
+
+  // Indexed by WeightType.
+  WeightKernels weights[kWeightTypes];
 
   // c (m, 16; row stride ldc) += a (m, k; row stride lda) @ b (k, 16), for 1 <= m <= kGemmRows.
   void (*gemm_tile)(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,

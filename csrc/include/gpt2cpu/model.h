@@ -17,7 +17,8 @@ namespace gpt2cpu {
 
 class Model {
  public:
-  Model(const Config& config, int threads);
+  // type: what the matrices are stored as (converted at load).
+  Model(const Config& config, int threads, WeightType type = WeightType::F32);
 
   const Config& config() const { return config_; }
   Weights& weights() { return weights_; }

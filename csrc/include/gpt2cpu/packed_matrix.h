@@ -1,33 +1,65 @@
 #pragma once
-// A weight matrix W (k inputs, n outputs) stored in column panels of kPanel outputs:
-// panel p holds W[0:k, p*kPanel : (p+1)*kPanel] row by row, zero-padded past n.
-// Both kernels read it front to back: the one-token GEMV streams each panel once, and the
-// GEMM's micro-kernel reads kPanel contiguous floats per input element.
+// A weight matrix W (k inputs, n outputs) stored in column panels of kPanel outputs, in one
+// of the weight types (weight_type.h): panel p holds W[0:k, p*kPanel : (p+1)*kPanel] row
+// by row, zero-padded past n, each row kPanel stored weights (int4: 8 bytes, the low
+// nibbles outputs 0-7, the high ones 8-15). A quantized type keeps, per panel, one float
+// scale per output for each group of group_rows rows: W[r][j] = q[r][j] * scale[r / G][j].
+// Every kernel reads a panel front to back: the one-token GEMV streams each panel once,
+// and the GEMM's micro-kernel reads kPanel contiguous weights per input element.
 
 #include <cstdint>
+
+#include "gpt2cpu/weight_type.h"
 
 namespace gpt2cpu {
 
 constexpr int64_t kPanel = 16;
 
 struct PackedMatrix {
-  float* data = nullptr;
-  int64_t k = 0;  // inputs (rows of W)
-  int64_t n = 0;  // outputs (columns of W)
+  WeightType type = WeightType::F32;
+  uint8_t* data = nullptr;  // panels() panels of panel_bytes() each
+  float* scales = nullptr;  // panels() blocks of groups() x kPanel floats; null if unscaled
+  int64_t k = 0;            // inputs (rows of W)
+  int64_t n = 0;            // outputs (columns of W)
 
   int64_t panels() const { return (n + kPanel - 1) / kPanel; }
-  static int64_t storage(int64_t k, int64_t n) { return ((n + kPanel - 1) / kPanel) * k * kPanel; }
-  const float* panel(int64_t p) const { return data + p * k * kPanel; }
+  int64_t group_rows() const { return info(type).group_rows; }
+  // Scale groups down each column: 0 for an unscaled type.
+  int64_t groups() const { return groups(type, k); }
+  int64_t panel_bytes() const { return panel_bytes(type, k); }
+  const uint8_t* panel(int64_t p) const { return data + p * panel_bytes(); }
+  const float* panel_scales(int64_t p) const { return scales + p * groups() * kPanel; }
+  // The float32 panel p: only for a float32 matrix.
+  const float* panel_f32(int64_t p) const {
+    return reinterpret_cast<const float*>(data) + p * k * kPanel;
+  }
 
-  // Fill from W given as (k, n) row-major: Hugging Face Conv1D weights.
+  static int64_t groups(WeightType t, int64_t k) {
+    const int64_t g = info(t).group_rows;
+    return g == 0 ? 0 : (k + g - 1) / g;
+  }
+  static int64_t panel_bytes(WeightType t, int64_t k) { return k * kPanel * info(t).bits / 8; }
+  // Bytes of weights and of scales a (k, n) matrix of type t occupies.
+  static int64_t data_bytes(WeightType t, int64_t k, int64_t n) {
+    return (n + kPanel - 1) / kPanel * panel_bytes(t, k);
+  }
+  static int64_t scale_bytes(WeightType t, int64_t k, int64_t n) {
+    return (n + kPanel - 1) / kPanel * groups(t, k) * kPanel * 4;
+  }
+
+  // Fill from W given as (k, n) row-major float32: Hugging Face Conv1D weights.
   void pack_from_k_by_n(const float* w, int threads = 1);
-  // Fill from W^T given as (n, k) row-major: nn.Linear weights and the tied embedding.
+  // Fill from W^T given as (n, k) row-major float32: nn.Linear weights, the tied embedding.
   void pack_from_n_by_k(const float* wt, int threads = 1);
-  // out (k) = W[:, j], i.e. row j of the (n, k) form: an embedding lookup on a tied head.
+  // out (k) = W[:, j] as float32 (dequantized): an embedding lookup on a tied head.
   void column(int64_t j, float* out) const;
   // W[:, first : first + count] as a matrix of its own, sharing this one's panels. first
   // must start a panel, and the range must end at a panel's end or at n: std::out_of_range.
   PackedMatrix columns(int64_t first, int64_t count) const;
+
+ private:
+  // Panel p from its float32 form f (k, kPanel), quantizing where the type says so.
+  void encode_panel(int64_t p, const float* f);
 };
 
 }  // namespace gpt2cpu

@@ -1,7 +1,8 @@
 #pragma once
 // GPT-2's parameters as a struct of pointers into one aligned buffer, named after the
-// checkpoint keys (without the "transformer." prefix). Projections are packed for the
-// matmul kernels; vectors and the position table are stored as they come.
+// checkpoint keys (without the "transformer." prefix). Projections (and the LM head) are
+// packed for the matmul kernels in the model's weight type; vectors, the position table and
+// an untied embedding's rows stay float32 as they come (they are read a row at a time).
 
 #include <cstdint>
 #include <string>
@@ -35,13 +36,13 @@ struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;  // as stored in the checkpoint
   TensorLayout layout;
-  float* dest;
+  float* dest;                 // for TensorLayout::Plain
   PackedMatrix* packed;        // for the packed layouts
 };
 
 class Weights {
  public:
-  explicit Weights(const Config& config);
+  Weights(const Config& config, WeightType type);
   Weights(const Weights&) = delete;
   Weights& operator=(const Weights&) = delete;
 
@@ -51,13 +52,16 @@ class Weights {
   static std::vector<TensorSpec> specs_for(const Config& config);
   // The same, pointing into this object's buffer.
   const std::vector<TensorSpec>& specs() const { return specs_; }
-  // Copy one checkpoint tensor (float32, row-major, shape as in specs()) into place.
+  // Copy one checkpoint tensor (float32, row-major, shape as in specs()) into place,
+  // converting a matrix to the weight type.
   // Throws std::invalid_argument for an unknown name or a wrong shape.
   void load(const std::string& name, const float* data, const std::vector<int64_t>& shape,
             int threads = 1);
   // Names of required tensors not loaded yet.
   std::vector<std::string> missing() const;
+  // What the stored weights occupy, scales included.
   size_t bytes() const { return buffer_.size() * sizeof(float); }
+  WeightType type() const { return type_; }
 
   // out (C) = embedding of token id
   void token_embedding(int64_t id, float* out) const;
@@ -69,6 +73,7 @@ class Weights {
   std::vector<LayerWeights> layers;
 
  private:
+  WeightType type_;
   const float* wte_rows_ = nullptr;  // (V, C); only when the head is not tied
   Buffer buffer_;
   std::vector<TensorSpec> specs_;

@@ -9,7 +9,9 @@
 
 namespace gpt2cpu {
 namespace {
+#include "../simd/vec_avx2.h"
 #include "portable.inc"
+#include "weight_kernels.inc"
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -573,14 +575,28 @@ void attend_block_avx2(const AttendBlock& job, float* scratch) {
   }
 }
 
+KernelTable make_table() {
+  KernelTable t{};
+  t.name = "avx2";
+  fill_weight_kernels(t.weights);
+  t.gemm_tile = gemm_tile_avx2;
+  t.gemv = gemv_avx2;
+  t.gemm_packed = gemm_packed_avx2;
+  t.pack_tile = pack_tile_avx2;
+  t.layernorm = layernorm_portable;
+  t.gelu_tanh = gelu_tanh_avx2;
+  t.sum = sum_avx2;
+  t.multiply_add = multiply_add_avx2;
+  t.exp_weights = exp_weights_avx2;
+  t.attend = attend_avx2;
+  t.attend_block = attend_block_avx2;
+  return t;
+}
+
 }  // namespace
 
 const KernelTable& avx2_kernels() {
-  static const KernelTable table = {
-      "avx2",         gemm_tile_avx2, gemv_avx2,         gemm_packed_avx2, pack_tile_avx2,
-      layernorm_portable, gelu_tanh_avx2, sum_avx2, multiply_add_avx2, exp_weights_avx2,
-      attend_avx2,    attend_block_avx2,
-  };
+  static const KernelTable table = make_table();
   return table;
 }
 

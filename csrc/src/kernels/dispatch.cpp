@@ -17,7 +17,8 @@ bool cpu_has_avx2() {
 #if defined(GPT2CPU_HAVE_AVX2)
   // libgcc's check covers the OS enabling the YMM state (XGETBV) as well as CPUID.
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
 #else
   return false;
 #endif
@@ -28,7 +29,7 @@ const KernelTable* table_named(const std::string& name) {
 #if defined(GPT2CPU_HAVE_AVX2)
   if (name == "avx2") {
     if (!cpu_has_avx2()) {
-      throw std::invalid_argument("ISA 'avx2' is not supported by this CPU (needs AVX2 and FMA)");
+      throw std::invalid_argument("ISA 'avx2' is not supported by this CPU (needs AVX2, FMA and F16C)");
     }
     return &avx2_kernels();
   }

@@ -6,15 +6,31 @@
 
 namespace gpt2cpu {
 namespace {
+#include "../simd/vec_generic.h"
 #include "portable.inc"
+#include "weight_kernels.inc"
+
+KernelTable make_table() {
+  KernelTable t{};
+  t.name = "generic";
+  fill_weight_kernels(t.weights);
+  t.gemm_tile = gemm_tile_portable;
+  t.gemv = gemv_portable;
+  t.gemm_packed = gemm_packed_portable;
+  t.pack_tile = pack_tile_portable;
+  t.layernorm = layernorm_portable;
+  t.gelu_tanh = gelu_tanh_portable;
+  t.sum = sum_streams_portable;
+  t.multiply_add = multiply_add_portable;
+  t.exp_weights = exp_weights_portable;
+  t.attend = attend_portable;
+  t.attend_block = attend_block_portable;
+  return t;
+}
 }  // namespace
 
 const KernelTable& generic_kernels() {
-  static const KernelTable table = {
-      "generic",          gemm_tile_portable,   gemv_portable,         gemm_packed_portable,
-      pack_tile_portable, layernorm_portable,   gelu_tanh_portable,    sum_streams_portable,
-      multiply_add_portable, exp_weights_portable, attend_portable, attend_block_portable,
-  };
+  static const KernelTable table = make_table();
   return table;
 }
 

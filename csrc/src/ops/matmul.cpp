@@ -36,7 +36,7 @@ void padded_bias(float* row, const float* bias, int64_t cols) {
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                       const PackedMatrix& w, const float* bias, Accumulate acc,
                       const Activation* act, const Parallel& par) {
-  const KernelTable& kt = kernels();
+  const WeightKernels& wk = kernels().weights[static_cast<int>(w.type)];
   const int64_t panels = w.panels();
   // Handed out in chunks, not split evenly up front: a thread that starts late (woken from
   // a passive wait, or descheduled) then takes a smaller share instead of making the others
@@ -66,7 +66,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     for (int64_t p = p0; p < p1; p += kGemvPanels) {
       const int64_t group = min64(kGemvPanels, p1 - p);
       for (int64_t q = 0; q < group; ++q) start_row(tile + q * kPanel, 0, p + q);
-      kt.gemv(w.k, inp, w.panel(p), group, tile);
+      wk.gemv(w, p, group, inp, tile);
       for (int64_t q = 0; q < group; ++q) finish_row(tile + q * kPanel, 0, p + q);
     }
   };
@@ -75,7 +75,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     for (int64_t r = 0; r < t; r += kGemmRows) {
       const int64_t m = min64(kGemmRows, t - r);
       for (int64_t i = 0; i < m; ++i) start_row(tile + i * kPanel, r + i, p);
-      kt.gemm_tile(m, w.k, inp + r * ldi, ldi, w.panel(p), tile, kPanel);
+      wk.gemm_rows(w, p, m, inp + r * ldi, ldi, tile, kPanel);
       for (int64_t i = 0; i < m; ++i) finish_row(tile + i * kPanel, r + i, p);
     }
   };
@@ -98,17 +98,24 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
                     const PackedMatrix& w, const float* bias, Accumulate acc, bool gelu,
                     const Parallel& par) {
   const KernelTable& kt = kernels();
+  const WeightKernels& wk = kt.weights[static_cast<int>(w.type)];
+  const bool convert = w.type != WeightType::F32;
   const int64_t panels = w.panels();
   const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
   // One packing block per thread, allocated here: nothing may throw in the parallel region
   // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
+  // A weight type other than float32 also gets a block of its weights converted to float32,
+  // once per row block, then reused by the block's 20 tiles: under 1% of the multiply-adds.
   const size_t block_floats = static_cast<size_t>(kRowBlock * kDepthBlock);
-  Buffer packed(block_floats * static_cast<size_t>(par.threads()));
+  const size_t weight_floats = convert ? static_cast<size_t>(kDepthBlock * kPanel) : 0;
+  const size_t thread_floats = block_floats + weight_floats;
+  Buffer packed(thread_floats * static_cast<size_t>(par.threads()));
   par.run([&](const Share& share) {
     // This thread's rows: a contiguous share of whole tiles.
     const int64_t row_begin = share.begin(tiles) * kGemmRows;
     const int64_t row_end = min64(t, share.end(tiles) * kGemmRows);
-    float* a_block = packed.data() + block_floats * static_cast<size_t>(share.rank);
+    float* a_block = packed.data() + thread_floats * static_cast<size_t>(share.rank);
+    float* b_block = a_block + block_floats;
     alignas(64) float tile[kGemmRows * kPanel];
     float edge_bias[kPanel];  // the bias of a last panel narrower than kPanel, zero-padded
 
@@ -122,15 +129,22 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
         TileEnd end;
         end.add_to_c = !first || acc == Accumulate::Yes;
         end.gelu_tanh = gelu && p0 + kc == w.k;
-        // Each tile prefetches its share of the next panel's kc lines of weights.
-        const int64_t lines_per_tile = (kc + block_tiles - 1) / block_tiles;
+        // Each tile prefetches its share of the lines of the next panel's block of weights
+        // (kc lines of 16 floats; fewer for a narrower type).
+        const int64_t block_lines = (kc * (w.panel_bytes() / w.k) + 63) / 64;
+        const int64_t lines_per_tile = (block_lines + block_tiles - 1) / block_tiles;
         for (int64_t ti = 0; ti < block_tiles; ++ti) {
           const int64_t r = r0 + ti * kGemmRows;
           kt.pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
                        min64(kGemmRows, row_end - r), kc);
         }
         for (int64_t p = 0; p < panels; ++p) {
-          const float* b = w.panel(p) + p0 * kPanel;
+          const float* b = b_block;
+          if (convert) {
+            wk.unpack(w, p, p0, kc, b_block);
+          } else {
+            b = w.panel_f32(p) + p0 * kPanel;
+          }
           const int64_t col0 = p * kPanel;
           const int64_t cols = min64(kPanel, w.n - col0);
           end.bias = first && bias != nullptr ? bias + col0 : nullptr;
@@ -141,15 +155,16 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           // The next panel's block of weights (kc lines) is fetched into L2 a share per
           // tile, by the micro-kernel among its FMAs: its first tile would otherwise wait
           // on memory for all of it.
+          const int64_t row_bytes = w.panel_bytes() / w.k;
           const char* next_b = reinterpret_cast<const char*>(
-              p + 1 < panels ? w.panel(p + 1) + p0 * kPanel : b);
+              w.panel(p + 1 < panels ? p + 1 : p) + p0 * row_bytes);
           for (int64_t ti = 0; ti < block_tiles; ++ti) {
             const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
             const float* a = a_block + ti * kc * kGemmRows;
             float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
-            const int64_t first_line = min64(kc, ti * lines_per_tile);
+            const int64_t first_line = min64(block_lines, ti * lines_per_tile);
             end.prefetch = next_b + first_line * 64;
-            end.prefetch_lines = min64(kc, (ti + 1) * lines_per_tile) - first_line;
+            end.prefetch_lines = min64(block_lines, (ti + 1) * lines_per_tile) - first_line;
             if (m == kGemmRows && cols == kPanel) {
               kt.gemm_packed(kc, a, b, c, ldo, end);
               continue;
