@@ -73,6 +73,7 @@ class EngineResult:
 @dataclass(frozen=True)
 class Workload:
     threads: int
+    dtype: str = "float32"
     prompt_tokens: int = 512
     decode_prompt_tokens: int = 16
     new_tokens: int = 128
@@ -256,7 +257,9 @@ class _TransformersEngine:
 
 def load_gpt2cpu(directory: Path, work: Workload) -> tuple[Model, tuple[float, Spread]]:
     model, first, warm = _load_repeatedly(
-        lambda: Model.from_pretrained(directory, threads=work.threads, progress=False),
+        lambda: Model.from_pretrained(
+            directory, threads=work.threads, dtype=work.dtype, progress=False
+        ),
         work.repeats,
     )
     _check(work, model.config.n_positions)
@@ -384,6 +387,7 @@ def run(
         "model": str(directory),
         "parameters": c.parameter_count(),
         "weight_bytes": model.weight_bytes,
+        "dtype": model.dtype,
         "isa": _core.kernels.isa(),
         "workload": asdict(work),
         "gpt2cpu": asdict(ours),

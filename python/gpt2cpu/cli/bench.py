@@ -8,7 +8,7 @@ from typing import Any
 
 from ..random_model import SHAPES
 from ..threads import check_threads, default_threads
-from .common import add_model_argument, model_directory
+from .common import DTYPE_NAMES, add_dtype_argument, add_model_argument, model_directory
 
 
 def register(subparsers: Any) -> None:
@@ -20,6 +20,7 @@ def register(subparsers: Any) -> None:
         "arithmetic peak that a prompt reaches.",
     )
     add_model_argument(p)
+    add_dtype_argument(p, allow_all=True)
     p.add_argument(
         "--shape",
         choices=sorted(SHAPES, key=lambda s: int(s[:-1])),
@@ -77,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--positions must be integers separated by commas, got {args.positions!r}"
         ) from None
+    if args.dtype == "all":
+        return run_every_dtype(args)
     work = Workload(
         threads=threads,
+        dtype=args.dtype,
         prompt_tokens=args.prompt_tokens,
         new_tokens=args.new_tokens,
         repeats=args.repeats,
@@ -90,6 +94,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_every_dtype(args: argparse.Namespace) -> int:
+    """The same bench for each weight type in turn, each in a fresh process (so that its
+    load time and peak memory are its own), then a table of them side by side."""
+    import subprocess
+    import sys
+
+    argv = [a for a in sys.argv[1:] if a != "--json"]
+    at = argv.index("--dtype") if "--dtype" in argv else -1
+    if at >= 0:
+        del argv[at : at + 2]
+    argv = [a for a in argv if not a.startswith("--dtype=")]
+    reports = []
+    for dtype in DTYPE_NAMES:
+        print(f"gpt2cpu bench: running --dtype {dtype}", file=sys.stderr, flush=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "gpt2cpu", *argv, "--dtype", dtype, "--json"],
+            check=True, stdout=subprocess.PIPE, text=True,
+        )
+        reports.append(json.loads(done.stdout))
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for r in reports:
+            print(format_report(r, args.shape))
+        print(format_dtype_table(reports))
+    return 0
+
+
+def format_dtype_table(reports: list[dict[str, Any]]) -> str:
+    base = reports[0]["gpt2cpu"]["decode_tokens_per_s"]
+    lines = [
+        "every dtype, side by side (medians; decode x: against the first row):",
+        f"  {'dtype':<9} {'weights MB':>10} {'MB/token':>9} {'decode tok/s':>12} {'x':>6} "
+        f"{'roofline':>8} {'prompt tok/s':>12} {'load s':>7} {'peak RSS MB':>11}",
+    ]
+    for r in reports:
+        ours = r["gpt2cpu"]
+        lines.append(
+            f"  {r['dtype']:<9} {r['weight_bytes'] / 1e6:>10.1f} "
+            f"{r['decode_bytes_per_token'] / 1e6:>9.1f} {ours['decode_tokens_per_s']:>12.1f} "
+            f"{ours['decode_tokens_per_s'] / base:>5.2f}x {r['decode_bandwidth_share']:>8.0%} "
+            f"{ours['prompt_tokens_per_s']['median']:>12.0f} {ours['first_load_s']:>7.2f} "
+            f"{r['peak_rss_bytes'] / 1e6:>11.0f}"
+        )
+    return "\n".join(lines)
+
+
 def format_report(r: dict[str, Any], shape: str | None) -> str:
     ours = r["gpt2cpu"]
     w = r["workload"]
@@ -97,7 +148,8 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
     what = f"random GPT-2 {shape}" if shape else r["model"]
     lines = [
         f"gpt2cpu bench: {what} ({r['parameters'] / 1e6:.1f}M parameters), "
-        f"{w['threads']} thread{'' if w['threads'] == 1 else 's'}, {r['isa']} kernels",
+        f"{w['threads']} thread{'' if w['threads'] == 1 else 's'}, {r['isa']} kernels, "
+        f"{r['dtype']} weights",
         _load_line(ours),
         _prompt_line("prompt", ours, w),
         f"  prompt arithmetic    {r['prompt_flops_per_s'] / 1e9:.0f} GFLOP/s, "

@@ -26,3 +26,18 @@ def model_directory(args: argparse.Namespace) -> Path:
 def read_text_argument(value: str) -> str:
     """A text argument as given, or all of stdin for "-"."""
     return sys.stdin.read() if value == "-" else value
+
+
+# The engine's weight types (gpt2cpu._core.DTYPES, which a test holds this to), spelled out
+# so that building the parser does not load the engine.
+DTYPE_NAMES = ("float32", "bfloat16", "float16", "int8", "int4")
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser, *, allow_all: bool = False) -> None:
+    choices = (*DTYPE_NAMES, "all") if allow_all else DTYPE_NAMES
+    extra = "; all: each in turn, side by side" if allow_all else ""
+    parser.add_argument(
+        "--dtype", choices=choices, default="float32",
+        help="store the weight matrices as this type, converted at load "
+        f"(default float32{extra}; docs/precisions.md compares them)",
+    )

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from . import CliError
-from .common import add_model_argument, model_directory, read_text_argument
+from .common import add_dtype_argument, add_model_argument, model_directory, read_text_argument
 
 DESCRIPTION = """\
 Continue PROMPT with the model, printing the new text to stdout as it is produced and a
@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("prompt", metavar="PROMPT", help='the prompt text; "-" reads it from stdin')
     add_model_argument(parser)
+    add_dtype_argument(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="compute threads (default: $GPT2CPU_NUM_THREADS, else all cores)")
     length = parser.add_argument_group("length and stopping")
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         truncate=args.truncate,
     )
     prompt = read_text_argument(args.prompt)
-    model = Model.from_pretrained(model_directory(args), threads=args.threads)
+    model = Model.from_pretrained(model_directory(args), threads=args.threads, dtype=args.dtype)
     if model.tokenizer is None:
         raise CliError(f"{model.path}: the model directory has no tokenizer files")
     pieces = stream(model, prompt, config)

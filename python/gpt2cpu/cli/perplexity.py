@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import add_model_argument, model_directory
+from .common import add_dtype_argument, add_model_argument, model_directory
 
 
 def register(subparsers: Any) -> None:
@@ -18,6 +18,7 @@ def register(subparsers: Any) -> None:
         "(window = n_positions, stride = half of it, unless given).",
     )
     add_model_argument(p)
+    add_dtype_argument(p)
     p.add_argument("file", help="UTF-8 text file, or - for stdin")
     p.add_argument("--window", type=int, default=None, help="tokens per window (n_positions)")
     p.add_argument("--stride", type=int, default=None, help="window step (window // 2)")
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    model = Model.from_pretrained(model_directory(args), threads=args.threads)
+    model = Model.from_pretrained(model_directory(args), threads=args.threads, dtype=args.dtype)
     r = perplexity(model, text, window=args.window, stride=args.stride)
     if args.json:
         print(
