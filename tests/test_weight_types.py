@@ -155,7 +155,6 @@ PERPLEXITY_BOUND = {"bfloat16": 0.001, "float16": 0.001, "int8": 0.005, "int4": 
 def heldout() -> tuple[Model, str, dict[str, float]]:
     from gpt2cpu.bundled import DEFAULT_MODEL_DIR
     from gpt2cpu.perplexity import perplexity
-
     from test_demo_model import data_file
 
     path = data_file()
