@@ -48,6 +48,34 @@ def reference_dequantized(w: np.ndarray, dtype: str) -> np.ndarray:
     return out
 
 
+def quantized_rows(x: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """The integer products' input: per row and group of columns, scale = max |x| / 127 and
+    q = round(x / scale), clamped to [-127, 127]. Returns q (float64) and scales (t, groups)."""
+    t, k = x.shape
+    q = np.zeros((t, k))
+    scales = np.zeros((t, -(-k // group)), np.float32)
+    for g, c0 in enumerate(range(0, k, group)):
+        block = x[:, c0 : c0 + group]
+        most = np.abs(block).max(axis=1)
+        inv = np.where(most > 0, np.float32(127) / np.where(most > 0, most, 1), 0)
+        q[:, c0 : c0 + group] = np.clip(np.rint(block * inv.astype(np.float32)[:, None]), -127, 127)
+        scales[:, g] = most / np.float32(127)
+    return q, scales
+
+
+def reference_product(x: np.ndarray, stored: np.ndarray, dtype: str) -> np.ndarray:
+    """x @ W in float64 by the type's scheme: W as stored; for integer types, x quantized
+    per row and group too, each group's product (exact in integers) times its scales."""
+    if dtype not in GROUP_ROWS:
+        return x.astype(np.float64) @ stored.astype(np.float64)
+    g = GROUP_ROWS[dtype]
+    q, scales = quantized_rows(x, g)
+    out = np.zeros((x.shape[0], stored.shape[1]))
+    for i, c0 in enumerate(range(0, x.shape[1], g)):
+        out += (q[:, c0 : c0 + g] @ stored[c0 : c0 + g].astype(np.float64)) * scales[:, i : i + 1]
+    return out
+
+
 # Not multiples of the 16-wide panel, of the 8 or 16 SIMD lanes, nor of a scale group;
 # past one depth block (256) and one group; one row (decode), a few (streaming) and many
 # (the blocked GEMM, which converts weights a block at a time).
@@ -107,18 +135,21 @@ def test_products_match_numpy_on_the_stored_weights(
     isa: str, dtype: str, threads: int, t: int, k: int, n: int
 ) -> None:
     rng = np.random.default_rng(t * 7919 + k * 31 + n)
-    a, w, b = rand(rng, t, k), rand(rng, k, n), rand(rng, n)
+    a, w, b, c = rand(rng, t, k), rand(rng, k, n), rand(rng, n), rand(rng, t, n)
     packed = K.PackedWeight(w, dtype, threads)
-    expect = a.astype(np.float64) @ packed.dequantized().astype(np.float64) + b
+    expect = reference_product(a, packed.dequantized(), dtype) + b
+    tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(k) * max(1.0, float(np.abs(expect).max()))}
     got = packed.matmul(a, b, threads=threads)
-    scale = max(1.0, float(np.abs(expect).max()))
-    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5 * np.sqrt(k) * scale)
-    if t < 48:  # a row alone is summed as it is among a few (batch invariance)
-        for r in {0, t - 1}:
-            assert np.array_equal(packed.matmul(a[r : r + 1], b, threads=threads)[0], got[r])
+    np.testing.assert_allclose(got, expect, **tol)
+    np.testing.assert_allclose(packed.matmul(a, b, c, threads=threads), c + expect, **tol)
+    if t < K.TEAM_ROWS:  # as one of a decode step's operators
+        assert np.array_equal(packed.matmul(a, b, threads=threads, team=True), got)
+    # Batch invariance: a row alone gets the bits it gets among any number of rows.
+    for r in {0, t // 2, t - 1}:
+        assert np.array_equal(packed.matmul(a[r : r + 1], b, threads=threads)[0], got[r])
 
 
-@pytest.mark.parametrize("dtype", DTYPES[1:])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("t", [1, 5, 200])
 def test_products_are_the_same_bits_on_any_thread_count(isa: str, dtype: str, t: int) -> None:
     rng = np.random.default_rng(t)
@@ -127,6 +158,25 @@ def test_products_are_the_same_bits_on_any_thread_count(isa: str, dtype: str, t:
     first, *rest = (packed.matmul(a, b, threads=threads) for threads in (1, 2, 3))
     for other in rest:
         assert np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_row_gets_the_same_bits_at_every_row_count(isa: str, dtype: str) -> None:
+    """Past the row count where float types switch to the blocked GEMM too (48), with
+    the residual's accumulate and the MLP's activation."""
+    rng = np.random.default_rng(3)
+    a, w, b, c = rand(rng, 130, 520), rand(rng, 520, 70), rand(rng, 70), rand(rng, 130, 70)
+    packed = K.PackedWeight(w, dtype)
+    alone = [packed.matmul(a[r : r + 1], b, c[r : r + 1])[0] for r in (0, 47, 129)]
+    act = [packed.matmul(a[r : r + 1], b, activation=_core.Activation.gelu_tanh)[0]
+           for r in (0, 47, 129)]
+    for t in (1, 2, 47, 48, 49, 130):
+        rows = packed.matmul(a[:t], b, c[:t], threads=2)
+        activated = packed.matmul(a[:t], b, threads=2, activation=_core.Activation.gelu_tanh)
+        for i, r in enumerate((0, 47, 129)):
+            if r < t:
+                assert np.array_equal(rows[r], alone[i]), (t, r)
+                assert np.array_equal(activated[r], act[i]), (t, r)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -75,14 +75,17 @@ struct PackedWeight {
     float* c = result.mutable_data();
     const float* b = bias ? bias->data() : nullptr;
     py::gil_scoped_release release;
-    with_parallel(threads, team, [&](const Parallel& par) {
-      if (activation) {
-        matmul_activate(c, n, inp.data(), k, t, matrix, b, *activation, par);
-      } else {
-        gpt2cpu::matmul(c, n, inp.data(), k, t, matrix, b,
-                        out ? Accumulate::Yes : Accumulate::No, par);
-      }
-    });
+    with_parallel(
+        threads, team,
+        [&](const Parallel& par) {
+          if (activation) {
+            matmul_activate(c, n, inp.data(), k, t, matrix, b, *activation, par);
+          } else {
+            gpt2cpu::matmul(c, n, inp.data(), k, t, matrix, b,
+                            out ? Accumulate::Yes : Accumulate::No, par);
+          }
+        },
+        team ? integer_product_scratch(t, k) : 0);
     return result;
   }
 };

@@ -66,15 +66,29 @@ void PackedMatrix::encode_panel(int64_t p, const float* f) {
       for (int64_t r0 = 0, gi = 0; r0 < k; r0 += g, ++gi) {
         const int64_t rows = k - r0 < g ? k - r0 : g;
         quantize_group(type, f + r0 * kPanel, rows, q, s + gi * kPanel);
-        if (type == WeightType::I8) {
-          std::memcpy(dst + r0 * kPanel, q, static_cast<size_t>(rows * kPanel));
-          continue;
-        }
-        for (int64_t r = 0; r < rows; ++r) {
-          uint8_t* row = dst + (r0 + r) * (kPanel / 2);
-          for (int64_t j = 0; j < kPanel / 2; ++j) {
-            const int lo = q[r * kPanel + j] + 8, hi = q[r * kPanel + j + kPanel / 2] + 8;
-            row[j] = static_cast<uint8_t>(lo | (hi << 4));
+        // Rows past k (padding the last block) hold q = 0.
+        const int64_t padded = (rows + kDotRows - 1) / kDotRows * kDotRows;
+        for (int64_t i = rows * kPanel; i < padded * kPanel; ++i) q[i] = 0;
+        for (int64_t b = 0; b < padded / kDotRows; ++b) {
+          const int8_t* rows4 = q + b * kDotRows * kPanel;
+          if (type == WeightType::I8) {
+            uint8_t* block = dst + (r0 + b * kDotRows) * kPanel;
+            for (int64_t j = 0; j < kPanel; ++j) {
+              for (int64_t t = 0; t < kDotRows; ++t) {
+                block[j * kDotRows + t] = static_cast<uint8_t>(rows4[t * kPanel + j] + 128);
+              }
+            }
+          } else {
+            uint8_t* block = dst + (r0 + b * kDotRows) * kPanel / 2;
+            uint8_t u[kDotRows * kPanel];
+            for (int64_t j = 0; j < kPanel; ++j) {
+              for (int64_t t = 0; t < kDotRows; ++t) {
+                u[j * kDotRows + t] = static_cast<uint8_t>(rows4[t * kPanel + j] + 8);
+              }
+            }
+            for (int64_t i = 0; i < kDotRows * kPanel / 2; ++i) {
+              block[i] = static_cast<uint8_t>(u[i] | (u[i + kDotRows * kPanel / 2] << 4));
+            }
           }
         }
       }
@@ -121,28 +135,36 @@ void PackedMatrix::pack_from_n_by_k(const float* wt, int threads) {
   }
 }
 
-void PackedMatrix::column(int64_t j, float* out) const {
-  const int64_t p = j / kPanel, c = j % kPanel;
-  const uint8_t* src = panel(p);
-  const float* s = scales != nullptr ? panel_scales(p) : nullptr;
-  const int64_t g = group_rows();
-  for (int64_t r = 0; r < k; ++r) {
-    const int64_t i = r * kPanel + c;
-    switch (type) {
-      case WeightType::F32: out[r] = reinterpret_cast<const float*>(src)[i]; break;
-      case WeightType::BF16: out[r] = bf16_to_float(reinterpret_cast<const uint16_t*>(src)[i]); break;
-      case WeightType::F16: out[r] = f16_to_float(reinterpret_cast<const uint16_t*>(src)[i]); break;
-      case WeightType::I8:
-        out[r] = static_cast<float>(reinterpret_cast<const int8_t*>(src)[i]) * s[(r / g) * kPanel + c];
-        break;
-      case WeightType::I4: {
-        const uint8_t byte = src[r * (kPanel / 2) + c % (kPanel / 2)];
-        const int q = (c < kPanel / 2 ? byte & 15 : byte >> 4) - 8;
-        out[r] = static_cast<float>(q) * s[(r / g) * kPanel + c];
-        break;
+float PackedMatrix::at(int64_t r, int64_t j) const {
+  const int64_t c = j % kPanel;
+  const uint8_t* src = panel(j / kPanel);
+  switch (type) {
+    case WeightType::F32:
+      return reinterpret_cast<const float*>(src)[r * kPanel + c];
+    case WeightType::BF16:
+      return bf16_to_float(reinterpret_cast<const uint16_t*>(src)[r * kPanel + c]);
+    case WeightType::F16:
+      return f16_to_float(reinterpret_cast<const uint16_t*>(src)[r * kPanel + c]);
+    case WeightType::I8:
+    case WeightType::I4: {
+      const float scale = panel_scales(j / kPanel)[(r / group_rows()) * kPanel + c];
+      const int64_t block = r / kDotRows, u = c * kDotRows + r % kDotRows;
+      int q;
+      if (type == WeightType::I8) {
+        q = static_cast<int>(src[block * kDotRows * kPanel + u]) - 128;
+      } else {
+        constexpr int64_t kHalf = kDotRows * kPanel / 2;
+        const uint8_t byte = src[block * kHalf + u % kHalf];
+        q = (u < kHalf ? byte & 15 : byte >> 4) - 8;
       }
+      return static_cast<float>(q) * scale;
     }
   }
+  return 0.0f;
+}
+
+void PackedMatrix::column(int64_t j, float* out) const {
+  for (int64_t r = 0; r < k; ++r) out[r] = at(r, j);
 }
 
 PackedMatrix PackedMatrix::columns(int64_t first, int64_t count) const {

@@ -62,7 +62,9 @@ bool machine_is_busy() {
 
 }  // namespace
 
-Team::Team() : spin_(machine_is_busy() ? Clock::duration::zero() : Clock::duration(kSpin)) {}
+Team::Team(size_t scratch_bytes)
+    : spin_(machine_is_busy() ? Clock::duration::zero() : Clock::duration(kSpin)),
+      scratch_((scratch_bytes + sizeof(float) - 1) / sizeof(float)) {}
 
 void Team::wait(int size) {
   if (size <= 1) {

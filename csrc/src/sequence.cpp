@@ -1,5 +1,6 @@
 #include "gpt2cpu/sequence.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -92,7 +93,13 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   }
   // A few tokens (a decode step) run through the blocks in one team, which keeps its
   // threads between operators; a prompt opens a region per operator.
-  with_parallel(threads, team, [&](const Parallel& par) { forward(par, n, logits, n_logits); });
+  // A team's integer products quantize their input into scratch the team holds.
+  const size_t team_scratch = team && info(w.type()).integer
+                                  ? integer_product_scratch(n, std::max(C, c.mlp_width()))
+                                  : 0;
+  with_parallel(
+      threads, team, [&](const Parallel& par) { forward(par, n, logits, n_logits); },
+      team_scratch);
   length_ += n;
 }
 

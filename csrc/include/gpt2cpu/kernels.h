@@ -62,18 +62,49 @@ constexpr float kExpWeightFloor = -87.3365478515625f;
 // to fill two FMA units of 4-cycle latency. Each round is 2 * kMultiplyAddLanes flops.
 constexpr int64_t kMultiplyAddLanes = 96;
 
-// The products with a stored weight matrix of one type (src/kernels/weight_kernels.inc
-// says how each output is summed: the same way in gemv and gemm_rows).
+// Rows of depth a float product sums on their own before adding them to the output: the
+// blocked GEMM's depth block, and the groups of the few-row kernels, which sum the same way.
+constexpr int64_t kDepthBlock = 256;
+
+// The input rows of a product with a stored weight matrix. Float types read f; integer
+// types read the rows quantized to int8 (ops/matmul.cpp quantizes them once a product):
+// per row and group of the type's group_rows, scale = max |x| / 127, q = round(x / scale),
+// and sum = the sum of the group's q.
+struct ProductRows {
+  const float* f = nullptr;   // (m, k), row stride ld
+  int64_t ld = 0;
+  const int8_t* q = nullptr;  // (m, k padded to kDotRows), row stride ldq
+  int64_t ldq = 0;
+  const float* scale = nullptr;  // (m, groups), row stride ldg
+  const int32_t* sum = nullptr;  // (m, groups), row stride ldg
+  int64_t ldg = 0;
+
+  ProductRows from(int64_t row) const {
+    ProductRows r = *this;
+    if (f != nullptr) r.f += row * ld;
+    if (q != nullptr) {
+      r.q += row * ldq;
+      r.scale += row * ldg;
+      r.sum += row * ldg;
+    }
+    return r;
+  }
+};
+
+// The products with a stored weight matrix of one type. How each output is summed
+// (src/kernels/weight_kernels.inc) is the same in both kernels and for every number of
+// rows, so a row's result never depends on what else shares its product.
 struct WeightKernels {
-  // c (panels, 16) += a (w.k) @ panels [p, p + panels) of w: a decode step's product,
+  // c (panels, 16) += a (one row) @ panels [p, p + panels) of w: a decode step's product,
   // kGemvPanels panels read side by side.
-  void (*gemv)(const PackedMatrix& w, int64_t p, int64_t panels, const float* a, float* c);
-  // c (m, 16; row stride ldc) += a (m, w.k; row stride lda) @ panel p of w, 1 <= m <=
-  // kGemmRows: a few rows (a few sequences' decode steps, a short append).
-  void (*gemm_rows)(const PackedMatrix& w, int64_t p, int64_t m, const float* a, int64_t lda,
+  void (*gemv)(const PackedMatrix& w, int64_t p, int64_t panels, const ProductRows& a,
+               float* c);
+  // c (m, 16; row stride ldc) += a (m rows) @ panel p of w, 1 <= m <= kGemmRows.
+  void (*gemm_rows)(const PackedMatrix& w, int64_t p, int64_t m, const ProductRows& a,
                     float* c, int64_t ldc);
   // dst (rows, 16) = rows [r0, r0 + rows) of panel p of w as float32: the weights of a
-  // prompt's blocked GEMM, converted once per block.
+  // prompt's blocked GEMM, converted once per block. Float types only (null for integer
+  // types, which take gemm_rows at every row count).
   void (*unpack)(const PackedMatrix& w, int64_t p, int64_t r0, int64_t rows, float* dst);
 };
 

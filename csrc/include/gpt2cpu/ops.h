@@ -19,9 +19,15 @@ constexpr int64_t kTeamRows = kAttendBlock;
 
 enum class Accumulate { No, Yes };
 
-// out (t, w.n; ldo) = [out +] inp (t, w.k; ldi) @ W + bias (w.n, may be null)
+// out (t, w.n; ldo) = [out +] inp (t, w.k; ldi) @ W + bias (w.n, may be null).
+// Each output is summed the same way whatever t (kernels.h: WeightKernels), so a row's
+// result never depends on the other rows. In a team, an integer-typed W needs the team's
+// scratch to hold integer_product_scratch(t, w.k) bytes.
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, const Parallel& par);
+
+// Bytes an integer product over t rows of depth k quantizes its input into (ProductRows).
+size_t integer_product_scratch(int64_t t, int64_t k);
 
 // out (t, w.n; ldo) = act(inp (t, w.k; ldi) @ W + bias): the MLP's first layer. The
 // activation is applied to each output tile as it is finished (a prompt's gelu_new while

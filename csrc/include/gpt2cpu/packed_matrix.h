@@ -1,11 +1,16 @@
 #pragma once
 // A weight matrix W (k inputs, n outputs) stored in column panels of kPanel outputs, in one
-// of the weight types (weight_type.h): panel p holds W[0:k, p*kPanel : (p+1)*kPanel] row
-// by row, zero-padded past n, each row kPanel stored weights (int4: 8 bytes, the low
-// nibbles outputs 0-7, the high ones 8-15). A quantized type keeps, per panel, one float
-// scale per output for each group of group_rows rows: W[r][j] = q[r][j] * scale[r / G][j].
-// Every kernel reads a panel front to back: the one-token GEMV streams each panel once,
-// and the GEMM's micro-kernel reads kPanel contiguous weights per input element.
+// of the weight types (weight_type.h): panel p holds W[0:k, p*kPanel : (p+1)*kPanel],
+// zero-padded past n. Every kernel reads a panel front to back: the one-token GEMV streams
+// each panel once, and the GEMM's micro-kernel reads a panel's rows in order.
+//  - float types: row by row, kPanel weights a row.
+//  - integer types: one float scale per output for each group of G = group_rows rows,
+//    W[r][j] = q[r][j] * scale[r / G][j], and the rows in blocks of kDotRows = 4, zero-padded
+//    past k, each block holding output j's 4 weights side by side (byte 4j + t is row t of
+//    the block), the layout of an integer dot product's operand:
+//      int8: 64 bytes a block, byte 4j + t = q + 128 (offset binary: an unsigned operand);
+//      int4: 32 bytes a block, byte i holding value i in its low nibble and value i + 32 in
+//            its high one, value 4j + t = q + 8 (outputs 0-7 low, 8-15 high).
 
 #include <cstdint>
 
@@ -38,7 +43,13 @@ struct PackedMatrix {
     const int64_t g = info(t).group_rows;
     return g == 0 ? 0 : (k + g - 1) / g;
   }
-  static int64_t panel_bytes(WeightType t, int64_t k) { return k * kPanel * info(t).bits / 8; }
+  // Rows as stored: integer types pad k to whole blocks of kDotRows.
+  static int64_t stored_rows(WeightType t, int64_t k) {
+    return info(t).integer ? (k + kDotRows - 1) / kDotRows * kDotRows : k;
+  }
+  static int64_t panel_bytes(WeightType t, int64_t k) {
+    return stored_rows(t, k) * kPanel * info(t).bits / 8;
+  }
   // Bytes of weights and of scales a (k, n) matrix of type t occupies.
   static int64_t data_bytes(WeightType t, int64_t k, int64_t n) {
     return (n + kPanel - 1) / kPanel * panel_bytes(t, k);
@@ -51,6 +62,8 @@ struct PackedMatrix {
   void pack_from_k_by_n(const float* w, int threads = 1);
   // Fill from W^T given as (n, k) row-major float32: nn.Linear weights, the tied embedding.
   void pack_from_n_by_k(const float* wt, int threads = 1);
+  // W[r][j] as float32 (dequantized).
+  float at(int64_t r, int64_t j) const;
   // out (k) = W[:, j] as float32 (dequantized): an embedding lookup on a tied head.
   void column(int64_t j, float* out) const;
   // W[:, first : first + count] as a matrix of its own, sharing this one's panels. first

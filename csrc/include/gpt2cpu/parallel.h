@@ -12,6 +12,8 @@
 
 #include <omp.h>
 
+#include "gpt2cpu/buffer.h"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -26,13 +28,17 @@ class Team {
  public:
   // Decides how long the barrier spins for this region: not at all when the machine has
   // been busy (more runnable threads than cores) since the last team was made.
-  Team();
+  // scratch_bytes: memory the team's operators share (allocated here, since nothing may be
+  // allocated inside the region): the integer products' quantized inputs.
+  explicit Team(size_t scratch_bytes = 0);
   Team(const Team&) = delete;
   Team& operator=(const Team&) = delete;
 
   // Returns once all `size` threads of the team have called it.
   void wait(int size);
   std::atomic<int64_t>& next() { return next_; }
+  void* scratch() { return scratch_.data(); }
+  size_t scratch_bytes() const { return scratch_.size() * sizeof(float); }
 
  private:
   alignas(64) std::atomic<int> arrived_{0};
@@ -42,6 +48,7 @@ class Team {
   std::atomic<int> sleepers_{0};
   std::mutex mutex_;
   std::condition_variable woken_;
+  Buffer scratch_;
 };
 
 // One thread's part of an operator's work.
@@ -68,6 +75,8 @@ class Parallel {
   bool in_team() const { return team_ != nullptr; }
   // This thread's rank in the team (0 outside one).
   int rank() const { return rank_; }
+  // The team's shared scratch (see Team), null outside a team.
+  Team* team() const { return team_; }
 
   // Runs body(Share) on every thread, or on one if !wide (work too small to be worth
   // waking a thread for), and returns when it has finished everywhere.
@@ -96,8 +105,8 @@ class Parallel {
 // Runs step(const Parallel&) on each thread of one region of `threads` threads, as a team.
 // step must not throw: an exception cannot leave an OpenMP region.
 template <class Step>
-void in_team(int threads, Step&& step) {
-  Team team;
+void in_team(int threads, Step&& step, size_t scratch_bytes = 0) {
+  Team team(scratch_bytes);
 #pragma omp parallel num_threads(threads)
   step(Parallel(team, omp_get_thread_num(), omp_get_num_threads()));
 }
@@ -105,9 +114,9 @@ void in_team(int threads, Step&& step) {
 // Runs work(const Parallel&) on `threads` threads: as one team if `team`, else with a
 // region for each operator it runs.
 template <class Work>
-void with_parallel(int threads, bool team, Work&& work) {
+void with_parallel(int threads, bool team, Work&& work, size_t team_scratch_bytes = 0) {
   if (team) {
-    in_team(threads, [&](const Parallel& par) { work(par); });
+    in_team(threads, [&](const Parallel& par) { work(par); }, team_scratch_bytes);
   } else {
     work(Parallel(threads));
   }

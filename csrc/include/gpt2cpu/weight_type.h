@@ -18,18 +18,25 @@ struct WeightTypeInfo {
   const char* name;     // as users spell it: from_pretrained(dtype=...)
   int bits;             // per stored weight
   int64_t group_rows;   // rows of k sharing one scale per output; 0: no scales
+  bool integer;         // products in integer arithmetic, on activations quantized to int8
 };
 
-// Scales: symmetric, one float per output and group of rows along k. int8 keeps 7 bits of
-// each group's range; 64 rows per group cost 0.5 bits a weight. int4 needs smaller groups
-// (32 rows, as q4_0) to keep a group's largest weight from flattening the others.
+// Integer types: symmetric, one float scale per output and group of rows along k, and the
+// activations quantized per row and group likewise (packed_matrix.h has the layout). int8
+// keeps 7 bits of each group's range; 64 rows per group cost 0.5 bits a weight. int4 needs
+// smaller groups (32 rows, as q4_0) so that a group's largest weight does not flatten the
+// others.
 constexpr WeightTypeInfo kWeightTypeInfo[kWeightTypes] = {
-    {WeightType::F32, "float32", 32, 0},
-    {WeightType::BF16, "bfloat16", 16, 0},
-    {WeightType::F16, "float16", 16, 0},
-    {WeightType::I8, "int8", 8, 64},
-    {WeightType::I4, "int4", 4, 32},
+    {WeightType::F32, "float32", 32, 0, false},
+    {WeightType::BF16, "bfloat16", 16, 0, false},
+    {WeightType::F16, "float16", 16, 0, false},
+    {WeightType::I8, "int8", 8, 64, true},
+    {WeightType::I4, "int4", 4, 32, true},
 };
+
+// Rows an integer product sums in one step per output (a VNNI instruction's four bytes):
+// integer types store k in blocks of this many rows, interleaved, zero-padded past k.
+constexpr int64_t kDotRows = 4;
 
 inline const WeightTypeInfo& info(WeightType t) { return kWeightTypeInfo[static_cast<int>(t)]; }
 

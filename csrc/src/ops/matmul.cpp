@@ -1,13 +1,16 @@
 // out = [out +] inp @ W + bias, in two shapes of work:
-//  - few rows (decode): memory-bound. Threads split the weight panels; each panel is
-//    streamed once straight through the register tile; nothing is packed. One row (a
-//    decode step) reads kGemvPanels panels side by side: more reads in flight.
-//  - many rows (prompt): compute-bound. Threads split the rows, and each runs a BLIS-style
+//  - few rows (decode), and every row count of an integer-typed W: threads split the
+//    weight panels; each panel is streamed once straight through the register tile; nothing
+//    is packed. One row (a decode step) reads kGemvPanels panels side by side: more reads
+//    in flight. Integer types quantize the input rows once first (ProductRows).
+//  - many rows (prompt) of a float type: compute-bound. Threads split the rows, and each runs a BLIS-style
 //    blocked GEMM on its own: its input is packed into kGemmRows-row micro-panels a block at
 //    a time (kRowBlock x kDepthBlock, kept in L2), and each weight micro-panel
 //    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
 //    threads never wait for each other until the end: on a busy machine every barrier can
 //    cost a scheduler time slice.
+#include <cmath>
+
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
 #include "gpt2cpu/ops.h"
@@ -16,11 +19,10 @@ namespace gpt2cpu {
 
 namespace {
 
-constexpr int64_t kDepthBlock = 256;             // 256 x 16 floats = 16 KiB of weights
+// kDepthBlock (kernels.h): 256 x 16 floats = 16 KiB of weights
 constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB of input
-// Rows from which the blocked path is used. It must not depend on the thread count: the
-// paths sum in different orders at the edges, and seeded sampling promises the same tokens
-// on any thread count, so the same bits.
+// Rows from which a float W takes the blocked path. Both paths sum each output the same
+// way, so this is a matter of speed alone.
 constexpr int64_t kBlockedMinRows = 8 * kGemmRows;
 static_assert(kTeamRows <= kBlockedMinRows, "a team cannot run the blocked path");
 
@@ -32,11 +34,97 @@ void padded_bias(float* row, const float* bias, int64_t cols) {
   for (int64_t j = 0; j < kPanel; ++j) row[j] = bias != nullptr && j < cols ? bias[j] : 0.0f;
 }
 
+// The layout of an integer product's quantized input in a block of memory: q (t, k4),
+// then scale and sum (t, groups).
+struct QuantizedLayout {
+  int64_t k4, groups;
+  size_t q_bytes, scale_bytes, total;
+  QuantizedLayout(int64_t t, int64_t k, int64_t group)
+      : k4((k + kDotRows - 1) / kDotRows * kDotRows),
+        groups((k + group - 1) / group),
+        q_bytes(static_cast<size_t>((t * k4 + 63) / 64 * 64)),
+        scale_bytes(static_cast<size_t>(t * groups) * 4),
+        total(q_bytes + 2 * scale_bytes) {}
+};
+
+// The largest group of any integer type: the layout with the most groups is the smallest
+// group's, so sizes are taken over every integer type.
+size_t quantized_bytes(int64_t t, int64_t k) {
+  size_t most = 0;
+  for (const auto& row : kWeightTypeInfo) {
+    if (row.integer) {
+      const size_t bytes = QuantizedLayout(t, k, row.group_rows).total;
+      most = bytes > most ? bytes : most;
+    }
+  }
+  return most;
+}
+
+// Where the quantized input lives in memory laid out as QuantizedLayout(t, k, group).
+ProductRows quantized_view(int64_t t, int64_t k, int64_t group, void* memory) {
+  const QuantizedLayout layout(t, k, group);
+  uint8_t* base = static_cast<uint8_t*>(memory);
+  ProductRows rows;
+  rows.q = reinterpret_cast<int8_t*>(base);
+  rows.ldq = layout.k4;
+  rows.scale = reinterpret_cast<float*>(base + layout.q_bytes);
+  rows.sum = reinterpret_cast<int32_t*>(base + layout.q_bytes + layout.scale_bytes);
+  rows.ldg = layout.groups;
+  return rows;
+}
+
+// Rows [0, t) of inp quantized into `to` (a quantized_view): per row and group, scale =
+// max |x| / 127 and q = round(x / scale), clamped (an all-zero group gets scale 0 and q 0),
+// zero past k; sum = the sum of the group's q.
+void quantize_rows(const float* inp, int64_t ldi, int64_t t, int64_t k, int64_t group,
+                   const ProductRows& to) {
+  int8_t* q = const_cast<int8_t*>(to.q);
+  float* scale = const_cast<float*>(to.scale);
+  int32_t* sum = const_cast<int32_t*>(to.sum);
+  for (int64_t r = 0; r < t; ++r) {
+    const float* x = inp + r * ldi;
+    int8_t* qr = q + r * to.ldq;
+    for (int64_t g = 0; g < to.ldg; ++g) {
+      const int64_t c0 = g * group, c1 = min64(c0 + group, k);
+      float most = 0.0f;
+      for (int64_t c = c0; c < c1; ++c) most = std::fmax(most, std::fabs(x[c]));
+      const float inv = most > 0.0f ? 127.0f / most : 0.0f;
+      int32_t total = 0;
+      for (int64_t c = c0; c < c1; ++c) {
+        const float v = std::fmin(127.0f, std::fmax(-127.0f, std::nearbyint(x[c] * inv)));
+        qr[c] = static_cast<int8_t>(v);
+        total += qr[c];
+      }
+      scale[r * to.ldg + g] = most / 127.0f;
+      sum[r * to.ldg + g] = total;
+    }
+    for (int64_t c = k; c < to.ldq; ++c) qr[c] = 0;
+  }
+}
+
 // act: applied to each row of a tile before it is stored, or null.
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                       const PackedMatrix& w, const float* bias, Accumulate acc,
                       const Activation* act, const Parallel& par) {
   const WeightKernels& wk = kernels().weights[static_cast<int>(w.type)];
+  ProductRows a;
+  a.f = inp;
+  a.ld = ldi;
+  Buffer quantized;
+  if (info(w.type).integer) {
+    // Quantized once, by one thread: O(t k) against the product's O(t k n). A team cannot
+    // allocate, so it uses the scratch its caller sized with integer_product_scratch.
+    const int64_t group = w.group_rows();
+    void* memory = nullptr;
+    if (par.in_team()) {
+      memory = par.team()->scratch();
+    } else {
+      quantized.resize((QuantizedLayout(t, w.k, group).total + 3) / 4);
+      memory = quantized.data();
+    }
+    a = quantized_view(t, w.k, group, memory);
+    par.run([&](const Share&) { quantize_rows(inp, ldi, t, w.k, group, a); }, /*wide=*/false);
+  }
   const int64_t panels = w.panels();
   // Handed out in chunks, not split evenly up front: a thread that starts late (woken from
   // a passive wait, or descheduled) then takes a smaller share instead of making the others
@@ -58,7 +146,9 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   auto finish_row = [&](float* row, int64_t out_row, int64_t p) {
     const int64_t col0 = p * kPanel;
     const int64_t cols = min64(kPanel, w.n - col0);
-    if (act != nullptr) activate_here(row, cols, *act);
+    // The whole tile row, padding included: a last panel's few columns then take the
+    // vector code too, as the blocked GEMM's in-register activation does.
+    if (act != nullptr) activate_here(row, kPanel, *act);
     for (int64_t j = 0; j < cols; ++j) out[out_row * ldo + col0 + j] = row[j];
   };
   // Panels [p0, p1) of the one row, a gemv group at a time.
@@ -66,7 +156,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     for (int64_t p = p0; p < p1; p += kGemvPanels) {
       const int64_t group = min64(kGemvPanels, p1 - p);
       for (int64_t q = 0; q < group; ++q) start_row(tile + q * kPanel, 0, p + q);
-      wk.gemv(w, p, group, inp, tile);
+      wk.gemv(w, p, group, a, tile);
       for (int64_t q = 0; q < group; ++q) finish_row(tile + q * kPanel, 0, p + q);
     }
   };
@@ -75,7 +165,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     for (int64_t r = 0; r < t; r += kGemmRows) {
       const int64_t m = min64(kGemmRows, t - r);
       for (int64_t i = 0; i < m; ++i) start_row(tile + i * kPanel, r + i, p);
-      wk.gemm_rows(w, p, m, inp + r * ldi, ldi, tile, kPanel);
+      wk.gemm_rows(w, p, m, a.from(r), tile, kPanel);
       for (int64_t i = 0; i < m; ++i) finish_row(tile + i * kPanel, r + i, p);
     }
   };
@@ -117,17 +207,24 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
     float* a_block = packed.data() + thread_floats * static_cast<size_t>(share.rank);
     float* b_block = a_block + block_floats;
     alignas(64) float tile[kGemmRows * kPanel];
-    float edge_bias[kPanel];  // the bias of a last panel narrower than kPanel, zero-padded
+    // Each output starts as the streaming path starts it, bias [+ out], and every depth
+    // block's sum (a chain from zero) is added to it in turn: the sums of the few-row
+    // kernels, so a row gets the same bits at any row count.
+    for (int64_t r = row_begin; r < row_end; ++r) {
+      float* o = out + r * ldo;
+      for (int64_t j = 0; j < w.n; ++j) {
+        const float start = bias != nullptr ? bias[j] : 0.0f;
+        o[j] = acc == Accumulate::Yes ? start + o[j] : start;
+      }
+    }
 
     for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
       const int64_t mc = min64(kRowBlock, row_end - r0);
       const int64_t block_tiles = (mc + kGemmRows - 1) / kGemmRows;
       for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
         const int64_t kc = min64(kDepthBlock, w.k - p0);
-        // The first depth block starts each tile from [out +] bias; the rest add to it.
-        const bool first = p0 == 0;
         TileEnd end;
-        end.add_to_c = !first || acc == Accumulate::Yes;
+        end.add_to_c = true;
         end.gelu_tanh = gelu && p0 + kc == w.k;
         // Each tile prefetches its share of the lines of the next panel's block of weights
         // (kc lines of 16 floats; fewer for a narrower type).
@@ -147,11 +244,6 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           }
           const int64_t col0 = p * kPanel;
           const int64_t cols = min64(kPanel, w.n - col0);
-          end.bias = first && bias != nullptr ? bias + col0 : nullptr;
-          if (end.bias != nullptr && cols < kPanel) {
-            padded_bias(edge_bias, end.bias, cols);
-            end.bias = edge_bias;
-          }
           // The next panel's block of weights (kc lines) is fetched into L2 a share per
           // tile, by the micro-kernel among its FMAs: its first tile would otherwise wait
           // on memory for all of it.
@@ -172,7 +264,7 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
             // A ragged edge: compute the full tile into scratch, keep the valid part.
             for (int64_t i = 0; i < kGemmRows; ++i) {
               for (int64_t j = 0; j < kPanel; ++j) {
-                tile[i * kPanel + j] = (end.add_to_c && i < m && j < cols) ? c[i * ldo + j] : 0.0f;
+                tile[i * kPanel + j] = i < m && j < cols ? c[i * ldo + j] : 0.0f;
               }
             }
             kt.gemm_packed(kc, a, b, tile, kPanel, end);
@@ -186,11 +278,19 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
   });
 }
 
+// Whether a product takes the blocked path: a float W over many rows (k = 0: only the
+// streaming path writes out).
+bool blocked(int64_t t, const PackedMatrix& w) {
+  return t >= kBlockedMinRows && w.k > 0 && !info(w.type).integer;
+}
+
 }  // namespace
+
+size_t integer_product_scratch(int64_t t, int64_t k) { return quantized_bytes(t, k); }
 
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, const Parallel& par) {
-  if (t >= kBlockedMinRows && w.k > 0) {  // (k = 0: only the streaming path writes out)
+  if (blocked(t, w)) {
     matmul_blocked(out, ldo, inp, ldi, t, w, bias, acc, /*gelu=*/false, par);
   } else {
     matmul_streaming(out, ldo, inp, ldi, t, w, bias, acc, /*act=*/nullptr, par);
@@ -199,7 +299,7 @@ void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
 
 void matmul_activate(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                      const PackedMatrix& w, const float* bias, Activation act, const Parallel& par) {
-  if (t < kBlockedMinRows || w.k == 0) {
+  if (!blocked(t, w)) {
     // Each tile row is activated as it is stored, not in a pass of its own, which in a
     // team would cost a barrier.
     matmul_streaming(out, ldo, inp, ldi, t, w, bias, Accumulate::No, &act, par);

@@ -52,3 +52,56 @@ GPT2CPU_VEC_INLINE void vload_i4_row(const uint8_t* p, VF* out) {
 GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
 }
+
+// Integer dot products for the integer weight types (packed_matrix.h has the layouts):
+// kLanes int32 lanes, one output each. A prepared block is kRowVecs vectors of 4 bytes a
+// lane (output j's 4 rows); vdot adds each lane's 4 products with the 4 activation bytes.
+// AVX2 has no 4-way byte dot product: pmaddubsw (unsigned x signed bytes, pairs summed to
+// int16) then pmaddwd by ones (pairs to int32). int8 weights go through their magnitude
+// and the activations carry their sign, so no int16 sum can saturate (2 * 127 * 127).
+using VI = __m256i;
+GPT2CPU_VEC_INLINE VI vizero() { return _mm256_setzero_si256(); }
+GPT2CPU_VEC_INLINE VI vset1_i32(int32_t x) { return _mm256_set1_epi32(x); }
+GPT2CPU_VEC_INLINE VI vsub_i32(VI a, VI b) { return _mm256_sub_epi32(a, b); }
+GPT2CPU_VEC_INLINE VF vcvt_i32(VI a) { return _mm256_cvtepi32_ps(a); }
+// The 4 activation bytes at a, in every lane.
+GPT2CPU_VEC_INLINE VI vbcast4(const int8_t* a) {
+  int32_t x;
+  __builtin_memcpy(&x, a, 4);
+  return _mm256_set1_epi32(x);
+}
+
+// What vdot_i8 and vdot_i4 count beyond the true sum, per unit of the activations' sum:
+// the offset the stored form adds to each weight, where the product sees it.
+constexpr int32_t kDotOffsetI8 = 0;
+constexpr int32_t kDotOffsetI4 = 8;
+
+struct DotI8 {
+  VI magnitude[2], sign[2];
+};
+GPT2CPU_VEC_INLINE DotI8 vprep_i8(const uint8_t* block) {
+  DotI8 w;
+  for (int i = 0; i < 2; ++i) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * i));
+    w.sign[i] = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
+    w.magnitude[i] = _mm256_abs_epi8(w.sign[i]);
+  }
+  return w;
+}
+GPT2CPU_VEC_INLINE VI vdot_i8(VI acc, const DotI8& w, int i, VI a4) {
+  const __m256i pairs = _mm256_maddubs_epi16(w.magnitude[i], _mm256_sign_epi8(a4, w.sign[i]));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+struct DotI4 {
+  VI u[2];
+};
+GPT2CPU_VEC_INLINE DotI4 vprep_i4(const uint8_t* block) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block));
+  const __m256i low4 = _mm256_set1_epi8(15);
+  return DotI4{{_mm256_and_si256(x, low4), _mm256_and_si256(_mm256_srli_epi16(x, 4), low4)}};
+}
+GPT2CPU_VEC_INLINE VI vdot_i4(VI acc, const DotI4& w, int i, VI a4) {
+  const __m256i pairs = _mm256_maddubs_epi16(w.u[i], a4);
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}

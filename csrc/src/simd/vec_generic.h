@@ -79,3 +79,65 @@ GPT2CPU_VEC_INLINE void vload_i4_row(const uint8_t* p, VF* out) {
   }
 }
 GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
+
+// Integer dot products for the integer weight types (see vec_avx2.h), in plain C++.
+struct VI {
+  int32_t x[kLanes];
+};
+GPT2CPU_VEC_INLINE VI vizero() { return VI{}; }
+GPT2CPU_VEC_INLINE VI vset1_i32(int32_t s) {
+  VI r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = s;
+  return r;
+}
+GPT2CPU_VEC_INLINE VI vsub_i32(VI a, VI b) {
+  VI r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = a.x[i] - b.x[i];
+  return r;
+}
+GPT2CPU_VEC_INLINE VF vcvt_i32(VI a) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = static_cast<float>(a.x[i]);
+  return r;
+}
+// The 4 activation bytes, in lanes 0-3 (the rest unused).
+GPT2CPU_VEC_INLINE VI vbcast4(const int8_t* a) {
+  VI r{};
+  for (int t = 0; t < 4; ++t) r.x[t] = a[t];
+  return r;
+}
+
+constexpr int32_t kDotOffsetI8 = 128;
+constexpr int32_t kDotOffsetI4 = 8;
+
+// A prepared block: the stored bytes, one per weight (int4 unpacked), output-major.
+struct DotI8 {
+  const uint8_t* bytes;
+};
+GPT2CPU_VEC_INLINE DotI8 vprep_i8(const uint8_t* block) { return DotI8{block}; }
+GPT2CPU_VEC_INLINE VI vdot_i8(VI acc, const DotI8& w, int i, VI a4) {
+  for (int l = 0; l < kLanes; ++l) {
+    const uint8_t* wj = w.bytes + (i * kLanes + l) * 4;
+    for (int t = 0; t < 4; ++t) acc.x[l] += static_cast<int32_t>(wj[t]) * a4.x[t];
+  }
+  return acc;
+}
+
+struct DotI4 {
+  uint8_t u[64];
+};
+GPT2CPU_VEC_INLINE DotI4 vprep_i4(const uint8_t* block) {
+  DotI4 w;
+  for (int b = 0; b < 32; ++b) {
+    w.u[b] = block[b] & 15;
+    w.u[b + 32] = block[b] >> 4;
+  }
+  return w;
+}
+GPT2CPU_VEC_INLINE VI vdot_i4(VI acc, const DotI4& w, int i, VI a4) {
+  for (int l = 0; l < kLanes; ++l) {
+    const uint8_t* wj = w.u + (i * kLanes + l) * 4;
+    for (int t = 0; t < 4; ++t) acc.x[l] += static_cast<int32_t>(wj[t]) * a4.x[t];
+  }
+  return acc;
+}
