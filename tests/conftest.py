@@ -30,7 +30,7 @@ def hf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tupl
     return make
 
 
-@pytest.fixture(params=["generic", "avx2"])
+@pytest.fixture(params=["generic", "avx2", "avx512"])
 def isa(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once per kernel table this CPU has; the portable one always."""
     from gpt2cpu import _core

@@ -170,6 +170,8 @@ struct KernelTable {
 const KernelTable& generic_kernels();
 #if defined(GPT2CPU_HAVE_AVX2)
 const KernelTable& avx2_kernels();
+void fill_avx512_weight_kernels(WeightKernels* out);
+void fill_avx512_vnni_weight_kernels(WeightKernels* out);
 #endif
 
 // The table in use: chosen once from the CPU's features, or from GPT2CPU_ISA if set.

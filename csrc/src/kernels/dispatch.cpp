@@ -24,6 +24,42 @@ bool cpu_has_avx2() {
 #endif
 }
 
+bool cpu_has_avx512() {
+#if defined(GPT2CPU_HAVE_AVX2)
+  __builtin_cpu_init();
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512_vnni() {
+#if defined(GPT2CPU_HAVE_AVX2)
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+#if defined(GPT2CPU_HAVE_AVX2)
+// TEMPORARY: avx2's float kernels with the AVX-512 weight kernels, until the avx512 set.
+const KernelTable& avx512_bridge() {
+  static const KernelTable table = [] {
+    KernelTable t = avx2_kernels();
+    t.name = "avx512";
+    if (cpu_has_avx512_vnni()) {
+      fill_avx512_vnni_weight_kernels(t.weights);
+    } else {
+      fill_avx512_weight_kernels(t.weights);
+    }
+    return t;
+  }();
+  return table;
+}
+#endif
+
 const KernelTable* table_named(const std::string& name) {
   if (name == "generic") return &generic_kernels();
 #if defined(GPT2CPU_HAVE_AVX2)
@@ -33,6 +69,12 @@ const KernelTable* table_named(const std::string& name) {
     }
     return &avx2_kernels();
   }
+  if (name == "avx512") {
+    if (!cpu_has_avx512()) {
+      throw std::invalid_argument("ISA 'avx512' is not supported by this CPU (needs AVX-512 F, BW, VL and DQ)");
+    }
+    return &avx512_bridge();
+  }
 #endif
   std::string known;
   for (const auto& isa : available_isas()) known += (known.empty() ? "" : ", ") + isa;
@@ -41,6 +83,7 @@ const KernelTable* table_named(const std::string& name) {
 
 const KernelTable* best_table() {
 #if defined(GPT2CPU_HAVE_AVX2)
+  if (cpu_has_avx512()) return &avx512_bridge();
   if (cpu_has_avx2()) return &avx2_kernels();
 #endif
   return &generic_kernels();
@@ -74,6 +117,7 @@ const KernelTable& kernels() {
 std::vector<std::string> available_isas() {
   std::vector<std::string> names{"generic"};
   if (cpu_has_avx2()) names.emplace_back("avx2");
+  if (cpu_has_avx512()) names.emplace_back("avx512");
   return names;
 }
 
