@@ -292,3 +292,21 @@ def test_from_pretrained_rejects_a_bad_dtype() -> None:
 
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
         Model.from_pretrained(DEFAULT_MODEL_DIR, dtype="fp8")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_non_finite_weight_or_input_is_not_rounded_away(isa: str, dtype: str, bad: float) -> None:
+    """As in float32, a NaN or infinite weight or input gives non-finite outputs (which
+    generation then reports), never a quantized number."""
+    rng = np.random.default_rng(5)
+    a, w = rand(rng, 3, 100), rand(rng, 100, 40)
+    w[70, 17] = bad
+    out = K.PackedWeight(w, dtype).matmul(a)
+    assert not np.isfinite(out[:, 17]).any()
+    assert np.isfinite(np.delete(out, 17, axis=1)).all()
+    w[70, 17] = 1.0
+    a[1, 33] = bad
+    out = K.PackedWeight(w, dtype).matmul(a)
+    assert not np.isfinite(out[1]).any()
+    assert np.isfinite(out[[0, 2]]).all()

@@ -1,6 +1,8 @@
 #include "gpt2cpu/packed_matrix.h"
 
+#include <cfloat>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -22,21 +24,34 @@ static_assert(kWeightTypeInfo[static_cast<int>(WeightType::I8)].group_rows <= kM
 //    rounded and clamped into [-8, 7] (absmax / 7 would leave one level unused).
 // f: (rows, kPanel) float32, one group; q: its quantized values; scale: kPanel floats.
 void quantize_group(WeightType type, const float* f, int64_t rows, int8_t* q, float* scale) {
-  for (int64_t j = 0; j < kPanel; ++j) {
-    float extreme = 0.0f;  // the signed value of largest magnitude
-    for (int64_t r = 0; r < rows; ++r) {
+  // Column-wise in lanes of kPanel: rows outer, so the compiler vectorises across columns.
+  float extreme[kPanel] = {}, magnitude[kPanel] = {};  // the signed value of largest magnitude
+  bool finite[kPanel];
+  for (int64_t j = 0; j < kPanel; ++j) finite[j] = true;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < kPanel; ++j) {
       const float v = f[r * kPanel + j];
-      if (std::fabs(v) > std::fabs(extreme)) extreme = v;
+      const bool larger = std::fabs(v) > magnitude[j];
+      magnitude[j] = larger ? std::fabs(v) : magnitude[j];
+      extreme[j] = larger ? v : extreme[j];
+      finite[j] = finite[j] && std::fabs(v) <= FLT_MAX;
     }
-    const float s = type == WeightType::I8 ? std::fabs(extreme) / 127.0f : extreme / -8.0f;
-    const float lo = type == WeightType::I8 ? -127.0f : -8.0f;
-    const float hi = type == WeightType::I8 ? 127.0f : 7.0f;
-    const float inv = s != 0.0f ? 1.0f / s : 0.0f;
-    scale[j] = s;
-    for (int64_t r = 0; r < rows; ++r) {
-      float v = std::nearbyint(f[r * kPanel + j] * inv);
-      v = v < lo ? lo : (v > hi ? hi : v);
-      q[r * kPanel + j] = static_cast<int8_t>(v);
+  }
+  const bool i8 = type == WeightType::I8;
+  const float lo = i8 ? -127.0f : -8.0f, hi = i8 ? 127.0f : 7.0f;
+  float inv[kPanel];
+  for (int64_t j = 0; j < kPanel; ++j) {
+    const float s = i8 ? magnitude[j] / 127.0f : extreme[j] / -8.0f;
+    // A NaN or infinite weight makes its group's scale NaN: every output it feeds is NaN,
+    // as in float32, instead of a silently rounded number.
+    scale[j] = finite[j] ? s : std::numeric_limits<float>::quiet_NaN();
+    inv[j] = finite[j] && s != 0.0f ? 1.0f / s : 0.0f;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < kPanel; ++j) {
+      const float v = round_even(f[r * kPanel + j] * inv[j]);
+      // NaN (an infinite weight times 0) goes to lo: any value will do under a NaN scale.
+      q[r * kPanel + j] = static_cast<int8_t>(v > lo ? (v < hi ? v : hi) : lo);
     }
   }
 }

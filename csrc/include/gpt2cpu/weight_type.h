@@ -59,6 +59,14 @@ inline float bf16_to_float(uint16_t h) {
   return f;
 }
 
+// x rounded to the nearest integer, ties to even, for |x| <= 2^22: std::nearbyint's result
+// without its library call, which the compiler cannot vectorise at the baseline ISA (the
+// quantizers round every weight at load and every input of an integer product).
+inline float round_even(float x) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it leaves no fraction bits
+  return x >= 0.0f ? (x + kMagic) - kMagic : (x - kMagic) + kMagic;
+}
+
 uint16_t float_to_f16(float f);
 float f16_to_float(uint16_t h);
 

@@ -9,7 +9,9 @@
 //    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
 //    threads never wait for each other until the end: on a busy machine every barrier can
 //    cost a scheduler time slice.
+#include <cfloat>
 #include <cmath>
+#include <limits>
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernels.h"
@@ -87,15 +89,21 @@ void quantize_rows(const float* inp, int64_t ldi, int64_t t, int64_t k, int64_t 
     for (int64_t g = 0; g < to.ldg; ++g) {
       const int64_t c0 = g * group, c1 = min64(c0 + group, k);
       float most = 0.0f;
-      for (int64_t c = c0; c < c1; ++c) most = std::fmax(most, std::fabs(x[c]));
-      const float inv = most > 0.0f ? 127.0f / most : 0.0f;
+      bool finite = true;
+      for (int64_t c = c0; c < c1; ++c) {
+        most = std::fabs(x[c]) > most ? std::fabs(x[c]) : most;
+        finite = finite && std::fabs(x[c]) <= FLT_MAX;
+      }
+      const float inv = finite && most > 0.0f ? 127.0f / most : 0.0f;
       int32_t total = 0;
       for (int64_t c = c0; c < c1; ++c) {
-        const float v = std::fmin(127.0f, std::fmax(-127.0f, std::nearbyint(x[c] * inv)));
-        qr[c] = static_cast<int8_t>(v);
+        const float v = round_even(x[c] * inv);
+        qr[c] = static_cast<int8_t>(v > -127.0f ? (v < 127.0f ? v : 127.0f) : -127.0f);
         total += qr[c];
       }
-      scale[r * to.ldg + g] = most / 127.0f;
+      // A NaN or infinite input makes the group's scale NaN, and so every output: the NaN
+      // propagates as it would in float32 (and generation reports it).
+      scale[r * to.ldg + g] = finite ? most / 127.0f : std::numeric_limits<float>::quiet_NaN();
       sum[r * to.ldg + g] = total;
     }
     for (int64_t c = k; c < to.ldq; ++c) qr[c] = 0;
