@@ -26,17 +26,18 @@ static_assert(kWeightTypeInfo[static_cast<int>(WeightType::I8)].group_rows <= kM
 void quantize_group(WeightType type, const float* f, int64_t rows, int8_t* q, float* scale) {
   // Column-wise in lanes of kPanel: rows outer, so the compiler vectorises across columns.
   float extreme[kPanel] = {}, magnitude[kPanel] = {};  // the signed value of largest magnitude
-  bool finite[kPanel];
-  for (int64_t j = 0; j < kPanel; ++j) finite[j] = true;
+  float non_finite[kPanel] = {};  // > 0 once a NaN or infinity was seen (kept a float: vectorises)
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < kPanel; ++j) {
-      const float v = f[r * kPanel + j];
-      const bool larger = std::fabs(v) > magnitude[j];
-      magnitude[j] = larger ? std::fabs(v) : magnitude[j];
+      const float v = f[r * kPanel + j], a = std::fabs(v);
+      const bool larger = a > magnitude[j];
+      magnitude[j] = larger ? a : magnitude[j];
       extreme[j] = larger ? v : extreme[j];
-      finite[j] = finite[j] && std::fabs(v) <= FLT_MAX;
+      non_finite[j] += a <= FLT_MAX ? 0.0f : 1.0f;
     }
   }
+  bool finite[kPanel];
+  for (int64_t j = 0; j < kPanel; ++j) finite[j] = non_finite[j] == 0.0f;
   const bool i8 = type == WeightType::I8;
   const float lo = i8 ? -127.0f : -8.0f, hi = i8 ? 127.0f : 7.0f;
   float inv[kPanel];

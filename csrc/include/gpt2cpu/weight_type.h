@@ -4,6 +4,7 @@
 // packed_matrix.cpp and a row loader in each vector layer (src/simd/): the kernels are
 // written once over those loaders (src/kernels/weight_kernels.inc).
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -63,8 +64,8 @@ inline float bf16_to_float(uint16_t h) {
 // without its library call, which the compiler cannot vectorise at the baseline ISA (the
 // quantizers round every weight at load and every input of an integer product).
 inline float round_even(float x) {
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it leaves no fraction bits
-  return x >= 0.0f ? (x + kMagic) - kMagic : (x - kMagic) + kMagic;
+  const float magic = std::copysign(12582912.0f, x);  // 1.5 * 2^23: no fraction bits left
+  return (x + magic) - magic;
 }
 
 uint16_t float_to_f16(float f);
