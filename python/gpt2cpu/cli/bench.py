@@ -7,8 +7,7 @@ import json
 from typing import Any
 
 from ..random_model import SHAPES
-from ..threads import check_threads, default_threads
-from .common import add_model_argument, model_directory
+from .common import add_model_argument, add_threads_argument, model_directory, threads_of
 
 
 def register(subparsers: Any) -> None:
@@ -25,13 +24,7 @@ def register(subparsers: Any) -> None:
         choices=sorted(SHAPES, key=lambda s: int(s[:-1])),
         help="benchmark a random-weight model of this GPT-2 shape instead of --model",
     )
-    p.add_argument(
-        "-t",
-        "--threads",
-        type=int,
-        default=None,
-        help="compute threads (default: GPT2CPU_NUM_THREADS, else usable cores)",
-    )
+    add_threads_argument(p)
     p.add_argument(
         "--prompt-tokens",
         type=int,
@@ -68,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.shape and args.model:
         raise ValueError("give --model or --shape, not both")
-    threads = (
-        default_threads() if args.threads is None else check_threads(args.threads, "--threads")
-    )
+    threads = threads_of(args)
     try:
         positions = tuple(int(p) for p in args.positions.split(",") if p.strip())
     except ValueError:
