@@ -185,7 +185,8 @@ class Model:
     @classmethod
     def _create(cls, core: _Engine, config: GPT2Config, tokenizer: Tokenizer | None,
                 path: Path | None = None,
-                generation_defaults: GenerationDefaults | None = None) -> Model:
+                generation_defaults: GenerationDefaults | None = None,
+                tokenizer_skipped: bool = False) -> Model:
         # The constructor's arguments are the engine's internals, so help(Model) and users
         # see from_pretrained instead.
         model = cls.__new__(cls)
@@ -194,7 +195,7 @@ class Model:
         model.tokenizer = tokenizer
         model.path = path
         model.generation_defaults = generation_defaults or GenerationDefaults()
-        model._tokenizer_skipped = False
+        model._tokenizer_skipped = tokenizer_skipped
         return model
 
     @classmethod
@@ -211,7 +212,7 @@ class Model:
         generation_config.json (defaults for generate and stream).
 
         path: the directory; None: the bundled demo model, gpt2cpu.BUNDLED_MODEL_DIR (a
-            character-level model trained on Shakespeare).
+            3.5M-parameter GPT-2 trained on Tiny Shakespeare).
         threads: compute threads (default: GPT2CPU_NUM_THREADS, else the usable cores).
         progress: show a progress line while loading (default: when stderr is a terminal).
         tokenizer: False skips the tokenizer files, for token-ids-in, ids-out work with a
@@ -229,11 +230,10 @@ class Model:
             located = locate_tensors(config, files)
             core = _core.Model(core_config(config), n_threads)
             load_into(core, located, progress=progress)
-        model = cls._create(
-            core, config, _load_tokenizer(directory) if tokenizer else None, directory, defaults
+        return cls._create(
+            core, config, _load_tokenizer(directory) if tokenizer else None, directory, defaults,
+            tokenizer_skipped=not tokenizer,
         )
-        model._tokenizer_skipped = not tokenizer
-        return model
 
     def require_tokenizer(self, need: str) -> Tokenizer:
         """The tokenizer, or ValueError saying why there is none and `need`."""
@@ -252,17 +252,9 @@ class Model:
         listed = self.generation_defaults.eos_token_ids
         if listed:
             return frozenset(listed)
-        first = next(
-            (
-                i
-                for i in (
-                    self.config.eos_token_id,
-                    self.tokenizer.eos_token_id if self.tokenizer else None,
-                )
-                if i is not None
-            ),
-            None,
-        )
+        candidates = (self.config.eos_token_id,
+                      self.tokenizer.eos_token_id if self.tokenizer else None)
+        first = next((i for i in candidates if i is not None), None)
         return frozenset() if first is None else frozenset((first,))
 
     @property
