@@ -284,7 +284,7 @@ def test_perplexity_stride_equal_to_window(capsys: pytest.CaptureFixture[str],
     # Each window after the first starts without context: its first token is not scored.
     assert result["scored_tokens"] == result["tokens"] - windows
     assert main(["perplexity", str(text), "--window", "64", "--stride", "65", "-t", "1"]) == 2
-    assert "stride must be in [1, window = 64]" in capsys.readouterr().err
+    assert "error: --stride must be in [1, window = 64], got 65" in capsys.readouterr().err
 
 
 # generation_config.json.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -38,6 +40,14 @@ def model_directory(args: argparse.Namespace) -> Path:
     from ..bundled import default_model_dir
 
     return default_model_dir()
+
+
+def with_flag(message: str, flags: Mapping[str, str]) -> str:
+    """An API error that starts with an argument's name, reworded with its flag."""
+    name = re.match(r"\w+", message)
+    if name is None or name.group() not in flags:
+        return message
+    return flags[name.group()] + message[name.end():]
 
 
 def read_text_argument(value: str) -> str:

@@ -17,6 +17,7 @@ from .common import (
     model_directory,
     read_text_argument,
     threads_of,
+    with_flag,
 )
 
 if TYPE_CHECKING:
@@ -26,16 +27,19 @@ DESCRIPTION = """\
 Continue PROMPT with the model, printing the new text to stdout as it is produced and a
 one-line summary (prompt tokens, new tokens, prefill and decode speed) to stderr.
 Sampling follows Hugging Face (temperature, top-k, top-p, min-p, repetition penalty) and
-OpenAI (presence and frequency penalties); --temperature 0 is greedy. A sampling option
-not given takes the model's generation_config.json value, where it has one.
+OpenAI (presence and frequency penalties); --temperature 0 is greedy. An option not
+given (-n or a sampling one) takes the model's generation_config.json value, if it has one.
 
 -n larger than the context leaves after the prompt is lowered to what fits (with a
 notice on stderr); -n max generates until the context is full. --stop understands the
 backslash escapes \\n, \\t, \\r, \\\\ and \\xHH, as a shell passes them:
 --stop "\\n\\n" stops at a blank line."""
 
-# Options whose flags are not the option's name with dashes.
-_FLAGS = {"max_new_tokens": "--max-new-tokens/-n"}
+# Each option's flag: its name with dashes, but for -n.
+_FLAGS = {
+    **{name: "--" + name.replace("_", "-") for name in option_names()},
+    "max_new_tokens": "--max-new-tokens/-n",
+}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.?)", re.DOTALL)
 
@@ -174,15 +178,6 @@ def fit_to_context(model: Model, ids: list[int], options: dict[str, Any]) -> Non
         options["max_new_tokens"] = room
 
 
-def as_flags(message: str) -> str:
-    """An API error about an option, reworded with the option's flag."""
-    name = re.match(r"\w+", message)
-    if name is None or name.group() not in option_names():
-        return message
-    flag = _FLAGS.get(name.group(), "--" + name.group().replace("_", "-"))
-    return flag + message[name.end():]
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -209,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         fit_to_context(model, ids, options)
         pieces = model.stream(ids, **options)
     except ValueError as exc:
-        raise CliError(as_flags(str(exc))) from None
+        raise CliError(with_flag(str(exc), _FLAGS)) from None
     out = sys.stdout
     ends_with_newline = True
     for piece in pieces:

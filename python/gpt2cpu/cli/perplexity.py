@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from . import CliError
-from .common import add_model_argument, add_threads_argument, model_directory, threads_of
+from .common import (
+    add_model_argument,
+    add_threads_argument,
+    model_directory,
+    threads_of,
+    with_flag,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:  # a directory, no permission: the reason without errno's noise
             raise CliError(f"{path}: {exc.strerror}") from None
     model = Model.from_pretrained(model_directory(args), threads=threads_of(args))
-    r = perplexity(model, text, window=args.window, stride=args.stride)
+    try:
+        r = perplexity(model, text, window=args.window, stride=args.stride)
+    except ValueError as exc:
+        raise CliError(with_flag(str(exc), {"window": "--window", "stride": "--stride"})) from None
     if args.json:
         print(
             json.dumps(
