@@ -32,7 +32,8 @@ class Window:
 
 
 def windows(n_tokens: int, window: int, stride: int) -> Iterator[Window]:
-    """Yield the windows of the procedure; each target in 1..n_tokens-1 is scored once."""
+    """Yield the windows of the procedure; each target in 1..n_tokens-1 is scored once
+    (with stride == window, all but the first token of each window after the first)."""
     if window < 2 or not 0 < stride <= window:
         raise ValueError(f"bad window/stride {window}/{stride}")
     if n_tokens < 2:
@@ -78,7 +79,11 @@ def sliding_window_nll(
     ids = torch.tensor(list(tokens), dtype=torch.long)
     nll_sum = 0.0
     scored = 0
-    for w in windows(len(ids), window, stride):
+    plan = list(windows(len(ids), window, stride))
+    # Non-overlapping windows (stride == window): each later window's first token has no
+    # context in it and goes unscored.
+    expected = max(len(ids) - 1, 0) - (max(len(plan) - 1, 0) if stride == window else 0)
+    for w in plan:
         logits = model(input_ids=ids[w.begin : w.end].unsqueeze(0)).logits[0]
         # Logit row i of this window predicts absolute position w.begin + i + 1.
         rows = logits[w.score_from - 1 - w.begin : w.end - 1 - w.begin].float()
@@ -86,6 +91,6 @@ def sliding_window_nll(
         logp = torch.log_softmax(rows, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
         nll_sum -= float(logp.double().sum())
         scored += len(targets)
-    if scored != max(len(ids) - 1, 0):
-        raise AssertionError(f"scored {scored} targets, expected {len(ids) - 1}")
+    if scored != expected:
+        raise AssertionError(f"scored {scored} targets, expected {expected}")
     return SlidingWindowResult(len(ids), scored, window, stride, nll_sum)

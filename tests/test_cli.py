@@ -18,7 +18,7 @@ from text_models import small_text_model_fixture, text_model_dir_fixture  # noqa
 EOS = SMALL["vocab_size"] - 1
 PROMPT = "def parse(self, args):\n    return"
 SUMMARY = re.compile(
-    r"^gpt2cpu: (\d+) prompt tokens, (\d+) new tokens \((length|stop|eos)\); "
+    r"^gpt2cpu: (\d+) prompt tokens?, (\d+) new tokens? \((length|stop|eos)\); "
     r"prefill [\d.]+ tok/s, decode [\d.]+ tok/s$"
 )
 
@@ -88,8 +88,8 @@ def test_generate_reads_the_prompt_from_stdin_and_stops(model_dir: str,
 
 
 def test_generate_quiet_and_all_controls(model_dir: str) -> None:
-    run = cli("generate", "-m", model_dir, PROMPT, "-n", "8", "-q", "-t", "0.7", "--top-k",
-              "40", "--top-p", "0.9", "--min-p", "0.05", "--presence-penalty", "0.5",
+    run = cli("generate", "-m", model_dir, PROMPT, "-n", "8", "-q", "--temperature", "0.7",
+              "--top-k", "40", "--top-p", "0.9", "--min-p", "0.05", "--presence-penalty", "0.5",
               "--frequency-penalty", "0.5", "--ignore-eos", "-s", "1")
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
@@ -98,13 +98,12 @@ def test_generate_quiet_and_all_controls(model_dir: str) -> None:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--top-p", "1.5"], ["gpt2cpu generate: error:", "top_p"]),
-        (["--temperature", "-1"], ["temperature"]),
-        (["--top-k", "-3"], ["top_k"]),
+        (["--top-p", "1.5"], ["gpt2cpu generate: error:", "--top-p"]),
+        (["--temperature", "-1"], ["--temperature"]),
+        (["--top-k", "-3"], ["--top-k"]),
         (["--logit-bias", "5:1"], ["--logit-bias", "ID=BIAS"]),
-        (["--logit-bias", "5000=1"], ["logit_bias key 5000"]),
-        (["-n", "60"], ["more than the model's context of 64"]),
-        (["--threads", "0"], ["threads"]),
+        (["--logit-bias", "5000=1"], ["--logit-bias key 5000"]),
+        (["--threads", "0"], ["--threads"]),
     ],
 )
 def test_generate_errors_are_one_line(model_dir: str, args: list[str],

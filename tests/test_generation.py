@@ -366,11 +366,12 @@ def test_a_model_without_tokenizer_generates_ids(hf_model_dir: Any) -> None:
 
 
 def test_model_methods_and_config_agree(small_text_model) -> None:
-    """Model.generate lists GenerationConfig's options with its defaults; Model.stream takes
-    them through GenerationConfig itself, so an unknown option fails before anything runs."""
+    """Model.generate and Model.stream list GenerationConfig's options with its defaults
+    (and the sequence to continue), so an unknown option fails before anything runs."""
     config = inspect.signature(GenerationConfig)
     params = dict(inspect.signature(gpt2cpu.Model.generate).parameters)
-    del params["self"], params["prompt"]
+    assert params == dict(inspect.signature(gpt2cpu.Model.stream).parameters)
+    del params["self"], params["prompt"], params["sequence"]
     assert sorted(params) == sorted(config.parameters)
     for name, param in params.items():
         assert param.kind is inspect.Parameter.KEYWORD_ONLY

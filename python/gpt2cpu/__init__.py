@@ -22,9 +22,10 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .bundled import BUNDLED_MODEL_DIR
     from .generation import GenerationConfig, GenerationResult, GenerationStream
     from .model import Model, Sequence
-    from .sampling import SamplingParams
+    from .sampling import Sampler, SamplingParams
     from .tokenizer import Tokenizer
 
 _LAZY = {
@@ -34,14 +35,18 @@ _LAZY = {
     "GenerationConfig": "generation",
     "GenerationResult": "generation",
     "GenerationStream": "generation",
+    "Sampler": "sampling",
     "SamplingParams": "sampling",
+    "BUNDLED_MODEL_DIR": "bundled",
 }
 
 __all__ = [
+    "BUNDLED_MODEL_DIR",
     "GenerationConfig",
     "GenerationResult",
     "GenerationStream",
     "Model",
+    "Sampler",
     "SamplingParams",
     "Sequence",
     "Tokenizer",
@@ -58,3 +63,9 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    # The lazy names are not in globals() until first used; dir() and tab completion
+    # should list them from the start.
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})

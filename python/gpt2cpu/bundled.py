@@ -1,15 +1,17 @@
-"""The demo model shipped inside the package: the default of every command."""
+"""The demo model shipped inside the package: the default of every command and of
+`Model.from_pretrained()`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "tiny-shakespeare"
+BUNDLED_MODEL_DIR = Path(__file__).parent / "models" / "tiny-shakespeare"
 
 
 def default_model_dir() -> Path:
-    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+    if not (BUNDLED_MODEL_DIR / "config.json").is_file():
         raise FileNotFoundError(
-            f"the bundled model is missing from {DEFAULT_MODEL_DIR}; pass --model DIR"
+            f"the bundled model is missing from {BUNDLED_MODEL_DIR}; pass a model directory "
+            "(--model DIR on the command line)"
         )
-    return DEFAULT_MODEL_DIR
+    return BUNDLED_MODEL_DIR

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,86 @@ _MAX_LAYERS = 4096
 MAX_FLOATS = 1 << 36
 # Real config.json files are a few kilobytes; this bounds what a wrong file makes us read.
 _MAX_CONFIG_BYTES = 16 << 20
+
+
+def read_json(path: Path) -> Any:
+    """A small JSON file's value; ConfigError naming the file for anything else."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    # Reading a FIFO would block forever; a directory or device is not a config.
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file")
+    if info.st_size > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {info.st_size} bytes is too large for a {path.name}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # json's messages end in "at" ("Unterminated string starting at"), hence the colon.
+        raise ConfigError(
+            f"{path}: not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError) as exc:  # integers too long; nesting too deep
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+
+
+# generation_config.json's sampling fields that are also generate()'s options.
+_GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p",
+                       "repetition_penalty")
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """What a model directory's generation_config.json says, where it says it.
+
+    options: generate()'s options named in the file (its do_sample=false as temperature
+    0); Hugging Face's implicit values for the rest (do_sample=False, top_k=50) are not
+    taken. The token ids override config.json's for generation; pad_token_id is kept for
+    callers that pad.
+    """
+
+    options: dict[str, Any] = field(default_factory=dict)
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] | None = None
+    pad_token_id: int | None = None
+
+    @classmethod
+    def from_file(cls, path: Path, vocab_size: int) -> GenerationDefaults:
+        """The file's defaults; none when the file does not exist."""
+        if not path.exists():
+            return cls()
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+
+        def token_ids(name: str) -> tuple[int, ...] | None:
+            value = data.get(name)
+            if value is None:
+                return None
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < vocab_size:
+                    raise ConfigError(
+                        f"{path}: field {name!r} must hold token ids in [0, {vocab_size}), "
+                        f"got {value!r}"
+                    )
+            return tuple(values) or None
+
+        options = {name: data[name] for name in _GENERATION_OPTIONS if data.get(name) is not None}
+        if data.get("do_sample") is False:
+            options["temperature"] = 0.0  # greedy, however the file's temperature reads
+        bos, pad = token_ids("bos_token_id"), token_ids("pad_token_id")
+        return cls(
+            options=options,
+            bos_token_id=bos[0] if bos else None,
+            eos_token_ids=token_ids("eos_token_id"),
+            pad_token_id=pad[0] if pad else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -75,26 +155,7 @@ class GPT2Config:
     @classmethod
     def from_file(cls, path: str | Path) -> GPT2Config:
         path = Path(path)
-        try:
-            info = path.stat()
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found") from None
-        # Reading a FIFO would block forever; a directory or device is not a config.
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file")
-        if info.st_size > _MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {info.st_size} bytes is too large for a config.json")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except (ValueError, RecursionError) as exc:  # integers too long; nesting too deep
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> GPT2Config:

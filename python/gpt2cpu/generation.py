@@ -10,10 +10,11 @@ The prompt runs through the model once; each step then runs only the newest toke
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .sampling import Sampler, SamplingParams
 from .stopping import StopMatcher, stop_strings
 
 if TYPE_CHECKING:
-    from .model import IdsLike, Model
+    from .model import IdsLike, Model, Sequence
     from .streaming import StreamDecoder
 
 FinishReason = Literal["length", "stop", "eos"]
@@ -72,10 +73,11 @@ class GenerationResult:
         or "eos" (the model's end-of-text token).
     stop: the stop string found, if any.
     prompt_tokens: tokens the model read before generating (after any truncation; an empty
-        prompt reads one, the BOS/EOS token).
+        prompt reads one, the BOS/EOS token; continuing a sequence, the prompt's tokens).
     prefill_seconds: time to run the prompt. decode_seconds: time of the generating steps,
         sampling and decoding included, not counting time the caller held a stream.
-    decode_steps: single-token model steps run (one fewer than the tokens sampled).
+    decode_steps: single-token model steps run (one fewer than the tokens sampled; as many
+        when a sequence is continued, which runs the last one too).
     """
 
     text: str
@@ -100,21 +102,28 @@ class GenerationResult:
         return self.decode_steps / self.decode_seconds
 
 
-def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig) -> list[int]:
+def resolve(model: Model, options: Mapping[str, Any]) -> GenerationConfig:
+    """The options a caller gave over the defaults of the model's generation_config.json,
+    over GenerationConfig's own."""
+    return GenerationConfig(**{**model.generation_defaults.options, **options})
+
+
+def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig,
+               sequence: Sequence | None = None) -> list[int]:
     """The ids the model reads first: the encoded prompt, the BOS/EOS token for an empty
-    one (as Hugging Face starts from bos_token_id), cut to fit the context if allowed."""
+    one (as Hugging Face starts from bos_token_id), cut to fit the context if allowed.
+    Continuing a non-empty sequence, an empty prompt stays empty."""
     from .model import as_ids
 
     if isinstance(prompt, str):
-        if model.tokenizer is None:
-            raise ValueError(
-                "this model has no tokenizer files; pass the prompt as a list of token ids"
-            )
-        ids = model.tokenizer.encode(prompt)
+        ids = model.require_tokenizer("pass the prompt as a list of token ids").encode(prompt)
     else:
         ids = as_ids(prompt, model.config.vocab_size, "prompt").tolist()
+    if sequence is not None:
+        return _check_room(sequence, ids, config)
     if not ids:
         start = _first_known(
+            model.generation_defaults.bos_token_id,
             model.config.bos_token_id,
             model.config.eos_token_id,
             model.tokenizer.bos_token_id if model.tokenizer else None,
@@ -153,6 +162,23 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig) ->
     return ids[len(ids) - (context - wanted) :]
 
 
+def _check_room(sequence: Sequence, ids: list[int], config: GenerationConfig) -> list[int]:
+    if sequence.closed:
+        raise ValueError("sequence is closed")
+    if config.truncate:
+        raise ValueError("truncate=True cannot drop the tokens a sequence has cached; "
+                         "continue a sequence without it")
+    if not ids and not sequence.length:
+        raise ValueError("continuing an empty sequence needs a prompt")
+    room = sequence.capacity - sequence.length - len(ids)
+    if room < 1 or (config.max_new_tokens or 1) > room:
+        raise ValueError(
+            f"the sequence holds {sequence.length} of its {sequence.capacity} tokens; "
+            f"{len(ids)} prompt tokens and max_new_tokens={config.max_new_tokens} do not fit"
+        )
+    return ids
+
+
 def _first_known(*candidates: int | None) -> int | None:
     return next((c for c in candidates if c is not None), None)
 
@@ -166,16 +192,20 @@ class GenerationStream:
     """
 
     def __init__(self, model: Model, prompt: str | IdsLike, config: GenerationConfig,
-                 *, text: bool = True) -> None:
-        if text and model.tokenizer is None:
-            raise ValueError("this model has no tokenizer files, so it cannot stream text")
-        if config.stop_strings and model.tokenizer is None:
-            raise ValueError("stop strings need the model's tokenizer, and it has none")
+                 *, text: bool = True, sequence: Sequence | None = None) -> None:
+        if text:
+            model.require_tokenizer("it cannot stream text")
+        if config.stop_strings:
+            model.require_tokenizer("stop strings need one")
+        if sequence is not None and sequence.model is not model:
+            raise ValueError("sequence belongs to another model")
         self.model = model
         self.config = config
-        self.prompt_ids = prompt_ids(model, prompt, config)
+        self.prompt_ids = prompt_ids(model, prompt, config, sequence)
+        self._sequence = sequence
         # Built here rather than on the first step so that every bad argument raises now.
-        self._sampler = Sampler(config, model.config.vocab_size, self.prompt_ids)
+        seen = self.prompt_ids if sequence is None else sequence.tokens + self.prompt_ids
+        self._sampler = Sampler(config, model.config.vocab_size, seen)
         self.result: GenerationResult | None = None
         self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
 
@@ -192,33 +222,44 @@ class GenerationStream:
     def _run(self, decoder: StreamDecoder | None) -> Generator[str, None, None]:
         model, config = self.model, self.config
         ids = self.prompt_ids
-        budget = config.max_new_tokens or model.config.n_positions - len(ids)
-        eos = None if config.ignore_eos else _first_known(
-            model.config.eos_token_id, model.tokenizer.eos_token_id if model.tokenizer else None
-        )
+        continued = self._sequence
+        if continued is None:
+            budget = config.max_new_tokens or model.config.n_positions - len(ids)
+            # The last sampled token is never run, so the cache needs one place fewer.
+            sequence = model.new_sequence(max(1, len(ids) + budget - 1))
+        else:
+            sequence = continued
+            budget = config.max_new_tokens or sequence.capacity - sequence.length - len(ids)
+        eos = frozenset() if config.ignore_eos else model.eos_token_ids()
         sampler = self._sampler
         stops = StopMatcher(config.stop_strings)
-        # The last sampled token is never run, so the cache needs one place fewer.
-        sequence = model.new_sequence(max(1, len(ids) + budget - 1))
         new: list[int] = []
+        pending = False  # the newest token is not in the sequence yet
         pieces: list[str] = []
         finish: FinishReason = "length"
 
         # Closed when the loop ends, or when the caller drops a stream part-way, so that the
         # cache's memory goes back at once rather than whenever the generator is collected.
-        with sequence:
+        # A caller's sequence stays theirs, open.
+        with sequence if continued is None else contextlib.nullcontext(sequence):
             started = time.perf_counter()
-            logits = sequence.append(np.asarray(ids, dtype=np.int64))
+            if ids:
+                logits = sequence.append(np.asarray(ids, dtype=np.int64))
+            else:  # the cache holds no logits: the last token runs again for them
+                last = sequence.tokens[-1]
+                sequence.truncate(sequence.length - 1)
+                logits = sequence.append([last])
             prefill = time.perf_counter() - started
             decode = 0.0
             steps = 0
             started = time.perf_counter()
             for step in range(budget):
                 token = sampler.sample(logits)
-                if token == eos:
+                if token in eos:
                     finish = "eos"
                     break
                 new.append(token)
+                pending = True
                 sampler.observe(token)
                 if decoder is not None:
                     piece = stops.feed(decoder.push(token))
@@ -233,6 +274,10 @@ class GenerationStream:
                 if step + 1 == budget:
                     break
                 logits = sequence._append_sampled(token)
+                pending = False
+                steps += 1
+            if continued is not None and pending:
+                sequence._append_sampled(new[-1])
                 steps += 1
             decode += time.perf_counter() - started
 
@@ -257,15 +302,17 @@ class GenerationStream:
         )
 
 
-def stream(model: Model, prompt: str | IdsLike, config: GenerationConfig) -> GenerationStream:
+def stream(model: Model, prompt: str | IdsLike, config: GenerationConfig,
+           sequence: Sequence | None = None) -> GenerationStream:
     """Generates from prompt (text or token ids), yielding text pieces as they come."""
-    return GenerationStream(model, prompt, config)
+    return GenerationStream(model, prompt, config, sequence=sequence)
 
 
-def generate(model: Model, prompt: str | IdsLike, config: GenerationConfig) -> GenerationResult:
+def generate(model: Model, prompt: str | IdsLike, config: GenerationConfig,
+             sequence: Sequence | None = None) -> GenerationResult:
     """Generates from prompt (text or token ids). Without a tokenizer, prompt must be ids
     and the result's text is empty."""
-    run = GenerationStream(model, prompt, config, text=False)
+    run = GenerationStream(model, prompt, config, text=False, sequence=sequence)
     for _ in run:
         pass
     assert run.result is not None

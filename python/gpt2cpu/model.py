@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
-from .config import GPT2Config
+from .config import GenerationDefaults, GPT2Config
+from .errors import ModelFormatError
+from .generation_options import generation_method, signature
 from .loading import core_config, load_into, locate_tensors, open_checkpoint
 from .threads import check_threads, default_threads
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from .tokenizer import Tokenizer
 
 IdsLike = Iterable[int] | np.ndarray[Any, Any]
+_Engine = _core.Model
 
 
 def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -175,52 +178,101 @@ class Sequence:
 
 
 class Model:
-    """A GPT-2-architecture model loaded into the C++ engine.
+    """A GPT-2-architecture model loaded into the C++ engine: `Model.from_pretrained(path)`,
+    or `Model.from_pretrained()` for the bundled demo model.
 
     Read-only once loaded: any number of sequences, on any number of threads, may use it.
     """
 
-    def __init__(
-        self,
-        core: _core.Model,
-        config: GPT2Config,
-        tokenizer: Tokenizer | None,
-        path: Path | None = None,
-    ) -> None:
-        self._core = core
-        self.config = config
-        self.tokenizer = tokenizer
-        self.path = path
+    _core: _Engine
+    _tokenizer_skipped: bool
+    config: GPT2Config
+    tokenizer: Tokenizer | None
+    path: Path | None
+    generation_defaults: GenerationDefaults
+
+    def __init__(self) -> None:
+        raise TypeError("load a Model with Model.from_pretrained(path)")
+
+    @classmethod
+    def _create(cls, core: _Engine, config: GPT2Config, tokenizer: Tokenizer | None,
+                path: Path | None = None,
+                generation_defaults: GenerationDefaults | None = None,
+                tokenizer_skipped: bool = False) -> Model:
+        # The constructor's arguments are the engine's internals, so help(Model) and users
+        # see from_pretrained instead.
+        model = cls.__new__(cls)
+        model._core = core
+        model.config = config
+        model.tokenizer = tokenizer
+        model.path = path
+        model.generation_defaults = generation_defaults or GenerationDefaults()
+        model._tokenizer_skipped = tokenizer_skipped
+        return model
 
     @classmethod
     def from_pretrained(
         cls,
-        path: str | Path,
+        path: str | Path | None = None,
         threads: int | None = None,
         dtype: str | None = None,
         *,
         progress: bool | None = None,
+        tokenizer: bool = True,
     ) -> Model:
         """Load a Hugging Face model directory: config.json, model.safetensors (or sharded
-        with model.safetensors.index.json) and, when present, the tokenizer files.
+        with model.safetensors.index.json), when present the tokenizer files and
+        generation_config.json (defaults for generate and stream).
 
+        path: the directory; None: the bundled demo model, gpt2cpu.BUNDLED_MODEL_DIR (a
+            3.5M-parameter GPT-2 trained on Tiny Shakespeare).
         threads: compute threads (default: GPT2CPU_NUM_THREADS, else the usable cores).
         dtype: what the weight matrices are stored and read as, converted at load from
             whatever the checkpoint holds: "float32" (the default), "bfloat16", "float16",
             "int8" or "int4" (docs/precisions.md gives each one's accuracy and speed).
         progress: show a progress line while loading (default: when stderr is a terminal).
+        tokenizer: False skips the tokenizer files, for token-ids-in, ids-out work with a
+            directory whose tokenizer is missing or unusable; text then raises ValueError.
         """
-        directory = Path(path)
+        from .bundled import default_model_dir
+
+        directory = default_model_dir() if path is None else Path(path)
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: model directory not found")
         n_threads = default_threads() if threads is None else check_threads(threads)
         weight_dtype = check_dtype(dtype)
         config = GPT2Config.from_file(directory / "config.json")
+        defaults = _generation_defaults(directory, config)
         with open_checkpoint(directory) as files:
             located = locate_tensors(config, files)
             core = _core.Model(core_config(config), n_threads, weight_dtype)
             load_into(core, located, progress=progress)
-        return cls(core, config, _load_tokenizer(directory), directory)
+        return cls._create(
+            core, config, _load_tokenizer(directory) if tokenizer else None, directory, defaults,
+            tokenizer_skipped=not tokenizer,
+        )
+
+    def require_tokenizer(self, need: str) -> Tokenizer:
+        """The tokenizer, or ValueError saying why there is none and `need`."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        why = (
+            "this model was loaded with tokenizer=False (no tokenizer)"
+            if self._tokenizer_skipped
+            else "this model has no tokenizer files"
+        )
+        raise ValueError(f"{why}; {need}")
+
+    def eos_token_ids(self) -> frozenset[int]:
+        """The tokens that end a generation: generation_config.json's, else config.json's,
+        else the tokenizer's end-of-text token."""
+        listed = self.generation_defaults.eos_token_ids
+        if listed:
+            return frozenset(listed)
+        candidates = (self.config.eos_token_id,
+                      self.tokenizer.eos_token_id if self.tokenizer else None)
+        first = next((i for i in candidates if i is not None), None)
+        return frozenset() if first is None else frozenset((first,))
 
     @property
     def threads(self) -> int:
@@ -254,59 +306,47 @@ class Model:
             )
         return self.new_sequence(arr.size).append(arr, all_logits=True)
 
-    def generate(
-        self,
-        prompt: str | IdsLike,
-        *,
-        max_new_tokens: int | None = 64,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        min_p: float = 0.0,
-        repetition_penalty: float = 1.0,
-        presence_penalty: float = 0.0,
-        frequency_penalty: float = 0.0,
-        logit_bias: Mapping[int, float] | None = None,
-        stop: str | Iterable[str] | None = None,
-        ignore_eos: bool = False,
-        seed: int | None = None,
-        truncate: bool = False,
-    ) -> GenerationResult:
+    @generation_method(signature)
+    def generate(self, prompt: str | IdsLike, **options: Any) -> GenerationResult:
         """Continue prompt (text, or token ids) and return the new text and ids.
 
         temperature 0 is greedy; top_k, top_p, min_p and repetition_penalty follow Hugging
         Face, presence_penalty and frequency_penalty OpenAI; logit_bias adds to token logits;
         generation ends at max_new_tokens (None: the end of the context), a stop string
         (excluded from the text) or the EOS token unless ignore_eos. The same seed gives the
-        same output. See gpt2cpu.generation.GenerationConfig for every option's details.
+        same output. Bad options raise ValueError (TypeError for an unknown one) before
+        anything runs.
+
+        Example:
+            model = gpt2cpu.Model.from_pretrained()
+            result = model.generate("ROMEO:", max_new_tokens=40, temperature=0.8, seed=1)
+            print(result.text, result.finish_reason)
+
+        Returns a GenerationResult.
         """
-        from .generation import GenerationConfig, generate
+        from .generation import generate, resolve
 
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-            presence_penalty=presence_penalty,
-            frequency_penalty=frequency_penalty,
-            logit_bias=logit_bias,
-            stop=stop,
-            ignore_eos=ignore_eos,
-            seed=seed,
-            truncate=truncate,
-        )
-        return generate(self, prompt, config)
+        sequence = options.pop("sequence", None)
+        return generate(self, prompt, resolve(self, options), sequence)
 
+    @generation_method(signature)
     def stream(self, prompt: str | IdsLike, **options: Any) -> GenerationStream:
-        """Like `generate`, with the same keyword arguments, but yields the new text in
-        pieces as it is produced; a stop string never appears, even in part. The returned
-        iterator's `result` holds the GenerationResult once it is exhausted. Bad options
-        raise here, before anything runs."""
-        from .generation import GenerationConfig, stream
+        """Like `generate`, with the same options, but yields the new text in pieces as it
+        is produced; a stop string never appears, even in part. Bad options raise here,
+        before anything runs. Needs the model's tokenizer.
 
-        return stream(self, prompt, GenerationConfig(**options))
+        Example:
+            for piece in (pieces := model.stream("ROMEO:", max_new_tokens=40, seed=1)):
+                print(piece, end="", flush=True)
+            print(pieces.result.finish_reason)
+
+        Returns a GenerationStream: an iterator of str pieces whose `result` holds the
+        GenerationResult once it is exhausted (the pieces joined are its text).
+        """
+        from .generation import resolve, stream
+
+        sequence = options.pop("sequence", None)
+        return stream(self, prompt, resolve(self, options), sequence)
 
     def __repr__(self) -> str:
         c = self.config
@@ -319,6 +359,18 @@ class Model:
 
 # Every file Tokenizer.from_pretrained reads a vocabulary from.
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "encoder.json", "vocab.bpe")
+
+
+def _generation_defaults(directory: Path, config: GPT2Config) -> GenerationDefaults:
+    from .generation import GenerationConfig
+
+    path = directory / "generation_config.json"
+    defaults = GenerationDefaults.from_file(path, config.vocab_size)
+    try:  # checked now: a bad value in the file is the file's fault, not a caller's
+        GenerationConfig(**defaults.options)
+    except ValueError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from None
+    return defaults
 
 
 def _load_tokenizer(directory: Path) -> Tokenizer | None:

@@ -1,7 +1,8 @@
 """Perplexity of a model on a text, with the sliding-window procedure the bundled model's
 eval.json documents (scripts/sliding_window_eval.py computes the same with PyTorch):
 
-tokens = encode(text), no BOS/EOS; N = len(tokens); window W = n_positions, stride S = W // 2.
+tokens = encode(text), no BOS/EOS; N = len(tokens); window W = n_positions, stride S = W // 2
+(S = W: non-overlapping windows, whose first tokens are then not scored: they have no context).
 Targets are positions 1..N-1. For begin = 0, S, 2S, ...: end = min(begin + W, N); run the
 model on tokens[begin:end] with no cache; score targets in [max(begin + 1, prev_end), end)
 with log_softmax of the logits at the position before each; prev_end = end; stop after the
@@ -30,9 +31,10 @@ class Window:
 def windows(n_tokens: int, window: int, stride: int) -> Iterator[Window]:
     if window < 2:
         raise ValueError(f"window must be at least 2, got {window}")
-    # A window's first token has no context inside it, so consecutive windows must overlap.
-    if not 0 < stride < window:
-        raise ValueError(f"stride must be in [1, window - 1 = {window - 1}], got {stride}")
+    # A window's first token has no context inside it: with stride == window it goes
+    # unscored (as in Hugging Face's perplexity guide); a larger stride would skip tokens.
+    if not 0 < stride <= window:
+        raise ValueError(f"stride must be in [1, window = {window}], got {stride}")
     begin = prev_end = 0
     while n_tokens >= 2:
         end = min(begin + window, n_tokens)
@@ -81,13 +83,12 @@ def perplexity(
     stride: int | None = None,
     progress: bool | None = None,
 ) -> PerplexityResult:
-    if model.tokenizer is None:
-        raise ValueError(f"{model.path}: the model directory has no tokenizer files")
+    tokenizer = model.require_tokenizer("perplexity needs one to read the text")
     window = model.config.n_positions if window is None else window
     if not 2 <= window <= model.config.n_positions:
         raise ValueError(f"window must be in [2, {model.config.n_positions}], got {window}")
     stride = window // 2 if stride is None else stride
-    tokens = np.asarray(model.tokenizer.encode(text), dtype=np.int64)
+    tokens = np.asarray(tokenizer.encode(text), dtype=np.int64)
     if len(tokens) < 2:
         raise ValueError("the text must encode to at least 2 tokens")
     plan = list(windows(len(tokens), window, stride))

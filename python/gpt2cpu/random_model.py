@@ -127,10 +127,34 @@ def make_random_model(
     return directory
 
 
+CACHE_ENV = "GPT2CPU_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where `gpt2cpu bench --shape` keeps its random models: $GPT2CPU_CACHE, else
+    $XDG_CACHE_HOME/gpt2cpu, else ~/.cache/gpt2cpu."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen:
+        return Path(chosen)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpt2cpu"
+
+
+def random_model_path(shape: str) -> Path:
+    return cache_dir() / f"random-gpt2-{shape}"
+
+
+def remove_random_models() -> list[Path]:
+    """Deletes the cached random models (and any a crash left half-written); returns them."""
+    root = cache_dir()
+    found = sorted(root.glob("random-gpt2-*")) if root.is_dir() else []
+    for path in found:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return found
+
+
 def cached_random_model(shape: str, progress: bool | None = None) -> Path:
     """A random model of this shape in the user's cache directory, made on first use."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpt2cpu"
-    directory = root / f"random-gpt2-{shape}"
+    directory = random_model_path(shape)
     if not (directory / "config.json").is_file():
         make_random_model(shape, directory, progress=progress)
     return directory

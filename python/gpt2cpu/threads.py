@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 ENV_VAR = "GPT2CPU_NUM_THREADS"
 MAX_THREADS = 4096
 
 
+class OversubscriptionWarning(UserWarning):
+    """More compute threads were asked for than this process has cores to run them on."""
+
+
+_warned_oversubscription = False
+
+
 def check_threads(threads: object, name: str = "threads") -> int:
+    """threads, checked; warns (once a process) when it exceeds the usable cores."""
     if not isinstance(threads, int) or isinstance(threads, bool):
         raise TypeError(f"{name} must be an integer, got {threads!r}")
     if not 1 <= threads <= MAX_THREADS:
         raise ValueError(f"{name} must be in [1, {MAX_THREADS}], got {threads}")
+    global _warned_oversubscription
+    cores = available_cores()
+    # Threads beyond the cores wait at every barrier for a descheduled peer: 64 threads on
+    # 2 cores ran 10x slower. Once is enough: a server would otherwise repeat it per load.
+    if threads > cores and not _warned_oversubscription:
+        _warned_oversubscription = True
+        warnings.warn(
+            f"{name}={threads} is more than the {cores} usable cores; the extra threads "
+            "make every step slower (each waits for threads the cores cannot run)",
+            OversubscriptionWarning,
+            stacklevel=3,
+        )
     return threads
 
 

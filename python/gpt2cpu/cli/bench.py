@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-from ..random_model import SHAPES
-from ..threads import check_threads, default_threads
-from .common import DTYPE_NAMES, add_dtype_argument, add_model_argument, model_directory
+from ..random_model import CACHE_ENV, SHAPES, cache_dir, random_model_path, remove_random_models
+from .common import (
+    DTYPE_NAMES,
+    add_dtype_argument,
+    add_model_argument,
+    add_threads_argument,
+    model_directory,
+    threads_of,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -24,15 +31,16 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--shape",
         choices=sorted(SHAPES, key=lambda s: int(s[:-1])),
-        help="benchmark a random-weight model of this GPT-2 shape instead of --model",
+        help="benchmark a random-weight model of this GPT-2 shape instead of --model; it is "
+        f"written on first use to {cache_dir()} (${CACHE_ENV}, else $XDG_CACHE_HOME/gpt2cpu, "
+        "else ~/.cache/gpt2cpu; 0.5-6.3 GB a shape) and kept for the next run",
     )
     p.add_argument(
-        "-t",
-        "--threads",
-        type=int,
-        default=None,
-        help="compute threads (default: GPT2CPU_NUM_THREADS, else usable cores)",
+        "--remove-cache",
+        action="store_true",
+        help="delete the random models --shape wrote, and do nothing else",
     )
+    add_threads_argument(p)
     p.add_argument(
         "--prompt-tokens",
         type=int,
@@ -67,11 +75,23 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import Workload, random_model_dir
     from ..bench import run as run_bench
 
+    if args.remove_cache:
+        removed = remove_random_models()
+        for path in removed:
+            print(f"removed {path}")
+        if not removed:
+            print(f"no random models in {cache_dir()}")
+        return 0
     if args.shape and args.model:
         raise ValueError("give --model or --shape, not both")
-    threads = (
-        default_threads() if args.threads is None else check_threads(args.threads, "--threads")
-    )
+    if args.shape:
+        # First, and on stderr so that --json output stays JSON: gigabytes written to the
+        # user's disk deserve a line saying where, and how to get them back.
+        place = random_model_path(args.shape)
+        state = "cached" if (place / "config.json").is_file() else "writing it now"
+        print(f"gpt2cpu bench: random GPT-2 {args.shape} model in {place} ({state}; "
+              "gpt2cpu bench --remove-cache deletes it)", file=sys.stderr, flush=True)
+    threads = threads_of(args)
     try:
         positions = tuple(int(p) for p in args.positions.split(",") if p.strip())
     except ValueError:

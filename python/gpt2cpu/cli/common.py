@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -14,6 +16,23 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    # -t is --threads in every command (and --temperature has no short form), as in
+    # llama.cpp, whose users type it most.
+    parser.add_argument(
+        "-t", "--threads", type=int, default=None, metavar="N",
+        help="compute threads (default: $GPT2CPU_NUM_THREADS, else the usable cores); "
+        "more than the usable cores warns, as it slows every step",
+    )
+
+
+def threads_of(args: argparse.Namespace) -> int:
+    """--threads checked (named as the flag in errors), else the default."""
+    from ..threads import check_threads, default_threads
+
+    return default_threads() if args.threads is None else check_threads(args.threads, "--threads")
+
+
 def model_directory(args: argparse.Namespace) -> Path:
     """--model, else the bundled model (FileNotFoundError when it is not installed)."""
     if args.model is not None:
@@ -21,6 +40,14 @@ def model_directory(args: argparse.Namespace) -> Path:
     from ..bundled import default_model_dir
 
     return default_model_dir()
+
+
+def with_flag(message: str, flags: Mapping[str, str]) -> str:
+    """An API error that starts with an argument's name, reworded with its flag."""
+    name = re.match(r"\w+", message)
+    if name is None or name.group() not in flags:
+        return message
+    return flags[name.group()] + message[name.end():]
 
 
 def read_text_argument(value: str) -> str:

@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
+from ..generation_options import option_names
 from . import CliError
-from .common import add_dtype_argument, add_model_argument, model_directory, read_text_argument
+from .common import (
+    add_dtype_argument,
+    add_model_argument,
+    add_threads_argument,
+    model_directory,
+    read_text_argument,
+    threads_of,
+    with_flag,
+)
+
+if TYPE_CHECKING:
+    from ..model import Model
 
 DESCRIPTION = """\
 Continue PROMPT with the model, printing the new text to stdout as it is produced and a
 one-line summary (prompt tokens, new tokens, prefill and decode speed) to stderr.
 Sampling follows Hugging Face (temperature, top-k, top-p, min-p, repetition penalty) and
-OpenAI (presence and frequency penalties); --temperature 0 is greedy."""
+OpenAI (presence and frequency penalties); --temperature 0 is greedy. An option not
+given (-n or a sampling one) takes the model's generation_config.json value, if it has one.
+
+-n larger than the context leaves after the prompt is lowered to what fits (with a
+notice on stderr); -n max generates until the context is full. --stop understands the
+backslash escapes \\n, \\t, \\r, \\\\ and \\xHH, as a shell passes them:
+--stop "\\n\\n" stops at a blank line."""
+
+# Each option's flag: its name with dashes, but for -n.
+_FLAGS = {
+    **{name: "--" + name.replace("_", "-") for name in option_names()},
+    "max_new_tokens": "--max-new-tokens/-n",
+}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|.?)", re.DOTALL)
 
 
 def register(subparsers: Any) -> None:
@@ -27,32 +55,33 @@ def register(subparsers: Any) -> None:
     parser.add_argument("prompt", metavar="PROMPT", help='the prompt text; "-" reads it from stdin')
     add_model_argument(parser)
     add_dtype_argument(parser)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="compute threads (default: $GPT2CPU_NUM_THREADS, else all cores)")
+    add_threads_argument(parser)
     length = parser.add_argument_group("length and stopping")
-    length.add_argument("-n", "--max-new-tokens", type=int, default=64, metavar="N",
-                        help="generate at most N tokens (default: 64)")
-    length.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                        help="end the output just before TEXT (repeatable)")
+    length.add_argument("-n", "--max-new-tokens", type=max_new_tokens, default=None, metavar="N",
+                        help="generate at most N tokens, lowered to what the context leaves; "
+                        "max: until the context is full (default: 64)")
+    length.add_argument("--stop", action="append", type=unescape, default=[], metavar="TEXT",
+                        help="end the output just before TEXT, with backslash escapes such as "
+                        "\\n (repeatable)")
     length.add_argument("--ignore-eos", action="store_true",
                         help="keep going after the model's end-of-text token")
     length.add_argument("--truncate", action="store_true",
                         help="drop the prompt's oldest tokens when it does not fit the context")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("-t", "--temperature", type=float, default=1.0,
+    sampling.add_argument("--temperature", type=float, default=None,
                           help="divide logits by this; 0 picks the most likely token (default: 1)")
     sampling.add_argument("--greedy", action="store_true", help="same as --temperature 0")
-    sampling.add_argument("--top-k", type=int, default=0, metavar="K",
+    sampling.add_argument("--top-k", type=int, default=None, metavar="K",
                           help="sample from the K most likely tokens (default: 0, all)")
-    sampling.add_argument("--top-p", type=float, default=1.0, metavar="P",
+    sampling.add_argument("--top-p", type=float, default=None, metavar="P",
                           help="sample from the top tokens holding probability P (default: 1)")
-    sampling.add_argument("--min-p", type=float, default=0.0, metavar="P",
+    sampling.add_argument("--min-p", type=float, default=None, metavar="P",
                           help="drop tokens less likely than P times the top token (default: 0)")
-    sampling.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X",
+    sampling.add_argument("--repetition-penalty", type=float, default=None, metavar="X",
                           help="Hugging Face repetition penalty, > 0; 1 is off (default: 1)")
-    sampling.add_argument("--presence-penalty", type=float, default=0.0, metavar="X",
+    sampling.add_argument("--presence-penalty", type=float, default=None, metavar="X",
                           help="OpenAI presence penalty in [-2, 2] (default: 0)")
-    sampling.add_argument("--frequency-penalty", type=float, default=0.0, metavar="X",
+    sampling.add_argument("--frequency-penalty", type=float, default=None, metavar="X",
                           help="OpenAI frequency penalty in [-2, 2] (default: 0)")
     sampling.add_argument("--logit-bias", action="append", default=[], metavar="ID=BIAS",
                           help="add BIAS to token ID's logit; -inf bans it (repeatable)")
@@ -60,6 +89,35 @@ def register(subparsers: Any) -> None:
                           help="random seed: the same seed gives the same text (default: random)")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary line")
     parser.set_defaults(func=run)
+
+
+def max_new_tokens(value: str) -> int | str:
+    """-n's value: a positive integer, or "max" (until the context is full)."""
+    if value == "max":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or max, got {value!r}")
+    return n
+
+
+def unescape(text: str) -> str:
+    """TEXT with the backslash escapes a user types in a shell turned into characters."""
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        if code.startswith("x") and len(code) == 3:
+            return chr(int(code[1:], 16))
+        raise argparse.ArgumentTypeError(
+            f"unknown escape \\{code} in {text} (known: \\n \\t \\r \\\\ \\xHH)"
+        )
+
+    return _ESCAPE.sub(one, text)
 
 
 def parse_logit_bias(items: list[str]) -> dict[int, float] | None:
@@ -81,30 +139,74 @@ def _rate(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
 
 
+def options_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the user gave; the rest come from the model (generation_config.json)
+    or the API's defaults."""
+    names = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
+             "presence_penalty", "frequency_penalty", "seed")
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.greedy:
+        options["temperature"] = 0.0
+    if args.max_new_tokens is not None:
+        options["max_new_tokens"] = None if args.max_new_tokens == "max" else args.max_new_tokens
+    bias = parse_logit_bias(args.logit_bias)
+    if bias is not None:
+        options["logit_bias"] = bias
+    if args.stop:
+        options["stop"] = args.stop
+    options.update(ignore_eos=args.ignore_eos, truncate=args.truncate)
+    return options
+
+
+def fit_to_context(model: Model, ids: list[int], options: dict[str, Any]) -> None:
+    """Lowers max_new_tokens to what the context leaves (with a notice), so that the
+    library's errors about the API's arguments never reach a command-line user."""
+    from ..generation import resolve
+
+    n = resolve(model, options).max_new_tokens
+    context = model.config.n_positions
+    prompt = max(1, len(ids))  # an empty prompt reads the BOS token
+    truncate = bool(options.get("truncate"))
+    if prompt >= context and not truncate:
+        raise CliError(
+            f"the prompt has {prompt} tokens and fills the model's context of {context} "
+            "tokens; shorten it or pass --truncate"
+        )
+    # With --truncate the prompt gives way down to one token.
+    room = context - 1 if truncate else context - prompt
+    if n is not None and n > room:
+        print(f"gpt2cpu: --max-new-tokens {n} lowered to {room}, what the model's context of "
+              f"{context} tokens leaves after the prompt", file=sys.stderr)
+        options["max_new_tokens"] = room
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _same_file(a: TextIO, b: TextIO) -> bool:
+    """Whether two streams write to one file or pipe (as with 2>&1)."""
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError):  # not a file (a test's StringIO): assume not
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..generation import GenerationConfig, stream
     from ..model import Model
 
-    config = GenerationConfig(
-        max_new_tokens=args.max_new_tokens,
-        temperature=0.0 if args.greedy else args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty,
-        presence_penalty=args.presence_penalty,
-        frequency_penalty=args.frequency_penalty,
-        logit_bias=parse_logit_bias(args.logit_bias),
-        stop=args.stop,
-        ignore_eos=args.ignore_eos,
-        seed=args.seed,
-        truncate=args.truncate,
-    )
+    threads = threads_of(args)
+    options = options_of(args)
     prompt = read_text_argument(args.prompt)
-    model = Model.from_pretrained(model_directory(args), threads=args.threads, dtype=args.dtype)
-    if model.tokenizer is None:
-        raise CliError(f"{model.path}: the model directory has no tokenizer files")
-    pieces = stream(model, prompt, config)
+    model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
+    tokenizer = model.require_tokenizer(f"{model.path} cannot generate text")
+    ids = tokenizer.encode(prompt)
+    try:
+        fit_to_context(model, ids, options)
+        pieces = model.stream(ids, **options)
+    except ValueError as exc:
+        raise CliError(with_flag(str(exc), _FLAGS)) from None
     out = sys.stdout
     ends_with_newline = True
     for piece in pieces:
@@ -117,9 +219,12 @@ def run(args: argparse.Namespace) -> int:
         out.write("\n")  # keep the shell prompt off the text; piped output stays exact
         out.flush()
     if not args.quiet:
+        # Sharing stdout's file or pipe (2>&1), the summary would continue the text's line.
+        apart = "\n" if not ends_with_newline and _same_file(out, sys.stderr) else ""
         print(
-            f"gpt2cpu: {result.prompt_tokens} prompt tokens, {len(result.token_ids)} new tokens "
-            f"({result.finish_reason}); prefill {_rate(result.prefill_tokens_per_second)} tok/s, "
+            f"{apart}gpt2cpu: {_plural(result.prompt_tokens, 'prompt token')}, "
+            f"{_plural(len(result.token_ids), 'new token')} ({result.finish_reason}); "
+            f"prefill {_rate(result.prefill_tokens_per_second)} tok/s, "
             f"decode {_rate(result.decode_tokens_per_second)} tok/s",
             file=sys.stderr,
         )

@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import add_dtype_argument, add_model_argument, model_directory
+from . import CliError
+from .common import (
+    add_dtype_argument,
+    add_model_argument,
+    add_threads_argument,
+    model_directory,
+    threads_of,
+    with_flag,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -20,9 +28,12 @@ def register(subparsers: Any) -> None:
     add_model_argument(p)
     add_dtype_argument(p)
     p.add_argument("file", help="UTF-8 text file, or - for stdin")
-    p.add_argument("--window", type=int, default=None, help="tokens per window (n_positions)")
-    p.add_argument("--stride", type=int, default=None, help="window step (window // 2)")
-    p.add_argument("-t", "--threads", type=int, default=None, help="compute threads")
+    p.add_argument("--window", type=int, default=None,
+                   help="tokens per window (default: the model's n_positions)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="window step, up to --window (default: window // 2); equal to --window "
+                   "gives non-overlapping windows, whose first tokens go unscored")
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -41,8 +52,15 @@ def run(args: argparse.Namespace) -> int:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    model = Model.from_pretrained(model_directory(args), threads=args.threads, dtype=args.dtype)
-    r = perplexity(model, text, window=args.window, stride=args.stride)
+        except FileNotFoundError:
+            raise CliError(f"{path}: file not found") from None
+        except OSError as exc:  # a directory, no permission: the reason without errno's noise
+            raise CliError(f"{path}: {exc.strerror}") from None
+    model = Model.from_pretrained(model_directory(args), threads=threads_of(args), dtype=args.dtype)
+    try:
+        r = perplexity(model, text, window=args.window, stride=args.stride)
+    except ValueError as exc:
+        raise CliError(with_flag(str(exc), {"window": "--window", "stride": "--stride"})) from None
     if args.json:
         print(
             json.dumps(

@@ -1,0 +1,128 @@
+"""The keyword options of `Model.generate` and `Model.stream`, written once for both.
+
+`signature` below is their one signature; `generation_method` gives it to a method
+that receives only the options its caller passed (so a model's generation_config.json can
+supply the rest), for type checkers, IDEs and `help()` alike, and composes the method's help
+from the option and result descriptions that `SamplingParams`, `GenerationConfig` and
+`GenerationResult` document.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from .model import IdsLike, Model, Sequence
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def signature(
+    self: Model,
+    prompt: str | IdsLike,
+    *,
+    sequence: Sequence | None = None,
+    max_new_tokens: int | None = 64,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    logit_bias: Mapping[int, float] | None = None,
+    stop: str | Iterable[str] | None = None,
+    ignore_eos: bool = False,
+    seed: int | None = None,
+    truncate: bool = False,
+) -> None:
+    """prompt: text, or a list of token ids (a model loaded without a tokenizer takes ids
+        only). Empty: generation starts from the BOS (else EOS) token.
+    sequence: a `Sequence` of this model to continue (a chat that keeps its KV cache). The
+        prompt's tokens are appended after the sequence's (an empty prompt continues from
+        its last token) and so is every new token: afterwards the sequence holds its earlier
+        tokens, the prompt's and result.token_ids. max_new_tokens=None then runs until the
+        sequence's capacity is full; truncate=True is refused (cached tokens cannot be
+        dropped from the front). The repetition penalty counts the sequence's tokens as
+        prompt. The sequence stays open; a stream closed early leaves it holding the tokens
+        run so far.
+    """
+
+
+def _entries(cls: type) -> str:
+    """The option entries of a class docstring: everything after its first paragraph."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    return doc.split("\n\n", 1)[1] if "\n\n" in doc else ""
+
+
+def options_help() -> str:
+    """Every option's meaning, in the order of the signature."""
+    from .generation import GenerationConfig
+    from .sampling import SamplingParams
+
+    return "\n".join(
+        (inspect.cleandoc(signature.__doc__ or ""), _entries(GenerationConfig),
+         _entries(SamplingParams))
+    )
+
+
+def option_names() -> tuple[str, ...]:
+    """The keyword options, in the order of the signature (prompt excluded)."""
+    parameters = inspect.signature(signature).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def generation_method(
+    stub: Callable[P, None],
+) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Gives a method that takes (self, prompt, **options) the keywords of `stub`:
+    to type checkers and IDEs through P, at run time through __signature__, and in its help
+    the meaning of each option and the result's fields. A misspelled option raises a
+    TypeError naming it and the method. The method receives the options its caller gave,
+    and only those."""
+
+    def decorate(impl: Callable[..., R]) -> Callable[P, R]:
+        from .generation import GenerationResult
+
+        shown = inspect.signature(stub).replace(
+            return_annotation=inspect.signature(impl).return_annotation
+        )
+        known = option_names()
+        public = f"Model.{impl.__name__}()"
+
+        @functools.wraps(impl)
+        def method(*args: Any, **kwargs: Any) -> R:
+            for name in kwargs:
+                if name not in shown.parameters:
+                    near = difflib.get_close_matches(name, known, n=1)
+                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    raise TypeError(
+                        f"{public} got an unexpected keyword argument {name!r}{hint} "
+                        f"(its options: {', '.join(known)})"
+                    )
+            try:
+                given = shown.bind(*args, **kwargs).arguments
+            except TypeError as exc:
+                raise TypeError(f"{public}: {exc}") from None
+            model, prompt = given.pop("self"), given.pop("prompt")
+            return impl(model, prompt, **given)
+
+        method.__signature__ = shown  # type: ignore[attr-defined]
+        method.__doc__ = "\n\n".join(
+            (
+                inspect.cleandoc(impl.__doc__ or ""),
+                "Options (a model directory's generation_config.json replaces the defaults\n"
+                "shown for the options it names; the caller's options replace both):",
+                options_help(),
+                "The GenerationResult's fields:",
+                _entries(GenerationResult),
+            )
+        )
+        return method
+
+    return decorate
