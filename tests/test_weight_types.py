@@ -203,16 +203,16 @@ PERPLEXITY_BOUND = {"bfloat16": 0.001, "float16": 0.001, "int8": 0.005, "int4": 
 
 @pytest.fixture(scope="module")
 def heldout() -> tuple[Model, str, dict[str, float]]:
-    from gpt2cpu.bundled import DEFAULT_MODEL_DIR
+    from gpt2cpu import BUNDLED_MODEL_DIR
     from gpt2cpu.perplexity import perplexity
     from test_demo_model import data_file
 
     path = data_file()
     if path is None:
         pytest.skip("tinyshakespeare.txt not found (set GPT2CPU_TINYSHAKESPEARE to its path)")
-    info = json.loads((DEFAULT_MODEL_DIR / "eval.json").read_text())
+    info = json.loads((BUNDLED_MODEL_DIR / "eval.json").read_text())
     text = path.read_text(encoding="utf-8")[info["split_char_index"] :]
-    model = Model.from_pretrained(DEFAULT_MODEL_DIR)
+    model = Model.from_pretrained(BUNDLED_MODEL_DIR)
     return model, text, {"float32": perplexity(model, text).perplexity}
 
 
@@ -288,10 +288,10 @@ def test_124m_logits_weight_bytes_and_one_precision_per_matrix(hf_model_dir) -> 
 
 
 def test_from_pretrained_rejects_a_bad_dtype() -> None:
-    from gpt2cpu.bundled import DEFAULT_MODEL_DIR
+    from gpt2cpu import BUNDLED_MODEL_DIR
 
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
-        Model.from_pretrained(DEFAULT_MODEL_DIR, dtype="fp8")
+        Model.from_pretrained(BUNDLED_MODEL_DIR, dtype="fp8")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -310,3 +310,9 @@ def test_a_non_finite_weight_or_input_is_not_rounded_away(isa: str, dtype: str, 
     out = K.PackedWeight(w, dtype).matmul(a)
     assert not np.isfinite(out[1]).any()
     assert np.isfinite(out[[0, 2]]).all()
+
+
+def test_the_cli_lists_the_engines_dtypes() -> None:
+    from gpt2cpu.cli.common import DTYPE_NAMES
+
+    assert tuple(_core.DTYPES) == DTYPE_NAMES
