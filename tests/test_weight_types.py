@@ -239,12 +239,12 @@ def test_bundled_model_greedy_agrees_with_float32(heldout, dtype: str) -> None: 
 # Logits of a random-weight model in each type against float32: relative RMS error and the
 # largest error relative to the largest logit. Random Gaussian weights are quantization's
 # worst case (no structure, every layer's error compounding): trained weights do far
-# better (see the perplexities above). Measured at the 124M shape: bf16 4.6e-3 / 5.1e-3,
-# f16 5.4e-4 / 6.0e-4, int8 1.6e-2 / 1.6e-2, int4 0.22 / 0.23.
+# better (see the perplexities above). Measured at the 124M shape (gpt2cpu's random model):
+# bf16 4.6e-3 / 5.1e-3, f16 5.4e-4 / 6.0e-4, int8 2.1e-2 / 2.5e-2, int4 0.22 / 0.23.
 LOGIT_BOUND = {
     "bfloat16": (0.01, 0.01),
     "float16": (0.002, 0.002),
-    "int8": (0.03, 0.03),
+    "int8": (0.04, 0.05),
     "int4": (0.35, 0.35),
 }
 
