@@ -67,3 +67,27 @@ def test_attention_prompt(benchmark: Any, threads: int) -> None:
     k = rng.standard_normal((12, 512, 64), dtype=np.float32)
     v = rng.standard_normal((12, 512, 64), dtype=np.float32)
     benchmark(K.attention, q, k, v, 0, 0.125, threads)
+
+
+DTYPES = list(_core.DTYPES)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,k,n", PROJECTIONS[2:4], ids=[p[0] for p in PROJECTIONS[2:4]])
+def test_typed_gemv(benchmark: Any, threads: int, dtype: str, name: str, k: int, n: int) -> None:
+    """One token's product with each weight type: GB/s of the bytes the type stores."""
+    rng = np.random.default_rng(k * n)
+    w = K.PackedWeight(rng.standard_normal((k, n), dtype=np.float32) * 0.02, dtype)
+    x = rng.standard_normal((1, k), dtype=np.float32)
+    benchmark(w.matmul, x, threads=threads)
+    record_rate(benchmark, "GB/s", w.nbytes / 1e9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_typed_gemm(benchmark: Any, threads: int, dtype: str) -> None:
+    """A 512-token prompt's c_fc product with each weight type: GFLOP/s."""
+    rng = np.random.default_rng(1)
+    w = K.PackedWeight(rng.standard_normal((C, 4 * C), dtype=np.float32) * 0.02, dtype)
+    x = rng.standard_normal((512, C), dtype=np.float32)
+    benchmark(w.matmul, x, threads=threads)
+    record_rate(benchmark, "GFLOP/s", 2 * 512 * C * 4 * C / 1e9)
