@@ -69,8 +69,10 @@ void PackedMatrix::encode_panel(int64_t p, const float* f) {
     case WeightType::BF16:
     case WeightType::F16: {
       uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < count; ++i) {
-        h[i] = type == WeightType::BF16 ? float_to_bf16(f[i]) : float_to_f16(f[i]);
+      if (type == WeightType::F16) {
+        floats_to_f16(f, h, count);
+      } else {
+        for (int64_t i = 0; i < count; ++i) h[i] = float_to_bf16(f[i]);
       }
       return;
     }

@@ -48,9 +48,10 @@ WeightType weight_type_named(const std::string& name);
 inline uint16_t float_to_bf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
+  // Branch-free (a select), so that packing loops vectorise.
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
 inline float bf16_to_float(uint16_t h) {
@@ -69,6 +70,8 @@ inline float round_even(float x) {
 }
 
 uint16_t float_to_f16(float f);
+// out[i] = float_to_f16(in[i]), the same bits, vectorised.
+void floats_to_f16(const float* in, uint16_t* out, int64_t n);
 float f16_to_float(uint16_t h);
 
 }  // namespace gpt2cpu
