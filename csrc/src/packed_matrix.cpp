@@ -1,12 +1,15 @@
 #include "gpt2cpu/packed_matrix.h"
 
+#include <omp.h>
+
 #include <cfloat>
 #include <cmath>
 #include <limits>
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <vector>
+
+#include "gpt2cpu/buffer.h"
 
 namespace gpt2cpu {
 
@@ -116,41 +119,46 @@ void PackedMatrix::encode_panel(int64_t p, const float* f) {
 }
 
 // Both packers split the work by panel, so each thread writes (and first-touches) its own
-// contiguous part of the destination, gathering the panel's float32 form first.
-
-void PackedMatrix::pack_from_k_by_n(const float* w, int threads) {
+// contiguous part of the destination, gathering the panel's float32 form (k, kPanel) into
+// a buffer of its own first. gather(p, cols, f): f = columns [p * kPanel, + cols) of W,
+// zero past cols. The buffers are allocated before the region: nothing may throw in it.
+template <class Gather>
+void PackedMatrix::pack_panels(int threads, Gather gather) {
+  const size_t panel_floats = static_cast<size_t>(k * kPanel);
+  Buffer scratch(panel_floats * static_cast<size_t>(threads));
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> f(static_cast<size_t>(k * kPanel));
+    float* f = scratch.data() + panel_floats * static_cast<size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < panels(); ++p) {
-      const int64_t col0 = p * kPanel;
-      const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
-      for (int64_t r = 0; r < k; ++r) {
-        float* row = f.data() + r * kPanel;
-        std::memcpy(row, w + r * n + col0, static_cast<size_t>(cols) * 4);
-        for (int64_t j = cols; j < kPanel; ++j) row[j] = 0.0f;
-      }
-      encode_panel(p, f.data());
+      const int64_t cols = n - p * kPanel < kPanel ? n - p * kPanel : kPanel;
+      gather(p * kPanel, cols, f);
+      encode_panel(p, f);
     }
   }
 }
 
-void PackedMatrix::pack_from_n_by_k(const float* wt, int threads) {
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<float> f(static_cast<size_t>(k * kPanel));
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < panels(); ++p) {
-      const int64_t col0 = p * kPanel;
-      const int64_t cols = n - col0 < kPanel ? n - col0 : kPanel;
-      for (int64_t j = 0; j < kPanel; ++j) {
-        const float* src = wt + (col0 + j) * k;
-        for (int64_t r = 0; r < k; ++r) f[r * kPanel + j] = j < cols ? src[r] : 0.0f;
-      }
-      encode_panel(p, f.data());
+void PackedMatrix::pack_from_k_by_n(const float* w, int threads) {
+  pack_panels(threads, [&](int64_t col0, int64_t cols, float* f) {
+    for (int64_t r = 0; r < k; ++r) {
+      float* row = f + r * kPanel;
+      std::memcpy(row, w + r * n + col0, static_cast<size_t>(cols) * 4);
+      for (int64_t j = cols; j < kPanel; ++j) row[j] = 0.0f;
     }
-  }
+  });
+}
+
+void PackedMatrix::pack_from_n_by_k(const float* wt, int threads) {
+  pack_panels(threads, [&](int64_t col0, int64_t cols, float* f) {
+    for (int64_t j = 0; j < kPanel; ++j) {
+      if (j >= cols) {  // past n: no source row to point at
+        for (int64_t r = 0; r < k; ++r) f[r * kPanel + j] = 0.0f;
+        continue;
+      }
+      const float* src = wt + (col0 + j) * k;
+      for (int64_t r = 0; r < k; ++r) f[r * kPanel + j] = src[r];
+    }
+  });
 }
 
 float PackedMatrix::at(int64_t r, int64_t j) const {

@@ -73,6 +73,8 @@ struct PackedMatrix {
  private:
   // Panel p from its float32 form f (k, kPanel), quantizing where the type says so.
   void encode_panel(int64_t p, const float* f);
+  template <class Gather>
+  void pack_panels(int threads, Gather gather);
 };
 
 }  // namespace gpt2cpu
