@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .files import read_regular
 
 # config.json may use the generic names that transformers maps onto GPT-2's own.
 _ALIASES = {
@@ -76,16 +78,11 @@ class GPT2Config:
     def from_file(cls, path: str | Path) -> GPT2Config:
         path = Path(path)
         try:
-            info = path.stat()
+            raw = read_regular(path, ConfigError, _MAX_CONFIG_BYTES, "a config.json")
         except FileNotFoundError:
             raise ConfigError(f"{path}: file not found") from None
-        # Reading a FIFO would block forever; a directory or device is not a config.
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file")
-        if info.st_size > _MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {info.st_size} bytes is too large for a config.json")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
         try:
@@ -157,8 +154,6 @@ class GPT2Config:
                 f"{source}: activation_function {activation!r} is not supported "
                 f"(supported: {', '.join(sorted(ACTIVATIONS))})"
             )
-        if data.get("add_cross_attention", False):
-            raise ConfigError(f"{source}: add_cross_attention models are not supported")
         config = cls(
             n_layer=size("n_layer", _MAX_LAYERS),
             n_head=n_head,
@@ -190,11 +185,19 @@ class GPT2Config:
                 f"n_positions={config.n_positions} need a {cache * 4 / 2**30:,.0f} GiB KV cache "
                 f"per sequence, beyond the {MAX_FLOATS * 4 >> 30} GiB this engine accepts"
             )
+        # transformers' GPT2Config defaults both to 50256 whatever the vocabulary, so a small
+        # model saved with save_pretrained names ids it does not have. transformers warns and
+        # runs it; so do we, with no such token (no EOS stop, no BOS start).
         for name in ("bos_token_id", "eos_token_id"):
             token_id = getattr(config, name)
             if token_id is not None and not 0 <= token_id < config.vocab_size:
-                raise ConfigError(
+                warnings.warn(
                     f"{source}: field {name!r} = {token_id} is outside the vocabulary "
-                    f"[0, {config.vocab_size})"
+                    f"[0, {config.vocab_size}); the model is used without that token",
+                    stacklevel=2,
                 )
+                if name == "bos_token_id":
+                    config = dataclasses.replace(config, bos_token_id=None)
+                else:
+                    config = dataclasses.replace(config, eos_token_id=None)
         return config

@@ -115,6 +115,7 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig) ->
         ids = as_ids(prompt, model.config.vocab_size, "prompt").tolist()
     if not ids:
         start = _first_known(
+            model.config.vocab_size,
             model.config.bos_token_id,
             model.config.eos_token_id,
             model.tokenizer.bos_token_id if model.tokenizer else None,
@@ -125,36 +126,40 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig) ->
                              "start from")
         ids = [start]
 
+    # The last new token is sampled from the logits of the context's last position and never
+    # run, as in transformers: a prompt of n tokens leaves room for context + 1 - n.
     context = model.config.n_positions
     wanted = config.max_new_tokens
-    room = context - len(ids)
+    room = context + 1 - len(ids)
     if wanted is None:
         if room >= 1:
             return ids
         if not config.truncate:
             raise ValueError(
-                f"the prompt has {len(ids)} tokens and fills the model's context of {context} "
+                f"the prompt has {len(ids)} tokens, more than the model's context of {context} "
                 "tokens; shorten it or pass truncate=True"
             )
-        return ids[len(ids) - (context - 1) :]
+        return ids[len(ids) - context :]
     if wanted <= room:
         return ids
-    if wanted >= context:
+    if wanted > context:
         raise ValueError(
             f"max_new_tokens={wanted} leaves no room for a prompt in the model's context of "
             f"{context} tokens"
         )
     if not config.truncate:
         raise ValueError(
-            f"the prompt has {len(ids)} tokens; with max_new_tokens={wanted} that is "
-            f"{len(ids) + wanted}, more than the model's context of {context} tokens; "
-            "shorten the prompt, lower max_new_tokens or pass truncate=True"
+            f"the prompt has {len(ids)} tokens; with max_new_tokens={wanted} the model reads "
+            f"{len(ids) + wanted - 1} (all but the last new token), more than the model's "
+            f"context of {context} tokens; shorten the prompt, lower max_new_tokens or pass "
+            "truncate=True"
         )
-    return ids[len(ids) - (context - wanted) :]
+    return ids[len(ids) - (context + 1 - wanted) :]
 
 
-def _first_known(*candidates: int | None) -> int | None:
-    return next((c for c in candidates if c is not None), None)
+def _first_known(vocab_size: int, *candidates: int | None) -> int | None:
+    """The first candidate id that the model has (a tokenizer's may lie beyond it)."""
+    return next((c for c in candidates if c is not None and c < vocab_size), None)
 
 
 class GenerationStream:
@@ -174,8 +179,19 @@ class GenerationStream:
         self.model = model
         self.config = config
         self.prompt_ids = prompt_ids(model, prompt, config)
+        vocab_size = model.config.vocab_size
+        self._eos = None if config.ignore_eos else _first_known(
+            vocab_size,
+            model.config.eos_token_id,
+            model.tokenizer.eos_token_id if model.tokenizer else None,
+        )
+        # A vocabulary padded past the tokenizer's (nanoGPT's 50304 for GPT-2's 50257) has
+        # ids no text stands for: they are never sampled, but for the EOS that ends the text.
+        banned = [] if model.tokenizer is None else [
+            i for i in model.tokenizer.unknown_ids(vocab_size) if i != self._eos
+        ]
         # Built here rather than on the first step so that every bad argument raises now.
-        self._sampler = Sampler(config, model.config.vocab_size, self.prompt_ids)
+        self._sampler = Sampler(config, vocab_size, self.prompt_ids, banned=banned)
         self.result: GenerationResult | None = None
         self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
 
@@ -192,10 +208,8 @@ class GenerationStream:
     def _run(self, decoder: StreamDecoder | None) -> Generator[str, None, None]:
         model, config = self.model, self.config
         ids = self.prompt_ids
-        budget = config.max_new_tokens or model.config.n_positions - len(ids)
-        eos = None if config.ignore_eos else _first_known(
-            model.config.eos_token_id, model.tokenizer.eos_token_id if model.tokenizer else None
-        )
+        budget = config.max_new_tokens or model.config.n_positions + 1 - len(ids)
+        eos = self._eos
         sampler = self._sampler
         stops = StopMatcher(config.stop_strings)
         # The last sampled token is never run, so the cache needs one place fewer.

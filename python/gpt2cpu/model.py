@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _core
 from .config import GPT2Config
-from .loading import core_config, load_into, locate_tensors, open_checkpoint
+from .loading import core_config, load_into, locate_tensors, open_checkpoint, untie_distinct_head
 from .threads import check_threads, default_threads
 
 if TYPE_CHECKING:
@@ -195,8 +195,9 @@ class Model:
             raise FileNotFoundError(f"{directory}: model directory not found")
         n_threads = default_threads() if threads is None else check_threads(threads)
         config = GPT2Config.from_file(directory / "config.json")
-        with open_checkpoint(directory) as files:
-            located = locate_tensors(config, files)
+        with open_checkpoint(directory) as checkpoint:
+            config = untie_distinct_head(config, checkpoint)
+            located = locate_tensors(config, checkpoint)
             core = _core.Model(core_config(config), n_threads)
             load_into(core, located, progress=progress)
         return cls(core, config, _load_tokenizer(directory), directory)
