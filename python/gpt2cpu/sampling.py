@@ -227,7 +227,8 @@ class Sampler:
         out = x
         if self._bias_ids is not None and self._bias_values is not None:
             out = out.copy()  # the caller's logits stay as they were
-            out[self._bias_ids] += self._bias_values
+            with np.errstate(over="ignore"):  # reported as an error once it is sampled
+                out[self._bias_ids] += self._bias_values
         if repeat:  # a new array: one pass in C++ instead of five numpy calls
             out = _native.repetition_penalty(out, self._seen.array(), p.repetition_penalty)
         if presence:
@@ -266,7 +267,12 @@ class Sampler:
             if x[best] == -np.inf:
                 raise ValueError("no token can be picked: logit_bias bans every candidate")
             return np.array([best], dtype=np.int64), x[best : best + 1], None, 0.0
-        if p.temperature != 1.0:
+        if p.temperature < 1.0:
+            # An overflow to +inf is reported below as an error naming the temperature, not
+            # as numpy's warning (an exception where warnings are errors).
+            with np.errstate(over="ignore"):
+                x = x / np.float32(p.temperature)
+        elif p.temperature != 1.0:
             x = x / np.float32(p.temperature)
         ids: IntArray | None = None
         if 0 < p.top_k < x.size:
@@ -330,10 +336,14 @@ class Sampler:
         def bad(x: FloatArray) -> bool:
             return bool(np.isnan(x).any() or np.isposinf(x).any())
 
-        if bad(np.asarray(logits, dtype=np.float32)) or self.params.temperature in (0.0, 1.0):
+        if bad(np.asarray(logits, dtype=np.float32)):
             return ValueError(NOT_FINITE)
-        if bad(self.penalized(logits)):
+        with np.errstate(over="ignore"):
+            penalized = self.penalized(logits)
+        if bad(penalized):
             return ValueError(f"{NOT_FINITE} (logit_bias or a penalty overflowed float32)")
+        if self.params.temperature in (0.0, 1.0):
+            return ValueError(NOT_FINITE)
         return ValueError(
             f"{NOT_FINITE} (temperature={self.params.temperature} is too small for these "
             "logits: dividing by it overflows float32; use temperature=0 for greedy decoding)"
