@@ -491,9 +491,9 @@ LONG_INTEGER = "1" * 5000
     ({"vocab.json": DEEP, "merges.txt": "a b\n"}, "vocab.json", "invalid JSON"),
     ({"tokenizer.json": DEEP}, "tokenizer.json", "invalid JSON"),
     ({"vocab.json": None, "tokenizer_config.json": DEEP}, "tokenizer_config.json", "invalid JSON"),
-    ({"vocab.json": '{"a": %s}' % LONG_INTEGER, "merges.txt": "a b\n"}, "vocab.json",
+    ({"vocab.json": '{"a": ' + LONG_INTEGER + "}", "merges.txt": "a b\n"}, "vocab.json",
      "invalid JSON"),
-    ({"vocab.json": '{"a": %d}' % 2**31, "merges.txt": "a b\n"}, "vocab.json",
+    ({"vocab.json": f'{{"a": {2**31}}}', "merges.txt": "a b\n"}, "vocab.json",
      "has id 2147483648, beyond the largest token id supported (2147483647)"),
     ({"vocab.json": None, "tokenizer_config.json": json.dumps(
         {"added_tokens_decoder": {LONG_INTEGER: {"content": "x"}}})},

@@ -152,7 +152,7 @@ def test_one_sequence_from_two_threads_is_refused_not_corrupted(medium_dir: Path
         seq.truncate(0)
         results: list[np.ndarray[Any, Any]] = []
 
-        def prompt() -> None:
+        def prompt(results: list[np.ndarray[Any, Any]] = results) -> None:
             while True:  # this thread may be the one refused, if the prober got in first
                 try:
                     results.append(seq.append(ids, 1))
