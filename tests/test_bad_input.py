@@ -516,6 +516,33 @@ def test_hostile_tokenizer_files(tiny: Path, files: dict[str, str | None], culpr
     assert message.startswith(f"{tiny / culprit}: ") and fragment in message
 
 
+@pytest.mark.parametrize(("ids", "message"), [
+    (["1"], "ids[0] must be an integer token id, got '1'"),
+    ([5, 1.0], "ids[1] must be an integer token id, got 1.0"),
+    ([True], "ids[0] must be an integer token id, got True"),
+    ([3, 4, None], "ids[2] must be an integer token id, got None"),
+    ("12", "ids must be a sequence of token ids, not str"),
+])
+def test_decode_takes_integer_ids_only(ids: Any, message: str) -> None:
+    """A float or a str used to find a token by equality (1.0 decoded as id 1, silently) or
+    to be reported as an unknown id ("token id 1 is not in the vocabulary")."""
+    tokenizer = gpt2cpu.Tokenizer.from_pretrained(BUNDLED)
+    with pytest.raises(TypeError, match=re.escape(message)):
+        tokenizer.decode(ids)
+    assert tokenizer.decode(np.array([40, 41])) == tokenizer.decode([40, 41])
+    assert tokenizer.decode([np.int64(40), 41]) == tokenizer.decode([40, 41])
+    for call in (tokenizer.token_bytes, tokenizer.id_to_token):
+        with pytest.raises(TypeError, match="a token id must be an integer, got 1.0"):
+            call(1.0)  # type: ignore[arg-type]
+        assert call(np.int64(40)) == call(40)  # type: ignore[arg-type]
+
+
+def test_lone_surrogates_in_a_prompt_encode_as_u_fffd() -> None:
+    tokenizer = gpt2cpu.Tokenizer.from_pretrained(BUNDLED)
+    assert tokenizer.encode("a\ud800b") == tokenizer.encode("a\ufffdb")
+    assert tokenizer.encode("\ud83d\ude00") == tokenizer.encode("\U0001f600")  # a pair
+
+
 def test_half_a_tokenizer_pair_is_an_error_not_silence(tiny: Path) -> None:
     (tiny / "vocab.json").write_text('{"a": 0}')
     message = load_error(tiny, FileNotFoundError)

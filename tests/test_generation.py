@@ -465,6 +465,35 @@ def test_stop_matcher_holds_back_only_possible_starts() -> None:
     assert matcher.matched == "\n\nEND"
 
 
+def test_a_long_stop_string_costs_linear_memory_and_time() -> None:
+    """A set of every prefix made one stop string of 100,000 characters cost 4.7 GiB and
+    15 s; the matcher's tables are linear in the stop strings now."""
+    import tracemalloc
+
+    stop = "ab" * 10_000 + "c"  # 20,001 characters: every prefix would be 200 MB
+    text = "ab" * 9_999
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        config = GenerationConfig(stop=[stop, "zz"])
+        matcher = StopMatcher(config.stop_strings)
+        shown = "".join(matcher.feed(text[i : i + 7]) for i in range(0, len(text), 7))
+        assert shown == "" and matcher.matched is None  # all of it may start the stop string
+        shown += matcher.feed("abx")  # one pair short of the stop string, then not it
+        assert shown == text + "abx" and matcher.matched is None
+        pieces = [stop[i : i + 5] for i in range(0, len(stop), 5)]
+        shown += "".join(matcher.feed(piece) for piece in pieces[:-1])
+        assert matcher.matched is None
+        shown += matcher.feed(pieces[-1] + "def")
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert matcher.matched == stop and shown == text + "abx"
+    assert peak < 5 << 20, f"{peak / 2**20:.1f} MiB"
+    assert elapsed < 2.0
+
+
 # -- the cost of the Python side ----------------------------------------------------------
 
 
