@@ -452,6 +452,19 @@ def test_config_absurd_sizes_allocate_nothing(tiny: Path, changes: dict[str, Any
         assert field in message
 
 
+@pytest.mark.parametrize("changes", [dict(eos_token_id=37), dict(bos_token_id=-1),
+                                     dict(eos_token_id=50256, bos_token_id=50256)])
+def test_config_special_ids_outside_the_vocabulary_are_dropped_with_a_warning(
+    tiny: Path, changes: dict[str, Any]
+) -> None:
+    write_config(tiny, dict(TINY, **changes))
+    with pytest.warns(UserWarning, match=re.escape(str(tiny / "config.json")) +
+                      r": field '(eos|bos)_token_id' = -?\d+ is outside the vocabulary \[0, 37\)"):
+        model = gpt2cpu.Model.from_pretrained(tiny, threads=1)
+    for name, value in changes.items():
+        assert getattr(model.config, name) is None, (name, value)
+
+
 def test_config_aliases_and_id_lists(tiny: Path) -> None:
     """transformers' generic names and eos lists are read, not refused."""
     config = {k: v for k, v in TINY.items() if k not in ("n_layer", "n_embd", "eos_token_id")}
@@ -541,6 +554,15 @@ def test_lone_surrogates_in_a_prompt_encode_as_u_fffd() -> None:
     tokenizer = gpt2cpu.Tokenizer.from_pretrained(BUNDLED)
     assert tokenizer.encode("a\ud800b") == tokenizer.encode("a\ufffdb")
     assert tokenizer.encode("\ud83d\ude00") == tokenizer.encode("\U0001f600")  # a pair
+
+
+def test_a_tokenizer_file_too_large_is_not_read(tiny: Path) -> None:
+    put_tokenizer(tiny)
+    with open(tiny / "vocab.json", "r+b") as file:  # sparse: no disk space, no reading
+        file.truncate((256 << 20) + 1)
+    message = load_error(tiny, TokenizerFormatError)
+    assert message == (f"{tiny / 'vocab.json'}: 268435457 bytes is too large for a tokenizer "
+                       "file (at most 268435456)")
 
 
 def test_half_a_tokenizer_pair_is_an_error_not_silence(tiny: Path) -> None:
