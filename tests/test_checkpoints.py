@@ -67,6 +67,9 @@ def test_transformers_default_special_ids_outside_a_small_vocabulary(tmp_path: P
 @pytest.mark.parametrize("config", [
     dict(vocab_size=65),
     dict(vocab_size=65, activation_function="gelu"),
+    dict(vocab_size=65, activation_function="gelu_python"),
+    dict(vocab_size=65, activation_function="gelu_accurate"),
+    dict(vocab_size=65, activation_function="gelu_python_tanh"),
     dict(vocab_size=65, activation_function="relu", scale_attn_weights=False),
     dict(vocab_size=65, scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True),
     dict(vocab_size=65, add_cross_attention=True),  # runs as a decoder without encoder states

@@ -25,7 +25,10 @@ ACTIVATIONS = {
     "gelu_new": "gelu_tanh",
     "gelu_pytorch_tanh": "gelu_tanh",
     "gelu_fast": "gelu_tanh",
+    "gelu_python_tanh": "gelu_tanh",
+    "gelu_accurate": "gelu_tanh",  # the same tanh formula, with the constant precomputed
     "gelu": "gelu_erf",
+    "gelu_python": "gelu_erf",
     "relu": "relu",
 }
 

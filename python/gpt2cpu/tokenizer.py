@@ -201,7 +201,11 @@ class Tokenizer:
         equality, 1.0 standing for 1)."""
         if isinstance(ids, (str, bytes)):
             raise TypeError(f"ids must be a sequence of token ids, not {type(ids).__name__}")
-        values = ids if isinstance(ids, (list, tuple)) else list(ids)
+        dtype = getattr(ids, "dtype", None)  # a numpy array, without importing numpy here
+        if dtype is not None and getattr(dtype, "kind", None) in ("i", "u"):
+            values = ids.tolist()  # type: ignore[attr-defined]  # Python ints, at C speed
+        else:
+            values = ids if isinstance(ids, (list, tuple)) else list(ids)
         # The exact-type test is one C-speed pass; the slow one runs only to name the culprit
         # or to accept numpy's integers.
         if not all(type(v) is int for v in values):
