@@ -12,6 +12,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ INDEX_FILE = "model.safetensors.index.json"
 PREFIXES = ("transformer.", "")
 # Indexes of the largest checkpoints are well under a megabyte; this bounds what we read.
 MAX_INDEX_BYTES = 64 << 20
+# Checkpoints from this size on are read on a helper thread while the engine packs.
+PREFETCH_BYTES = 32 << 20
 
 
 def core_config(config: GPT2Config) -> _core.Config:
@@ -200,13 +203,40 @@ def locate_tensors(
 def load_into(
     core_model: _core.Model, located: list[Located], *, progress: bool | None = None
 ) -> None:
-    """Copy the located tensors into the engine, converting to float32 one at a time and
-    dropping each from resident memory once copied."""
+    """Copy the located tensors into the engine, converting to float32 one at a time.
+
+    Tensor i is read into buffers[i % 2] on a helper thread while the engine packs tensor
+    i - 1 from the other buffer (both release the GIL), so reading the file, which costs an
+    extra copy out of the page cache compared with mapping it, overlaps with packing. The
+    buffers are reused (fresh memory per tensor would cost the kernel zeroing every page of
+    the checkpoint once more), each sized to the largest tensor still to come of its
+    parity: once the embedding is in, its buffer shrinks to a layer's largest tensor, so
+    that the peak stays the packed weights and a few layer tensors."""
     total = sum(math.prod(t.file.tensors[t.key].shape) for t in located)
-    with Progress(total, "loading", enabled=progress) as bar:
-        for t in located:
-            array: Any = t.file.to_float32(t.key)
+    sizes = [t.file.tensors[t.key].end - t.file.tensors[t.key].begin for t in located]
+    # needed[i]: the largest of tensors i, i + 2, i + 4, ..., which share tensor i's buffer.
+    needed = sizes[:]
+    for i in range(len(sizes) - 3, -1, -1):
+        needed[i] = max(sizes[i], needed[i + 2])
+    buffers = [np.empty(needed[p] if p < len(sizes) else 0, dtype=np.uint8) for p in (0, 1)]
+
+    def read(i: int) -> Any:
+        # The other buffer may be in use by the engine; this one no longer is.
+        if buffers[i % 2].nbytes > 2 * needed[i]:
+            buffers[i % 2] = np.empty(needed[i], dtype=np.uint8)
+        t = located[i]
+        return t.file.to_float32(t.key, buffers[i % 2])
+
+    with ExitStack() as stack:
+        bar = stack.enter_context(Progress(total, "loading", enabled=progress))
+        # A small checkpoint loads in milliseconds: not worth a thread.
+        pool = (stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="gpt2cpu-load"))
+                if sum(sizes) >= PREFETCH_BYTES else None)
+        ahead: Future[Any] | None = pool.submit(read, 0) if pool and located else None
+        for i, t in enumerate(located):
+            array = ahead.result() if ahead is not None else read(i)
+            ahead = pool.submit(read, i + 1) if pool and i + 1 < len(located) else None
             core_model.load_tensor(t.name, array)
-            del array  # freed now: loading costs the packed weights and one tensor more
+            del array
             bar.advance(math.prod(t.file.tensors[t.key].shape))
     core_model.finalize()

@@ -178,12 +178,16 @@ class SafetensorsFile:
             done += got
         return done
 
-    def array(self, name: str) -> np.ndarray[Any, Any]:
-        """The tensor's stored bits, read into an array of its own."""
+    def array(self, name: str, scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+        """The tensor's stored bits, read into an array of its own, or into the start of
+        `scratch` (bytes) when it is large enough: a view of it, valid until its next use."""
         info = self.tensors[name]
         dtype, _ = DTYPES[info.dtype]
-        out = np.empty(info.shape, dtype=dtype)
         size = info.end - info.begin
+        if scratch is not None and size and scratch.nbytes >= size:
+            out = scratch.reshape(-1).view(np.uint8)[:size].view(dtype).reshape(info.shape)
+        else:
+            out = np.empty(info.shape, dtype=dtype)
         if size:
             got = self._read_into(info.begin, out.reshape(-1).view(np.uint8).data)
             if got < size:
@@ -194,15 +198,18 @@ class SafetensorsFile:
                 )
         return out
 
-    def to_float32(self, name: str) -> np.ndarray[Any, Any]:
-        """The tensor as float32: a view for F32 data, a converted copy for F16/BF16."""
+    def to_float32(
+        self, name: str, scratch: np.ndarray[Any, Any] | None = None
+    ) -> np.ndarray[Any, Any]:
+        """The tensor as float32: the bits read for F32 data (into scratch, see array), a
+        converted copy for F16/BF16."""
         info = self.tensors[name]
         if info.dtype not in FLOAT_DTYPES:
             raise self._fail(
                 f"tensor {name!r}: dtype {info.dtype} is not a floating-point weight type"
                 f" (supported: {', '.join(FLOAT_DTYPES)})"
             )
-        bits = self.array(name)
+        bits = self.array(name, scratch)
         if info.dtype == "F32":
             return bits
         if info.dtype == "F16":
