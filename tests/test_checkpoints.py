@@ -55,8 +55,12 @@ def test_transformers_default_special_ids_outside_a_small_vocabulary(tmp_path: P
     """GPT2Config(vocab_size=65) keeps bos/eos 50256: transformers warns and runs it."""
     hf = save_hf(tmp_path, vocab_size=65, **SHAPE)
     assert json.loads((tmp_path / "config.json").read_text())["eos_token_id"] == 50256
-    with pytest.warns(UserWarning, match=r"'bos_token_id' = 50256 is outside the vocabulary"):
+    with pytest.warns(UserWarning) as caught:
         model = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    for message, name in zip(messages, ("bos_token_id", "eos_token_id"), strict=True):
+        assert f"'{name}' = 50256 is outside the vocabulary [0, 65)" in message
     assert model.config.bos_token_id is None and model.config.eos_token_id is None
     np.testing.assert_allclose(model.forward(IDS), hf_logits(hf, IDS), atol=1e-4, rtol=0)
     # No EOS: nothing stops the generation but its length.
