@@ -336,7 +336,8 @@ def test_generation_config_sampling_only_where_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("fields", "fragment"), [
     ({"top_p": 2}, "top_p must be in (0, 1]"),
-    ({"eos_token_id": 99999}, "'eos_token_id' must hold token ids"),
+    ({"eos_token_id": -1}, "'eos_token_id' must hold token ids"),
+    ({"eos_token_id": [0, "1"]}, "'eos_token_id' must hold token ids"),
     ([1, 2], "expected a JSON object"),
 ])
 def test_bad_generation_config_names_the_file(tmp_path: Path, fields: Any,
@@ -347,6 +348,18 @@ def test_bad_generation_config_names_the_file(tmp_path: Path, fields: Any,
         gpt2cpu.Model.from_pretrained(directory, threads=1)
     message = str(error.value)
     assert message.startswith(str(directory / "generation_config.json")) and fragment in message
+
+
+def test_generation_config_ids_past_the_vocabulary_are_dropped_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    """transformers writes its default 50256 even for a small vocabulary, and runs such a
+    model without that token: so do we, as for config.json."""
+    directory = copy_of_bundled(tmp_path, skip=("generation_config.json",))
+    (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": [50256, 0]}))
+    with pytest.warns(UserWarning, match="'eos_token_id' = \\[50256, 0\\] is outside"):
+        loaded = gpt2cpu.Model.from_pretrained(directory, threads=1)
+    assert loaded.generation_defaults.eos_token_ids == (0,)
 
 
 # help(), signatures and misspelled options.

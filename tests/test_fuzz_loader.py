@@ -1,7 +1,10 @@
-"""Fuzzing the loader: mutated safetensors files, headers, shard indexes and config.json
-files thrown at Model.from_pretrained. Whatever the bytes, the only outcomes allowed are a
-loaded model that runs, or a ModelFormatError (ConfigError for config.json) whose message
-starts with the path of a file of the model. No crash, no other exception.
+"""Fuzzing the loader: mutated safetensors files, headers, shard indexes, config.json and
+tokenizer files thrown at Model.from_pretrained, and files cut short while they are being
+loaded. Whatever the bytes, the only outcomes allowed are a loaded model that runs, or a
+ModelFormatError (ConfigError for config.json, TokenizerFormatError for a tokenizer file)
+whose message starts with the path of a file of the model. No crash, no other exception.
+Shard indexes that assign tensors to shards holding differing copies must load the copies
+they name.
 
 Volume per run: BURSTS examples of BURST_SIZE files each from a fast seeded mutator (the
 bulk: 12,000 files), plus STRUCTURED examples from each of three hypothesis-built mutation
@@ -15,8 +18,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import struct
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,10 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu.errors import ModelFormatError
+from gpt2cpu import loading
+from gpt2cpu import model as model_module
+from gpt2cpu.byte_level import BYTE_TO_CHAR
+from gpt2cpu.errors import ModelFormatError, TokenizerFormatError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_files import TINY, header_for, pack, random_tensors, safetensors_bytes
@@ -59,16 +67,20 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield directory
 
 
-def load(directory: Path, allowed: type[Exception] = ModelFormatError) -> None:
+def load(directory: Path, allowed: type[Exception] = ModelFormatError) -> gpt2cpu.Model | None:
     """from_pretrained must either load a model that runs or raise `allowed` naming a file
     of the directory; anything else fails the example."""
     try:
-        model = gpt2cpu.Model.from_pretrained(directory, threads=1, progress=False)
+        with warnings.catch_warnings():
+            # Special ids outside the vocabulary load with a warning (tested below).
+            warnings.simplefilter("ignore", UserWarning)
+            model = gpt2cpu.Model.from_pretrained(directory, threads=1, progress=False)
     except allowed as exc:
         assert str(exc).startswith(str(directory)), f"message names no file: {exc}"
-        return
+        return None
     logits = model.forward([0, 3, FUZZ_CONFIG["vocab_size"] - 1])
     assert logits.shape == (3, FUZZ_CONFIG["vocab_size"])
+    return model
 
 
 def test_the_unmutated_file_loads(workdir: Path) -> None:
@@ -360,9 +372,13 @@ def test_config_mutations(workdir: Path, edits: dict[str, Any], whole: Any) -> N
     (workdir / "model.safetensors").write_bytes(VALID)
     (workdir / "config.json").write_text(json.dumps(config if whole is None else whole))
     try:
-        load(workdir)
+        model = load(workdir)
     finally:
         (workdir / "config.json").write_text(json.dumps(FUZZ_CONFIG))
+    if model is not None:  # a special id the vocabulary lacks is dropped, not kept
+        for name in ("bos_token_id", "eos_token_id"):
+            token_id = getattr(model.config, name)
+            assert token_id is None or 0 <= token_id < model.config.vocab_size
 
 
 @pytest.fixture(scope="module")
@@ -390,3 +406,132 @@ def test_index_mutations(sharded: Path, weight_map: Any, whole: Any) -> None:
     index = {"metadata": {}, "weight_map": weight_map} if whole is None else whole
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
     load(sharded)
+
+
+# Every tensor in both shards, with different values: the index alone says which is loaded.
+STALE = random_tensors(FUZZ_CONFIG, seed=4)
+
+
+@pytest.fixture(scope="module")
+def two_copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("fuzz_copies")
+    (directory / "config.json").write_text(json.dumps(FUZZ_CONFIG))
+    (directory / "shard-0.safetensors").write_bytes(safetensors_bytes(TENSORS))
+    (directory / "shard-1.safetensors").write_bytes(safetensors_bytes(STALE))
+    return directory
+
+
+@settings(FUZZ, max_examples=OTHER_EXAMPLES // 3)
+@given(picks=st.lists(st.booleans(), min_size=len(TENSORS), max_size=len(TENSORS)))
+def test_index_picks_among_copies(two_copies: Path, tmp_path_factory: pytest.TempPathFactory,
+                                  picks: list[bool]) -> None:
+    chosen = {k: (STALE if pick else TENSORS)[k] for k, pick in zip(TENSORS, picks, strict=True)}
+    weight_map = {k: f"shard-{int(pick)}.safetensors" for k, pick in zip(TENSORS, picks,
+                                                                        strict=True)}
+    (two_copies / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map}))
+    single = two_copies / "single"
+    single.mkdir(exist_ok=True)
+    (single / "config.json").write_text(json.dumps(FUZZ_CONFIG))
+    (single / "model.safetensors").write_bytes(safetensors_bytes(chosen))
+    ids = [0, 3, 10, 1]
+    got = gpt2cpu.Model.from_pretrained(two_copies, threads=1).forward(ids)
+    want = gpt2cpu.Model.from_pretrained(single, threads=1).forward(ids)
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(FUZZ, max_examples=OTHER_EXAMPLES)
+@given(cut=st.integers(0, len(VALID) - 1), when=st.sampled_from(["before", "after"]),
+       prefetch=st.booleans())
+def test_files_cut_short_while_loading(workdir: Path, cut: int, when: str,
+                                       prefetch: bool) -> None:
+    """The file is truncated after its header was read ("after"), as another process
+    rewriting it would, or before the load starts. Reading never runs past the end, on
+    the helper thread that reads large checkpoints ahead (prefetch) or not."""
+    path = workdir / "model.safetensors"
+    path.write_bytes(VALID)
+    real = loading.locate_tensors
+
+    def locate_then_cut(*args: Any) -> Any:
+        located = real(*args)
+        os.truncate(path, cut)
+        return located
+
+    if when == "before":
+        os.truncate(path, cut)
+    original = model_module.locate_tensors
+    model_module.locate_tensors = locate_then_cut if when == "after" else original
+    threshold = loading.PREFETCH_BYTES
+    loading.PREFETCH_BYTES = 0 if prefetch else threshold
+    try:
+        assert load(workdir) is None  # every tensor is used: any cut loses some
+    finally:
+        model_module.locate_tensors = original
+        loading.PREFETCH_BYTES = threshold
+
+
+# -- tokenizer files ---------------------------------------------------------------------------
+
+# A byte-level BPE as small as one can be: the 256 byte tokens, a few merges, one special.
+TOKEN_VOCAB = {char: i for i, char in enumerate(BYTE_TO_CHAR)}
+TOKEN_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he")]
+for _left, _right in TOKEN_MERGES:
+    TOKEN_VOCAB[_left + _right] = len(TOKEN_VOCAB)
+TOKEN_VOCAB["<|endoftext|>"] = len(TOKEN_VOCAB)
+TOKENIZER_FILES = {
+    "vocab.json": json.dumps(TOKEN_VOCAB).encode(),
+    "merges.txt": ("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in TOKEN_MERGES)).encode(),
+    "tokenizer_config.json": json.dumps({
+        "eos_token": "<|endoftext|>",
+        "added_tokens_decoder": {str(TOKEN_VOCAB["<|endoftext|>"]): {"content": "<|endoftext|>"}},
+    }).encode(),
+}
+
+
+@st.composite
+def tokenizer_mutation(draw: st.DrawFn) -> tuple[str, bytes]:
+    """One tokenizer file edited as text: nesting, long integers, huge ids, broken JSON."""
+    name = draw(st.sampled_from(sorted(TOKENIZER_FILES)))
+    text = bytearray(TOKENIZER_FILES[name])
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(text)))
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            del text[pos:pos + draw(st.integers(1, 8))]
+        elif choice == 1:
+            text[pos:pos] = draw(st.sampled_from(
+                [b"[" * 100_000, b"{" * 50_000, b"1" * 5000, b"2147483648", b"-1", b'"',
+                 b"\xff", b",", b":", b" ", b"\n", b"a b c", b"99999999999999999999"]))
+        elif choice == 2 and pos < len(text):
+            text[pos] = draw(st.integers(0, 255))
+        else:
+            digits = [i for i, c in enumerate(text) if 48 <= c <= 57]
+            if digits:
+                at = draw(st.sampled_from(digits))
+                text[at:at + 1] = draw(st.sampled_from([b"0", b"9", b"2147483648", b"1" * 5000]))
+    return name, bytes(text)
+
+
+@pytest.fixture(scope="module")
+def with_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("fuzz_tokenizer")
+    (directory / "config.json").write_text(json.dumps(dict(FUZZ_CONFIG, vocab_size=300)))
+    (directory / "model.safetensors").write_bytes(
+        safetensors_bytes(random_tensors(dict(FUZZ_CONFIG, vocab_size=300), seed=5)))
+    return directory
+
+
+@settings(FUZZ, max_examples=OTHER_EXAMPLES // 2)
+@given(mutation=tokenizer_mutation())
+def test_tokenizer_file_mutations(with_tokenizer: Path, mutation: tuple[str, bytes]) -> None:
+    name, blob = mutation
+    for other, content in TOKENIZER_FILES.items():
+        (with_tokenizer / other).write_bytes(blob if other == name else content)
+    try:
+        model = gpt2cpu.Model.from_pretrained(with_tokenizer, threads=1)
+    except TokenizerFormatError as exc:
+        assert str(exc).startswith(str(with_tokenizer)), f"names no file: {exc}"
+        return
+    assert model.tokenizer is not None
+    ids = model.tokenizer.encode("the theme")
+    assert model.tokenizer.decode(ids) == "the theme"

@@ -8,7 +8,7 @@ import dataclasses
 import inspect
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -284,22 +284,57 @@ def test_length_limit(small: gpt2cpu.Model) -> None:
 
 
 def test_context_overflow_raises_or_truncates(small: gpt2cpu.Model) -> None:
+    # The last new token comes from the logits of the context's last position and is never
+    # run, as in transformers: n prompt tokens leave room for 64 + 1 - n new ones.
     context = SMALL["n_positions"]  # 64
     prompt = list(range(100, 160))  # 60 tokens
-    with pytest.raises(ValueError, match=r"60 tokens.*max_new_tokens=10.*70.*context of 64"):
+    with pytest.raises(ValueError, match=r"60 tokens.*max_new_tokens=10.*reads 69.*context of 64"):
         small.generate(prompt, max_new_tokens=10)
+    assert len(small.generate(prompt, max_new_tokens=5, logit_bias=NO_EOS).token_ids) == 5
     cut = small.generate(prompt, max_new_tokens=10, truncate=True, seed=1, logit_bias=NO_EOS)
-    assert cut.prompt_tokens == context - 10 and len(cut.token_ids) == 10
-    assert cut.token_ids == small.generate(prompt[6:], max_new_tokens=10, seed=1,
+    assert cut.prompt_tokens == context + 1 - 10 and len(cut.token_ids) == 10
+    assert cut.token_ids == small.generate(prompt[5:], max_new_tokens=10, seed=1,
                                            logit_bias=NO_EOS).token_ids
     to_the_end = small.generate(prompt, max_new_tokens=None, seed=1, logit_bias=NO_EOS)
-    assert len(to_the_end.token_ids) == 4 and to_the_end.finish_reason == "length"
-    with pytest.raises(ValueError, match="max_new_tokens=64 leaves no room.*64"):
-        small.generate([1], max_new_tokens=64, truncate=True)
-    with pytest.raises(ValueError, match="64 tokens and fills the model's context of 64"):
-        small.generate(list(range(64)), max_new_tokens=None)
+    assert len(to_the_end.token_ids) == 5 and to_the_end.finish_reason == "length"
+    assert len(small.generate([1], max_new_tokens=64, logit_bias=NO_EOS).token_ids) == 64
+    with pytest.raises(ValueError, match="max_new_tokens=65 leaves no room.*64"):
+        small.generate([1], max_new_tokens=65, truncate=True)
+    full = small.generate(list(range(64)), max_new_tokens=None, logit_bias=NO_EOS)
+    assert len(full.token_ids) == 1
+    with pytest.raises(ValueError, match="65 tokens, more than the model's context of 64"):
+        small.generate(list(range(65)), max_new_tokens=None)
     filled = small.generate(list(range(70)), max_new_tokens=None, truncate=True)
-    assert filled.prompt_tokens == 63 and len(filled.token_ids) <= 1
+    assert filled.prompt_tokens == 64 and len(filled.token_ids) <= 1
+
+
+def test_generation_reaches_the_last_position_as_transformers_does(
+    hf_model_dir: Callable[..., tuple[Path, Any]],
+) -> None:
+    """A 5-token prompt on a 32-position model: transformers generates 28 tokens, the last
+    from the logits of position 31; so does gpt2cpu, and the same ones (greedy)."""
+    import torch
+
+    directory, hf = hf_model_dir(n_positions=32, vocab_size=50, n_layer=1, n_embd=16, n_head=2)
+    model = gpt2cpu.Model.from_pretrained(directory)
+    prompt = [3, 1, 4, 1, 5]
+    ours = model.generate(prompt, max_new_tokens=None, temperature=0, ignore_eos=True)
+    assert len(ours.token_ids) == 28 and ours.finish_reason == "length"
+    hf.generation_config.eos_token_id = None  # as ignore_eos
+    with torch.no_grad():
+        theirs = hf.generate(torch.tensor([prompt]), max_new_tokens=28, do_sample=False,
+                             min_new_tokens=28, pad_token_id=0)
+    assert theirs.shape[1] == 33
+    assert ours.token_ids == theirs[0, 5:].tolist()
+    assert ours.token_ids == model.generate(prompt, max_new_tokens=28, temperature=0,
+                                            ignore_eos=True).token_ids
+    with pytest.raises(ValueError, match="reads 33.*context of 32"):
+        model.generate(prompt, max_new_tokens=29)
+    # A one-position model still generates a token.
+    one, _ = hf_model_dir(n_positions=1, vocab_size=50, n_layer=1, n_embd=16, n_head=2)
+    tiny = gpt2cpu.Model.from_pretrained(one)
+    assert len(tiny.generate([7], max_new_tokens=None, temperature=0).token_ids) == 1
+    assert len(tiny.generate([7], max_new_tokens=1, temperature=0).token_ids) == 1
 
 
 def test_same_seed_same_output_on_any_thread_count(small_text_model: tuple[Path, Any]) -> None:
@@ -429,6 +464,35 @@ def test_stop_matcher_holds_back_only_possible_starts() -> None:
     assert matcher.feed("\n\nE") == ""
     assert matcher.feed("ND more") == ""
     assert matcher.matched == "\n\nEND"
+
+
+def test_a_long_stop_string_costs_linear_memory_and_time() -> None:
+    """A set of every prefix made one stop string of 100,000 characters cost 4.7 GiB and
+    15 s; the matcher's tables are linear in the stop strings now."""
+    import tracemalloc
+
+    stop = "ab" * 10_000 + "c"  # 20,001 characters: every prefix would be 200 MB
+    text = "ab" * 9_999
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        config = GenerationConfig(stop=[stop, "zz"])
+        matcher = StopMatcher(config.stop_strings)
+        shown = "".join(matcher.feed(text[i : i + 7]) for i in range(0, len(text), 7))
+        assert shown == "" and matcher.matched is None  # all of it may start the stop string
+        shown += matcher.feed("abx")  # one pair short of the stop string, then not it
+        assert shown == text + "abx" and matcher.matched is None
+        pieces = [stop[i : i + 5] for i in range(0, len(stop), 5)]
+        shown += "".join(matcher.feed(piece) for piece in pieces[:-1])
+        assert matcher.matched is None
+        shown += matcher.feed(pieces[-1] + "def")
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert matcher.matched == stop and shown == text + "abx"
+    assert peak < 5 << 20, f"{peak / 2**20:.1f} MiB"
+    assert elapsed < 2.0
 
 
 # -- the cost of the Python side ----------------------------------------------------------

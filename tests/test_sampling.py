@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 from gpt2cpu.generation import GenerationConfig
-from gpt2cpu.sampling import Sampler, SamplingParams
+from gpt2cpu.sampling import NOT_FINITE, Sampler, SamplingParams
 
 torch = pytest.importorskip("torch")
 logits_process = pytest.importorskip("transformers.generation.logits_process")
@@ -299,6 +300,14 @@ BAD_CONTROLS = [
     (dict(logit_bias=[1, 2]), "logit_bias"),
     (dict(seed=-5), "seed"),
     (dict(seed=1.5), "seed"),
+    # Valid as Python floats, not in float32: 0 or infinite once converted.
+    (dict(temperature=1e-40), "temperature"),
+    (dict(temperature=1e-46), "temperature"),
+    (dict(temperature=1e39), "temperature"),
+    (dict(repetition_penalty=1e-40), "repetition_penalty"),
+    (dict(repetition_penalty=1e39), "repetition_penalty"),
+    (dict(logit_bias={1: 1e39}), r"logit_bias\[1\]"),
+    (dict(logit_bias={1: -1e39}), r"logit_bias\[1\]"),
 ]
 
 
@@ -318,6 +327,10 @@ def test_bad_sampling_controls_name_the_argument(controls: dict[str, Any], name:
         (dict(max_new_tokens=2.0), "max_new_tokens"),
         (dict(stop=""), "stop"),
         (dict(stop=["ok", 3]), "stop"),
+        (dict(stop=5), "stop must be a string or a list of strings, got 5"),
+        (dict(stop=b"ok"), "stop must be a string or a list of strings"),
+        (dict(stop="x" * (1 << 20 | 1)), "stop strings must hold at most 1,048,576 char"),
+        (dict(stop=["x" * (1 << 19)] * 1 + ["y" * (1 << 19 | 1)]), "got 1,048,577"),
         (dict(ignore_eos="yes"), "ignore_eos"),
         (dict(truncate=1), "truncate"),
     ],
@@ -325,6 +338,64 @@ def test_bad_sampling_controls_name_the_argument(controls: dict[str, Any], name:
 def test_bad_generation_controls_name_the_argument(controls: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         GenerationConfig(**controls)
+
+
+def test_float32_extremes_that_pass_are_usable() -> None:
+    tiny = float(np.finfo(np.float32).tiny)
+    assert SamplingParams(temperature=tiny).temperature == tiny
+    assert SamplingParams(logit_bias={3: -math.inf, 4: 3e38}).logit_bias == {3: -math.inf, 4: 3e38}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("params", [
+    dict(temperature=0.0), dict(), dict(top_k=5), dict(top_p=0.9), dict(min_p=0.1),
+    dict(temperature=0.5, top_k=3, top_p=0.5),
+], ids=str)
+def test_nan_or_inf_logits_are_one_error_greedy_or_not(params: dict[str, Any], bad: float) -> None:
+    """Greedy used to return token 0 for a row of NaN (argmax's first NaN), silently."""
+    sampler = Sampler(SamplingParams(seed=0, **params), 50)
+    for where in (0, 7, 49):
+        row = random_logits(50, 1.0, where)
+        row[where] = bad
+        with pytest.raises(ValueError, match=rf"^{re.escape(NOT_FINITE)}$"):
+            sampler.sample(row)
+    with pytest.raises(ValueError, match="^logits hold NaN or"):
+        sampler.sample(np.full(50, math.nan, dtype=np.float32))
+
+
+def test_an_overflow_the_controls_cause_names_them() -> None:
+    row = random_logits(50, 1.0, 0) * np.float32(1e3)
+    sampler = Sampler(SamplingParams(temperature=1.5e-38, seed=0), 50)
+    with pytest.raises(ValueError, match=r"NaN or \+inf.*temperature=1.5e-38 is too small"):
+        sampler.sample(row)
+    row[7] = 1e38
+    biased = Sampler(SamplingParams(logit_bias={7: 3e38}, seed=0), 50)
+    with pytest.raises(ValueError, match=r"NaN or \+inf.*logit_bias or a penalty overflowed"):
+        biased.sample(row)
+
+
+@pytest.mark.parametrize(("vocab", "top_p"), [(10, 1e-6), (10, 0.35), (10, 0.999), (7, 0.5),
+                                              (100, 0.05), (1000, 0.3)])
+def test_top_p_with_tied_probabilities_keeps_as_few_as_transformers(vocab: int,
+                                                                    top_p: float) -> None:
+    """All-equal logits with top_p=1e-6 kept the whole row; HF's sort puts the ties in a
+    row and keeps the fewest tokens whose probability reaches top_p."""
+    flat = np.zeros(vocab, dtype=np.float32)
+    theirs = hf_filtered([logits_process.TopPLogitsWarper(top_p)], flat)
+    mine = ours(flat, top_p=top_p)
+    # HF sums float32 probabilities: where the cut falls exactly on a token (1000 x 0.001
+    # against 0.7) its rounding may keep one more.
+    assert abs(np.isfinite(mine).sum() - np.isfinite(theirs).sum()) <= (vocab > 16)
+    if vocab <= 16:  # HF's sort is stable on rows this short: the same tokens, the last ones
+        np.testing.assert_array_equal(mine, theirs)
+    # Ties at the cut under a distinct top: 3 tokens at 0.3, and the rest lower.
+    row = np.concatenate([np.full(3, 2.0), np.full(vocab - 3, -1.0)]).astype(np.float32)
+    theirs = hf_filtered([logits_process.TopPLogitsWarper(top_p)], row)
+    assert abs(np.isfinite(ours(row, top_p=top_p)).sum() - np.isfinite(theirs).sum()) <= 1
+    # The draw keeps to the kept tokens.
+    sampler = Sampler(SamplingParams(top_p=top_p, seed=1), vocab)
+    kept = set(np.flatnonzero(np.isfinite(mine)).tolist())
+    assert {sampler.sample(flat) for _ in range(50)} <= kept
 
 
 def test_controls_are_normalised() -> None:

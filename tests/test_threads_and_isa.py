@@ -1,20 +1,40 @@
-"""Run-time choices: the kernel set (GPT2CPU_ISA) and the default thread count."""
+"""Run-time choices: the kernel set (GPT2CPU_ISA) and the default thread count; processes
+forked after the engine ran on several threads."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from gpt2cpu import threads
+from model_files import TINY, model_dir
+
+# Big enough that a prompt's operators and a decode step open regions of two threads.
+MEDIUM = dict(TINY, n_layer=2, n_embd=256, n_head=4, n_positions=64, vocab_size=1001)
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}
     )
+
+
+def run_with_timeout(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Runs a child in a session of its own and kills the whole session (its pool workers
+    too) if it runs past timeout, so that a hang fails the test instead of eating CI."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"hung for {timeout} s (killed): {stdout[-2000:]} {stderr[-2000:]}")
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
 
 
 def test_isa_env_forces_the_portable_kernels() -> None:
@@ -31,6 +51,86 @@ def test_isa_env_rejects_unknown_names_with_a_clear_error() -> None:
     out = run_python(code, GPT2CPU_ISA="avx9000")
     assert out.returncode == 0, out.stderr
     assert "GPT2CPU_ISA" in out.stdout and "avx9000" in out.stdout
+
+
+@pytest.mark.parametrize("first", ["step", "prompt", "kernel"])
+def test_unknown_isa_env_is_a_value_error_when_a_model_runs_first(tmp_path: Path,
+                                                                  first: str) -> None:
+    """The first thing the process does is run the model: a one-token step (whose operators
+    run inside one parallel region, where an exception would call std::terminate), a prompt,
+    or a kernel in a team. Each must end in ValueError, not an abort."""
+    directory = model_dir(tmp_path / "model", MEDIUM)
+    run = {
+        "step": "gpt2cpu.Model.from_pretrained(path, threads=2).new_sequence().append([1])",
+        "prompt": "gpt2cpu.Model.from_pretrained(path, threads=2).forward(list(range(40)))",
+        "kernel": "_core.kernels.PackedWeight(np.ones((8, 16), np.float32)).matmul("
+                  "np.ones((1, 8), np.float32), threads=2, team=True)",
+    }[first]
+    code = (
+        "import numpy as np, gpt2cpu\nfrom gpt2cpu import _core\n"
+        f"path = {str(directory)!r}\n"
+        f"try:\n    {run}\nexcept ValueError as e:\n    print('error:', e)"
+    )
+    out = run_python(code, GPT2CPU_ISA="avx9000")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "error: GPT2CPU_ISA: unknown ISA 'avx9000'" in out.stdout
+
+
+FORK_SCRIPT = """
+import multiprocessing, os, sys, warnings
+import numpy as np, gpt2cpu
+from gpt2cpu import _core
+
+path = sys.argv[1]
+model = gpt2cpu.Model.from_pretrained(path, threads=2)
+IDS = [int(i) for i in np.random.default_rng(0).integers(0, 1001, 48)]
+# Both ways the engine spreads work: a region per operator (a prompt), one region per step.
+want_prompt = model.forward(IDS)
+sequence = model.new_sequence()
+sequence.append(IDS[:5])
+want_step = sequence.append([7])
+
+def child(_):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prompt = model.forward(IDS)
+        sequence = model.new_sequence()
+        sequence.append(IDS[:5])
+        step = sequence.append([7])
+        loaded = gpt2cpu.Model.from_pretrained(path, threads=2).forward(IDS)
+    warned = sum("forked" in str(w.message) for w in caught)
+    same = [np.array_equal(prompt, want_prompt), np.array_equal(step, want_step),
+            np.array_equal(loaded, want_prompt)]
+    return os.getpid(), all(same), _core.forked_after_threads(), warned
+
+if __name__ == "__main__":
+    for method in sys.argv[2:]:
+        with multiprocessing.get_context(method).Pool(2) as pool:
+            for pid, same, forked, warned in pool.map(child, range(4)):
+                print(method, pid, same, forked, warned)
+"""
+
+
+def test_a_process_forked_after_the_engine_ran_computes_the_same(tmp_path: Path) -> None:
+    """libgomp's thread pool does not survive fork: a child forked after the parent ran on
+    two threads used to wait forever in its first region. It computes on one thread now,
+    with the same logits, and warns once; a forkserver's children keep their threads."""
+    directory = model_dir(tmp_path / "model", MEDIUM)
+    script = tmp_path / "fork_script.py"
+    script.write_text(FORK_SCRIPT)
+    out = run_with_timeout([sys.executable, str(script), str(directory), "fork", "forkserver"],
+                           timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert len(rows) == 8, out.stdout
+    warnings_per_process: dict[tuple[str, str], int] = {}
+    for method, pid, same, forked, warned in rows:
+        assert same == "True", f"{method}: the child's logits differ from the parent's"
+        assert forked == str(method == "fork")
+        key = (method, pid)
+        warnings_per_process[key] = warnings_per_process.get(key, 0) + int(warned)
+    for (method, _), count in warnings_per_process.items():
+        assert count == (1 if method == "fork" else 0)
 
 
 def test_default_is_the_best_isa_the_cpu_has() -> None:

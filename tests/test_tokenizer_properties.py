@@ -86,10 +86,11 @@ def test_stream_of_valid_text_never_emits_a_partial_character(tok: Tokenizer, te
     assert all("\ufffd" not in piece for piece in pieces) or "\ufffd" in text
 
 
-def test_a_lone_surrogate_cannot_be_encoded(tok: Tokenizer) -> None:
-    # It has no UTF-8, so there are no bytes to give ids to; both merge loops say so alike.
-    with pytest.raises(UnicodeEncodeError):
-        tok.encode("ok \ud800 ok")
+def test_a_lone_surrogate_is_encoded_as_u_fffd(tok: Tokenizer) -> None:
+    # It has no UTF-8: as tiktoken, both merge loops read it as U+FFFD (it used to raise
+    # UnicodeEncodeError), and a surrogate pair as the character it stands for.
+    assert tok.encode("ok \ud800 ok") == tok.encode("ok \ufffd ok")
+    assert tok.encode("\ud83d\ude00!") == tok.encode("\U0001f600!")
 
 
 def test_stream_holds_a_split_character_until_complete(tok: Tokenizer) -> None:

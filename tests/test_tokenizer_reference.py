@@ -147,6 +147,17 @@ def test_every_code_point_in_context(tok: Tokenizer, tiktoken_enc: Any, hf_fast:
     assert_same_ids(documents, ours, hf_encode_batch(hf_fast, texts), "Hugging Face", tok.decode)
 
 
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "x \ud83d", "\ud83d\ude00 ok",
+                                  "\ud800\ud800 \udc00<|endoftext|>"])
+def test_lone_surrogates_encode_as_tiktoken_does(tok: Tokenizer, tiktoken_enc: Any,
+                                                 text: str) -> None:
+    """UTF-8 cannot encode a surrogate: tiktoken reads a lone one as U+FFFD (and a pair as
+    its character); encode raised UnicodeEncodeError."""
+    assert tok.encode(text) == tiktoken_enc.encode(text, disallowed_special=())
+    assert tok.encode(text, allowed_special="all") == tiktoken_enc.encode(
+        text, allowed_special="all")
+
+
 def test_empty_string(tok: Tokenizer, tiktoken_enc: Any, hf_fast: Any) -> None:
     assert tok.encode("") == tiktoken_enc.encode_ordinary("") == hf_encode_batch(hf_fast, [""])[0]
     assert tok.encode("") == []

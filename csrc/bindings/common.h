@@ -41,6 +41,10 @@ inline void require_shape(const py::array& a, const char* name, std::vector<int6
   require(shape == expected, std::string(name) + " must have shape " + want + "), got " + got + ")");
 }
 
+// Warns, once per process, that a forked child computes on one thread (parallel.h says
+// why). Call with the GIL held, before compute; raises if warnings are errors.
+void warn_if_forked();
+
 void bind_model(py::module_& m);
 void bind_sequence(py::module_& m);
 void bind_kernels(py::module_& m);

@@ -71,6 +71,7 @@ struct PackedWeight {
     require(!(out && activation), "activation applies to inp @ weight + bias only, not with out");
     require(!team || t < kTeamRows, "a team runs fewer than " + std::to_string(kTeamRows) + " rows");
     checked_threads(threads);
+    kernels();  // a bad GPT2CPU_ISA raises here, not inside the region below
     FloatArray result = out ? copy_of(*out) : FloatArray({t, n});
     float* c = result.mutable_data();
     const float* b = bias ? bias->data() : nullptr;

@@ -56,6 +56,7 @@ void bind_model(py::module_& m) {
             // under its lock against a finalize() racing from another thread.
             require(!self.ready(), "the model is already loaded; tensors cannot be replaced");
             const auto shape = shape_of(array);
+            warn_if_forked();
             py::gil_scoped_release release;
             self.load_tensor(name, array.data(), shape);
           },

@@ -1,6 +1,25 @@
 // The `gpt2cpu._core` extension: a thin layer that converts numpy arrays, checks their
 // shapes and releases the GIL around compute.
 #include "common.h"
+#include "gpt2cpu/parallel.h"
+
+namespace gpt2cpu::bindings {
+
+void warn_if_forked() {
+  static bool warned = false;  // guarded by the GIL
+  if (warned || !forked_after_threads()) return;
+  warned = true;
+  if (PyErr_WarnEx(PyExc_RuntimeWarning,
+                   "gpt2cpu: this process was forked after the engine had run on several "
+                   "threads, and OpenMP cannot start threads in a forked child: it computes on "
+                   "one thread (same results, slower). Start worker processes with the "
+                   "'spawn' or 'forkserver' method to use every thread.",
+                   1) != 0) {
+    throw py::error_already_set();
+  }
+}
+
+}  // namespace gpt2cpu::bindings
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "gpt2cpu's C++ engine";
@@ -11,4 +30,7 @@ PYBIND11_MODULE(_core, m) {
   gpt2cpu::bindings::bind_sampling(sampling);
   auto kernels = m.def_submodule("kernels", "Single operators, for tests and benchmarks");
   gpt2cpu::bindings::bind_kernels(kernels);
+  m.def("forked_after_threads", &gpt2cpu::forked_after_threads,
+        "Whether this process was forked after the engine ran on several threads, so that it "
+        "computes on one.");
 }

@@ -75,6 +75,23 @@ void bind_sampling(py::module_& m) {
       "Keep w >= it.");
 
   m.def(
+      "top_p_cut",
+      [](FloatArray w, double budget) {
+        const int64_t n = row_length(w, "w");
+        require(std::isfinite(budget), "budget must be finite");
+        TopPCut cut{};
+        {
+          py::gil_scoped_release release;
+          cut = top_p_cut(w.data(), n, budget);
+        }
+        return py::make_tuple(cut.floor, cut.drop);
+      },
+      py::arg("w"), py::arg("budget"),
+      "(floor, drop): top_p_floor's floor, and how many of the weights equal to it the rule "
+      "drops too (Hugging Face's sort drops tied tokens one at a time): the first ones in "
+      "index order.");
+
+  m.def(
       "kth_largest",
       [](FloatArray x, int64_t k) {
         const int64_t n = row_length(x, "x");

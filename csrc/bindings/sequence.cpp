@@ -31,6 +31,7 @@ void bind_sequence(py::module_& m) {
             // a private copy means the ids checked are the ids used.
             std::vector<int64_t> local(static_cast<size_t>(n));
             if (n > 0) std::memcpy(local.data(), ids.data(), local.size() * sizeof(int64_t));
+            warn_if_forked();
             const int64_t vocab = self.vocab_size();
             py::array_t<float> logits({n_logits, vocab});
             float* out = logits.mutable_data();

@@ -2,6 +2,9 @@
 
 #include <stdexcept>
 
+#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/parallel.h"
+
 namespace gpt2cpu {
 
 namespace {
@@ -14,7 +17,11 @@ int checked_threads(int threads) {
 }  // namespace
 
 Model::Model(const Config& config, int threads, WeightType type)
-    : config_(config), weights_(config, type), threads_(checked_threads(threads)) {}
+    : config_(config), weights_(config, type), threads_(checked_threads(threads)) {
+  // Chooses the kernel table now, so that a bad GPT2CPU_ISA is a ValueError here: the first
+  // choice would otherwise be made inside a parallel region, where an exception terminates.
+  kernels();
+}
 
 void Model::load_tensor(const std::string& name, const float* data,
                         const std::vector<int64_t>& shape) {
@@ -22,7 +29,7 @@ void Model::load_tensor(const std::string& name, const float* data,
   if (ready()) {
     throw std::invalid_argument("the model is already loaded; tensors cannot be replaced");
   }
-  weights_.load(name, data, shape, threads());
+  weights_.load(name, data, shape, usable_threads(threads()));
 }
 
 void Model::finalize() {

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
 #include <sys/resource.h>
 #endif
 
@@ -46,7 +47,9 @@ bool machine_is_busy() {
   static std::mutex mutex;
   static long last_switches = 0;
   static Clock::time_point last_time;
-  std::lock_guard<std::mutex> lock(mutex);
+  // try_lock: a child forked while another thread held the mutex would wait forever on it.
+  std::unique_lock<std::mutex> lock(mutex, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
   rusage usage{};
   if (getrusage(RUSAGE_SELF, &usage) != 0) return false;
   const Clock::time_point now = Clock::now();
@@ -60,7 +63,32 @@ bool machine_is_busy() {
 #endif
 }
 
+// Set once a region of several threads has been opened: from then on libgomp holds a pool
+// of threads that a forked child would not have.
+std::atomic<bool> g_pool_started{false};
+std::atomic<bool> g_forked_after_threads{false};
+
+#if defined(__unix__) || defined(__APPLE__)
+void on_fork_in_child() {
+  if (g_pool_started.load(std::memory_order_relaxed)) {
+    g_forked_after_threads.store(true, std::memory_order_relaxed);
+  }
+}
+// Registered when the library loads, so that no fork can come before it.
+[[maybe_unused]] const int g_fork_handler = pthread_atfork(nullptr, nullptr, on_fork_in_child);
+#endif
+
 }  // namespace
+
+int usable_threads(int requested) {
+  if (g_forked_after_threads.load(std::memory_order_relaxed)) return 1;
+  if (requested > 1 && !g_pool_started.load(std::memory_order_relaxed)) {
+    g_pool_started.store(true, std::memory_order_relaxed);
+  }
+  return requested;
+}
+
+bool forked_after_threads() { return g_forked_after_threads.load(std::memory_order_relaxed); }
 
 Team::Team(size_t scratch_bytes)
     : spin_(machine_is_busy() ? Clock::duration::zero() : Clock::duration(kSpin)),

@@ -97,8 +97,16 @@ void take_wanted(const float* x, int64_t begin, int64_t end, const Wanted& wante
 // Each round narrows the keys in play, [base, base + span], by kBucketBits bits: a
 // histogram of what the buckets hold says which one holds the floor, and only its values
 // go on. A flat row is done in two rounds, the second over a few dozen values.
+// What select_floor found: the floor, how many values equal it, and what the values below
+// it hold.
+struct Floor {
+  float value;
+  int64_t ties;
+  double below;
+};
+
 template <bool kWeighted>
-float select_floor(const float* values, int64_t n, double budget) {
+Floor select_floor(const float* values, int64_t n, double budget) {
   // Kept between calls: allocating a row's length anew per token would cost page faults.
   thread_local std::vector<double> hist;
   thread_local std::vector<float> in_play;
@@ -163,8 +171,9 @@ float select_floor(const float* values, int64_t n, double budget) {
     take_wanted(in, 0, size, in_chosen, [&](int64_t i) { out[kept++] = in[i]; });
     // None only if another thread wrote to the values meanwhile.
     if (kept == 0) throw std::invalid_argument("the values changed while being selected from");
-    // With shift 0 a bucket is one key: every value left is the floor.
-    if (shift == 0 || kept == 1) return out[0];
+    // With shift 0 a bucket is one key: every value left is the floor. A lone value is the
+    // only one with its key, so the only one equal to it.
+    if (shift == 0 || kept == 1) return Floor{out[0], kept, dropped};
     in = out;
     size = kept;
     base += chosen << shift;
@@ -201,13 +210,23 @@ double softmax_weights(float* w, const float* x, int64_t n) {
 }
 
 float top_p_floor(const float* w, int64_t n, double budget) {
+  return top_p_cut(w, n, budget).floor;
+}
+
+TopPCut top_p_cut(const float* w, int64_t n, double budget) {
   if (n < 1) throw std::invalid_argument("no weights to select from");
-  return select_floor<true>(w, n, budget);
+  const Floor f = select_floor<true>(w, n, budget);
+  // The tied tokens go one by one while the running total stays <= budget; at least one
+  // stays, as the floor is where the total passes the budget (or the largest weight).
+  const double room = (budget - f.below) / static_cast<double>(f.value);
+  int64_t drop = room > 0.0 ? static_cast<int64_t>(std::min(room, static_cast<double>(n))) : 0;
+  if (drop > f.ties - 1) drop = f.ties - 1;
+  return TopPCut{f.value, drop};
 }
 
 float kth_largest(const float* x, int64_t n, int64_t k) {
   if (k < 1 || k > n) throw std::invalid_argument("k must be in [1, n]");
-  if (k > kHeapMax) return select_floor<false>(x, n, static_cast<double>(n - k));
+  if (k > kHeapMax) return select_floor<false>(x, n, static_cast<double>(n - k)).value;
   // A min-heap of the k largest so far. Past the first few hundred values a new one rarely
   // beats the smallest of them. What goes in is a value read once and tested: another
   // thread could change it between two reads.

@@ -61,7 +61,7 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   if (n == 0) return;
 
   const int64_t C = c.n_embd;
-  const int threads = model_->threads();
+  const int threads = usable_threads(model_->threads());
   const size_t rows = static_cast<size_t>(n);
   // Attention's scratch: the widest shape it runs on, all n rows in every block but the last.
   const AttentionShape widest{n, length_, c.n_head, c.head_dim(), capacity_, 1.0f};

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .files import read_regular
 
 # config.json may use the generic names that transformers maps onto GPT-2's own.
 _ALIASES = {
@@ -23,7 +25,10 @@ ACTIVATIONS = {
     "gelu_new": "gelu_tanh",
     "gelu_pytorch_tanh": "gelu_tanh",
     "gelu_fast": "gelu_tanh",
+    "gelu_python_tanh": "gelu_tanh",
+    "gelu_accurate": "gelu_tanh",  # the same tanh formula, with the constant precomputed
     "gelu": "gelu_erf",
+    "gelu_python": "gelu_erf",
     "relu": "relu",
 }
 
@@ -39,18 +44,14 @@ _MAX_CONFIG_BYTES = 16 << 20
 
 
 def read_json(path: Path) -> Any:
-    """A small JSON file's value; ConfigError naming the file for anything else."""
+    """A small JSON file's value; ConfigError naming the file for anything else (a FIFO, a
+    directory or a device in its place is "not a regular file", never read)."""
     try:
-        info = path.stat()
+        raw = read_regular(path, ConfigError, _MAX_CONFIG_BYTES, f"a {path.name}")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    # Reading a FIFO would block forever; a directory or device is not a config.
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path}: not a regular file")
-    if info.st_size > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {info.st_size} bytes is too large for a {path.name}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
     try:
@@ -99,12 +100,20 @@ class GenerationDefaults:
                 return None
             values = value if isinstance(value, list) else [value]
             for v in values:
-                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < vocab_size:
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                     raise ConfigError(
-                        f"{path}: field {name!r} must hold token ids in [0, {vocab_size}), "
-                        f"got {value!r}"
+                        f"{path}: field {name!r} must hold token ids, got {value!r}"
                     )
-            return tuple(values) or None
+            # As in config.json: transformers saves its default 50256 even for a small
+            # vocabulary, and runs such a model without that token; so do we, and warn.
+            kept = [v for v in values if v < vocab_size]
+            if len(kept) < len(values):
+                warnings.warn(
+                    f"{path}: field {name!r} = {value!r} is outside the vocabulary "
+                    f"[0, {vocab_size}); the model is used without that token",
+                    stacklevel=2,
+                )
+            return tuple(kept) or None
 
         options = {name: data[name] for name in _GENERATION_OPTIONS if data.get(name) is not None}
         if data.get("do_sample") is False:
@@ -218,8 +227,6 @@ class GPT2Config:
                 f"{source}: activation_function {activation!r} is not supported "
                 f"(supported: {', '.join(sorted(ACTIVATIONS))})"
             )
-        if data.get("add_cross_attention", False):
-            raise ConfigError(f"{source}: add_cross_attention models are not supported")
         config = cls(
             n_layer=size("n_layer", _MAX_LAYERS),
             n_head=n_head,
@@ -251,11 +258,19 @@ class GPT2Config:
                 f"n_positions={config.n_positions} need a {cache * 4 / 2**30:,.0f} GiB KV cache "
                 f"per sequence, beyond the {MAX_FLOATS * 4 >> 30} GiB this engine accepts"
             )
+        # transformers' GPT2Config defaults both to 50256 whatever the vocabulary, so a small
+        # model saved with save_pretrained names ids it does not have. transformers warns and
+        # runs it; so do we, with no such token (no EOS stop, no BOS start).
         for name in ("bos_token_id", "eos_token_id"):
             token_id = getattr(config, name)
             if token_id is not None and not 0 <= token_id < config.vocab_size:
-                raise ConfigError(
+                warnings.warn(
                     f"{source}: field {name!r} = {token_id} is outside the vocabulary "
-                    f"[0, {config.vocab_size})"
+                    f"[0, {config.vocab_size}); the model is used without that token",
+                    stacklevel=2,
                 )
+                if name == "bos_token_id":
+                    config = dataclasses.replace(config, bos_token_id=None)
+                else:
+                    config = dataclasses.replace(config, eos_token_id=None)
         return config

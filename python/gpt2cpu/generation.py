@@ -123,6 +123,7 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig,
         return _check_room(sequence, ids, config)
     if not ids:
         start = _first_known(
+            model.config.vocab_size,
             model.generation_defaults.bos_token_id,
             model.config.bos_token_id,
             model.config.eos_token_id,
@@ -134,32 +135,35 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig,
                              "start from")
         ids = [start]
 
+    # The last new token is sampled from the logits of the context's last position and never
+    # run, as in transformers: a prompt of n tokens leaves room for context + 1 - n.
     context = model.config.n_positions
     wanted = config.max_new_tokens
-    room = context - len(ids)
+    room = context + 1 - len(ids)
     if wanted is None:
         if room >= 1:
             return ids
         if not config.truncate:
             raise ValueError(
-                f"the prompt has {len(ids)} tokens and fills the model's context of {context} "
+                f"the prompt has {len(ids)} tokens, more than the model's context of {context} "
                 "tokens; shorten it or pass truncate=True"
             )
-        return ids[len(ids) - (context - 1) :]
+        return ids[len(ids) - context :]
     if wanted <= room:
         return ids
-    if wanted >= context:
+    if wanted > context:
         raise ValueError(
             f"max_new_tokens={wanted} leaves no room for a prompt in the model's context of "
             f"{context} tokens"
         )
     if not config.truncate:
         raise ValueError(
-            f"the prompt has {len(ids)} tokens; with max_new_tokens={wanted} that is "
-            f"{len(ids) + wanted}, more than the model's context of {context} tokens; "
-            "shorten the prompt, lower max_new_tokens or pass truncate=True"
+            f"the prompt has {len(ids)} tokens; with max_new_tokens={wanted} the model reads "
+            f"{len(ids) + wanted - 1} (all but the last new token), more than the model's "
+            f"context of {context} tokens; shorten the prompt, lower max_new_tokens or pass "
+            "truncate=True"
         )
-    return ids[len(ids) - (context - wanted) :]
+    return ids[len(ids) - (context + 1 - wanted) :]
 
 
 def _check_room(sequence: Sequence, ids: list[int], config: GenerationConfig) -> list[int]:
@@ -179,8 +183,9 @@ def _check_room(sequence: Sequence, ids: list[int], config: GenerationConfig) ->
     return ids
 
 
-def _first_known(*candidates: int | None) -> int | None:
-    return next((c for c in candidates if c is not None), None)
+def _first_known(vocab_size: int, *candidates: int | None) -> int | None:
+    """The first candidate id that the model has (a tokenizer's may lie beyond it)."""
+    return next((c for c in candidates if c is not None and c < vocab_size), None)
 
 
 class GenerationStream:
@@ -203,9 +208,20 @@ class GenerationStream:
         self.config = config
         self.prompt_ids = prompt_ids(model, prompt, config, sequence)
         self._sequence = sequence
+        vocab_size = model.config.vocab_size
+        # The ids that end a generation, of those the model has (a tokenizer's may lie
+        # beyond a small vocabulary).
+        self._eos = frozenset() if config.ignore_eos else frozenset(
+            i for i in model.eos_token_ids() if i < vocab_size
+        )
+        # A vocabulary padded past the tokenizer's (nanoGPT's 50304 for GPT-2's 50257) has
+        # ids no text stands for: they are never sampled, but for the EOS that ends the text.
+        banned = [] if model.tokenizer is None else [
+            i for i in model.tokenizer.unknown_ids(vocab_size) if i not in self._eos
+        ]
         # Built here rather than on the first step so that every bad argument raises now.
         seen = self.prompt_ids if sequence is None else sequence.tokens + self.prompt_ids
-        self._sampler = Sampler(config, model.config.vocab_size, seen)
+        self._sampler = Sampler(config, vocab_size, seen, banned=banned)
         self.result: GenerationResult | None = None
         self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
 
@@ -224,13 +240,15 @@ class GenerationStream:
         ids = self.prompt_ids
         continued = self._sequence
         if continued is None:
-            budget = config.max_new_tokens or model.config.n_positions - len(ids)
-            # The last sampled token is never run, so the cache needs one place fewer.
+            # The last sampled token is never run, so a prompt of n tokens can be followed
+            # by n_positions + 1 - n of them (as transformers reaches the last position),
+            # and the cache needs one place fewer than prompt and new tokens together.
+            budget = config.max_new_tokens or model.config.n_positions + 1 - len(ids)
             sequence = model.new_sequence(max(1, len(ids) + budget - 1))
         else:
             sequence = continued
             budget = config.max_new_tokens or sequence.capacity - sequence.length - len(ids)
-        eos = frozenset() if config.ignore_eos else model.eos_token_ids()
+        eos = self._eos
         sampler = self._sampler
         stops = StopMatcher(config.stop_strings)
         new: list[int] = []

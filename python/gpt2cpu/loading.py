@@ -1,22 +1,29 @@
 """Loading Hugging Face GPT-2 checkpoints: find the safetensors files of a model directory,
 check every tensor against the configuration before allocating anything, then copy them
-into the engine one at a time.
+into the engine one at a time. A sharded checkpoint's tensors are read from the shards its
+index names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import _core
 from .config import ACTIVATIONS, GPT2Config
 from .errors import ModelFormatError
+from .files import is_present_file, read_regular
 from .progress import Progress
 from .safetensors import FLOAT_DTYPES, SafetensorsFile
 
@@ -28,6 +35,8 @@ INDEX_FILE = "model.safetensors.index.json"
 PREFIXES = ("transformer.", "")
 # Indexes of the largest checkpoints are well under a megabyte; this bounds what we read.
 MAX_INDEX_BYTES = 64 << 20
+# Checkpoints from this size on are read on a helper thread while the engine packs.
+PREFETCH_BYTES = 32 << 20
 
 
 def core_config(config: GPT2Config) -> _core.Config:
@@ -55,23 +64,22 @@ class Located:
     key: str  # the checkpoint's name, e.g. "transformer.h.0.attn.c_attn.weight"
 
 
-def shard_paths(directory: Path) -> list[Path]:
-    """The safetensors files of a model directory, single-file or sharded."""
+def shard_paths(directory: Path) -> tuple[list[Path], dict[str, str] | None]:
+    """The safetensors files of a model directory, and for a sharded one the index's
+    weight_map (tensor -> shard file name), which says where each tensor is read from."""
     single = directory / SINGLE_FILE
-    if single.is_file():
-        return [single]
+    if is_present_file(single, ModelFormatError):
+        return [single], None
     index = directory / INDEX_FILE
-    if not index.is_file():
+    if not is_present_file(index, ModelFormatError):
         hint = ""
         if (directory / "pytorch_model.bin").exists():
             hint = (" (only pytorch_model.bin is there; re-save the model with "
                     "safe_serialization=True)")
         raise ModelFormatError(f"{directory}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
-    size = index.stat().st_size
-    if size > MAX_INDEX_BYTES:
-        raise ModelFormatError(f"{index}: {size} bytes is too large for a shard index")
+    raw = read_regular(index, ModelFormatError, MAX_INDEX_BYTES, "a shard index")
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     # ValueError covers JSONDecodeError, UnicodeDecodeError and integers too long to convert.
     except (ValueError, RecursionError) as exc:
         raise ModelFormatError(f"{index}: not valid JSON ({exc})") from None
@@ -85,26 +93,85 @@ def shard_paths(directory: Path) -> list[Path]:
             raise ModelFormatError(f"{index}: weight_map[{tensor!r}] is not a file name: {shard!r}")
         path = directory / shard
         if path not in shards:
-            if not path.is_file():
+            if not is_present_file(path, ModelFormatError):
                 raise ModelFormatError(f"{index}: shard {shard!r} (for {tensor!r}) does not exist")
             shards.append(path)
-    return shards
+    return shards, weight_map
+
+
+@dataclass
+class Checkpoint:
+    """The open safetensors files of a model directory."""
+
+    files: list[SafetensorsFile]
+    sources: dict[str, SafetensorsFile]
+    """Each tensor's name -> the file it is read from: for a sharded checkpoint the shard
+    the index names, as transformers reads it, even if another shard holds a copy."""
+    where: Path
+    """The file that says which tensors there are: model.safetensors or the index."""
 
 
 @contextmanager
-def open_checkpoint(directory: Path) -> Iterator[list[SafetensorsFile]]:
+def open_checkpoint(directory: Path) -> Iterator[Checkpoint]:
+    paths, weight_map = shard_paths(directory)
     with ExitStack() as stack:
-        yield [stack.enter_context(SafetensorsFile(p)) for p in shard_paths(directory)]
+        files = [stack.enter_context(SafetensorsFile(p)) for p in paths]
+        if weight_map is None:
+            yield Checkpoint(files, dict.fromkeys(files[0].tensors, files[0]), files[0].path)
+            return
+        index = directory / INDEX_FILE
+        by_name = {f.path.name: f for f in files}
+        sources: dict[str, SafetensorsFile] = {}
+        for tensor, shard in weight_map.items():
+            f = by_name[shard]
+            if tensor not in f.tensors:
+                raise ModelFormatError(
+                    f"{index}: weight_map puts {tensor!r} in {shard!r}, which has no such tensor"
+                )
+            sources[tensor] = f
+        yield Checkpoint(files, sources, index)
 
 
-def locate_tensors(config: GPT2Config, files: list[SafetensorsFile]) -> list[Located]:
+def untie_distinct_head(config: GPT2Config, checkpoint: Checkpoint) -> GPT2Config:
+    """config, or config with tie_word_embeddings false when config.json ties the head to
+    the embedding but the checkpoint stores an lm_head.weight that differs from it: then
+    transformers (5.x) does not tie them and computes with the stored head, and so do we."""
+    head = checkpoint.sources.get("lm_head.weight")
+    if not config.tie_word_embeddings or head is None:
+        return config
+    key = next((p + "wte.weight" for p in PREFIXES if p + "wte.weight" in checkpoint.sources), None)
+    if key is None:
+        return config  # locate_tensors reports the missing embedding
+    wte = checkpoint.sources[key]
+    if head.tensors["lm_head.weight"].shape != wte.tensors[key].shape:
+        raise ModelFormatError(
+            f"{head.path}: tensor 'lm_head.weight' has shape "
+            f"{head.tensors['lm_head.weight'].shape}, but config.json ties it to {key!r} of "
+            f"shape {wte.tensors[key].shape}"
+        )
+    if np.array_equal(head.to_float32("lm_head.weight"), wte.to_float32(key)):
+        return config
+    warnings.warn(
+        f"{checkpoint.where}: config.json sets tie_word_embeddings, but the checkpoint holds an "
+        f"lm_head.weight that differs from {key!r}; as transformers does, the two are not "
+        "tied and the stored head computes the logits (set tie_word_embeddings to false in "
+        "config.json to silence this)",
+        stacklevel=3,
+    )
+    return dataclasses.replace(config, tie_word_embeddings=False)
+
+
+def locate_tensors(
+    config: GPT2Config, files: list[SafetensorsFile] | Checkpoint
+) -> list[Located]:
     """Match every tensor the engine needs to one in the checkpoint, checking dtype and shape.
     Raises ModelFormatError naming the file and tensor; unknown extra tensors are ignored."""
-    available: dict[str, tuple[SafetensorsFile, str]] = {}
-    for f in files:
-        for key in f.tensors:
-            available.setdefault(key, (f, key))
-    where = files[0].path if len(files) == 1 else files[0].path.parent / INDEX_FILE
+    if isinstance(files, Checkpoint):
+        sources, where = files.sources, files.where
+    else:
+        sources = {key: f for f in reversed(files) for key in f.tensors}
+        where = files[0].path
+    available = {key: (f, key) for key, f in sources.items()}
 
     located: list[Located] = []
     used: set[str] = set()
@@ -136,14 +203,40 @@ def locate_tensors(config: GPT2Config, files: list[SafetensorsFile]) -> list[Loc
 def load_into(
     core_model: _core.Model, located: list[Located], *, progress: bool | None = None
 ) -> None:
-    """Copy the located tensors into the engine, converting to float32 one at a time and
-    dropping each from resident memory once copied."""
+    """Copy the located tensors into the engine, converting to float32 one at a time.
+
+    Tensor i is read into buffers[i % 2] on a helper thread while the engine packs tensor
+    i - 1 from the other buffer (both release the GIL), so reading the file, which costs an
+    extra copy out of the page cache compared with mapping it, overlaps with packing. The
+    buffers are reused (fresh memory per tensor would cost the kernel zeroing every page of
+    the checkpoint once more), each sized to the largest tensor still to come of its
+    parity: once the embedding is in, its buffer shrinks to a layer's largest tensor, so
+    that the peak stays the packed weights and a few layer tensors."""
     total = sum(math.prod(t.file.tensors[t.key].shape) for t in located)
-    with Progress(total, "loading", enabled=progress) as bar:
-        for t in located:
-            array: Any = t.file.to_float32(t.key)
+    sizes = [t.file.tensors[t.key].end - t.file.tensors[t.key].begin for t in located]
+    # needed[i]: the largest of tensors i, i + 2, i + 4, ..., which share tensor i's buffer.
+    needed = sizes[:]
+    for i in range(len(sizes) - 3, -1, -1):
+        needed[i] = max(sizes[i], needed[i + 2])
+    buffers = [np.empty(needed[p] if p < len(sizes) else 0, dtype=np.uint8) for p in (0, 1)]
+
+    def read(i: int) -> Any:
+        # The other buffer may be in use by the engine; this one no longer is.
+        if buffers[i % 2].nbytes > 2 * needed[i]:
+            buffers[i % 2] = np.empty(needed[i], dtype=np.uint8)
+        t = located[i]
+        return t.file.to_float32(t.key, buffers[i % 2])
+
+    with ExitStack() as stack:
+        bar = stack.enter_context(Progress(total, "loading", enabled=progress))
+        # A small checkpoint loads in milliseconds: not worth a thread.
+        pool = (stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="gpt2cpu-load"))
+                if sum(sizes) >= PREFETCH_BYTES else None)
+        ahead: Future[Any] | None = pool.submit(read, 0) if pool and located else None
+        for i, t in enumerate(located):
+            array = ahead.result() if ahead is not None else read(i)
+            ahead = pool.submit(read, i + 1) if pool and i + 1 < len(located) else None
             core_model.load_tensor(t.name, array)
-            del array  # the mapped view must be gone before the file can close
-            t.file.release(t.key)
+            del array
             bar.advance(math.prod(t.file.tensors[t.key].shape))
     core_model.finalize()

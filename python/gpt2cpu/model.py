@@ -13,7 +13,7 @@ from . import _core
 from .config import GenerationDefaults, GPT2Config
 from .errors import ModelFormatError
 from .generation_options import generation_method, signature
-from .loading import core_config, load_into, locate_tensors, open_checkpoint
+from .loading import core_config, load_into, locate_tensors, open_checkpoint, untie_distinct_head
 from .threads import check_threads, default_threads
 
 # What from_pretrained(dtype=) accepts, the first being the default.
@@ -243,8 +243,9 @@ class Model:
         weight_dtype = check_dtype(dtype)
         config = GPT2Config.from_file(directory / "config.json")
         defaults = _generation_defaults(directory, config)
-        with open_checkpoint(directory) as files:
-            located = locate_tensors(config, files)
+        with open_checkpoint(directory) as checkpoint:
+            config = untie_distinct_head(config, checkpoint)
+            located = locate_tensors(config, checkpoint)
             core = _core.Model(core_config(config), n_threads, weight_dtype)
             load_into(core, located, progress=progress)
         return cls._create(

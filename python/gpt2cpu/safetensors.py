@@ -1,19 +1,22 @@
-"""A validating, memory-mapping reader for the safetensors format.
+"""A validating reader for the safetensors format.
 
 Layout: an 8-byte little-endian header length N, N bytes of JSON mapping tensor names to
 {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the end of the
 header), then the data. Every field is checked before any tensor is touched, so a truncated
 or hostile file raises ModelFormatError naming the file and the tensor instead of reading
 out of bounds.
+
+Tensors are read with read(2) into arrays of their own rather than memory-mapped: a file
+cut short by another process while it is being loaded then reads short, which raises
+ModelFormatError, where a mapped page past the new end would kill the process with SIGBUS.
+Reading is no slower: each tensor is read once, sequentially, straight into its array.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
-import stat
 import struct
 from dataclasses import dataclass
 from itertools import pairwise
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelFormatError
+from .files import open_regular
 
 # Real headers are kilobytes; this bounds what a corrupt length field can make us read.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -59,17 +63,13 @@ class SafetensorsFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            mode = os.stat(self.path).st_mode
+            fd, _ = open_regular(self.path, ModelFormatError)
         except FileNotFoundError:
             raise ModelFormatError(f"{self.path}: file not found") from None
-        # Opening a FIFO would block forever, and a directory cannot be mapped.
-        if not stat.S_ISREG(mode):
-            raise ModelFormatError(f"{self.path}: not a regular file")
-        self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        # Unbuffered: tensors are read straight into their arrays.
+        self._file = os.fdopen(fd, "rb", buffering=0)
         try:
             self.tensors, self.metadata = self._read_header()
-            size = os.fstat(self._file.fileno()).st_size
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         except BaseException:
             self._file.close()
             raise
@@ -79,7 +79,7 @@ class SafetensorsFile:
 
     def _read_header(self) -> tuple[dict[str, TensorInfo], dict[str, str]]:
         size = os.fstat(self._file.fileno()).st_size
-        prefix = self._file.read(8)
+        prefix = self._read_at(0, 8)
         if len(prefix) < 8:
             raise self._fail(f"truncated: {size} bytes, too short for a safetensors header")
         (header_len,) = struct.unpack("<Q", prefix)
@@ -89,7 +89,9 @@ class SafetensorsFile:
             )
         if header_len > MAX_HEADER_BYTES:
             raise self._fail(f"header length {header_len} exceeds {MAX_HEADER_BYTES} bytes")
-        raw = self._file.read(header_len)
+        raw = self._read_at(8, header_len)
+        if len(raw) < header_len:
+            raise self._fail(f"the file shrank to {len(raw) + 8} bytes while its header was read")
         try:
             header = json.loads(raw.decode("utf-8"))
         # ValueError covers JSONDecodeError, UnicodeDecodeError and integers too long to
@@ -154,48 +156,67 @@ class SafetensorsFile:
             )
         return TensorInfo(name, dtype, tuple(shape), data_start + begin, data_start + end)
 
-    def array(self, name: str) -> np.ndarray[Any, Any]:
-        """The tensor's stored bits as a read-only array over the mapped file (no copy)."""
+    def _read_at(self, offset: int, size: int) -> bytes:
+        """Up to size bytes at offset: fewer only at the end of the file."""
+        out = bytearray(size)
+        got = self._read_into(offset, memoryview(out))
+        del out[got:]
+        return bytes(out)
+
+    def _read_into(self, offset: int, buffer: memoryview) -> int:
+        """Fills buffer from offset on; returns the bytes read, fewer only at the end of the
+        file. One read(2) returns at most ~2 GiB, so large tensors take several."""
+        self._file.seek(offset)
+        done = 0
+        while done < len(buffer):
+            try:
+                got = self._file.readinto(buffer[done:])
+            except OSError as exc:
+                raise self._fail(f"read failed at byte {offset + done} ({exc.strerror})") from None
+            if not got:
+                break
+            done += got
+        return done
+
+    def array(self, name: str, scratch: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+        """The tensor's stored bits, read into an array of its own, or into the start of
+        `scratch` (bytes) when it is large enough: a view of it, valid until its next use."""
         info = self.tensors[name]
         dtype, _ = DTYPES[info.dtype]
-        count = math.prod(info.shape)
-        if count == 0 or self._map is None:
-            return np.zeros(info.shape, dtype=dtype)
-        return np.frombuffer(self._map, dtype=dtype, count=count, offset=info.begin).reshape(
-            info.shape
-        )
+        size = info.end - info.begin
+        if scratch is not None and size and scratch.nbytes >= size:
+            out = scratch.reshape(-1).view(np.uint8)[:size].view(dtype).reshape(info.shape)
+        else:
+            out = np.empty(info.shape, dtype=dtype)
+        if size:
+            got = self._read_into(info.begin, out.reshape(-1).view(np.uint8).data)
+            if got < size:
+                # Checked against the header when the file was opened: it was cut short since.
+                raise self._fail(
+                    f"tensor {name!r}: the file ends at byte {info.begin + got}, before the "
+                    f"tensor's end at {info.end}; it was truncated while being read"
+                )
+        return out
 
-    def to_float32(self, name: str) -> np.ndarray[Any, Any]:
-        """The tensor as float32: a view for F32 data, a converted copy for F16/BF16."""
+    def to_float32(
+        self, name: str, scratch: np.ndarray[Any, Any] | None = None
+    ) -> np.ndarray[Any, Any]:
+        """The tensor as float32: the bits read for F32 data (into scratch, see array), a
+        converted copy for F16/BF16."""
         info = self.tensors[name]
         if info.dtype not in FLOAT_DTYPES:
             raise self._fail(
                 f"tensor {name!r}: dtype {info.dtype} is not a floating-point weight type"
                 f" (supported: {', '.join(FLOAT_DTYPES)})"
             )
-        bits = self.array(name)
+        bits = self.array(name, scratch)
         if info.dtype == "F32":
             return bits
         if info.dtype == "F16":
             return bits.astype(np.float32)
         return (bits.astype(np.uint32) << 16).view(np.float32)
 
-    def release(self, name: str) -> None:
-        """Drop the tensor's pages from this process's resident memory (they stay cached by
-        the OS), so loading a model costs its packed weights, not twice that."""
-        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
-            return
-        info = self.tensors[name]
-        page = mmap.PAGESIZE
-        start = -(-info.begin // page) * page
-        stop = info.end // page * page
-        if stop > start:
-            self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
-
     def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
         self._file.close()
 
     def __enter__(self) -> SafetensorsFile:

@@ -24,6 +24,13 @@ import numpy as np
 
 from ._core import sampling as _native
 
+# The arithmetic is float32, as in HF: a value is checked against float32's range, since one
+# that passes as a Python float can still be 0 or infinite once converted (a temperature of
+# 1e-46 would divide the logits by zero).
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_F32_MAX = float(np.finfo(np.float32).max)
+NOT_FINITE = "logits hold NaN or +inf: no distribution to sample"
+
 FloatArray = np.ndarray[Any, np.dtype[np.float32]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
@@ -76,8 +83,11 @@ class SamplingParams:
             object.__setattr__(self, name, value)
 
         temperature = _number("temperature", self.temperature)
-        if not 0.0 <= temperature < math.inf:
-            raise ValueError(f"temperature must be >= 0 and finite (0: greedy), got {temperature}")
+        if temperature != 0.0 and not _F32_TINY <= temperature <= _F32_MAX:
+            raise ValueError(
+                f"temperature must be 0 (greedy) or in [{_F32_TINY:.7g}, {_F32_MAX:.7g}] "
+                f"(float32's normal range), got {temperature}"
+            )
         fix("temperature", temperature)
         top_k = _integer("top_k", self.top_k)
         if top_k < 0:
@@ -92,8 +102,11 @@ class SamplingParams:
             raise ValueError(f"min_p must be in [0, 1], got {min_p}")
         fix("min_p", min_p)
         penalty = _number("repetition_penalty", self.repetition_penalty)
-        if not 0.0 < penalty < math.inf:
-            raise ValueError(f"repetition_penalty must be > 0 and finite, got {penalty}")
+        if not _F32_TINY <= penalty <= _F32_MAX:
+            raise ValueError(
+                f"repetition_penalty must be in [{_F32_TINY:.7g}, {_F32_MAX:.7g}] (> 0 and "
+                f"within float32's normal range), got {penalty}"
+            )
         fix("repetition_penalty", penalty)
         for name in ("presence_penalty", "frequency_penalty"):
             value = _number(name, getattr(self, name))
@@ -110,8 +123,11 @@ class SamplingParams:
                 if token < 0:
                     raise ValueError(f"logit_bias key must be a token id >= 0, got {token}")
                 number = _number(f"logit_bias[{token}]", value)
-                if number == math.inf:
-                    raise ValueError(f"logit_bias[{token}] must not be +inf")
+                if number != -math.inf and not -_F32_MAX <= number <= _F32_MAX:
+                    raise ValueError(
+                        f"logit_bias[{token}] must be -inf (a ban) or within float32's range "
+                        f"[{-_F32_MAX:.7g}, {_F32_MAX:.7g}], got {number}"
+                    )
                 bias[token] = number
             fix("logit_bias", bias)
         if self.seed is not None:
@@ -156,11 +172,17 @@ class Sampler:
     """Picks tokens for one sequence under `params`, tracking the ids the penalties need.
 
     `prompt_ids` count for the repetition penalty (as in HF); only ids passed to `observe`
-    count for the presence and frequency penalties (as in OpenAI).
+    count for the presence and frequency penalties (as in OpenAI). `banned` ids are never
+    picked (the generation loop bans those its tokenizer cannot decode).
     """
 
     def __init__(
-        self, params: SamplingParams, vocab_size: int, prompt_ids: Iterable[int] = ()
+        self,
+        params: SamplingParams,
+        vocab_size: int,
+        prompt_ids: Iterable[int] = (),
+        *,
+        banned: Iterable[int] = (),
     ) -> None:
         self.params = params
         self.vocab_size = vocab_size
@@ -171,14 +193,17 @@ class Sampler:
             self._seen.add(int(token))
         self._bias_ids: IntArray | None = None
         self._bias_values: FloatArray | None = None
-        if params.logit_bias:
-            for token in params.logit_bias:
-                if token >= vocab_size:
-                    raise ValueError(
-                        f"logit_bias key {token} is outside the vocabulary [0, {vocab_size})"
-                    )
-            self._bias_ids = np.fromiter(params.logit_bias, dtype=np.int64)
-            self._bias_values = np.fromiter(params.logit_bias.values(), dtype=np.float32)
+        bias = dict(params.logit_bias or {})
+        for token in bias:
+            if token >= vocab_size:
+                raise ValueError(
+                    f"logit_bias key {token} is outside the vocabulary [0, {vocab_size})"
+                )
+        # A ban is a bias of -inf: one pass adds both (numpy adds one of two equal indices).
+        bias.update(dict.fromkeys(banned, -math.inf))
+        if bias:
+            self._bias_ids = np.fromiter(bias, dtype=np.int64)
+            self._bias_values = np.fromiter(bias.values(), dtype=np.float32)
         # min-p's floor on the weights, as the float32 the weights are compared in.
         self._min_p = float(np.float32(params.min_p))
 
@@ -202,7 +227,8 @@ class Sampler:
         out = x
         if self._bias_ids is not None and self._bias_values is not None:
             out = out.copy()  # the caller's logits stay as they were
-            out[self._bias_ids] += self._bias_values
+            with np.errstate(over="ignore"):  # reported as an error once it is sampled
+                out[self._bias_ids] += self._bias_values
         if repeat:  # a new array: one pass in C++ instead of five numpy calls
             out = _native.repetition_penalty(out, self._seen.array(), p.repetition_penalty)
         if presence:
@@ -235,22 +261,35 @@ class Sampler:
         p = self.params
         x = self.penalized(logits)
         if p.greedy:
-            best = int(np.argmax(x))
+            best = int(np.argmax(x))  # the first NaN if there is one, else the first +inf
+            if not x[best] < np.inf:
+                raise self._not_finite(logits)
             if x[best] == -np.inf:
                 raise ValueError("no token can be picked: logit_bias bans every candidate")
             return np.array([best], dtype=np.int64), x[best : best + 1], None, 0.0
-        if p.temperature != 1.0:
+        if p.temperature < 1.0:
+            # An overflow to +inf is reported below as an error naming the temperature, not
+            # as numpy's warning (an exception where warnings are errors).
+            with np.errstate(over="ignore"):
+                x = x / np.float32(p.temperature)
+        elif p.temperature != 1.0:
             x = x / np.float32(p.temperature)
         ids: IntArray | None = None
         if 0 < p.top_k < x.size:
-            kth = _native.kth_largest(x, p.top_k)  # ties with it are kept, as in HF
+            try:
+                kth = _native.kth_largest(x, p.top_k)  # ties with it are kept, as in HF
+            except ValueError:  # NaN
+                raise self._not_finite(logits) from None
             ids, x = _keep(ids, x, x >= np.float32(kth))
         weights: FloatArray | None = None
         floor = 0.0
         if p.top_p < 1.0 or p.min_p > 0.0:
-            weights, total = _weights(x)
+            weights, total = self._weights(x, logits)
             if p.top_p < 1.0:
-                floor = _native.top_p_floor(weights, total - p.top_p * total)
+                floor, drop = _native.top_p_cut(weights, total - p.top_p * total)
+                if drop:
+                    # Tied with the floor, and dropped as HF's sort drops them: the first.
+                    weights[np.flatnonzero(weights == np.float32(floor))[:drop]] = 0.0
             # exp(x - max) is the probability relative to the top token's, so HF's
             # `probs < min_p * max(probs)` is `weights < min_p`.
             floor = max(floor, self._min_p)
@@ -272,17 +311,43 @@ class Sampler:
             assert ids is not None
             return int(ids[0])
         if weights is None:
-            weights, _ = _weights(values)
+            weights, _ = self._weights(values, logits)
         index = _native.draw(weights, floor, self._rng.random())
         return index if ids is None else int(ids[index])
 
+    def _weights(
+        self, x: FloatArray, logits: np.ndarray[Any, Any]
+    ) -> tuple[FloatArray, float]:
+        """Unnormalised probabilities exp(x - max x), float32 like HF's softmax, and their
+        sum. x: the processed logits; logits: the row they came from, to explain a NaN or
+        +inf."""
+        try:
+            weights, total = _native.softmax_weights(x)
+        except ValueError:  # NaN or +inf
+            raise self._not_finite(logits) from None
+        if total == 0.0:
+            raise ValueError("no token can be picked: logit_bias bans every candidate")
+        return weights, total
 
-def _weights(x: FloatArray) -> tuple[FloatArray, float]:
-    """Unnormalised probabilities exp(x - max x), float32 like HF's softmax, and their sum."""
-    weights, total = _native.softmax_weights(x)
-    if total == 0.0:
-        raise ValueError("no token can be picked: logit_bias bans every candidate")
-    return weights, total
+    def _not_finite(self, logits: np.ndarray[Any, Any]) -> ValueError:
+        """The error for a row with NaN or +inf, greedy or not, saying where it came from.
+        Only computed once the row has failed, so the normal path pays nothing for it."""
+
+        def bad(x: FloatArray) -> bool:
+            return bool(np.isnan(x).any() or np.isposinf(x).any())
+
+        if bad(np.asarray(logits, dtype=np.float32)):
+            return ValueError(NOT_FINITE)
+        with np.errstate(over="ignore"):
+            penalized = self.penalized(logits)
+        if bad(penalized):
+            return ValueError(f"{NOT_FINITE} (logit_bias or a penalty overflowed float32)")
+        if self.params.temperature in (0.0, 1.0):
+            return ValueError(NOT_FINITE)
+        return ValueError(
+            f"{NOT_FINITE} (temperature={self.params.temperature} is too small for these "
+            "logits: dividing by it overflows float32; use temperature=0 for greedy decoding)"
+        )
 
 
 def _keep(ids: IntArray | None, x: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:

@@ -20,6 +20,7 @@ and in Python otherwise (`GPT2CPU_BPE=python|native` forces one); the ids are th
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +30,7 @@ import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless t
 
 from .bpe import BytePairEncoder
 from .errors import TokenizerFormatError
+from .files import is_present_file
 from .streaming import StreamDecoder
 from .tokenizer_files import (
     PathLike,
@@ -107,14 +109,19 @@ class Tokenizer:
         folder = Path(directory)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such directory")
-        if (folder / "tokenizer.json").is_file():
+
+        def present(path: Path) -> bool:  # a directory or FIFO there is an error, not absent
+            return is_present_file(path, TokenizerFormatError)
+
+        if present(folder / "tokenizer.json"):
             spec = read_tokenizer_json(folder / "tokenizer.json")
         else:
             for vocab_name, merges_name in _VOCAB_AND_MERGES:
                 vocab_path, merges_path = folder / vocab_name, folder / merges_name
-                if vocab_path.is_file() or merges_path.is_file():
-                    if not (vocab_path.is_file() and merges_path.is_file()):
-                        missing = merges_path if vocab_path.is_file() else vocab_path
+                has_vocab, has_merges = present(vocab_path), present(merges_path)
+                if has_vocab or has_merges:
+                    if not (has_vocab and has_merges):
+                        missing = merges_path if has_vocab else vocab_path
                         raise FileNotFoundError(
                             f"{missing}: missing; {vocab_name} and {merges_name} go together"
                         )
@@ -125,7 +132,7 @@ class Tokenizer:
                     f"{folder}: no tokenizer files (looked for tokenizer.json, "
                     "vocab.json + merges.txt, encoder.json + vocab.bpe)"
                 )
-        if (folder / _CONFIG).is_file():
+        if present(folder / _CONFIG):
             apply_tokenizer_config(spec, folder / _CONFIG)
         return cls._from_spec(spec)
 
@@ -143,9 +150,18 @@ class Tokenizer:
 
     def encode(self, text: str, *, allowed_special: AllowedSpecial = frozenset()) -> list[int]:
         """The token ids of `text`. Special-token text is ordinary text unless named in
-        `allowed_special` ("all" for every special token)."""
+        `allowed_special` ("all" for every special token). A lone surrogate (which UTF-8
+        cannot encode) is read as U+FFFD, as tiktoken does."""
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        try:
+            return self._encode(text, allowed_special)
+        except UnicodeEncodeError:
+            # Paired surrogates become their character, lone ones U+FFFD: tiktoken's rule.
+            fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return self._encode(fixed, allowed_special)
+
+    def _encode(self, text: str, allowed_special: AllowedSpecial) -> list[int]:
         if not allowed_special:
             return self._bpe.encode(text)
         ids: list[int] = []
@@ -180,9 +196,25 @@ class Tokenizer:
     # -- decoding ---------------------------------------------------------------------------
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes `ids` stand for. Raises ValueError for an id not in the vocabulary."""
+        """The bytes `ids` stand for. Raises ValueError for an id not in the vocabulary,
+        TypeError for anything but an integer (a float or str would find a token by
+        equality, 1.0 standing for 1)."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"ids must be a sequence of token ids, not {type(ids).__name__}")
+        dtype = getattr(ids, "dtype", None)  # a numpy array, without importing numpy here
+        if dtype is not None and getattr(dtype, "kind", None) in ("i", "u"):
+            values = ids.tolist()  # type: ignore[attr-defined]  # Python ints, at C speed
+        else:
+            values = ids if isinstance(ids, (list, tuple)) else list(ids)
+        # The exact-type test is one C-speed pass; the slow one runs only to name the culprit
+        # or to accept numpy's integers.
+        if not all(type(v) is int for v in values):
+            for i, v in enumerate(values):
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                    raise TypeError(f"ids[{i}] must be an integer token id, got {v!r}")
+            values = [int(v) for v in values]
         try:
-            return b"".join(map(self._id_to_bytes.__getitem__, ids))
+            return b"".join(map(self._id_to_bytes.__getitem__, values))
         except KeyError as exc:
             raise self._unknown_id(exc.args[0]) from None
 
@@ -199,10 +231,18 @@ class Tokenizer:
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes of one token. Raises ValueError for an id not in the vocabulary."""
+        if type(token_id) is not int:
+            token_id = self._checked_id(token_id)
         found = self._id_to_bytes.get(token_id)
         if found is None:
             raise self._unknown_id(token_id)
         return found
+
+    @staticmethod
+    def _checked_id(token_id: object) -> int:
+        if isinstance(token_id, bool) or not isinstance(token_id, numbers.Integral):
+            raise TypeError(f"a token id must be an integer, got {token_id!r}")
+        return int(token_id)
 
     def _unknown_id(self, token_id: object) -> ValueError:
         # str, not repr: numpy ids would read "np.int64(50257)".
@@ -231,12 +271,25 @@ class Tokenizer:
         """Special token text -> id (read-only)."""
         return MappingProxyType(self._special_tokens)
 
+    def unknown_ids(self, vocab_size: int) -> list[int]:
+        """The ids below vocab_size (a model's) that this tokenizer cannot decode: those past
+        its own vocabulary, and any gaps in it."""
+        known = self._id_to_bytes
+        beyond = range(self.vocab_size, vocab_size)
+        if len(known) == self.vocab_size:  # no gaps: the usual case, answered without a scan
+            return list(beyond)
+        return [i for i in range(min(vocab_size, self.vocab_size)) if i not in known] + list(
+            beyond
+        )
+
     def token_to_id(self, token: str) -> int | None:
         """The id of a token in its vocabulary spelling ("Ġworld") or a special token's text."""
         return self._vocabulary.token_to_id.get(token)
 
     def id_to_token(self, token_id: int) -> str:
         """A token's vocabulary spelling ("Ġworld"), or a special token's text."""
+        if type(token_id) is not int:
+            token_id = self._checked_id(token_id)
         found = self._vocabulary.id_to_token.get(token_id)
         if found is None:
             raise self._unknown_id(token_id)

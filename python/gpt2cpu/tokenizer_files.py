@@ -20,8 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import TokenizerFormatError
+from .files import read_regular
 
 PathLike = str | os.PathLike[str]
+
+# Token ids are int32 in the C++ merge loop; a larger one is a broken file.
+MAX_TOKEN_ID = 2**31 - 1
+# GPT-2's tokenizer.json is 1.4 MB and the largest vocabularies' tens of MB; this bounds
+# what a wrong file (a device, a sparse file) makes us read.
+MAX_TOKENIZER_FILE_BYTES = 256 << 20
 
 
 @dataclass
@@ -141,6 +148,12 @@ def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> None:
             raise TokenizerFormatError(
                 f"{source}: added_tokens_decoder entry {key!r} must map an id to an object"
             )
+        # Checked on the digits: int() refuses numbers of over 4300 of them with a ValueError.
+        if len(key) > len(str(MAX_TOKEN_ID)) or int(key) > MAX_TOKEN_ID:
+            raise TokenizerFormatError(
+                f"{source}: added_tokens_decoder id {key[:20]}{'...' if len(key) > 20 else ''} "
+                f"is beyond the largest token id supported ({MAX_TOKEN_ID})"
+            )
         _add_token(spec.added_tokens, item.get("content"), int(key), source)
     spec.eos_token = _token_name(data.get("eos_token"), "eos_token", source) or spec.eos_token
     spec.bos_token = _token_name(data.get("bos_token"), "bos_token", source) or spec.bos_token
@@ -148,8 +161,9 @@ def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> None:
 
 
 def _read_text(path: PathLike) -> str:
-    with open(path, "rb") as file:
-        raw = file.read()
+    # Checked for a regular file of bounded size before reading: a FIFO would block forever
+    # and /dev/zero would be read until memory runs out.
+    raw = read_regular(path, TokenizerFormatError, MAX_TOKENIZER_FILE_BYTES, "a tokenizer file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -162,6 +176,10 @@ def _read_json(path: PathLike) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise TokenizerFormatError(f"{os.fspath(path)}: invalid JSON: {exc}") from None
+    # ValueError: an integer of more digits than int() converts; RecursionError: nesting
+    # deeper than the parser's stack.
+    except (ValueError, RecursionError) as exc:
+        raise TokenizerFormatError(f"{os.fspath(path)}: invalid JSON: {exc}") from None
 
 
 def _vocab_from(data: Any, where: str) -> dict[str, int]:
@@ -172,6 +190,11 @@ def _vocab_from(data: Any, where: str) -> dict[str, int]:
         if type(token_id) is not int or token_id < 0:
             raise TokenizerFormatError(
                 f"{where}: token {token!r} has id {token_id!r}, not a non-negative integer"
+            )
+        if token_id > MAX_TOKEN_ID:
+            raise TokenizerFormatError(
+                f"{where}: token {token!r} has id {token_id}, beyond the largest token id "
+                f"supported ({MAX_TOKEN_ID})"
             )
     return data
 
@@ -193,7 +216,7 @@ def _merge_from(item: Any, number: int, source: str) -> tuple[str, str]:
 def _add_token(added: dict[str, int], content: Any, token_id: Any, source: str) -> None:
     if not isinstance(content, str) or not content:
         raise TokenizerFormatError(f"{source}: added token content {content!r} is not text")
-    if type(token_id) is not int or token_id < 0:
+    if type(token_id) is not int or not 0 <= token_id <= MAX_TOKEN_ID:
         raise TokenizerFormatError(f"{source}: added token {content!r} has id {token_id!r}")
     if added.get(content, token_id) != token_id:
         raise TokenizerFormatError(

@@ -9,6 +9,12 @@
 //    wake-up and a sleep every time (~100 context switches a 124M step on 2 cores).
 // An operator's body sees only its Share (its rank, the team's size and a counter to take
 // work from) and uses no OpenMP construct, so one body serves both ways.
+//
+// Every region's thread count goes through usable_threads(): libgomp's thread pool does
+// not survive fork(), and a forked child that opens a region of more than one thread after
+// its parent had one waits forever for pool threads that do not exist in it. Such a child
+// runs on one thread (a region of one never touches the pool), which gives the same
+// results, as every operator does on any number of threads.
 
 #include <omp.h>
 
@@ -21,6 +27,13 @@
 #include <mutex>
 
 namespace gpt2cpu {
+
+// `requested`, or 1 in a process forked after this one had run a region of several
+// threads. Call it for every region's thread count, before the region.
+int usable_threads(int requested);
+
+// Whether this process is such a forked child, whose regions run on one thread.
+bool forked_after_threads();
 
 // What the threads of one region share: a barrier, and the counter operators take dynamic
 // work from, which the barrier sets back to 0 for the next operator.
@@ -67,7 +80,7 @@ struct Share {
 class Parallel {
  public:
   // Each operator opens a region of `threads` threads.
-  explicit Parallel(int threads) : threads_(threads) {}
+  explicit Parallel(int threads) : threads_(usable_threads(threads)) {}
   // This thread's place in a team whose region is running.
   Parallel(Team& team, int rank, int size) : team_(&team), rank_(rank), threads_(size) {}
 
@@ -106,6 +119,7 @@ class Parallel {
 // step must not throw: an exception cannot leave an OpenMP region.
 template <class Step>
 void in_team(int threads, Step&& step, size_t scratch_bytes = 0) {
+  threads = usable_threads(threads);
   Team team(scratch_bytes);
 #pragma omp parallel num_threads(threads)
   step(Parallel(team, omp_get_thread_num(), omp_get_num_threads()));

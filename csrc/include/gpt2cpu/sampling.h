@@ -30,6 +30,17 @@ double softmax_weights(float* w, const float* x, int64_t n);
 // Throws std::invalid_argument for NaN or a negative weight, or if no weight is positive.
 float top_p_floor(const float* w, int64_t n, double budget);
 
+// top-p as Hugging Face applies it to tied weights: its sort puts equal weights side by
+// side, so the rule can drop some of the tokens equal to the floor and keep the others
+// (all-equal weights and a small top_p keep one token, not the row). `drop` is how many of
+// the tokens whose weight equals `floor` go; Hugging Face's stable sort on small rows drops
+// the first ones in index order.
+struct TopPCut {
+  float floor;
+  int64_t drop;
+};
+TopPCut top_p_cut(const float* w, int64_t n, double budget);
+
 // top-k over logits x (n): each token holds 1, budget = n - k. The k-th largest value,
 // 1 <= k <= n. Throws std::invalid_argument if x holds NaN.
 float kth_largest(const float* x, int64_t n, int64_t k);

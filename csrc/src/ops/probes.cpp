@@ -42,6 +42,7 @@ double best_of_passes(int threads, int repeats, const Work& work, const Amount& 
 }  // namespace
 
 double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
+  threads = usable_threads(threads);
   const size_t n = bytes / sizeof(float);
   const size_t blocks = n / 64;
   Buffer buffer(n, Buffer::Pages::Huge);  // as the weights are stored
@@ -68,6 +69,7 @@ double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
 }
 
 double measure_multiply_add_peak(int threads, int64_t rounds, int repeats) {
+  threads = usable_threads(threads);
   const KernelTable& kt = kernels();
   const auto multiply_add = [&](int me, int) {
     return kt.multiply_add(rounds, static_cast<float>(me));

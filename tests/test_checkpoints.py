@@ -1,0 +1,196 @@
+"""Checkpoints that transformers loads and runs: gpt2cpu loads them too and computes the same
+logits, whatever transformers' defaults put in config.json and however the tensors are laid
+out (sharded with stale copies, a stored head beside a tied one, a padded vocabulary)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gpt2cpu
+import numpy as np
+import pytest
+from gpt2cpu.errors import ModelFormatError
+from model_files import TINY, model_dir
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+SHAPE = dict(n_layer=2, n_embd=16, n_head=2, n_positions=32)
+IDS = [5, 1, 0, 17, 3, 9, 2]
+
+
+def save_hf(directory: Path, seed: int = 0, **config: Any) -> Any:
+    """A random GPT2LMHeadModel saved with transformers' own defaults for what is not given
+    (unlike hf_models.make_hf_model, which names the special ids)."""
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(directory, safe_serialization=True)
+    return model
+
+
+def hf_logits(model: Any, ids: list[int]) -> np.ndarray[Any, Any]:
+    with torch.no_grad():
+        out: np.ndarray[Any, Any] = model(torch.tensor([ids])).logits[0].float().numpy()
+    return out
+
+
+def load_quietly(directory: Path) -> gpt2cpu.Model:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gpt2cpu.Model.from_pretrained(directory, threads=1)
+
+
+def test_transformers_default_special_ids_outside_a_small_vocabulary(tmp_path: Path) -> None:
+    """GPT2Config(vocab_size=65) keeps bos/eos 50256: transformers warns and runs it."""
+    hf = save_hf(tmp_path, vocab_size=65, **SHAPE)
+    assert json.loads((tmp_path / "config.json").read_text())["eos_token_id"] == 50256
+    with pytest.warns(UserWarning) as caught:
+        model = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    for message, name in zip(messages, ("bos_token_id", "eos_token_id"), strict=True):
+        assert f"'{name}' = 50256 is outside the vocabulary [0, 65)" in message
+    assert model.config.bos_token_id is None and model.config.eos_token_id is None
+    np.testing.assert_allclose(model.forward(IDS), hf_logits(hf, IDS), atol=1e-4, rtol=0)
+    # No EOS: nothing stops the generation but its length.
+    result = model.generate(IDS, max_new_tokens=20, temperature=2.0, seed=0)
+    assert result.finish_reason == "length" and len(result.token_ids) == 20
+
+
+@pytest.mark.parametrize("config", [
+    dict(vocab_size=65),
+    dict(vocab_size=65, activation_function="gelu"),
+    dict(vocab_size=65, activation_function="gelu_python"),
+    dict(vocab_size=65, activation_function="gelu_accurate"),
+    dict(vocab_size=65, activation_function="gelu_python_tanh"),
+    dict(vocab_size=65, activation_function="relu", scale_attn_weights=False),
+    dict(vocab_size=65, scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True),
+    dict(vocab_size=65, add_cross_attention=True),  # runs as a decoder without encoder states
+    dict(vocab_size=65, n_inner=24, tie_word_embeddings=False, layer_norm_epsilon=1e-3),
+    dict(vocab_size=300, bos_token_id=-1, eos_token_id=299),
+], ids=str)
+def test_random_models_transformers_saves_and_runs_load_and_match(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    hf = save_hf(tmp_path, seed=3, **SHAPE, **config)
+    model = load_quietly(tmp_path)
+    np.testing.assert_allclose(model.forward(IDS), hf_logits(hf, IDS), atol=1e-4, rtol=0)
+
+
+def write_shards(directory: Path, shards: dict[str, dict[str, Any]],
+                 weight_map: dict[str, str]) -> None:
+    for name, tensors in shards.items():
+        safetensors_torch.save_file(tensors, directory / name, metadata={"format": "pt"})
+    (directory / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def test_sharded_tensors_come_from_the_shard_the_index_names(tmp_path: Path) -> None:
+    """A stale copy of a tensor in another shard (left by an interrupted re-save) is not
+    what transformers loads; the index says which shard holds each tensor."""
+    hf = save_hf(tmp_path, vocab_size=65, bos_token_id=0, eos_token_id=0, **SHAPE)
+    single = tmp_path / "model.safetensors"
+    tensors = safetensors_torch.load_file(single)
+    single.unlink()
+    names = sorted(tensors)
+    first, second = names[: len(names) // 2], names[len(names) // 2 :]
+    stale = "transformer.h.1.mlp.c_fc.weight"
+    assert stale in second
+    shard_a = {n: tensors[n] for n in first}
+    shard_a[stale] = torch.randn_like(tensors[stale])  # the copy the index does not name
+    weight_map = {n: "model-00001-of-00002.safetensors" for n in first}
+    weight_map.update({n: "model-00002-of-00002.safetensors" for n in second})
+    write_shards(tmp_path, {"model-00001-of-00002.safetensors": shard_a,
+                            "model-00002-of-00002.safetensors": {n: tensors[n] for n in second}},
+                 weight_map)
+    want = hf_logits(hf, IDS)
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    np.testing.assert_allclose(hf_logits(reloaded, IDS), want, atol=1e-5, rtol=0)
+    model = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
+    np.testing.assert_allclose(model.forward(IDS), want, atol=1e-4, rtol=0)
+
+
+def test_an_index_naming_a_shard_without_the_tensor_is_refused(tmp_path: Path) -> None:
+    save_hf(tmp_path, vocab_size=65, bos_token_id=0, eos_token_id=0, **SHAPE)
+    single = tmp_path / "model.safetensors"
+    tensors = safetensors_torch.load_file(single)
+    single.unlink()
+    names = sorted(tensors)
+    moved = "transformer.wte.weight"
+    weight_map = {n: "a.safetensors" for n in names}
+    weight_map[moved] = "b.safetensors"
+    write_shards(tmp_path, {"a.safetensors": tensors,
+                            "b.safetensors": {"other": torch.zeros(2)}}, weight_map)
+    index = tmp_path / "model.safetensors.index.json"
+    with pytest.raises(ModelFormatError) as info:
+        gpt2cpu.Model.from_pretrained(tmp_path)
+    assert str(info.value) == (f"{index}: weight_map puts {moved!r} in 'b.safetensors', which "
+                               "has no such tensor")
+
+
+def test_a_tied_config_with_a_distinct_stored_head_computes_as_transformers(
+    tmp_path: Path,
+) -> None:
+    """tie_word_embeddings true, but the file holds an lm_head.weight of its own: transformers
+    (5.x) leaves the two untied and computes with the stored head."""
+    save_hf(tmp_path, vocab_size=65, bos_token_id=0, eos_token_id=0, **SHAPE)
+    path = tmp_path / "model.safetensors"
+    tensors = safetensors_torch.load_file(path)
+    assert "lm_head.weight" not in tensors  # tied: saved once
+    torch.manual_seed(1)
+    tensors["lm_head.weight"] = torch.randn_like(tensors["transformer.wte.weight"])
+    safetensors_torch.save_file(tensors, path, metadata={"format": "pt"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    assert torch.equal(hf.lm_head.weight, tensors["lm_head.weight"])
+    with pytest.warns(UserWarning, match="tie_word_embeddings.*differs from 'transformer.wte"):
+        model = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
+    np.testing.assert_allclose(model.forward(IDS), hf_logits(hf, IDS), atol=1e-4, rtol=0)
+
+    # A stored head equal to the embedding is the tie itself: no warning.
+    tensors["lm_head.weight"] = tensors["transformer.wte.weight"].clone()
+    safetensors_torch.save_file(tensors, path, metadata={"format": "pt"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tied = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
+    assert tied.config.tie_word_embeddings
+
+
+BUNDLED = Path(gpt2cpu.__file__).parent / "models" / "tiny-shakespeare"
+
+
+def test_a_vocabulary_padded_past_the_tokenizer_never_samples_an_undecodable_id(
+    tmp_path: Path,
+) -> None:
+    """nanoGPT pads GPT-2's 50257 tokens to 50304: the extra ids have no text, so
+    generation must not pick them, however likely the model makes them."""
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copyfile(BUNDLED / name, tmp_path / name)
+    tokenizer = gpt2cpu.Tokenizer.from_pretrained(tmp_path)
+    words = tokenizer.vocab_size
+    config = dict(TINY, vocab_size=words + 47, n_positions=64)
+    del config["bos_token_id"], config["eos_token_id"]
+    model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, config), threads=1)
+    padded = list(range(words, words + 47))
+    favoured = {i: 30.0 for i in padded}  # the padding would win every draw
+    greedy = model.generate("To be", max_new_tokens=10, temperature=0, logit_bias=favoured)
+    sampled = model.generate("To be", max_new_tokens=40, temperature=3.0, seed=0,
+                             logit_bias=favoured, ignore_eos=True)
+    for result in (greedy, sampled):
+        assert result.token_ids and max(result.token_ids) < words
+        assert result.text == tokenizer.decode(result.token_ids)
+    streamed = "".join(model.stream("To be", max_new_tokens=40, temperature=3.0, seed=0,
+                                    logit_bias=favoured, ignore_eos=True))
+    assert streamed == sampled.text
