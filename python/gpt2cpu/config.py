@@ -100,13 +100,13 @@ class GenerationDefaults:
                 return None
             values = value if isinstance(value, list) else [value]
             for v in values:
-                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                if isinstance(v, bool) or not isinstance(v, int):
                     raise ConfigError(
                         f"{path}: field {name!r} must hold token ids, got {value!r}"
                     )
             # As in config.json: transformers saves its default 50256 even for a small
             # vocabulary, and runs such a model without that token; so do we, and warn.
-            kept = [v for v in values if v < vocab_size]
+            kept = [v for v in values if 0 <= v < vocab_size]
             if len(kept) < len(values):
                 warnings.warn(
                     f"{path}: field {name!r} = {value!r} is outside the vocabulary "

@@ -167,13 +167,15 @@ def fit_to_context(model: Model, ids: list[int], options: dict[str, Any]) -> Non
     context = model.config.n_positions
     prompt = max(1, len(ids))  # an empty prompt reads the BOS token
     truncate = bool(options.get("truncate"))
-    if prompt >= context and not truncate:
+    if prompt > context and not truncate:
         raise CliError(
-            f"the prompt has {prompt} tokens and fills the model's context of {context} "
+            f"the prompt has {prompt} tokens, more than the model's context of {context} "
             "tokens; shorten it or pass --truncate"
         )
-    # With --truncate the prompt gives way down to one token.
-    room = context - 1 if truncate else context - prompt
+    # The last new token is never run through the model, so a prompt of p tokens leaves
+    # room for context + 1 - p (as transformers reaches the last position); with
+    # --truncate the prompt gives way down to one token.
+    room = context if truncate else context + 1 - prompt
     if n is not None and n > room:
         print(f"gpt2cpu: --max-new-tokens {n} lowered to {room}, what the model's context of "
               f"{context} tokens leaves after the prompt", file=sys.stderr)
