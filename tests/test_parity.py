@@ -164,8 +164,8 @@ def test_logits_are_bit_identical_on_any_thread_count(hf_model_dir) -> None:
     same bits: every prompt length, whichever matmul path it takes, on every ISA."""
     directory, _ = hf_model_dir(**SMALL)
     models = [gpt2cpu.Model.from_pretrained(directory, threads=n) for n in (1, 2, 3)]
-    for isa in _core.kernels.available_isas():
-        _core.kernels.set_isa(isa)
+    for isa in _core.testing.available_isas():
+        _core.testing.set_isa(isa)
         try:
             for n in (1, 5, 7, 13, 25, 31, 37, 47, 49, 55, 64):
                 ids = random_ids(n, SMALL["vocab_size"], seed=n)
@@ -173,4 +173,4 @@ def test_logits_are_bit_identical_on_any_thread_count(hf_model_dir) -> None:
                 for other in rest:
                     assert np.array_equal(first, other), f"{isa}, {n} tokens"
         finally:
-            _core.kernels.set_isa("auto")
+            _core.testing.set_isa("auto")

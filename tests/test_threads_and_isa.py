@@ -18,7 +18,7 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_isa_env_forces_the_portable_kernels() -> None:
-    out = run_python("from gpt2cpu import _core; print(_core.kernels.isa())", GPT2CPU_ISA="generic")
+    out = run_python("from gpt2cpu import _core; print(_core.testing.isa())", GPT2CPU_ISA="generic")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "generic"
 
@@ -26,7 +26,7 @@ def test_isa_env_forces_the_portable_kernels() -> None:
 def test_isa_env_rejects_unknown_names_with_a_clear_error() -> None:
     code = (
         "from gpt2cpu import _core\n"
-        "try:\n    _core.kernels.isa()\nexcept ValueError as e:\n    print('error:', e)"
+        "try:\n    _core.testing.isa()\nexcept ValueError as e:\n    print('error:', e)"
     )
     out = run_python(code, GPT2CPU_ISA="avx9000")
     assert out.returncode == 0, out.stderr
@@ -35,7 +35,7 @@ def test_isa_env_rejects_unknown_names_with_a_clear_error() -> None:
 
 def test_default_is_the_best_isa_the_cpu_has() -> None:
     out = run_python(
-        "from gpt2cpu import _core; k = _core.kernels; print(k.isa() == k.available_isas()[-1])",
+        "from gpt2cpu import _core; k = _core.testing; print(k.isa() == k.available_isas()[-1])",
         GPT2CPU_ISA="",
     )
     assert out.stdout.strip() == "True", out.stderr

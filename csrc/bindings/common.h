@@ -43,7 +43,8 @@ inline void require_shape(const py::array& a, const char* name, std::vector<int6
 
 void bind_model(py::module_& m);
 void bind_sequence(py::module_& m);
-void bind_kernels(py::module_& m);
+void bind_testing(py::module_& m);
+void bind_isa(py::module_& m);
 void bind_bpe(py::module_& m);
 void bind_sampling(py::module_& m);
 

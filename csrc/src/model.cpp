@@ -13,8 +13,8 @@ int checked_threads(int threads) {
 }
 }  // namespace
 
-Model::Model(const Config& config, int threads)
-    : config_(config), weights_(config), threads_(checked_threads(threads)) {}
+Model::Model(const Config& config, int threads, const KernelTable& kt)
+    : config_(config), weights_(config), kernels_(&kt), threads_(checked_threads(threads)) {}
 
 void Model::load_tensor(const std::string& name, const float* data,
                         const std::vector<int64_t>& shape) {

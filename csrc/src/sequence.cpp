@@ -11,9 +11,8 @@ namespace gpt2cpu {
 namespace {
 // How layer norms spread their work. A team's threads each normalise the few rows of x
 // into their own h: cheaper than one thread doing it while the others wait at a barrier.
-const Parallel& norm(const Parallel& par) {
-  static const Parallel alone(1);
-  return par.in_team() ? alone : par;
+Parallel norm(const Parallel& par) {
+  return par.in_team() ? Parallel(1, par.kernels()) : par;
 }
 }  // namespace
 
@@ -92,7 +91,9 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   }
   // A few tokens (a decode step) run through the blocks in one team, which keeps its
   // threads between operators; a prompt opens a region per operator.
-  with_parallel(threads, team, [&](const Parallel& par) { forward(par, n, logits, n_logits); });
+  with_parallel(
+      threads, team, [&](const Parallel& par) { forward(par, n, logits, n_logits); },
+      model_->kernels());
   length_ += n;
 }
 

@@ -304,7 +304,7 @@ def read_bandwidth(threads: int) -> float:
     process so that the probe's buffer is not counted as this one's memory."""
     code = (
         "from gpt2cpu import _core; "
-        f"print(_core.kernels.read_bandwidth({PROBE_BYTES}, {threads}, 3))"
+        f"print(_core.testing.read_bandwidth({PROBE_BYTES}, {threads}, 3))"
     )
     return float(_in_child("-c", code))
 
@@ -312,7 +312,7 @@ def read_bandwidth(threads: int) -> float:
 def multiply_add_peak(threads: int) -> float:
     """Arithmetic peak in flops/s of this CPU's kernels on `threads` threads, best of 3
     passes. It needs no memory, so it runs in this process."""
-    return _core.kernels.multiply_add_peak(threads, PROBE_ROUNDS, 3)
+    return _core.testing.multiply_add_peak(threads, PROBE_ROUNDS, 3)
 
 
 def prompt_flops(c: GPT2Config, tokens: int) -> float:
@@ -384,7 +384,7 @@ def run(
         "model": str(directory),
         "parameters": c.parameter_count(),
         "weight_bytes": model.weight_bytes,
-        "isa": _core.kernels.isa(),
+        "isa": _core.testing.isa(),
         "workload": asdict(work),
         "gpt2cpu": asdict(ours),
         "peak_rss_bytes": peak_rss,

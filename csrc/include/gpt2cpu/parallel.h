@@ -9,6 +9,8 @@
 //    wake-up and a sleep every time (~100 context switches a 124M step on 2 cores).
 // An operator's body sees only its Share (its rank, the team's size and a counter to take
 // work from) and uses no OpenMP construct, so one body serves both ways.
+// A Parallel also carries the kernel set (kernel_table.h) its operators run: a model's own,
+// so that models loaded with different sets can run side by side in one process.
 
 #include <omp.h>
 
@@ -17,6 +19,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+
+#include "gpt2cpu/kernel_table.h"
 
 namespace gpt2cpu {
 
@@ -60,9 +64,14 @@ struct Share {
 class Parallel {
  public:
   // Each operator opens a region of `threads` threads.
-  explicit Parallel(int threads) : threads_(threads) {}
+  explicit Parallel(int threads, const KernelTable& kt = gpt2cpu::kernels())
+      : kernels_(&kt), threads_(threads) {}
   // This thread's place in a team whose region is running.
-  Parallel(Team& team, int rank, int size) : team_(&team), rank_(rank), threads_(size) {}
+  Parallel(Team& team, int rank, int size, const KernelTable& kt)
+      : kernels_(&kt), team_(&team), rank_(rank), threads_(size) {}
+
+  // The kernel set the operators run.
+  const KernelTable& kernels() const { return *kernels_; }
 
   int threads() const { return threads_; }
   bool in_team() const { return team_ != nullptr; }
@@ -88,6 +97,7 @@ class Parallel {
   }
 
  private:
+  const KernelTable* kernels_;
   Team* team_ = nullptr;
   int rank_ = 0;
   int threads_;
@@ -96,20 +106,20 @@ class Parallel {
 // Runs step(const Parallel&) on each thread of one region of `threads` threads, as a team.
 // step must not throw: an exception cannot leave an OpenMP region.
 template <class Step>
-void in_team(int threads, Step&& step) {
+void in_team(int threads, Step&& step, const KernelTable& kt = kernels()) {
   Team team;
 #pragma omp parallel num_threads(threads)
-  step(Parallel(team, omp_get_thread_num(), omp_get_num_threads()));
+  step(Parallel(team, omp_get_thread_num(), omp_get_num_threads(), kt));
 }
 
 // Runs work(const Parallel&) on `threads` threads: as one team if `team`, else with a
 // region for each operator it runs.
 template <class Work>
-void with_parallel(int threads, bool team, Work&& work) {
+void with_parallel(int threads, bool team, Work&& work, const KernelTable& kt = kernels()) {
   if (team) {
-    in_team(threads, [&](const Parallel& par) { work(par); });
+    in_team(threads, [&](const Parallel& par) { work(par); }, kt);
   } else {
-    work(Parallel(threads));
+    work(Parallel(threads, kt));
   }
 }
 
