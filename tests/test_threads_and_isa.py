@@ -33,6 +33,40 @@ def test_isa_env_rejects_unknown_names_with_a_clear_error() -> None:
     assert "GPT2CPU_ISA" in out.stdout and "avx9000" in out.stdout
 
 
+def test_a_bad_isa_env_is_a_value_error_when_the_engine_loads() -> None:
+    code = "import gpt2cpu.model"
+    out = run_python(code, GPT2CPU_ISA="avx9000")
+    assert out.returncode == 1
+    assert "ValueError: GPT2CPU_ISA: unknown ISA 'avx9000'" in out.stderr, out.stderr
+
+
+def test_a_bad_isa_env_never_reaches_a_parallel_region() -> None:
+    """The first use of the engine a one-row product in a team (a decode step's shape): the
+    table is taken before the region opens, so the error is a ValueError, not terminate."""
+    code = (
+        "import numpy as np\n"
+        "from gpt2cpu import _core\n"
+        "a = np.ones((1, 8), np.float32)\n"
+        "for call in (lambda: _core.testing.matmul(a, np.ones((8, 8), np.float32), threads=2,"
+        " team=True), lambda: _core.Model(_core.Config(), 2)):\n"
+        "    try:\n        call()\n    except ValueError as e:\n        print('error:', e)"
+    )
+    out = run_python(code, GPT2CPU_ISA="avx9000")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("error: GPT2CPU_ISA: unknown ISA 'avx9000'") == 2, out.stdout
+
+
+def test_available_isas_and_kernel_info() -> None:
+    import gpt2cpu
+    from gpt2cpu import _core
+
+    isas = gpt2cpu.available_isas()
+    assert isas[0] == "generic" and set(isas) <= {"generic", "avx2", "avx512", "neon"}
+    features = _core.cpu_features()
+    if features.get("avx512f") and features.get("avx512bw") and features.get("os_saves_zmm"):
+        assert "avx512" in isas
+
+
 def test_default_is_the_best_isa_the_cpu_has() -> None:
     out = run_python(
         "from gpt2cpu import _core; k = _core.testing; print(k.isa() == k.available_isas()[-1])",

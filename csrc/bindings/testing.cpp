@@ -117,14 +117,15 @@ void bind_testing(py::module_& m) {
 
   m.def(
       "read_bandwidth",
-      [](size_t bytes, int threads, int repeats) {
+      [](size_t bytes, int threads, int repeats, std::optional<std::string> isa) {
         checked_threads(threads);
         require(bytes >= 4096 && bytes <= (size_t{1} << 36), "bytes must be in [4 KiB, 64 GiB]");
         require(repeats >= 1, "repeats must be >= 1");
+        const KernelTable& kt = isa ? kernels_named(*isa) : kernels();
         py::gil_scoped_release release;
-        return measure_read_bandwidth(bytes, threads, repeats);
+        return measure_read_bandwidth(bytes, threads, repeats, kt);
       },
-      py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5,
+      py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5, py::arg("isa") = py::none(),
       "Best-of-repeats memory read bandwidth in bytes/s over a buffer of the given size.");
 
   m.def(
@@ -146,14 +147,16 @@ void bind_testing(py::module_& m) {
 
   m.def(
       "multiply_add_peak",
-      [](int threads, int64_t rounds, int repeats) {
+      [](int threads, int64_t rounds, int repeats, std::optional<std::string> isa) {
         checked_threads(threads);
         require(rounds >= 1, "rounds must be >= 1");
         require(repeats >= 1, "repeats must be >= 1");
+        const KernelTable& kt = isa ? kernels_named(*isa) : kernels();
         py::gil_scoped_release release;
-        return measure_multiply_add_peak(threads, rounds, repeats);
+        return measure_multiply_add_peak(threads, rounds, repeats, kt);
       },
       py::arg("threads"), py::arg("rounds") = 10'000'000, py::arg("repeats") = 3,
+      py::arg("isa") = py::none(),
       "Best-of-repeats arithmetic rate in flops/s of the multiply_add loop on `threads` "
       "threads, `rounds` rounds each.");
 

@@ -14,6 +14,9 @@ from .config import GPT2Config
 from .loading import core_config, load_into, locate_tensors, open_checkpoint
 from .threads import check_threads, default_threads
 
+# A bad GPT2CPU_ISA is a ValueError here, as the engine loads, not at the first prompt.
+_core.init_default_isa()
+
 if TYPE_CHECKING:
     from .generation import GenerationResult, GenerationStream
     from .tokenizer import Tokenizer
@@ -182,13 +185,21 @@ class Model:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, threads: int | None = None, *, progress: bool | None = None
+        cls,
+        path: str | Path,
+        threads: int | None = None,
+        *,
+        progress: bool | None = None,
+        isa: str | None = None,
     ) -> Model:
         """Load a Hugging Face model directory: config.json, model.safetensors (or sharded
         with model.safetensors.index.json) and, when present, the tokenizer files.
 
         threads: compute threads (default: GPT2CPU_NUM_THREADS, else the usable cores).
         progress: show a progress line while loading (default: when stderr is a terminal).
+        isa: the kernel set this model runs, one of `gpt2cpu.available_isas()` (default:
+            GPT2CPU_ISA, else the best this CPU has). Fixed for the model's life; models
+            with different sets can run side by side.
         """
         directory = Path(path)
         if not directory.is_dir():
@@ -197,7 +208,7 @@ class Model:
         config = GPT2Config.from_file(directory / "config.json")
         with open_checkpoint(directory) as files:
             located = locate_tensors(config, files)
-            core = _core.Model(core_config(config), n_threads)
+            core = _core.Model(core_config(config), n_threads, isa)
             load_into(core, located, progress=progress)
         return cls(core, config, _load_tokenizer(directory), directory)
 
@@ -208,6 +219,19 @@ class Model:
     @threads.setter
     def threads(self, value: int) -> None:
         self._core.threads = check_threads(value)
+
+    @property
+    def isa(self) -> str:
+        """The kernel set this model runs ("generic", "avx2", "avx512", "neon")."""
+        return str(self._core.isa)
+
+    def kernel_info(self) -> dict[str, Any]:
+        """The kernel set this model runs: "isa" (its name), "features" (the CPU features
+        its code uses), "gemm_rows" (its GEMM register tile's rows) and "cpu" (each feature
+        the sets depend on, and whether this CPU and OS have it)."""
+        info = dict(self._core.kernel_info())
+        info["cpu"] = _core.cpu_features()
+        return info
 
     @property
     def weight_bytes(self) -> int:

@@ -126,13 +126,10 @@ void init_default_isa() {
 const KernelTable& kernels() {
   const KernelTable* table = g_table.load(std::memory_order_acquire);
   if (table != nullptr) return *table;
-  // Not chosen yet (a C++ program that never called init_default_isa): a bad GPT2CPU_ISA
-  // falls back to the best set here rather than throw where no one may catch it.
-  try {
-    table = &initial_table();
-  } catch (const std::invalid_argument&) {
-    table = &best_table();
-  }
+  // Not chosen yet: init_default_isa() failed or was never called. The callers ask for the
+  // table where they can report the error (the table is handed to parallel regions, never
+  // looked up inside one), so a bad GPT2CPU_ISA throws again here.
+  table = &initial_table();
   g_table.store(table, std::memory_order_release);
   return *table;
 }

@@ -33,6 +33,11 @@ def register(subparsers: Any) -> None:
         help="compute threads (default: GPT2CPU_NUM_THREADS, else usable cores)",
     )
     p.add_argument(
+        "--isa",
+        default=None,
+        help="kernel set to run (default: GPT2CPU_ISA, else the best this CPU has)",
+    )
+    p.add_argument(
         "--prompt-tokens",
         type=int,
         default=512,
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         new_tokens=args.new_tokens,
         repeats=args.repeats,
         positions=positions,
+        isa=args.isa,
     )
     directory = random_model_dir(args.shape) if args.shape else model_directory(args)
     report = run_bench(directory, work, compare=args.compare)
