@@ -189,7 +189,10 @@ def test_models_with_different_kernel_sets_run_side_by_side(hf_model_dir) -> Non
         for i in range(len(ids)):  # one-token appends, alternating between the sets
             for isa, seq in sequences.items():
                 np.testing.assert_allclose(
-                    seq.append([int(ids[i])]), ref[i], atol=1e-4 * max(1.0, np.abs(ref).max())
+                    seq.append([int(ids[i])]),
+                    ref[i],
+                    atol=1e-4 * max(1.0, np.abs(ref).max()),
+                    err_msg=f"{isa}, position {i}",
                 )
     finally:
         _core.testing.set_isa("auto")

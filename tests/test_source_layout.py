@@ -9,7 +9,9 @@ CSRC = Path(__file__).resolve().parent.parent / "csrc"
 
 # Intrinsics, their types and headers: only the vector layers may use them (and tile
 # kernels, which have no vector-layer form). Kernels are written once over the layers.
-INTRINSICS = re.compile(r"_mm\w*\(|__m(128|256|512)\w*|\bvld1q|\bvst1q|<immintrin\.h>|<arm_neon\.h>")
+INTRINSICS = re.compile(
+    r"_mm\w*\(|__m(128|256|512)\w*|\bvld1q|\bvst1q|<immintrin\.h>|<arm_neon\.h>"
+)
 ALLOWED = {CSRC / "src" / "simd"}
 
 
