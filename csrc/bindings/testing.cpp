@@ -136,7 +136,7 @@ void bind_testing(py::module_& m) {
         return kernels().multiply_add(rounds, x);
       },
       py::arg("rounds"), py::arg("x"),
-      "The compute probe's loop: MULTIPLY_ADD_LANES values started at x, each taken through "
+      "The compute probe's loop: multiply_add_lanes() values started at x, each taken through "
       "v = v * 0.5 + 1 `rounds` times; their sum.");
   m.def(
       "multiply_add_lanes", []() { return kernels().multiply_add_lanes; },
