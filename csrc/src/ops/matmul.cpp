@@ -3,11 +3,11 @@
 //    streamed once straight through the register tile; nothing is packed. One row (a
 //    decode step) reads kGemvPanels panels side by side: more reads in flight.
 //  - many rows (prompt): compute-bound. Threads split the rows, and each runs a BLIS-style
-//    blocked GEMM on its own: its input is packed into gemm_rows-row micro-panels (the
-//    kernel set's) a block at a time (about kRowBlock x kDepthBlock, kept in L2), and each weight micro-panel
-//    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
-//    threads never wait for each other until the end: on a busy machine every barrier can
-//    cost a scheduler time slice.
+//    blocked GEMM on its own: its input is packed into micro-panels of the kernel set's
+//    gemm_rows rows a block at a time (about kRowBlock x kDepthBlock, kept in L2), and each
+//    weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the block. Nothing
+//    is shared, so the threads never wait for each other until the end: on a busy machine
+//    every barrier can cost a scheduler time slice.
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/ops.h"
