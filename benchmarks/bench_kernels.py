@@ -16,7 +16,7 @@ import pytest
 from gpt2cpu import _core
 from rates import record_rate
 
-K = _core.kernels
+K = _core.testing
 C = 768
 # (name, k, n) of the 124M model's projections.
 PROJECTIONS = [

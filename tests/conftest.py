@@ -30,17 +30,21 @@ def hf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tupl
     return make
 
 
-@pytest.fixture(params=["generic", "avx2", "avx512"])
+ALL_ISAS = ["generic", "avx2", "avx512", "neon"]
+
+
+@pytest.fixture(params=ALL_ISAS)
 def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once per kernel table this CPU has; the portable one always."""
+    """Run the test once per kernel set this CPU has (every set gpt2cpu knows is listed, so
+    a new one is tested wherever the CPU runs it); the portable one always."""
     from gpt2cpu import _core
 
     name = request.param
-    if name not in _core.kernels.available_isas():
+    if name not in _core.testing.available_isas():
         pytest.skip(f"this CPU cannot run the {name} kernels")
-    previous = _core.kernels.isa()
-    _core.kernels.set_isa(name)
+    previous = _core.testing.isa()
+    _core.testing.set_isa(name)
     try:
         yield name
     finally:
-        _core.kernels.set_isa(previous)
+        _core.testing.set_isa(previous)

@@ -744,7 +744,7 @@ def test_core_config_rejects_unknown_activation() -> None:
     with pytest.raises(ValueError, match="activation"):
         _core.Model(config, 1)
     with pytest.raises(ValueError, match="activation"):
-        _core.kernels.activation(np.ones(4, np.float32), _core.Activation(-1))
+        _core.testing.activation(np.ones(4, np.float32), _core.Activation(-1))
 
 
 def test_core_config_fields_reject_out_of_range_integers() -> None:
@@ -857,7 +857,7 @@ def test_core_truncate(model: gpt2cpu.Model, length: int) -> None:
 
 
 def test_kernel_bindings_refuse_bad_shapes() -> None:
-    k = _core.kernels
+    k = _core.testing
     a = np.ones((3, 4), np.float32)
     with pytest.raises(ValueError):
         k.matmul(a, np.ones((5, 2), np.float32))
@@ -886,10 +886,10 @@ def test_attention_binding_checks_the_cache_bounds(pos0: int) -> None:
     q = np.ones((2, 8), np.float32)
     kv = np.ones((2, 4, 4), np.float32)
     with pytest.raises(ValueError, match="capacity"):
-        _core.kernels.attention(q, kv, kv, pos0, 1.0)
+        _core.testing.attention(q, kv, kv, pos0, 1.0)
     with pytest.raises(ValueError):
-        _core.kernels.attention(q, kv, np.ones((2, 3, 4), np.float32), 0, 1.0)
-    assert _core.kernels.attention(q, kv, kv, 2, 1.0).shape == (2, 8)
+        _core.testing.attention(q, kv, np.ones((2, 3, 4), np.float32), 0, 1.0)
+    assert _core.testing.attention(q, kv, kv, 2, 1.0).shape == (2, 8)
 
 
 def test_kernel_bindings_accept_misaligned_arrays() -> None:
@@ -903,7 +903,7 @@ def test_kernel_bindings_accept_misaligned_arrays() -> None:
         view[...] = x
         return view
 
-    k = _core.kernels
+    k = _core.testing
     np.testing.assert_array_equal(k.matmul(misaligned(a), misaligned(w)), k.matmul(a, w))
     ones = np.ones(7, np.float32)
     np.testing.assert_array_equal(k.layernorm(misaligned(a), misaligned(ones), ones),

@@ -9,7 +9,7 @@ from gpt2cpu import _core
 from reference import causal_attention, gelu, layer_norm
 from scipy_free_erf import erf
 
-K = _core.kernels
+K = _core.testing
 THREADS = [1, 2, 3]
 
 
@@ -299,7 +299,7 @@ def test_sum_rejects_bad_streams() -> None:
 @pytest.mark.parametrize("x", [-3.0, 0.0, 100.0])
 def test_multiply_add(isa: str, rounds: int, x: float) -> None:
     # Value j starts at x + j and goes through v = v / 2 + 1, so approaches 2 by halves.
-    lanes = K.MULTIPLY_ADD_LANES
+    lanes = K.multiply_add_lanes()
     expected = sum(2 + (x + j - 2) / 2**rounds for j in range(lanes))
     assert K.multiply_add(rounds, x) == pytest.approx(expected, rel=1e-6, abs=1e-4)
 

@@ -163,14 +163,38 @@ def test_logits_are_bit_identical_on_any_thread_count(hf_model_dir) -> None:
     """Seeded sampling gives the same text on any thread count only if the logits are the
     same bits: every prompt length, whichever matmul path it takes, on every ISA."""
     directory, _ = hf_model_dir(**SMALL)
-    models = [gpt2cpu.Model.from_pretrained(directory, threads=n) for n in (1, 2, 3)]
-    for isa in _core.kernels.available_isas():
-        _core.kernels.set_isa(isa)
-        try:
-            for n in (1, 5, 7, 13, 25, 31, 37, 47, 49, 55, 64):
-                ids = random_ids(n, SMALL["vocab_size"], seed=n)
-                first, *rest = (m.forward(ids) for m in models)
-                for other in rest:
-                    assert np.array_equal(first, other), f"{isa}, {n} tokens"
-        finally:
-            _core.kernels.set_isa("auto")
+    for isa in gpt2cpu.available_isas():
+        models = [gpt2cpu.Model.from_pretrained(directory, threads=n, isa=isa) for n in (1, 2, 3)]
+        for n in (1, 5, 7, 13, 25, 31, 37, 47, 49, 55, 64):
+            ids = random_ids(n, SMALL["vocab_size"], seed=n)
+            first, *rest = (m.forward(ids) for m in models)
+            for other in rest:
+                assert np.array_equal(first, other), f"{isa}, {n} tokens"
+
+
+def test_models_with_different_kernel_sets_run_side_by_side(hf_model_dir) -> None:
+    """Each model keeps the set it was loaded with, whatever the process default is since:
+    every set's logits match transformers', interleaved in one process."""
+    directory, ref_model = hf_model_dir(**SMALL)
+    isas = gpt2cpu.available_isas()
+    models = {isa: gpt2cpu.Model.from_pretrained(directory, threads=2, isa=isa) for isa in isas}
+    _core.testing.set_isa("generic")
+    try:
+        ids = random_ids(SMALL["n_positions"], SMALL["vocab_size"], seed=3)
+        ref = hf_logits(ref_model, ids)
+        sequences = {isa: m.new_sequence() for isa, m in models.items()}
+        for isa, m in models.items():
+            assert m.isa == isa and m.kernel_info()["isa"] == isa
+            assert_logits_close(m.forward(ids), ref)
+        for i in range(len(ids)):  # one-token appends, alternating between the sets
+            for isa, seq in sequences.items():
+                np.testing.assert_allclose(
+                    seq.append([int(ids[i])]),
+                    ref[i],
+                    atol=1e-4 * max(1.0, np.abs(ref).max()),
+                    err_msg=f"{isa}, position {i}",
+                )
+    finally:
+        _core.testing.set_isa("auto")
+    with pytest.raises(ValueError, match="unknown ISA 'avx9000'"):
+        gpt2cpu.Model.from_pretrained(directory, isa="avx9000")

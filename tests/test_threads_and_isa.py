@@ -38,7 +38,7 @@ def run_with_timeout(args: list[str], timeout: float) -> subprocess.CompletedPro
 
 
 def test_isa_env_forces_the_portable_kernels() -> None:
-    out = run_python("from gpt2cpu import _core; print(_core.kernels.isa())", GPT2CPU_ISA="generic")
+    out = run_python("from gpt2cpu import _core; print(_core.testing.isa())", GPT2CPU_ISA="generic")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "generic"
 
@@ -46,7 +46,7 @@ def test_isa_env_forces_the_portable_kernels() -> None:
 def test_isa_env_rejects_unknown_names_with_a_clear_error() -> None:
     code = (
         "from gpt2cpu import _core\n"
-        "try:\n    _core.kernels.isa()\nexcept ValueError as e:\n    print('error:', e)"
+        "try:\n    _core.testing.isa()\nexcept ValueError as e:\n    print('error:', e)"
     )
     out = run_python(code, GPT2CPU_ISA="avx9000")
     assert out.returncode == 0, out.stderr
@@ -63,7 +63,7 @@ def test_unknown_isa_env_is_a_value_error_when_a_model_runs_first(tmp_path: Path
     run = {
         "step": "gpt2cpu.Model.from_pretrained(path, threads=2).new_sequence().append([1])",
         "prompt": "gpt2cpu.Model.from_pretrained(path, threads=2).forward(list(range(40)))",
-        "kernel": "_core.kernels.PackedWeight(np.ones((8, 16), np.float32)).matmul("
+        "kernel": "_core.testing.PackedWeight(np.ones((8, 16), np.float32)).matmul("
                   "np.ones((1, 8), np.float32), threads=2, team=True)",
     }[first]
     code = (
@@ -133,9 +133,43 @@ def test_a_process_forked_after_the_engine_ran_computes_the_same(tmp_path: Path)
         assert count == (1 if method == "fork" else 0)
 
 
+def test_a_bad_isa_env_is_a_value_error_when_the_engine_loads() -> None:
+    code = "import gpt2cpu.model"
+    out = run_python(code, GPT2CPU_ISA="avx9000")
+    assert out.returncode == 1
+    assert "ValueError: GPT2CPU_ISA: unknown ISA 'avx9000'" in out.stderr, out.stderr
+
+
+def test_a_bad_isa_env_never_reaches_a_parallel_region() -> None:
+    """The first use of the engine a one-row product in a team (a decode step's shape): the
+    table is taken before the region opens, so the error is a ValueError, not terminate."""
+    code = (
+        "import numpy as np\n"
+        "from gpt2cpu import _core\n"
+        "a = np.ones((1, 8), np.float32)\n"
+        "for call in (lambda: _core.testing.matmul(a, np.ones((8, 8), np.float32), threads=2,"
+        " team=True), lambda: _core.Model(_core.Config(), 2)):\n"
+        "    try:\n        call()\n    except ValueError as e:\n        print('error:', e)"
+    )
+    out = run_python(code, GPT2CPU_ISA="avx9000")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("error: GPT2CPU_ISA: unknown ISA 'avx9000'") == 2, out.stdout
+
+
+def test_available_isas_and_kernel_info() -> None:
+    import gpt2cpu
+    from gpt2cpu import _core
+
+    isas = gpt2cpu.available_isas()
+    assert isas[0] == "generic" and set(isas) <= {"generic", "avx2", "avx512", "neon"}
+    features = _core.cpu_features()
+    if features.get("avx512f") and features.get("avx512bw") and features.get("os_saves_zmm"):
+        assert "avx512" in isas
+
+
 def test_default_is_the_best_isa_the_cpu_has() -> None:
     out = run_python(
-        "from gpt2cpu import _core; k = _core.kernels; print(k.isa() == k.available_isas()[-1])",
+        "from gpt2cpu import _core; k = _core.testing; print(k.isa() == k.available_isas()[-1])",
         GPT2CPU_ISA="",
     )
     assert out.stdout.strip() == "True", out.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from gpt2cpu import Model, _core
 
-K = _core.kernels
+K = _core.testing
 DTYPES = ["float32", "bfloat16", "float16", "int8", "int4"]
 GROUP_ROWS = {"int8": 64, "int4": 32}
 

@@ -47,7 +47,8 @@ void warn_if_forked();
 
 void bind_model(py::module_& m);
 void bind_sequence(py::module_& m);
-void bind_kernels(py::module_& m);
+void bind_testing(py::module_& m);
+void bind_isa(py::module_& m);
 void bind_bpe(py::module_& m);
 void bind_sampling(py::module_& m);
 

@@ -1,6 +1,8 @@
 #include "gpt2cpu/model.h"
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "common.h"
 
@@ -45,10 +47,37 @@ void bind_model(py::module_& m) {
       "without the 'transformer.' prefix. Validates the config; allocates nothing.");
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model")
-      .def(py::init([](const Config& config, int threads, const std::string& dtype) {
-             return std::make_shared<Model>(config, threads, weight_type_named(dtype));
+      .def(py::init([](const Config& config, int threads, const std::string& dtype,
+                       std::optional<std::string> isa) {
+             return std::make_shared<Model>(config, threads, weight_type_named(dtype),
+                                            isa ? kernels_named(*isa) : kernels());
            }),
-           py::arg("config"), py::arg("threads"), py::arg("dtype") = "float32")
+           py::arg("config"), py::arg("threads"), py::arg("dtype") = "float32",
+           py::arg("isa") = py::none(),
+           "dtype: what the weight matrices are stored as (DTYPES). isa: the kernel set (see "
+           "available_isas()); None: the process's default.")
+      .def_property_readonly("isa", [](const Model& self) { return std::string(self.kernels().name); })
+      .def(
+          "kernel_info",
+          [](const Model& self) {
+            const KernelTable& kt = self.kernels();
+            py::dict info;
+            info["isa"] = std::string(kt.name);
+            py::list features;
+            std::string all = kt.features, word;
+            for (char ch : all + " ") {
+              if (ch != ' ') {
+                word += ch;
+              } else if (!word.empty()) {
+                features.append(word);
+                word.clear();
+              }
+            }
+            info["features"] = features;
+            info["gemm_rows"] = kt.gemm_rows;
+            return info;
+          },
+          "The kernel set the model runs: its name, the CPU features it uses, its GEMM tile rows.")
       .def(
           "load_tensor",
           [](Model& self, const std::string& name, FloatArray array) {

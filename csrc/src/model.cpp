@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/parallel.h"
 
 namespace gpt2cpu {
@@ -16,12 +16,9 @@ int checked_threads(int threads) {
 }
 }  // namespace
 
-Model::Model(const Config& config, int threads, WeightType type)
-    : config_(config), weights_(config, type), threads_(checked_threads(threads)) {
-  // Chooses the kernel table now, so that a bad GPT2CPU_ISA is a ValueError here: the first
-  // choice would otherwise be made inside a parallel region, where an exception terminates.
-  kernels();
-}
+Model::Model(const Config& config, int threads, WeightType type, const KernelTable& kt)
+    : config_(config), weights_(config, type), kernels_(&kt),
+      threads_(checked_threads(threads)) {}
 
 void Model::load_tensor(const std::string& name, const float* data,
                         const std::vector<int64_t>& shape) {

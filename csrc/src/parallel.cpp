@@ -7,10 +7,6 @@
 #include <sys/resource.h>
 #endif
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
 namespace gpt2cpu {
 
 namespace {
@@ -31,7 +27,7 @@ constexpr double kBusySwitchesPerMs = 0.5;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-  _mm_pause();
+  __builtin_ia32_pause();  // PAUSE; intrinsics headers are kept to the vector layers
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif

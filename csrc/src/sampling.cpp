@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/kernel_table.h"
 
 namespace gpt2cpu {
 

@@ -12,9 +12,8 @@ namespace gpt2cpu {
 namespace {
 // How layer norms spread their work. A team's threads each normalise the few rows of x
 // into their own h: cheaper than one thread doing it while the others wait at a barrier.
-const Parallel& norm(const Parallel& par) {
-  static const Parallel alone(1);
-  return par.in_team() ? alone : par;
+Parallel norm(const Parallel& par) {
+  return par.in_team() ? Parallel(1, par.kernels()) : par;
 }
 }  // namespace
 
@@ -99,7 +98,7 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
                                   : 0;
   with_parallel(
       threads, team, [&](const Parallel& par) { forward(par, n, logits, n_logits); },
-      team_scratch);
+      model_->kernels(), team_scratch);
   length_ += n;
 }
 

@@ -51,7 +51,16 @@ __all__ = [
     "Sequence",
     "Tokenizer",
     "__version__",
+    "available_isas",
 ]
+
+
+def available_isas() -> list[str]:
+    """The kernel sets this CPU (and OS) can run, best last: the values `isa=` of
+    `Model.from_pretrained` and the GPT2CPU_ISA environment variable accept."""
+    from . import _core
+
+    return list(_core.available_isas())
 
 
 def __getattr__(name: str) -> Any:

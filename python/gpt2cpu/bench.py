@@ -81,6 +81,7 @@ class Workload:
     positions: tuple[int, ...] = ()
     position_steps: int = 16
     seed: int = 0
+    isa: str | None = None  # the kernel set (None: the default)
 
 
 def _ids(n: int, vocab: int, seed: int) -> list[int]:
@@ -258,7 +259,7 @@ class _TransformersEngine:
 def load_gpt2cpu(directory: Path, work: Workload) -> tuple[Model, tuple[float, Spread]]:
     model, first, warm = _load_repeatedly(
         lambda: Model.from_pretrained(
-            directory, threads=work.threads, dtype=work.dtype, progress=False
+            directory, threads=work.threads, dtype=work.dtype, progress=False, isa=work.isa
         ),
         work.repeats,
     )
@@ -302,20 +303,21 @@ def _in_child(*args: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def read_bandwidth(threads: int) -> float:
-    """Read bandwidth in bytes/s, best of 3 passes over PROBE_BYTES, measured in a child
-    process so that the probe's buffer is not counted as this one's memory."""
+def read_bandwidth(threads: int, isa: str) -> float:
+    """Read bandwidth in bytes/s with the loads of kernel set `isa`, best of 3 passes over
+    PROBE_BYTES, measured in a child process so that the probe's buffer is not counted as
+    this one's memory."""
     code = (
         "from gpt2cpu import _core; "
-        f"print(_core.kernels.read_bandwidth({PROBE_BYTES}, {threads}, 3))"
+        f"print(_core.testing.read_bandwidth({PROBE_BYTES}, {threads}, 3, {isa!r}))"
     )
     return float(_in_child("-c", code))
 
 
-def multiply_add_peak(threads: int) -> float:
-    """Arithmetic peak in flops/s of this CPU's kernels on `threads` threads, best of 3
+def multiply_add_peak(threads: int, isa: str) -> float:
+    """Arithmetic peak in flops/s of kernel set `isa` on `threads` threads, best of 3
     passes. It needs no memory, so it runs in this process."""
-    return _core.kernels.multiply_add_peak(threads, PROBE_ROUNDS, 3)
+    return _core.testing.multiply_add_peak(threads, PROBE_ROUNDS, 3, isa)
 
 
 def prompt_flops(c: GPT2Config, tokens: int) -> float:
@@ -352,7 +354,8 @@ def run(
         model, loads = load_gpt2cpu(directory, work)
         engine = _Gpt2cpuEngine(model)
         probes = Probes(
-            partial(read_bandwidth, work.threads), partial(multiply_add_peak, work.threads)
+            partial(read_bandwidth, work.threads, model.isa),
+            partial(multiply_add_peak, work.threads, model.isa),
         )
         vocab = model.config.vocab_size
         alone = _measure({"gpt2cpu": engine}, {"gpt2cpu": loads}, vocab, work, bar, probes)
@@ -388,7 +391,7 @@ def run(
         "parameters": c.parameter_count(),
         "weight_bytes": model.weight_bytes,
         "dtype": model.dtype,
-        "isa": _core.kernels.isa(),
+        "isa": model.isa,
         "workload": asdict(work),
         "gpt2cpu": asdict(ours),
         "peak_rss_bytes": peak_rss,

@@ -16,6 +16,9 @@ from .generation_options import generation_method, signature
 from .loading import core_config, load_into, locate_tensors, open_checkpoint, untie_distinct_head
 from .threads import check_threads, default_threads
 
+# A bad GPT2CPU_ISA is a ValueError here, as the engine loads, not at the first prompt.
+_core.init_default_isa()
+
 # What from_pretrained(dtype=) accepts, the first being the default.
 DTYPES: tuple[str, ...] = tuple(_core.DTYPES)
 
@@ -219,6 +222,7 @@ class Model:
         *,
         progress: bool | None = None,
         tokenizer: bool = True,
+        isa: str | None = None,
     ) -> Model:
         """Load a Hugging Face model directory: config.json, model.safetensors (or sharded
         with model.safetensors.index.json), when present the tokenizer files and
@@ -233,6 +237,9 @@ class Model:
         progress: show a progress line while loading (default: when stderr is a terminal).
         tokenizer: False skips the tokenizer files, for token-ids-in, ids-out work with a
             directory whose tokenizer is missing or unusable; text then raises ValueError.
+        isa: the kernel set this model runs, one of `gpt2cpu.available_isas()` (default:
+            GPT2CPU_ISA, else the best this CPU has). Fixed for the model's life; models
+            with different sets can run side by side.
         """
         from .bundled import default_model_dir
 
@@ -246,7 +253,7 @@ class Model:
         with open_checkpoint(directory) as checkpoint:
             config = untie_distinct_head(config, checkpoint)
             located = locate_tensors(config, checkpoint)
-            core = _core.Model(core_config(config), n_threads, weight_dtype)
+            core = _core.Model(core_config(config), n_threads, weight_dtype, isa)
             load_into(core, located, progress=progress)
         return cls._create(
             core, config, _load_tokenizer(directory) if tokenizer else None, directory, defaults,
@@ -282,6 +289,19 @@ class Model:
     @threads.setter
     def threads(self, value: int) -> None:
         self._core.threads = check_threads(value)
+
+    @property
+    def isa(self) -> str:
+        """The kernel set this model runs ("generic", "avx2", "avx512", "neon")."""
+        return str(self._core.isa)
+
+    def kernel_info(self) -> dict[str, Any]:
+        """The kernel set this model runs: "isa" (its name), "features" (the CPU features
+        its code uses), "gemm_rows" (its GEMM register tile's rows) and "cpu" (each feature
+        the sets depend on, and whether this CPU and OS have it)."""
+        info = dict(self._core.kernel_info())
+        info["cpu"] = _core.cpu_features()
+        return info
 
     @property
     def weight_bytes(self) -> int:

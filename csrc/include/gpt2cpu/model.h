@@ -11,14 +11,17 @@
 
 #include "gpt2cpu/buffer_pool.h"
 #include "gpt2cpu/config.h"
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/weights.h"
 
 namespace gpt2cpu {
 
 class Model {
  public:
-  // type: what the matrices are stored as (converted at load).
-  Model(const Config& config, int threads, WeightType type = WeightType::F32);
+  // type: what the matrices are stored as (converted at load). kt: the kernel set every
+  // sequence of the model runs, fixed for the model's life.
+  Model(const Config& config, int threads, WeightType type = WeightType::F32,
+        const KernelTable& kt = gpt2cpu::kernels());
 
   const Config& config() const { return config_; }
   Weights& weights() { return weights_; }
@@ -31,6 +34,8 @@ class Model {
   void finalize();
   bool ready() const { return ready_.load(std::memory_order_acquire); }
 
+  const KernelTable& kernels() const { return *kernels_; }
+
   int threads() const { return threads_.load(std::memory_order_relaxed); }
   void set_threads(int threads);
 
@@ -42,6 +47,7 @@ class Model {
  private:
   Config config_;
   Weights weights_;
+  const KernelTable* kernels_;
   std::atomic<int> threads_;
   std::atomic<bool> ready_{false};
   std::mutex loading_;  // loads and finalize, which callers may race from several threads

@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "gpt2cpu/config.h"
-#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/packed_matrix.h"
 #include "gpt2cpu/parallel.h"
 
@@ -20,7 +20,7 @@ constexpr int64_t kTeamRows = kAttendBlock;
 enum class Accumulate { No, Yes };
 
 // out (t, w.n; ldo) = [out +] inp (t, w.k; ldi) @ W + bias (w.n, may be null).
-// Each output is summed the same way whatever t (kernels.h: WeightKernels), so a row's
+// Each output is summed the same way whatever t (kernel_table.h: WeightKernels), so a row's
 // result never depends on the other rows. In a team, an integer-typed W needs the team's
 // scratch to hold integer_product_scratch(t, w.k) bytes.
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
@@ -42,7 +42,7 @@ void layernorm(float* out, const float* x, const float* weight, const float* bia
 // x (n) = activation(x) in place
 void activate(float* x, int64_t n, Activation kind, const Parallel& par);
 // The same on the calling thread alone, outside any team or region: a matmul's epilogue.
-void activate_here(float* x, int64_t n, Activation kind);
+void activate_here(float* x, int64_t n, Activation kind, const KernelTable& kt);
 
 // Causal self-attention of t new tokens at positions [pos0, pos0 + t), all heads.
 //   q:   (t, n_head * head_dim; ldq) queries of the new tokens
@@ -65,11 +65,13 @@ void store_keys_values(float* k, float* v, const float* new_k, const float* new_
 
 // Memory read bandwidth in bytes/s: the best of `repeats` passes summing a buffer of `bytes`
 // split across `threads`. The roofline that decode speed is measured against.
-double measure_read_bandwidth(size_t bytes, int threads, int repeats);
+double measure_read_bandwidth(size_t bytes, int threads, int repeats,
+                              const KernelTable& kt = kernels());
 
 // Arithmetic peak in flops/s: the best of `repeats` passes in which each of `threads`
-// threads runs `rounds` rounds of the multiply_add kernel. The ceiling that prompt speed,
+// threads runs `rounds` rounds of kt's multiply_add kernel. The ceiling that prompt speed,
 // bound by the GEMM micro-kernel's FMAs, is measured against.
-double measure_multiply_add_peak(int threads, int64_t rounds, int repeats);
+double measure_multiply_add_peak(int threads, int64_t rounds, int repeats,
+                                 const KernelTable& kt = kernels());
 
 }  // namespace gpt2cpu

@@ -15,6 +15,9 @@
 // its parent had one waits forever for pool threads that do not exist in it. Such a child
 // runs on one thread (a region of one never touches the pool), which gives the same
 // results, as every operator does on any number of threads.
+//
+// A Parallel also carries the kernel set (kernel_table.h) its operators run: a model's own,
+// so that models loaded with different sets can run side by side in one process.
 
 #include <omp.h>
 
@@ -25,6 +28,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+
+#include "gpt2cpu/kernel_table.h"
 
 namespace gpt2cpu {
 
@@ -80,9 +85,14 @@ struct Share {
 class Parallel {
  public:
   // Each operator opens a region of `threads` threads.
-  explicit Parallel(int threads) : threads_(usable_threads(threads)) {}
+  explicit Parallel(int threads, const KernelTable& kt = gpt2cpu::kernels())
+      : kernels_(&kt), threads_(usable_threads(threads)) {}
   // This thread's place in a team whose region is running.
-  Parallel(Team& team, int rank, int size) : team_(&team), rank_(rank), threads_(size) {}
+  Parallel(Team& team, int rank, int size, const KernelTable& kt)
+      : kernels_(&kt), team_(&team), rank_(rank), threads_(size) {}
+
+  // The kernel set the operators run.
+  const KernelTable& kernels() const { return *kernels_; }
 
   int threads() const { return threads_; }
   bool in_team() const { return team_ != nullptr; }
@@ -110,6 +120,7 @@ class Parallel {
   }
 
  private:
+  const KernelTable* kernels_;
   Team* team_ = nullptr;
   int rank_ = 0;
   int threads_;
@@ -118,21 +129,23 @@ class Parallel {
 // Runs step(const Parallel&) on each thread of one region of `threads` threads, as a team.
 // step must not throw: an exception cannot leave an OpenMP region.
 template <class Step>
-void in_team(int threads, Step&& step, size_t scratch_bytes = 0) {
+void in_team(int threads, Step&& step, const KernelTable& kt = kernels(),
+             size_t scratch_bytes = 0) {
   threads = usable_threads(threads);
   Team team(scratch_bytes);
 #pragma omp parallel num_threads(threads)
-  step(Parallel(team, omp_get_thread_num(), omp_get_num_threads()));
+  step(Parallel(team, omp_get_thread_num(), omp_get_num_threads(), kt));
 }
 
 // Runs work(const Parallel&) on `threads` threads: as one team if `team`, else with a
 // region for each operator it runs.
 template <class Work>
-void with_parallel(int threads, bool team, Work&& work, size_t team_scratch_bytes = 0) {
+void with_parallel(int threads, bool team, Work&& work, const KernelTable& kt = kernels(),
+                   size_t team_scratch_bytes = 0) {
   if (team) {
-    in_team(threads, [&](const Parallel& par) { work(par); }, team_scratch_bytes);
+    in_team(threads, [&](const Parallel& par) { work(par); }, kt, team_scratch_bytes);
   } else {
-    work(Parallel(threads));
+    work(Parallel(threads, kt));
   }
 }
 

@@ -16,7 +16,7 @@ void apply_repetition_penalty(float* out, const float* x, int64_t n, const int64
                               int64_t count, float penalty);
 
 // w (n) = exp(x (n) - max x), the unnormalised softmax: the top weight is 1, and a weight
-// is exactly 0 where x is -inf or exp underflows (kernels.h, kExpWeightFloor). Returns
+// is exactly 0 where x is -inf or exp underflows (kernel_table.h, kExpWeightFloor). Returns
 // sum(w) in double; 0 when every x is -inf. Throws std::invalid_argument if x holds NaN
 // or +inf, for which no distribution exists.
 double softmax_weights(float* w, const float* x, int64_t n);

@@ -4,7 +4,7 @@
 // t alone, never on the thread count, so results are the same bits on any thread count.
 #include <cstring>
 
-#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/ops.h"
 
 namespace gpt2cpu {
@@ -30,7 +30,7 @@ int64_t scratch_per_thread(const AttentionShape& s) {
 
 void attention_by_query(float* out, const float* q, int64_t ldq, const float* k, const float* v,
                         const AttentionShape& s, const Parallel& par, float* scratch) {
-  const KernelTable& kt = kernels();
+  const KernelTable& kt = par.kernels();
   const int64_t width = s.n_head * s.head_dim;
   const int64_t items = s.t * s.n_head;
   par.run(
@@ -51,7 +51,7 @@ void attention_by_query(float* out, const float* q, int64_t ldq, const float* k,
 
 void attention_by_block(float* out, const float* q, int64_t ldq, const float* k, const float* v,
                         const AttentionShape& s, const Parallel& par, float* scratch) {
-  const KernelTable& kt = kernels();
+  const KernelTable& kt = par.kernels();
   const int64_t width = s.n_head * s.head_dim;
   const int64_t blocks = (s.t + kAttendBlock - 1) / kAttendBlock;
   const int64_t items = blocks * s.n_head;

@@ -1,7 +1,7 @@
 // Row-wise and element-wise operators: layer norm and the MLP's activation.
 #include <cmath>
 
-#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/ops.h"
 
 namespace gpt2cpu {
@@ -13,7 +13,7 @@ constexpr int64_t kParallelMin = 1 << 14;
 
 void layernorm(float* out, const float* x, const float* weight, const float* bias, int64_t t,
                int64_t n, float eps, const Parallel& par) {
-  const KernelTable& kt = kernels();
+  const KernelTable& kt = par.kernels();
   par.run(
       [&](const Share& share) {
         for (int64_t r = share.begin(t); r < share.end(t); ++r) {
@@ -23,8 +23,7 @@ void layernorm(float* out, const float* x, const float* weight, const float* bia
       t * n >= kParallelMin);
 }
 
-void activate_here(float* p, int64_t len, Activation kind) {
-  const KernelTable& kt = kernels();
+void activate_here(float* p, int64_t len, Activation kind, const KernelTable& kt) {
   switch (kind) {
     case Activation::GeluTanh:
       kt.gelu_tanh(p, len);
@@ -45,7 +44,7 @@ void activate(float* x, int64_t n, Activation kind, const Parallel& par) {
       [&](const Share& share) {
         for (int64_t c = share.begin(chunks); c < share.end(chunks); ++c) {
           const int64_t len = n - c * kChunk < kChunk ? n - c * kChunk : kChunk;
-          activate_here(x + c * kChunk, len, kind);
+          activate_here(x + c * kChunk, len, kind, par.kernels());
         }
       },
       n >= kParallelMin);

@@ -3,29 +3,29 @@
 //    weight panels; each panel is streamed once straight through the register tile; nothing
 //    is packed. One row (a decode step) reads kGemvPanels panels side by side: more reads
 //    in flight. Integer types quantize the input rows once first (ProductRows).
-//  - many rows (prompt) of a float type: compute-bound. Threads split the rows, and each runs a BLIS-style
-//    blocked GEMM on its own: its input is packed into kGemmRows-row micro-panels a block at
-//    a time (kRowBlock x kDepthBlock, kept in L2), and each weight micro-panel
-//    (kDepthBlock x 16, kept in L1) is reused across the block. Nothing is shared, so the
-//    threads never wait for each other until the end: on a busy machine every barrier can
-//    cost a scheduler time slice.
+//  - many rows (prompt) of a float type: compute-bound. Threads split the rows, and each
+//    runs a BLIS-style blocked GEMM on its own: its input is packed into micro-panels of the
+//    kernel set's gemm_rows rows a block at a time (about kRowBlock x kDepthBlock, kept in
+//    L2), and each weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the
+//    block. Nothing is shared, so the threads never wait for each other until the end: on a
+//    busy machine every barrier can cost a scheduler time slice.
 #include <cfloat>
 #include <cmath>
 #include <limits>
 
 #include "gpt2cpu/buffer.h"
-#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/ops.h"
 
 namespace gpt2cpu {
 
 namespace {
 
-// kDepthBlock (kernels.h): 256 x 16 floats = 16 KiB of weights
-constexpr int64_t kRowBlock = 20 * kGemmRows;    // 120 x 256 floats = 120 KiB of input
+// kDepthBlock (kernel_table.h): 256 x 16 floats = 16 KiB of weights
+constexpr int64_t kRowBlock = 120;  // 120 x 256 floats = 120 KiB of input
 // Rows from which a float W takes the blocked path. Both paths sum each output the same
-// way, so this is a matter of speed alone.
-constexpr int64_t kBlockedMinRows = 8 * kGemmRows;
+// way, so this is a matter of speed alone; it is the same for every kernel set.
+constexpr int64_t kBlockedMinRows = 48;
 static_assert(kTeamRows <= kBlockedMinRows, "a team cannot run the blocked path");
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -114,7 +114,8 @@ void quantize_rows(const float* inp, int64_t ldi, int64_t t, int64_t k, int64_t 
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                       const PackedMatrix& w, const float* bias, Accumulate acc,
                       const Activation* act, const Parallel& par) {
-  const WeightKernels& wk = kernels().weights[static_cast<int>(w.type)];
+  const KernelTable& kt = par.kernels();
+  const WeightKernels& wk = kt.weights[static_cast<int>(w.type)];
   ProductRows a;
   a.f = inp;
   a.ld = ldi;
@@ -156,7 +157,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     const int64_t cols = min64(kPanel, w.n - col0);
     // The whole tile row, padding included: a last panel's few columns then take the
     // vector code too, as the blocked GEMM's in-register activation does.
-    if (act != nullptr) activate_here(row, kPanel, *act);
+    if (act != nullptr) activate_here(row, kPanel, *act, kt);
     for (int64_t j = 0; j < cols; ++j) out[out_row * ldo + col0 + j] = row[j];
   };
   // Panels [p0, p1) of the one row, a gemv group at a time.
@@ -170,16 +171,15 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   };
   // Every row of panel p's columns, through the register tile.
   auto stream_panel = [&](int64_t p, float* tile) {
-    for (int64_t r = 0; r < t; r += kGemmRows) {
-      const int64_t m = min64(kGemmRows, t - r);
+    for (int64_t r = 0; r < t; r += kt.gemm_rows) {
+      const int64_t m = min64(kt.gemm_rows, t - r);
       for (int64_t i = 0; i < m; ++i) start_row(tile + i * kPanel, r + i, p);
       wk.gemm_rows(w, p, m, a.from(r), tile, kPanel);
       for (int64_t i = 0; i < m; ++i) finish_row(tile + i * kPanel, r + i, p);
     }
   };
-  static_assert(kGemvPanels <= kGemmRows, "the tile holds a gemv group");
   par.run([&](const Share& share) {
-    alignas(64) float tile[kGemmRows * kPanel];
+    alignas(64) float tile[kMaxGemmRows * kPanel];  // also holds a gemv group
     for (int64_t p0 = share.take(chunk); p0 < panels; p0 = share.take(chunk)) {
       const int64_t p1 = min64(p0 + chunk, panels);
       if (t == 1) {
@@ -195,26 +195,28 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
 void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                     const PackedMatrix& w, const float* bias, Accumulate acc, bool gelu,
                     const Parallel& par) {
-  const KernelTable& kt = kernels();
+  const KernelTable& kt = par.kernels();
   const WeightKernels& wk = kt.weights[static_cast<int>(w.type)];
   const bool convert = w.type != WeightType::F32;
   const int64_t panels = w.panels();
-  const int64_t tiles = (t + kGemmRows - 1) / kGemmRows;
+  const int64_t rows = kt.gemm_rows;
+  const int64_t row_block = kRowBlock / rows * rows;
+  const int64_t tiles = (t + rows - 1) / rows;
   // One packing block per thread, allocated here: nothing may throw in the parallel region
   // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
   // A weight type other than float32 also gets a block of its weights converted to float32,
   // once per row block, then reused by the block's 20 tiles: under 1% of the multiply-adds.
-  const size_t block_floats = static_cast<size_t>(kRowBlock * kDepthBlock);
+  const size_t block_floats = static_cast<size_t>(row_block * kDepthBlock);
   const size_t weight_floats = convert ? static_cast<size_t>(kDepthBlock * kPanel) : 0;
   const size_t thread_floats = block_floats + weight_floats;
   Buffer packed(thread_floats * static_cast<size_t>(par.threads()));
   par.run([&](const Share& share) {
     // This thread's rows: a contiguous share of whole tiles.
-    const int64_t row_begin = share.begin(tiles) * kGemmRows;
-    const int64_t row_end = min64(t, share.end(tiles) * kGemmRows);
+    const int64_t row_begin = share.begin(tiles) * rows;
+    const int64_t row_end = min64(t, share.end(tiles) * rows);
     float* a_block = packed.data() + thread_floats * static_cast<size_t>(share.rank);
     float* b_block = a_block + block_floats;
-    alignas(64) float tile[kGemmRows * kPanel];
+    alignas(64) float tile[kMaxGemmRows * kPanel];
     // Each output starts as the streaming path starts it, bias [+ out], and every depth
     // block's sum (a chain from zero) is added to it in turn: the sums of the few-row
     // kernels, so a row gets the same bits at any row count.
@@ -226,9 +228,9 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
       }
     }
 
-    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
-      const int64_t mc = min64(kRowBlock, row_end - r0);
-      const int64_t block_tiles = (mc + kGemmRows - 1) / kGemmRows;
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += row_block) {
+      const int64_t mc = min64(row_block, row_end - r0);
+      const int64_t block_tiles = (mc + rows - 1) / rows;
       for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
         const int64_t kc = min64(kDepthBlock, w.k - p0);
         TileEnd end;
@@ -239,9 +241,9 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
         const int64_t block_lines = (kc * (w.panel_bytes() / w.k) + 63) / 64;
         const int64_t lines_per_tile = (block_lines + block_tiles - 1) / block_tiles;
         for (int64_t ti = 0; ti < block_tiles; ++ti) {
-          const int64_t r = r0 + ti * kGemmRows;
-          kt.pack_tile(a_block + ti * kc * kGemmRows, inp + r * ldi + p0, ldi,
-                       min64(kGemmRows, row_end - r), kc);
+          const int64_t r = r0 + ti * rows;
+          kt.pack_tile(a_block + ti * kc * rows, inp + r * ldi + p0, ldi, min64(rows, row_end - r),
+                       kc);
         }
         for (int64_t p = 0; p < panels; ++p) {
           const float* b = b_block;
@@ -259,18 +261,18 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
           const char* next_b = reinterpret_cast<const char*>(
               w.panel(p + 1 < panels ? p + 1 : p) + p0 * row_bytes);
           for (int64_t ti = 0; ti < block_tiles; ++ti) {
-            const int64_t m = min64(kGemmRows, mc - ti * kGemmRows);
-            const float* a = a_block + ti * kc * kGemmRows;
-            float* c = out + (r0 + ti * kGemmRows) * ldo + col0;
+            const int64_t m = min64(rows, mc - ti * rows);
+            const float* a = a_block + ti * kc * rows;
+            float* c = out + (r0 + ti * rows) * ldo + col0;
             const int64_t first_line = min64(block_lines, ti * lines_per_tile);
             end.prefetch = next_b + first_line * 64;
             end.prefetch_lines = min64(block_lines, (ti + 1) * lines_per_tile) - first_line;
-            if (m == kGemmRows && cols == kPanel) {
+            if (m == rows && cols == kPanel) {
               kt.gemm_packed(kc, a, b, c, ldo, end);
               continue;
             }
             // A ragged edge: compute the full tile into scratch, keep the valid part.
-            for (int64_t i = 0; i < kGemmRows; ++i) {
+            for (int64_t i = 0; i < rows; ++i) {
               for (int64_t j = 0; j < kPanel; ++j) {
                 tile[i * kPanel + j] = i < m && j < cols ? c[i * ldo + j] : 0.0f;
               }

@@ -6,7 +6,7 @@
 #include <chrono>
 
 #include "gpt2cpu/buffer.h"
-#include "gpt2cpu/kernels.h"
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/ops.h"
 
 namespace gpt2cpu {
@@ -41,7 +41,7 @@ double best_of_passes(int threads, int repeats, const Work& work, const Amount& 
 
 }  // namespace
 
-double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
+double measure_read_bandwidth(size_t bytes, int threads, int repeats, const KernelTable& kt) {
   threads = usable_threads(threads);
   const size_t n = bytes / sizeof(float);
   const size_t blocks = n / 64;
@@ -50,7 +50,6 @@ double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t i = 0; i < static_cast<int64_t>(n); i += 1024) buffer.data()[i] = 1.0f;
 
-  const KernelTable& kt = kernels();
   const auto bytes_read = [&](int) { return static_cast<double>(blocks * 64 * sizeof(float)); };
   // Each thread reads a contiguous share with the kernel set's loads, as one stream or as
   // several side by side: the best of these is the machine's read bandwidth, whatever
@@ -68,14 +67,14 @@ double measure_read_bandwidth(size_t bytes, int threads, int repeats) {
   return best;
 }
 
-double measure_multiply_add_peak(int threads, int64_t rounds, int repeats) {
+double measure_multiply_add_peak(int threads, int64_t rounds, int repeats,
+                                  const KernelTable& kt) {
   threads = usable_threads(threads);
-  const KernelTable& kt = kernels();
   const auto multiply_add = [&](int me, int) {
     return kt.multiply_add(rounds, static_cast<float>(me));
   };
   const auto flops = [&](int team) {
-    return 2.0 * kMultiplyAddLanes * static_cast<double>(rounds) * team;
+    return 2.0 * static_cast<double>(kt.multiply_add_lanes) * static_cast<double>(rounds) * team;
   };
   return best_of_passes(threads, repeats, multiply_add, flops);
 }

@@ -1,12 +1,16 @@
 #pragma once
-// The vector layer for AVX2 + FMA + F16C: 8 float lanes in a __m256. Included inside an
-// anonymous namespace by the kernel set compiled with those flags.
+// The vector layer for AVX2 + FMA + F16C: 8 float lanes in a __m256. Included by the kernel
+// set compiled with those flags; everything is in an anonymous namespace, so no other
+// set's code can stand in for it at link time.
 
 #include <immintrin.h>
 
 #include <cstdint>
 
 #define GPT2CPU_VEC_INLINE inline __attribute__((always_inline))
+
+namespace gpt2cpu {
+namespace {
 
 constexpr int kLanes = 8;
 using VF = __m256;
@@ -22,11 +26,81 @@ GPT2CPU_VEC_INLINE VF vdiv(VF a, VF b) { return _mm256_div_ps(a, b); }
 GPT2CPU_VEC_INLINE VF vmax(VF a, VF b) { return _mm256_max_ps(a, b); }
 GPT2CPU_VEC_INLINE VF vmin(VF a, VF b) { return _mm256_min_ps(a, b); }
 GPT2CPU_VEC_INLINE VF vfma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
+// c - a * b
+GPT2CPU_VEC_INLINE VF vfnma(VF a, VF b, VF c) { return _mm256_fnmadd_ps(a, b, c); }
+GPT2CPU_VEC_INLINE VF vround(VF a) {
+  return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+// 2^n for whole n in [-126, 127].
+GPT2CPU_VEC_INLINE VF vpow2i(VF n) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
+// x where a >= b, else 0 (0 also where either is NaN).
+GPT2CPU_VEC_INLINE VF vkeep_ge(VF x, VF a, VF b) {
+  return _mm256_and_ps(x, _mm256_cmp_ps(a, b, _CMP_GE_OQ));
+}
+// x where a != b, else 0 (0 also where either is NaN).
+GPT2CPU_VEC_INLINE VF vkeep_ne(VF x, VF a, VF b) {
+  return _mm256_and_ps(x, _mm256_cmp_ps(a, b, _CMP_NEQ_OQ));
+}
 GPT2CPU_VEC_INLINE float vhsum(VF v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+GPT2CPU_VEC_INLINE float vhmax(VF v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+// out[0..3] = the sums of a, b, c and d, transposed and added at once.
+GPT2CPU_VEC_INLINE void vhsum4(VF a, VF b, VF c, VF d, float* out) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+// kLanes running sums in double.
+struct VD {
+  __m256d lo, hi;
+};
+GPT2CPU_VEC_INLINE VD vdzero() { return VD{_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+GPT2CPU_VEC_INLINE VD vdadd(VD acc, VF x) {
+  return VD{_mm256_add_pd(acc.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(x))),
+            _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)))};
+}
+GPT2CPU_VEC_INLINE double vdsum(VD acc) {
+  const __m256d s = _mm256_add_pd(acc.lo, acc.hi);
+  const __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
+
+// dst (8 rows, stride ldd) = the 8x8 block at src (stride lds) transposed, src's rows past
+// kRows read as zeros (and never touched).
+template <int kRows>
+GPT2CPU_VEC_INLINE void vtranspose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = i < kRows ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+  __m256 u[8];
+  for (int i = 0; i < 8; i += 2) {
+    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // For i < 4, s[i] holds columns i and i + 4 of rows 0-3 (low and high half), s[i + 4]
+  // the same columns of rows 4-7.
+  __m256 s[8];
+  for (int i = 0; i < 8; i += 4) {
+    s[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
+    s[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+    s[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
+    s[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
+  }
 }
 
 GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
@@ -36,22 +110,13 @@ GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
 GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
-GPT2CPU_VEC_INLINE VF vload_i8(const int8_t* p) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-// See vec_generic.h for the layout: low nibbles are weights 0-7, high nibbles 8-15.
-GPT2CPU_VEC_INLINE void vload_i4_row(const uint8_t* p, VF* out) {
-  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  const __m128i low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-  const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, low4), eight);
-  const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), low4), eight);
-  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
-  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
-}
 GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
 }
+GPT2CPU_VEC_INLINE void vprefetch_l1(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
+
 
 // Integer dot products for the integer weight types (packed_matrix.h has the layouts):
 // kLanes int32 lanes, one output each. A prepared block is kRowVecs vectors of 4 bytes a
@@ -105,3 +170,6 @@ GPT2CPU_VEC_INLINE VI vdot_i4(VI acc, const DotI4& w, int i, VI a4) {
   const __m256i pairs = _mm256_maddubs_epi16(w.u[i], a4);
   return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
+
+}  // namespace
+}  // namespace gpt2cpu

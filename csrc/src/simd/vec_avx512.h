@@ -1,13 +1,17 @@
 #pragma once
 // The vector layer for AVX-512 (F, BW, VL, DQ) with FMA and F16C: 16 float lanes in a
-// __m512, so one vector is one weight-panel row. Included inside an anonymous namespace by
-// the kernel set compiled with those flags.
+// __m512, so one vector is one weight-panel row. Included by the kernel set compiled with
+// those flags; everything is in an anonymous namespace, so no other set's code can stand
+// in for it at link time.
 
 #include <immintrin.h>
 
 #include <cstdint>
 
 #define GPT2CPU_VEC_INLINE inline __attribute__((always_inline))
+
+namespace gpt2cpu {
+namespace {
 
 constexpr int kLanes = 16;
 using VF = __m512;
@@ -23,12 +27,76 @@ GPT2CPU_VEC_INLINE VF vdiv(VF a, VF b) { return _mm512_div_ps(a, b); }
 GPT2CPU_VEC_INLINE VF vmax(VF a, VF b) { return _mm512_max_ps(a, b); }
 GPT2CPU_VEC_INLINE VF vmin(VF a, VF b) { return _mm512_min_ps(a, b); }
 GPT2CPU_VEC_INLINE VF vfma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
+// c - a * b
+GPT2CPU_VEC_INLINE VF vfnma(VF a, VF b, VF c) { return _mm512_fnmadd_ps(a, b, c); }
+GPT2CPU_VEC_INLINE VF vround(VF a) {
+  return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+// 2^n for whole n in [-126, 127].
+GPT2CPU_VEC_INLINE VF vpow2i(VF n) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+}
+// x where a >= b, else 0 (0 also where either is NaN).
+GPT2CPU_VEC_INLINE VF vkeep_ge(VF x, VF a, VF b) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, b, _CMP_GE_OQ), x);
+}
+// x where a != b, else 0 (0 also where either is NaN).
+GPT2CPU_VEC_INLINE VF vkeep_ne(VF x, VF a, VF b) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, b, _CMP_NEQ_OQ), x);
+}
+GPT2CPU_VEC_INLINE __m256 vhalves_sum(VF v) {
+  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+}
 GPT2CPU_VEC_INLINE float vhsum(VF v) {
-  const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m256 s = vhalves_sum(v);
   __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
   h = _mm_add_ps(h, _mm_movehl_ps(h, h));
   h = _mm_add_ss(h, _mm_movehdup_ps(h));
   return _mm_cvtss_f32(h);
+}
+GPT2CPU_VEC_INLINE float vhmax(VF v) { return _mm512_reduce_max_ps(v); }
+// out[0..3] = the sums of a, b, c and d, transposed and added at once.
+GPT2CPU_VEC_INLINE void vhsum4(VF a, VF b, VF c, VF d, float* out) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(vhalves_sum(a), vhalves_sum(b)),
+                                  _mm256_hadd_ps(vhalves_sum(c), vhalves_sum(d)));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+// kLanes running sums in double.
+struct VD {
+  __m512d lo, hi;
+};
+GPT2CPU_VEC_INLINE VD vdzero() { return VD{_mm512_setzero_pd(), _mm512_setzero_pd()}; }
+GPT2CPU_VEC_INLINE VD vdadd(VD acc, VF x) {
+  return VD{_mm512_add_pd(acc.lo, _mm512_cvtps_pd(_mm512_castps512_ps256(x))),
+            _mm512_add_pd(acc.hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)))};
+}
+GPT2CPU_VEC_INLINE double vdsum(VD acc) { return _mm512_reduce_add_pd(_mm512_add_pd(acc.lo, acc.hi)); }
+
+// dst (8 rows, stride ldd) = the 8x8 block at src (stride lds) transposed, src's rows past
+// kRows read as zeros (and never touched). In 256-bit registers: a 16x16 transpose would
+// need 16 rows, and a packed tile has fewer.
+template <int kRows>
+GPT2CPU_VEC_INLINE void vtranspose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = i < kRows ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+  __m256 u[8];
+  for (int i = 0; i < 8; i += 2) {
+    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  __m256 s[8];
+  for (int i = 0; i < 8; i += 4) {
+    s[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
+    s[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+    s[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
+    s[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
+  }
 }
 
 GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
@@ -39,22 +107,13 @@ GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
 GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
-GPT2CPU_VEC_INLINE VF vload_i8(const int8_t* p) {
-  return _mm512_cvtepi32_ps(
-      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
-// See vec_generic.h for the layout: low nibbles are weights 0-7, high nibbles 8-15.
-GPT2CPU_VEC_INLINE void vload_i4_row(const uint8_t* p, VF* out) {
-  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  const __m128i low4 = _mm_set1_epi8(15);
-  const __m128i lo = _mm_and_si128(bytes, low4);
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
-  const __m128i q = _mm_sub_epi8(_mm_unpacklo_epi64(lo, hi), _mm_set1_epi8(8));
-  out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-}
 GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
 }
+GPT2CPU_VEC_INLINE void vprefetch_l1(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
+
 
 // Integer dot products for the integer weight types (see vec_avx2.h): one vector per
 // block. With VNNI, vpdpbusd takes the stored (unsigned) bytes as they are: 64 products a
@@ -122,3 +181,6 @@ GPT2CPU_VEC_INLINE DotI4 vprep_i4(const uint8_t* block) {
 GPT2CPU_VEC_INLINE VI vdot_i4(VI acc, const DotI4& w, int i, VI a4) {
   return vdot_u8s8(acc, w.u[i], a4);
 }
+
+}  // namespace
+}  // namespace gpt2cpu

@@ -1,15 +1,19 @@
 #pragma once
 // The vector layer for any CPU: a "vector" of 8 floats as a plain array, compiled with the
 // baseline flags, which the compiler maps onto whatever SIMD the baseline has (SSE2 on
-// x86-64). Same interface as vec_avx2.h and vec_avx512.h; included inside an anonymous
-// namespace by the kernel set that uses it.
+// x86-64). Same interface as vec_avx2.h and vec_avx512.h; everything is in an anonymous
+// namespace, so no other set's code can stand in for it at link time.
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "gpt2cpu/weight_type.h"
 
 #define GPT2CPU_VEC_INLINE inline __attribute__((always_inline))
+
+namespace gpt2cpu {
+namespace {
 
 constexpr int kLanes = 8;
 struct VF {
@@ -50,35 +54,91 @@ GPT2CPU_VEC_INLINE VF vfma(VF a, VF b, VF c) {
   for (int i = 0; i < kLanes; ++i) r.x[i] = a.x[i] * b.x[i] + c.x[i];
   return r;
 }
+// c - a * b
+GPT2CPU_VEC_INLINE VF vfnma(VF a, VF b, VF c) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = c.x[i] - a.x[i] * b.x[i];
+  return r;
+}
+GPT2CPU_VEC_INLINE VF vround(VF a) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = std::nearbyint(a.x[i]);
+  return r;
+}
+// 2^n for whole n in [-126, 127].
+GPT2CPU_VEC_INLINE VF vpow2i(VF n) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n.x[i]) + 127) << 23;
+    std::memcpy(&r.x[i], &bits, sizeof(float));
+  }
+  return r;
+}
+// x where a >= b, else 0 (0 also where either is NaN).
+GPT2CPU_VEC_INLINE VF vkeep_ge(VF x, VF a, VF b) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = a.x[i] >= b.x[i] ? x.x[i] : 0.0f;
+  return r;
+}
+// x where a != b, else 0 (0 also where either is NaN).
+GPT2CPU_VEC_INLINE VF vkeep_ne(VF x, VF a, VF b) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) {
+    r.x[i] = (a.x[i] == a.x[i] && b.x[i] == b.x[i] && a.x[i] != b.x[i]) ? x.x[i] : 0.0f;
+  }
+  return r;
+}
 GPT2CPU_VEC_INLINE float vhsum(VF a) {
   return ((a.x[0] + a.x[4]) + (a.x[1] + a.x[5])) + ((a.x[2] + a.x[6]) + (a.x[3] + a.x[7]));
+}
+GPT2CPU_VEC_INLINE float vhmax(VF a) {
+  float m = a.x[0];
+  for (int i = 1; i < kLanes; ++i) m = a.x[i] > m ? a.x[i] : m;
+  return m;
+}
+GPT2CPU_VEC_INLINE void vhsum4(VF a, VF b, VF c, VF d, float* out) {
+  out[0] = vhsum(a);
+  out[1] = vhsum(b);
+  out[2] = vhsum(c);
+  out[3] = vhsum(d);
+}
+
+// kLanes running sums in double.
+struct VD {
+  double x[kLanes];
+};
+GPT2CPU_VEC_INLINE VD vdzero() { return VD{}; }
+GPT2CPU_VEC_INLINE VD vdadd(VD acc, VF v) {
+  for (int i = 0; i < kLanes; ++i) acc.x[i] += v.x[i];
+  return acc;
+}
+GPT2CPU_VEC_INLINE double vdsum(VD a) {
+  return ((a.x[0] + a.x[4]) + (a.x[1] + a.x[5])) + ((a.x[2] + a.x[6]) + (a.x[3] + a.x[7]));
+}
+
+// dst (8 rows, stride ldd) = the 8x8 block at src (stride lds) transposed, src's rows past
+// kRows read as zeros (and never touched).
+template <int kRows>
+GPT2CPU_VEC_INLINE void vtranspose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  for (int j = 0; j < 8; ++j) {
+    for (int i = 0; i < 8; ++i) dst[j * ldd + i] = i < kRows ? src[i * lds + j] : 0.0f;
+  }
 }
 
 // Widening loads of kLanes stored weights.
 GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
   VF r;
-  for (int i = 0; i < kLanes; ++i) r.x[i] = gpt2cpu::bf16_to_float(p[i]);
+  for (int i = 0; i < kLanes; ++i) r.x[i] = bf16_to_float(p[i]);
   return r;
 }
 GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
   VF r;
-  for (int i = 0; i < kLanes; ++i) r.x[i] = gpt2cpu::f16_to_float(p[i]);
+  for (int i = 0; i < kLanes; ++i) r.x[i] = f16_to_float(p[i]);
   return r;
-}
-GPT2CPU_VEC_INLINE VF vload_i8(const int8_t* p) {
-  VF r;
-  for (int i = 0; i < kLanes; ++i) r.x[i] = static_cast<float>(p[i]);
-  return r;
-}
-// One row of 16 int4 weights from 8 bytes: byte j holds weight j in its low nibble and
-// weight j + 8 in its high nibble, each stored as q + 8 for q in [-8, 7].
-GPT2CPU_VEC_INLINE void vload_i4_row(const uint8_t* p, VF* out) {
-  for (int j = 0; j < 8; ++j) {
-    out[j / kLanes].x[j % kLanes] = static_cast<float>(static_cast<int>(p[j] & 15) - 8);
-    out[(j + 8) / kLanes].x[(j + 8) % kLanes] = static_cast<float>(static_cast<int>(p[j] >> 4) - 8);
-  }
 }
 GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
+GPT2CPU_VEC_INLINE void vprefetch_l1(const void* p) { __builtin_prefetch(p, 0, 3); }
+
 
 // Integer dot products for the integer weight types (see vec_avx2.h), in plain C++.
 struct VI {
@@ -141,3 +201,6 @@ GPT2CPU_VEC_INLINE VI vdot_i4(VI acc, const DotI4& w, int i, VI a4) {
   }
   return acc;
 }
+
+}  // namespace
+}  // namespace gpt2cpu

@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
     )
     add_threads_argument(p)
     p.add_argument(
+        "--isa",
+        default=None,
+        help="kernel set to run (default: GPT2CPU_ISA, else the best this CPU has)",
+    )
+    p.add_argument(
         "--prompt-tokens",
         type=int,
         default=512,
@@ -107,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         new_tokens=args.new_tokens,
         repeats=args.repeats,
         positions=positions,
+        isa=args.isa,
     )
     directory = random_model_dir(args.shape) if args.shape else model_directory(args)
     report = run_bench(directory, work, compare=args.compare)

@@ -1,7 +1,8 @@
-// Single operators on numpy arrays, so tests can hold each kernel against a numpy reference
-// on every ISA and thread count, and benchmarks can time them alone. Inputs are never
-// modified: every function returns a new array.
-#include "gpt2cpu/kernels.h"
+// `_core.testing`: single operators on numpy arrays, so tests can hold each kernel against a
+// numpy reference on every kernel set and thread count, and benchmarks can time them alone,
+// on the process's default set (set_isa). Inputs are never modified: every function returns
+// a new array. Not part of the public API.
+#include "gpt2cpu/kernel_table.h"
 
 #include <atomic>
 #include <chrono>
@@ -86,18 +87,19 @@ struct PackedWeight {
                             out ? Accumulate::Yes : Accumulate::No, par);
           }
         },
-        team ? integer_product_scratch(t, k) : 0);
+        kernels(), team ? integer_product_scratch(t, k) : 0);
     return result;
   }
 };
 
 }  // namespace
 
-void bind_kernels(py::module_& m) {
+void bind_testing(py::module_& m) {
   m.def("isa", []() { return std::string(kernels().name); }, "The kernel table in use.");
   m.def("available_isas", &available_isas, "The kernel tables this CPU can run, best last.");
   m.def("set_isa", &set_isa, py::arg("name"),
-        "Use the named kernel table ('generic', 'avx2' or 'auto') from now on, process-wide.");
+        "Make the named kernel set ('auto': the best) the process's default from now on: what "
+        "these functions and models loaded afterwards without an isa use.");
 
   py::class_<PackedWeight>(m, "PackedWeight",
                            "A weight matrix (k, n) packed once, as the model stores it.")
@@ -148,14 +150,15 @@ void bind_kernels(py::module_& m) {
 
   m.def(
       "read_bandwidth",
-      [](size_t bytes, int threads, int repeats) {
+      [](size_t bytes, int threads, int repeats, std::optional<std::string> isa) {
         checked_threads(threads);
         require(bytes >= 4096 && bytes <= (size_t{1} << 36), "bytes must be in [4 KiB, 64 GiB]");
         require(repeats >= 1, "repeats must be >= 1");
+        const KernelTable& kt = isa ? kernels_named(*isa) : kernels();
         py::gil_scoped_release release;
-        return measure_read_bandwidth(bytes, threads, repeats);
+        return measure_read_bandwidth(bytes, threads, repeats, kt);
       },
-      py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5,
+      py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5, py::arg("isa") = py::none(),
       "Best-of-repeats memory read bandwidth in bytes/s over a buffer of the given size.");
 
   m.def(
@@ -166,20 +169,27 @@ void bind_kernels(py::module_& m) {
         return kernels().multiply_add(rounds, x);
       },
       py::arg("rounds"), py::arg("x"),
-      "The compute probe's loop: MULTIPLY_ADD_LANES values started at x, each taken through "
+      "The compute probe's loop: multiply_add_lanes() values started at x, each taken through "
       "v = v * 0.5 + 1 `rounds` times; their sum.");
-  m.attr("MULTIPLY_ADD_LANES") = kMultiplyAddLanes;
+  m.def(
+      "multiply_add_lanes", []() { return kernels().multiply_add_lanes; },
+      "Values multiply_add runs on the default set: its sum is over these.");
+  m.def(
+      "gemm_rows", []() { return kernels().gemm_rows; },
+      "Rows of the default set's GEMM register tile.");
 
   m.def(
       "multiply_add_peak",
-      [](int threads, int64_t rounds, int repeats) {
+      [](int threads, int64_t rounds, int repeats, std::optional<std::string> isa) {
         checked_threads(threads);
         require(rounds >= 1, "rounds must be >= 1");
         require(repeats >= 1, "repeats must be >= 1");
+        const KernelTable& kt = isa ? kernels_named(*isa) : kernels();
         py::gil_scoped_release release;
-        return measure_multiply_add_peak(threads, rounds, repeats);
+        return measure_multiply_add_peak(threads, rounds, repeats, kt);
       },
       py::arg("threads"), py::arg("rounds") = 10'000'000, py::arg("repeats") = 3,
+      py::arg("isa") = py::none(),
       "Best-of-repeats arithmetic rate in flops/s of the multiply_add loop on `threads` "
       "threads, `rounds` rounds each.");
 
@@ -277,6 +287,23 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("q"), py::arg("k"), py::arg("v"), py::arg("pos0"), py::arg("scale"),
       py::arg("threads") = 1, py::arg("team") = false);
+}
+
+void bind_isa(py::module_& m) {
+  m.def("available_isas", &available_isas, "The kernel sets this CPU can run, best last.");
+  m.def("init_default_isa", &init_default_isa,
+        "Choose the default kernel set now (GPT2CPU_ISA, else the best): ValueError if "
+        "GPT2CPU_ISA names a set this CPU cannot run.");
+  m.def("default_isa", []() { return std::string(kernels().name); },
+        "The kernel set models use when loaded without an isa.");
+  m.def(
+      "cpu_features",
+      []() {
+        py::dict out;
+        for (const auto& [name, has] : cpu_features()) out[py::str(name)] = has;
+        return out;
+      },
+      "The CPU features that the kernel sets depend on, and whether this CPU (and OS) has each.");
 }
 
 }  // namespace gpt2cpu::bindings

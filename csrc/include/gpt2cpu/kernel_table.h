@@ -1,10 +1,12 @@
 #pragma once
-// The per-instruction-set kernels and the table that picks them at run time.
+// The table of kernels one instruction set provides, and the choice of table at run time.
 // Each kernel is a plain function on raw pointers, single-threaded; threading is done by the
-// callers in ops.h. Every ISA's table has the same kernels and the same semantics.
+// callers in ops.h. Every set's table has the same kernels and the same semantics; the sets
+// (src/isa/) differ in speed, rounding and register blocking (gemm_rows).
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpt2cpu/packed_matrix.h"
@@ -12,8 +14,9 @@
 
 namespace gpt2cpu {
 
-// Rows of A handled by one GEMM micro-kernel call (register blocking: kGemmRows x 16 floats).
-constexpr int64_t kGemmRows = 6;
+// The most rows of A one GEMM micro-kernel call handles in any set (a table's gemm_rows:
+// register blocking of gemm_rows x 16 floats, more where there are more registers).
+constexpr int64_t kMaxGemmRows = 16;
 
 // Queries in one attend_block call: one 16-wide panel of transposed queries.
 constexpr int64_t kAttendBlock = 16;
@@ -58,10 +61,6 @@ constexpr int64_t kGemvPanels = 4;
 // -inf logit (a banned token) must weigh exactly 0.
 constexpr float kExpWeightFloor = -87.3365478515625f;
 
-// Running values in the multiply_add kernel: 12 chains of 8 lanes, enough independent FMAs
-// to fill two FMA units of 4-cycle latency. Each round is 2 * kMultiplyAddLanes flops.
-constexpr int64_t kMultiplyAddLanes = 96;
-
 // Rows of depth a float product sums on their own before adding them to the output: the
 // blocked GEMM's depth block, and the groups of the few-row kernels, which sum the same way.
 constexpr int64_t kDepthBlock = 256;
@@ -99,7 +98,7 @@ struct WeightKernels {
   // kGemvPanels panels read side by side.
   void (*gemv)(const PackedMatrix& w, int64_t p, int64_t panels, const ProductRows& a,
                float* c);
-  // c (m, 16; row stride ldc) += a (m rows) @ panel p of w, 1 <= m <= kGemmRows.
+  // c (m, 16; row stride ldc) += a (m rows) @ panel p of w, 1 <= m <= kMaxGemmRows.
   void (*gemm_rows)(const PackedMatrix& w, int64_t p, int64_t m, const ProductRows& a,
                     float* c, int64_t ldc);
   // dst (rows, 16) = rows [r0, r0 + rows) of panel p of w as float32: the weights of a
@@ -110,11 +109,16 @@ struct WeightKernels {
 
 struct KernelTable {
   const char* name;
+  // The CPU features the set's code uses, space-separated ("" for generic).
+  const char* features;
+  // Rows of A that gemm_packed and pack_tile handle at once, and the most gemm_tile takes:
+  // at most kMaxGemmRows, at least kGemvPanels.
+  int64_t gemm_rows;
+  // Running values in the multiply_add kernel: as many independent chains of FMAs as fill
+  // the set's FMA units. Each round is 2 * multiply_add_lanes flops.
+  int64_t multiply_add_lanes;
 
-  // Indexed by WeightType.
-  WeightKernels weights[kWeightTypes];
-
-  // c (m, 16; row stride ldc) += a (m, k; row stride lda) @ b (k, 16), for 1 <= m <= kGemmRows.
+  // c (m, 16; row stride ldc) += a (m, k; row stride lda) @ b (k, 16), for 1 <= m <= gemm_rows.
   void (*gemm_tile)(int64_t m, int64_t k, const float* a, int64_t lda, const float* b, float* c,
                     int64_t ldc);
 
@@ -125,14 +129,14 @@ struct KernelTable {
   // from either kernel.
   void (*gemv)(int64_t k, const float* a, const float* b, int64_t panels, float* c);
 
-  // c (kGemmRows, 16; row stride ldc) = end(a (k, kGemmRows) @ b (k, 16)), where a holds
-  // the A tile packed column by column: a[p * kGemmRows + i] = A[i][p]. The prompt path's
+  // c (gemm_rows, 16; row stride ldc) = end(a (k, gemm_rows) @ b (k, 16)), where a holds
+  // the A tile packed column by column: a[p * gemm_rows + i] = A[i][p]. The prompt path's
   // register-blocked micro-kernel: every load it makes is sequential.
   void (*gemm_packed)(int64_t k, const float* a, const float* b, float* c, int64_t ldc,
                       const TileEnd& end);
 
-  // dst (kc, kGemmRows) = A (m, kc; row stride ld) packed for gemm_packed: dst[p * kGemmRows
-  // + i] = A[i][p], zero for the rows past m. Writes exactly kc * kGemmRows floats.
+  // dst (kc, gemm_rows) = A (m, kc; row stride ld) packed for gemm_packed: dst[p * gemm_rows
+  // + i] = A[i][p], zero for the rows past m. Writes exactly kc * gemm_rows floats.
   void (*pack_tile)(float* dst, const float* src, int64_t ld, int64_t m, int64_t kc);
 
   // out (n) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
@@ -147,7 +151,7 @@ struct KernelTable {
   // read, the bandwidth probe's loop. Several streams in flight draw more bandwidth.
   float (*sum)(const float* x, int64_t n, int64_t streams);
 
-  // kMultiplyAddLanes running values v, value j started at x + j and taken through
+  // multiply_add_lanes running values v, value j started at x + j and taken through
   // v = v * 0.5 + 1 `rounds` times, on registers only; returns their sum (the sum over j of
   // 2 + (x + j - 2) / 2^rounds, up to rounding). The compute probe's loop: with as many
   // independent chains as the ISA needs to keep every FMA unit busy, it runs at the
@@ -165,21 +169,46 @@ struct KernelTable {
   // The prompt's attention: a block of queries at once, so that scores and the weighted sum
   // of values are matrix products. scratch: attend_block_scratch(pos0 + m, d) floats.
   void (*attend_block)(const AttendBlock& job, float* scratch);
+
+  // The products with a stored weight matrix, indexed by WeightType: what matmul runs
+  // for every weight type (float32 included) and row count, but the blocked GEMM's.
+  WeightKernels weights[kWeightTypes];
 };
 
+// Each set's table. A set exists in a build only where its compiler flags do; call one only
+// when available_isas() lists it: the CPU (and the OS) can run it.
 const KernelTable& generic_kernels();
 #if defined(GPT2CPU_HAVE_AVX2)
 const KernelTable& avx2_kernels();
-void fill_avx512_weight_kernels(WeightKernels* out);
+#endif
+#if defined(GPT2CPU_HAVE_AVX512)
+const KernelTable& avx512_kernels();
+// The avx512 set's weight kernels with AVX512-VNNI's byte dot products (isa/avx512_vnni.cpp):
+// the set's table takes them on CPUs that have it.
 void fill_avx512_vnni_weight_kernels(WeightKernels* out);
+bool cpu_has_avx512_vnni();
+#endif
+#if defined(GPT2CPU_HAVE_NEON)
+const KernelTable& neon_kernels();
 #endif
 
-// The table in use: chosen once from the CPU's features, or from GPT2CPU_ISA if set.
+// The process's default table: GPT2CPU_ISA's if set, else the best this CPU runs. Chosen
+// by init_default_isa() (the Python module calls it at import) or on first use.
 const KernelTable& kernels();
+// Chooses the default now: throws std::invalid_argument if GPT2CPU_ISA names an unknown
+// set or one this CPU cannot run. Call it where an exception can be reported, never from a
+// parallel region.
+void init_default_isa();
 // Names of the tables this CPU can run, best last.
 std::vector<std::string> available_isas();
-// Switch tables (tests and bug reports). Throws std::invalid_argument for an unknown name or
+// The named table ("auto": the best). Throws std::invalid_argument for an unknown name or
 // one this CPU cannot run.
+const KernelTable& kernels_named(const std::string& name);
+// Switch the default table (tests and bug reports); models keep the table they were
+// loaded with. Throws as kernels_named.
 void set_isa(const std::string& name);
+// The CPU's features that matter to the sets, by name (as `lscpu` spells them) and whether
+// it has them: what kernel_info() reports.
+std::vector<std::pair<std::string, bool>> cpu_features();
 
 }  // namespace gpt2cpu

@@ -1,0 +1,298 @@
+// Every kernel of every kernel set this CPU runs (or of the sets named on the command line)
+// against a plain double-precision reference, on shapes that are not multiples of any SIMD
+// width or tile, and the matmul operator on 1 and 2 threads (same bits on both). No Python:
+// CI runs it on aarch64 under qemu, where the Python tests cannot run. Exits 1 on a
+// mismatch, printing each.
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gpt2cpu/buffer.h"
+#include "gpt2cpu/kernel_table.h"
+#include "gpt2cpu/ops.h"
+#include "gpt2cpu/packed_matrix.h"
+#include "gpt2cpu/parallel.h"
+
+namespace {
+
+using gpt2cpu::KernelTable;
+using Floats = std::vector<float>;
+
+int g_failures = 0;
+std::mt19937 g_rng(12345);
+
+Floats random_floats(size_t n) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Floats v(n);
+  for (float& x : v) x = normal(g_rng);
+  return v;
+}
+
+// got against want, within rtol of the largest |want| (float32 sums in any order).
+void expect_close(const char* isa, const std::string& what, const float* got,
+                  const std::vector<double>& want, double rtol = 2e-5) {
+  double scale = 1.0;
+  for (double w : want) scale = std::fmax(scale, std::fabs(w));
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= rtol * scale)) {
+      std::printf("FAIL %s %s: [%zu] = %.9g, want %.9g\n", isa, what.c_str(), i, got[i], want[i]);
+      ++g_failures;
+      return;
+    }
+  }
+}
+
+double gelu_ref(double v) {
+  return 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+}
+
+// c (m, 16) = c + a (m, k) @ b (k, 16), in double.
+std::vector<double> gemm_ref(int64_t m, int64_t k, const float* a, int64_t lda, const float* b,
+                             const float* c, int64_t ldc) {
+  std::vector<double> out(static_cast<size_t>(m * 16));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < 16; ++j) {
+      double s = c[i * ldc + j];
+      for (int64_t p = 0; p < k; ++p) s += double(a[i * lda + p]) * b[p * 16 + j];
+      out[static_cast<size_t>(i * 16 + j)] = s;
+    }
+  }
+  return out;
+}
+
+void check_gemm(const KernelTable& kt) {
+  const int64_t rows = kt.gemm_rows;
+  for (int64_t k : {1, 7, 37, 300}) {
+    const Floats b = random_floats(static_cast<size_t>(k * 16));
+    for (int64_t m = 1; m <= rows; ++m) {
+      const Floats a = random_floats(static_cast<size_t>(m * (k + 3)));
+      Floats c = random_floats(static_cast<size_t>(m * 17));
+      const auto want = gemm_ref(m, k, a.data(), k + 3, b.data(), c.data(), 17);
+      kt.gemm_tile(m, k, a.data(), k + 3, b.data(), c.data(), 17);
+      Floats got(static_cast<size_t>(m * 16));
+      for (int64_t i = 0; i < m; ++i) std::memcpy(&got[i * 16], &c[i * 17], 16 * sizeof(float));
+      expect_close(kt.name, "gemm_tile m=" + std::to_string(m) + " k=" + std::to_string(k),
+                   got.data(), want);
+    }
+    // pack_tile + gemm_packed, every TileEnd, full and ragged tiles.
+    for (int64_t m : {rows, rows - 1, int64_t{1}}) {
+      const Floats a = random_floats(static_cast<size_t>(m * (k + 2)));
+      Floats packed(static_cast<size_t>(k * rows) + 1, 99.0f);
+      kt.pack_tile(packed.data(), a.data(), k + 2, m, k);
+      if (packed[static_cast<size_t>(k * rows)] != 99.0f) {
+        std::printf("FAIL %s pack_tile wrote past its tile\n", kt.name);
+        ++g_failures;
+      }
+      const Floats bias = random_floats(16);
+      for (int variant = 0; variant < 4; ++variant) {
+        gpt2cpu::TileEnd end;
+        end.bias = variant & 1 ? bias.data() : nullptr;
+        end.add_to_c = variant != 2;
+        end.gelu_tanh = variant >= 2;
+        Floats c = random_floats(static_cast<size_t>(rows * 16));
+        const Floats zeros(c.size(), 0.0f);
+        auto want = gemm_ref(m, k, a.data(), k + 2, b.data(), end.add_to_c ? c.data() : zeros.data(), 16);
+        for (size_t i = 0; i < want.size(); ++i) {
+          if (end.bias != nullptr) want[i] += bias[i % 16];
+          if (end.gelu_tanh) want[i] = gelu_ref(want[i]);
+        }
+        kt.gemm_packed(k, packed.data(), b.data(), c.data(), 16, end);
+        expect_close(kt.name, "gemm_packed m=" + std::to_string(m) + " k=" + std::to_string(k) +
+                     " variant " + std::to_string(variant), c.data(), want);
+      }
+    }
+    // gemv over 1-5 panels.
+    for (int64_t panels = 1; panels <= 5; ++panels) {
+      const Floats a = random_floats(static_cast<size_t>(k));
+      const Floats bp = random_floats(static_cast<size_t>(panels * k * 16));
+      Floats c = random_floats(static_cast<size_t>(panels * 16));
+      std::vector<double> want;
+      for (int64_t q = 0; q < panels; ++q) {
+        const auto part = gemm_ref(1, k, a.data(), k, bp.data() + q * k * 16, c.data() + q * 16, 16);
+        want.insert(want.end(), part.begin(), part.end());
+      }
+      kt.gemv(k, a.data(), bp.data(), panels, c.data());
+      expect_close(kt.name, "gemv panels=" + std::to_string(panels) + " k=" + std::to_string(k),
+                   c.data(), want);
+    }
+  }
+}
+
+void check_elementwise(const KernelTable& kt) {
+  for (int64_t n : {1, 7, 33, 770}) {
+    const Floats x = random_floats(static_cast<size_t>(n));
+    const Floats w = random_floats(static_cast<size_t>(n)), b = random_floats(static_cast<size_t>(n));
+    double mean = 0, var = 0;
+    for (float v : x) mean += v;
+    mean /= n;
+    for (float v : x) var += (v - mean) * (v - mean);
+    var /= n;
+    std::vector<double> want(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) want[i] = (x[i] - mean) / std::sqrt(var + 1e-5) * w[i] + b[i];
+    Floats out(static_cast<size_t>(n));
+    kt.layernorm(out.data(), x.data(), w.data(), b.data(), n, 1e-5f);
+    expect_close(kt.name, "layernorm n=" + std::to_string(n), out.data(), want, 1e-4);
+
+    Floats g = x;
+    for (int64_t i = 0; i < n; ++i) want[i] = gelu_ref(x[i]);
+    kt.gelu_tanh(g.data(), n);
+    expect_close(kt.name, "gelu_tanh n=" + std::to_string(n), g.data(), want, 1e-5);
+
+    for (int64_t streams : {1, 3}) {
+      double s = 0;
+      for (float v : x) s += v;
+      const float got = kt.sum(x.data(), n, streams);
+      expect_close(kt.name, "sum n=" + std::to_string(n), &got, {s}, 1e-5);
+    }
+
+    Floats logits = random_floats(static_cast<size_t>(n));
+    if (n > 1) logits[0] = -INFINITY;  // a banned token weighs exactly 0
+    float top = -INFINITY;
+    for (float v : logits) top = v > top ? v : top;
+    Floats e(static_cast<size_t>(n));
+    const double total = kt.exp_weights(e.data(), logits.data(), n, top);
+    double want_total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      want[i] = std::exp(double(logits[i]) - top);
+      want_total += want[i];
+    }
+    expect_close(kt.name, "exp_weights n=" + std::to_string(n), e.data(), want, 1e-6);
+    const float total_f = static_cast<float>(total);
+    expect_close(kt.name, "exp_weights sum", &total_f, {want_total}, 1e-6);
+  }
+  const int64_t lanes = kt.multiply_add_lanes;
+  double want = 0;
+  for (int64_t j = 0; j < lanes; ++j) want += 2.0 + (0.5 + j - 2.0) / 8.0;
+  const float got = kt.multiply_add(3, 0.5f);
+  expect_close(kt.name, "multiply_add", &got, {want}, 1e-6);
+}
+
+// out (d) = softmax(scale K q) V, in double.
+std::vector<double> attend_ref(const float* q, const float* keys, const float* values, int64_t n,
+                               int64_t d, double scale) {
+  std::vector<double> s(static_cast<size_t>(n)), out(static_cast<size_t>(d), 0.0);
+  double top = -INFINITY, total = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    double dot = 0;
+    for (int64_t i = 0; i < d; ++i) dot += double(q[i]) * keys[t * d + i];
+    s[t] = dot * scale;
+    top = std::fmax(top, s[t]);
+  }
+  for (int64_t t = 0; t < n; ++t) total += s[t] = std::exp(s[t] - top);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t i = 0; i < d; ++i) out[i] += s[t] / total * values[t * d + i];
+  }
+  return out;
+}
+
+void check_attention(const KernelTable& kt) {
+  for (int64_t d : {7, 16, 64}) {
+    for (int64_t n : {1, 5, 37}) {
+      const Floats q = random_floats(static_cast<size_t>(d));
+      const Floats k = random_floats(static_cast<size_t>(n * d)), v = random_floats(static_cast<size_t>(n * d));
+      Floats out(static_cast<size_t>(d)), scores(static_cast<size_t>(n));
+      kt.attend(out.data(), q.data(), k.data(), v.data(), n, d, 0.3f, scores.data());
+      expect_close(kt.name, "attend n=" + std::to_string(n) + " d=" + std::to_string(d),
+                   out.data(), attend_ref(q.data(), k.data(), v.data(), n, d, 0.3), 1e-5);
+    }
+    for (int64_t m : {int64_t{1}, int64_t{5}, gpt2cpu::kAttendBlock}) {
+      for (int64_t pos0 : {0, 3, 29}) {
+        const int64_t n = pos0 + m;
+        const Floats q = random_floats(static_cast<size_t>(m * (d + 1)));
+        const Floats k = random_floats(static_cast<size_t>(n * d)), v = random_floats(static_cast<size_t>(n * d));
+        Floats out(static_cast<size_t>(m * d));
+        Floats scratch(static_cast<size_t>(gpt2cpu::attend_block_scratch(n, d)));
+        gpt2cpu::AttendBlock job{out.data(), d, q.data(), d + 1, k.data(), v.data(), m, pos0, d, 0.3f};
+        kt.attend_block(job, scratch.data());
+        std::vector<double> want;
+        for (int64_t i = 0; i < m; ++i) {
+          const auto row = attend_ref(q.data() + i * (d + 1), k.data(), v.data(), pos0 + i + 1, d, 0.3);
+          want.insert(want.end(), row.begin(), row.end());
+        }
+        expect_close(kt.name, "attend_block m=" + std::to_string(m) + " pos0=" +
+                     std::to_string(pos0) + " d=" + std::to_string(d), out.data(), want, 1e-5);
+      }
+    }
+  }
+}
+
+// The operator over a packed matrix of every weight type on 1 and 2 threads: the same bits,
+// and right against the stored weights (dequantized) in double. Integer types quantize the
+// input rows to 8 bits as well, so they are held to that rounding's bound instead; a wrong
+// layout or a lost scale is off by far more.
+void check_matmul(const KernelTable& kt) {
+  for (const auto& row : gpt2cpu::kWeightTypeInfo) {
+    const gpt2cpu::WeightType type = row.type;
+    for (const auto& [t, k, n] : std::vector<std::array<int64_t, 3>>{{1, 300, 100}, {7, 37, 33}, {97, 50, 31}, {130, 513, 33}}) {
+      const Floats a = random_floats(static_cast<size_t>(t * k)), w = random_floats(static_cast<size_t>(k * n));
+      const int64_t data = (gpt2cpu::PackedMatrix::data_bytes(type, k, n) + 63) / 64 * 64;
+      const int64_t scales = gpt2cpu::PackedMatrix::scale_bytes(type, k, n);
+      gpt2cpu::Buffer storage(static_cast<size_t>(data + scales) / sizeof(float));
+      uint8_t* base = reinterpret_cast<uint8_t*>(storage.data());
+      gpt2cpu::PackedMatrix packed{type, base,
+                                   scales != 0 ? reinterpret_cast<float*>(base + data) : nullptr, k, n};
+      packed.pack_from_k_by_n(w.data());
+      std::vector<double> want(static_cast<size_t>(t * n));
+      for (int64_t i = 0; i < t; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (int64_t p = 0; p < k; ++p) s += double(a[i * k + p]) * packed.at(p, j);
+          want[i * n + j] = s;
+        }
+      }
+      // (relative to the largest output, as expect_close measures)
+      const double tolerance = row.integer ? 0.02 : 1e-5 * std::sqrt(double(k));
+      Floats first;
+      for (int threads : {1, 2}) {
+        Floats out(static_cast<size_t>(t * n));
+        gpt2cpu::matmul(out.data(), n, a.data(), k, t, packed, nullptr, gpt2cpu::Accumulate::No,
+                        gpt2cpu::Parallel(threads, kt));
+        const std::string what = std::string("matmul ") + row.name + " t=" + std::to_string(t) +
+                                 " k=" + std::to_string(k) + " threads=" + std::to_string(threads);
+        expect_close(kt.name, what, out.data(), want, tolerance);
+        if (first.empty()) {
+          first = out;
+        } else if (std::memcmp(first.data(), out.data(), out.size() * sizeof(float)) != 0) {
+          std::printf("FAIL %s %s: not the same bits as on 1 thread\n", kt.name, what.c_str());
+          ++g_failures;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> names;
+  for (int i = 1; i < argc; ++i) names.emplace_back(argv[i]);
+  if (names.empty()) names = gpt2cpu::available_isas();
+  for (const auto& [feature, has] : gpt2cpu::cpu_features()) {
+    std::printf("%s%s", has ? "+" : "-", feature.c_str());
+    std::printf(" ");
+  }
+  std::printf("\n");
+  for (const std::string& name : names) {
+    const KernelTable* kt = nullptr;
+    try {
+      kt = &gpt2cpu::kernels_named(name);
+    } catch (const std::exception& e) {
+      std::printf("FAIL %s\n", e.what());
+      return 1;
+    }
+    const int before = g_failures;
+    check_gemm(*kt);
+    check_elementwise(*kt);
+    check_attention(*kt);
+    check_matmul(*kt);
+    std::printf("%s: %s (gemm_rows %lld)\n", kt->name, g_failures == before ? "ok" : "FAILED",
+                static_cast<long long>(kt->gemm_rows));
+  }
+  return g_failures == 0 ? 0 : 1;
+}
