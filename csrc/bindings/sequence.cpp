@@ -54,7 +54,8 @@ void bind_sequence(py::module_& m) {
   m.def(
       "step",
       [](std::shared_ptr<Model> model, std::vector<Sequence*> sequences, std::vector<IdArray> ids,
-         std::vector<int64_t> n_out, const std::string& output, int64_t layer) {
+         std::vector<int64_t> n_out, const std::string& output, int64_t layer,
+         bool hidden_states) -> py::object {
         require(model != nullptr, "model must not be None");
         require(ids.size() == sequences.size() && n_out.size() == sequences.size(),
                 "sequences, ids and n_out must have the same length");
@@ -97,16 +98,25 @@ void bind_sequence(py::module_& m) {
         if (request.output == StepOutput::AllHidden) shape = {out_rows, c.n_layer + 1, c.n_embd};
         py::array_t<float> out(shape);
         float* data = out.mutable_data();
+        require(!hidden_states || request.output == StepOutput::Logits,
+                "hidden_states=True goes with output='logits'");
+        py::array_t<float> hidden;
+        if (hidden_states) {
+          hidden = py::array_t<float>(std::vector<py::ssize_t>{out_rows, c.n_layer + 1, c.n_embd});
+          request.hidden = hidden.mutable_data();
+        }
         {
           py::gil_scoped_release release;
           run_step(*model, inputs, request, data);
         }
-        return out;
+        if (hidden_states) return py::make_tuple(out, hidden);
+        return std::move(out);
       },
       py::arg("model"), py::arg("sequences"), py::arg("ids"), py::arg("n_out"),
-      py::arg("output") = "logits", py::arg("layer") = 0,
+      py::arg("output") = "logits", py::arg("layer") = 0, py::arg("hidden_states") = false,
       "One forward step over several sequences: each runs its ids; returns the outputs of "
-      "each one's last n_out positions, one sequence after the other.");
+      "each one's last n_out positions, one sequence after the other; with hidden_states=True "
+      "(logits, every hidden state).");
 }
 
 }  // namespace gpt2cpu::bindings

@@ -61,6 +61,8 @@ class Run {
   const StepRequest& request_;
   float* out_;
   int64_t width_ = 0;
+  float* all_ = nullptr;  // where every hidden state goes, if anywhere
+  int64_t all_width_ = 0;
   int64_t rows_ = 0;       // new tokens of all inputs: the rows of x
   int64_t out_rows_ = 0;   // the rows whose outputs are wanted
   int64_t last_keep_ = 0;  // rows the last block computes past its keys and values
@@ -78,6 +80,9 @@ class Run {
 void Run::plan() {
   const int64_t C = c_.n_embd, H = c_.n_head, D = c_.head_dim();
   width_ = step_output_width(c_, request_);
+  all_width_ = (c_.n_layer + 1) * C;
+  if (request_.output == StepOutput::AllHidden) all_ = out_;
+  if (request_.output == StepOutput::Logits) all_ = request_.hidden;
   row0_.resize(inputs_.size());
   out0_.resize(inputs_.size());
   for (size_t i = 0; i < inputs_.size(); ++i) {
@@ -177,21 +182,21 @@ void Run::execute() {
   });
 }
 
-// Copies the output rows of x, the hidden state `index` (0: the embeddings), into out if
-// the request wants it.
+// Copies the output rows of x, the hidden state `index` (0: the embeddings), where the
+// request wants it.
 void Run::capture(const Parallel& par, int64_t index) {
-  const bool wanted = request_.output == StepOutput::AllHidden ||
-                      (request_.output == StepOutput::Hidden && request_.layer == index);
-  if (!wanted || out_rows_ == 0) return;
+  const bool one = request_.output == StepOutput::Hidden && request_.layer == index;
+  if ((!one && all_ == nullptr) || out_rows_ == 0) return;
   const int64_t C = c_.n_embd;
-  const int64_t column = request_.output == StepOutput::AllHidden ? index * C : 0;
   par.run(
       [&](const Share&) {
         for (size_t i = 0; i < inputs_.size(); ++i) {
           const StepInput& in = inputs_[i];
           for (int64_t r = 0; r < in.n_out; ++r) {
-            std::memcpy(out_ + (out0_[i] + r) * width_ + column,
-                        x_ + (row0_[i] + in.n - in.n_out + r) * C, sizeof(float) * C);
+            const float* row = x_ + (row0_[i] + in.n - in.n_out + r) * C;
+            const int64_t o = out0_[i] + r;
+            if (one) std::memcpy(out_ + o * width_, row, sizeof(float) * C);
+            if (all_ != nullptr) std::memcpy(all_ + o * all_width_ + index * C, row, sizeof(float) * C);
           }
         }
       },
@@ -270,22 +275,21 @@ void Run::finish(const Parallel& par) {
   const int64_t C = c_.n_embd;
   float* h = my_h(par);
   layernorm(h, x_, w.ln_f_weight, w.ln_f_bias, out_rows_, C, c_.layer_norm_epsilon, norm(par));
-  switch (request_.output) {
-    case StepOutput::Logits:
-      matmul(out_, width_, h, C, out_rows_, w.lm_head, nullptr, Accumulate::No, par);
-      return;
-    case StepOutput::Hidden:
-    case StepOutput::AllHidden: {
-      const int64_t column = width_ - C;
-      par.run(
-          [&](const Share&) {
-            for (int64_t r = 0; r < out_rows_; ++r) {
-              std::memcpy(out_ + r * width_ + column, h + r * C, sizeof(float) * C);
+  const bool one = request_.output == StepOutput::Hidden;  // the layer is n_layer then
+  if (one || all_ != nullptr) {
+    par.run(
+        [&](const Share&) {
+          for (int64_t r = 0; r < out_rows_; ++r) {
+            if (one) std::memcpy(out_ + r * width_, h + r * C, sizeof(float) * C);
+            if (all_ != nullptr) {
+              std::memcpy(all_ + r * all_width_ + c_.n_layer * C, h + r * C, sizeof(float) * C);
             }
-          },
-          false);
-      return;
-    }
+          }
+        },
+        false);
+  }
+  if (request_.output == StepOutput::Logits) {
+    matmul(out_, width_, h, C, out_rows_, w.lm_head, nullptr, Accumulate::No, par);
   }
 }
 
@@ -331,10 +335,13 @@ void run_step(const Model& model, const std::vector<StepInput>& inputs,
   std::sort(seen.begin(), seen.end());
   for (size_t i = 1; i < seen.size(); ++i) {
     if (seen[i] == seen[i - 1]) {
+      bool first = true;  // names the second time it appears
       for (size_t j = 0; j < inputs.size(); ++j) {
-        if (inputs[j].sequence == seen[i]) {
+        if (inputs[j].sequence != seen[i]) continue;
+        if (!first) {
           throw std::invalid_argument(at(j) + "the same sequence appears twice in one step");
         }
+        first = false;
       }
     }
   }

@@ -32,6 +32,9 @@ struct StepRequest {
   // For Hidden: 0 is the embeddings, l in [1, n_layer) the output of block l - 1, and
   // n_layer the final layer norm's output (Hugging Face's hidden_states[l]).
   int64_t layer = 0;
+  // With Logits: if not null, also every hidden state, (sum of n_out, n_layer + 1, n_embd)
+  // as AllHidden writes them: logits and hidden states from one pass.
+  float* hidden = nullptr;
 };
 
 // One sequence's part of a step: ids (n) run at positions [length, length + n), and the
