@@ -12,6 +12,7 @@ import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu import _core
+from gpt2cpu.engine import step
 from model_files import model_dir
 
 # Wide enough (C % 16 == 0, several panels) for every matmul path, small enough to be quick.
@@ -57,7 +58,7 @@ def test_decode_rows_are_batch_invariant(model: gpt2cpu.Model, batch: int) -> No
     ps = prompts(batch, batch)
     new = [rng.integers(0, SHAPE["vocab_size"], size=1) for _ in range(batch)]
     sequences = [model.new_sequence() for _ in range(batch)]
-    for seq, p in zip(sequences, ps):
+    for seq, p in zip(sequences, ps, strict=True):
         seq.append(p)
     got = model.step(sequences, new)
     for i in range(batch):
@@ -81,7 +82,7 @@ def test_prompt_and_decode_rows_mixed(model: gpt2cpu.Model, batch: int) -> None:
             news.append(rng.integers(0, SHAPE["vocab_size"], size=1))
             last_ns.append(1)
     sequences = [model.new_sequence() for _ in range(batch)]
-    for seq, p in zip(sequences, prefixes):
+    for seq, p in zip(sequences, prefixes, strict=True):
         if p.size:
             seq.append(p)
     got = model.step(sequences, news, last_n=last_ns)
@@ -103,7 +104,7 @@ def test_batch_is_thread_count_invariant(tmp_path: Path, threads: int) -> None:
         return first + second
 
     reference = run(1)
-    for a, b in zip(run(threads), reference):
+    for a, b in zip(run(threads), reference, strict=True):
         assert np.array_equal(a, b)
 
 
@@ -114,13 +115,13 @@ def test_step_over_several_steps_matches_a_long_prompt(model: gpt2cpu.Model) -> 
     sequences = [model.new_sequence() for _ in ps]
     out = model.step(sequences, ps)
     solo = [model.new_sequence() for _ in ps]
-    solo_out = [s.append(p) for s, p in zip(solo, ps)]
+    solo_out = [s.append(p) for s, p in zip(solo, ps, strict=True)]
     for _ in range(3):
         tokens = [[int(np.argmax(o[-1]))] for o in out]
-        for a, b in zip(out, solo_out):
+        for a, b in zip(out, solo_out, strict=True):
             assert np.array_equal(a[-1], b)
         out = model.step(sequences, tokens)
-        solo_out = [s.append(t) for s, t in zip(solo, tokens)]
+        solo_out = [s.append(t) for s, t in zip(solo, tokens, strict=True)]
 
 
 def test_hidden_outputs(model: gpt2cpu.Model) -> None:
@@ -130,13 +131,13 @@ def test_hidden_outputs(model: gpt2cpu.Model) -> None:
     assert np.array_equal(full.logits, model.forward(ids))
     for layer in range(SHAPE["n_layer"] + 1):
         with model.new_sequence() as seq:
-            out = gpt2cpu.engine.step([seq], [ids], last_n=ids.size, output="hidden",
+            out = step([seq], [ids], last_n=ids.size, output="hidden",
                                       layer=layer)
         assert np.array_equal(out.outputs[0], full.hidden_states[layer])
         # Fewer rows wanted: the last block attends from those alone (query by query rather
         # than in blocks), which may round differently.
         with model.new_sequence() as seq:
-            out = gpt2cpu.engine.step([seq], [ids], last_n=3, output="hidden", layer=layer)
+            out = step([seq], [ids], last_n=3, output="hidden", layer=layer)
         np.testing.assert_allclose(out.outputs[0], full.hidden_states[layer][-3:], atol=1e-5)
 
 

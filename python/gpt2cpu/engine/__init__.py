@@ -3,6 +3,6 @@ scoring, embeddings, task heads) runs through."""
 
 from __future__ import annotations
 
-from .step import StepOutputs, step
+from .batch import StepOutputs, step
 
 __all__ = ["StepOutputs", "step"]

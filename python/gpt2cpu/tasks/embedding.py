@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..engine import step
+from ..engine.batch import step
 from .inputs import batch_ids, row_batches
 
 if TYPE_CHECKING:
@@ -38,10 +38,14 @@ def check_layer(model: Model, layer: object) -> int:
     """layer as an index in [0, n_layer]; negative ones count from the end as in Python
     (-1: the final layer norm's output)."""
     n_layer = model.config.n_layer
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not (
-        -(n_layer + 1) <= layer <= n_layer
+    if (
+        isinstance(layer, bool)
+        or not isinstance(layer, (int, np.integer))
+        or not (-(n_layer + 1) <= layer <= n_layer)
     ):
-        raise ValueError(f"layer must be an integer in [{-(n_layer + 1)}, {n_layer}], got {layer!r}")
+        raise ValueError(
+            f"layer must be an integer in [{-(n_layer + 1)}, {n_layer}], got {layer!r}"
+        )
     return int(layer) % (n_layer + 1)
 
 
@@ -74,7 +78,7 @@ def embed(
         finally:
             for seq in sequences:
                 seq.close()
-        for i, states in zip(group, out.outputs):
+        for i, states in zip(group, out.outputs, strict=True):
             if pooling == "mean":
                 vectors[i] = states.mean(axis=0, dtype=np.float64).astype(np.float32)
             elif pooling == "last":
@@ -82,7 +86,9 @@ def embed(
             else:
                 vectors[i] = states
     if normalize:
-        vectors = [v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12) for v in vectors]
+        vectors = [
+            v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12) for v in vectors
+        ]
     if pooling == "none":
         return vectors
     return np.stack(vectors)

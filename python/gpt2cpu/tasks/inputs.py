@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from ..model import IdsLike, Model
 
 
-
 def batch_ids(
     model: Model, texts: Seq[str | IdsLike], name: str, *, most: int, least: int = 1
 ) -> list[np.ndarray[Any, np.dtype[np.int64]]]:
@@ -20,8 +19,10 @@ def batch_ids(
     element otherwise."""
     from ..model import as_ids
 
-    if isinstance(texts, (str, bytes)) or isinstance(texts, np.ndarray) or not isinstance(texts, Seq):
-        raise TypeError(f"{name} must be a list of strings or of token id lists, got {type(texts).__name__}")
+    if isinstance(texts, (str, bytes, np.ndarray)) or not isinstance(texts, Seq):
+        raise TypeError(
+            f"{name} must be a list of strings or of token id lists, got {type(texts).__name__}"
+        )
     if not texts:
         raise ValueError(f"{name} must not be empty")
     out: list[np.ndarray[Any, np.dtype[np.int64]]] = []

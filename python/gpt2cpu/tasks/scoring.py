@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine import step
+from ..engine.batch import step
 from .inputs import batch_ids, row_batches
 
 if TYPE_CHECKING:
@@ -48,9 +48,9 @@ class ScoreResult:
         return bool(self.greedy_tokens.all())
 
 
-def _log_softmax_at(logits: np.ndarray[Any, Any], targets: np.ndarray[Any, Any]) -> tuple[
-    np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.bool_]]
-]:
+def _log_softmax_at(
+    logits: np.ndarray[Any, Any], targets: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.bool_]]]:
     """log_softmax(logits)[r, targets[r]] for each row r, and whether targets[r] is the
     row's argmax."""
     rows = np.arange(logits.shape[0])
@@ -77,7 +77,9 @@ def score(
             raise ValueError("prepend_bos=True needs bos_token_id or eos_token_id in config.json")
     # The last token is only ever a target, so a text may hold one more than the context.
     all_ids = batch_ids(model, texts, "texts", most=n_positions + (0 if bos is not None else 1))
-    inputs = [ids if bos is None else np.concatenate([[bos], ids]).astype(np.int64) for ids in all_ids]
+    inputs = [
+        ids if bos is None else np.concatenate([[bos], ids]).astype(np.int64) for ids in all_ids
+    ]
     results: list[ScoreResult | None] = [None] * len(inputs)
     # Each text runs all its tokens but the last; a one-token text has nothing to score.
     fed = [ids.size - 1 for ids in inputs]
@@ -90,11 +92,13 @@ def score(
         members = [todo[g] for g in group]
         sequences = [model.new_sequence(fed[i]) for i in members]
         try:
-            out = step(sequences, [inputs[i][:-1] for i in members], last_n=[fed[i] for i in members])
+            out = step(
+                sequences, [inputs[i][:-1] for i in members], last_n=[fed[i] for i in members]
+            )
         finally:
             for seq in sequences:
                 seq.close()
-        for i, logits in zip(members, out.outputs):
+        for i, logits in zip(members, out.outputs, strict=True):
             logprobs, greedy = _log_softmax_at(logits, inputs[i][1:])
             token_ids = all_ids[i].tolist()
             results[i] = ScoreResult(token_ids, logprobs, greedy)

@@ -39,7 +39,11 @@ class StepOutputs:
 
 
 def _positive_rows(value: object, name: str, most: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= most:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not 0 <= value <= most
+    ):
         raise ValueError(f"{name} must be an integer in [0, {most}], got {value!r}")
     return int(value)
 
@@ -79,9 +83,10 @@ def step(
         raise ValueError("hidden_states=True goes with output='logits'")
     model = sequences[0].model
     n_layer = model.config.n_layer
-    if output == "hidden":
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= n_layer:
-            raise ValueError(f"layer must be an integer in [0, {n_layer}], got {layer!r}")
+    if output == "hidden" and (
+        isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= n_layer
+    ):
+        raise ValueError(f"layer must be an integer in [0, {n_layer}], got {layer!r}")
     arrays: list[np.ndarray[Any, Any]] = []
     cores: list[_core.Sequence] = []
     seen: set[int] = set()
@@ -106,12 +111,15 @@ def step(
             raise ValueError(
                 f"last_n must hold one entry per sequence: {len(last_n)} for {len(sequences)}"
             )
-        rows = [_positive_rows(n, f"last_n[{i}]", a.size) for i, (n, a) in enumerate(zip(last_n, arrays))]
+        rows = [
+            _positive_rows(n, f"last_n[{i}]", a.size)
+            for i, (n, a) in enumerate(zip(last_n, arrays, strict=True))
+        ]
     else:
         rows = [_positive_rows(last_n, "last_n", a.size) for a in arrays]
     result = _core.step(model._core, cores, arrays, rows, output, layer, hidden_states)
     out, hidden = result if hidden_states else (result, None)
-    for seq, arr in zip(sequences, arrays):
+    for seq, arr in zip(sequences, arrays, strict=True):
         seq.tokens.extend(arr.tolist())
     bounds = np.cumsum(rows)[:-1]
     outputs = np.split(out, bounds)
