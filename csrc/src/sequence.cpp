@@ -7,9 +7,9 @@
 namespace gpt2cpu {
 
 namespace {
-// The smallest cache a sequence starts with: a decode step after a short prompt should not
-// grow it every few tokens.
-constexpr int64_t kMinAllocated = 64;
+// Caches are allocated in whole multiples of this many positions, at least one: a decode
+// step after a prompt should not grow its cache every few tokens (growing copies it).
+constexpr int64_t kAllocationStep = 64;
 }  // namespace
 
 Sequence::Sequence(std::shared_ptr<const Model> model, int64_t capacity)
@@ -28,8 +28,8 @@ void Sequence::reserve(int64_t positions) {
   if (positions <= allocated_) return;
   const Config& c = model_->config();
   int64_t want = allocated_ * 2;
-  if (want < kMinAllocated) want = kMinAllocated;
   if (want < positions) want = positions;
+  want = (want + kAllocationStep - 1) / kAllocationStep * kAllocationStep;
   if (want > capacity_) want = capacity_;
   const size_t per_position = static_cast<size_t>(c.n_layer) * 2 * c.n_embd;
   // From the pool, so possibly holding another sequence's keys: only positions below
