@@ -13,6 +13,7 @@ import numpy as np
 from . import _core
 from .config import GPT2Config
 from .loading import core_config, load_into, locate_tensors, open_checkpoint
+from .tasks.heads import load_head
 from .threads import check_threads, default_threads
 
 # What from_pretrained(dtype=) accepts, the first being the default.
@@ -30,6 +31,7 @@ def check_dtype(dtype: str | None) -> str:
 if TYPE_CHECKING:
     from .generation import GenerationResult, GenerationStream
     from .tasks.embedding import ForwardOutput, Pooling
+    from .tasks.heads import Choice, Classification, TaskHead, TokenClassification
     from .tasks.scoring import ScoreResult
     from .tokenizer import Tokenizer
 
@@ -207,6 +209,8 @@ class Model:
         self.config = config
         self.tokenizer = tokenizer
         self.path = path
+        # A fine-tuned task head (classification, multiple choice), if the checkpoint has one.
+        self.head: TaskHead | None = None
 
     @classmethod
     def from_pretrained(
@@ -236,7 +240,10 @@ class Model:
             located = locate_tensors(config, files)
             core = _core.Model(core_config(config), n_threads, weight_dtype)
             load_into(core, located, progress=progress)
-        return cls(core, config, _load_tokenizer(directory), directory)
+            head = load_head(directory, files, config.n_embd)
+        model = cls(core, config, _load_tokenizer(directory), directory)
+        model.head = head
+        return model
 
     @property
     def threads(self) -> int:
@@ -398,6 +405,30 @@ class Model:
         from .generation import GenerationConfig, stream
 
         return stream(self, prompt, GenerationConfig(**options))
+
+    def classify(self, texts: Seq[str | IdsLike]) -> list[Classification]:
+        """Each text's label and class probabilities from a GPT2ForSequenceClassification
+        checkpoint's head, pooled at the text's last token that is not pad_token_id (as
+        transformers pools). Batched; a bad element raises ValueError naming it."""
+        from .tasks.heads import classify
+
+        return classify(self, texts)
+
+    def classify_tokens(self, texts: Seq[str | IdsLike]) -> list[TokenClassification]:
+        """Each token's label and probabilities from a GPT2ForTokenClassification head."""
+        from .tasks.heads import classify_tokens
+
+        return classify_tokens(self, texts)
+
+    def choose(
+        self, choices: Seq[str | IdsLike], *, cls_index: Seq[int] | None = None
+    ) -> Choice:
+        """The most likely of one question's choices (each the full text: question and
+        answer) under a GPT2DoubleHeadsModel's multiple-choice head, read at each choice's
+        cls_index token (default: its last, transformers' mc_token_ids)."""
+        from .tasks.heads import choose
+
+        return choose(self, choices, cls_index)
 
     def __repr__(self) -> str:
         c = self.config

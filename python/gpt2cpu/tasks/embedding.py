@@ -49,6 +49,30 @@ def check_layer(model: Model, layer: object) -> int:
     return int(layer) % (n_layer + 1)
 
 
+def hidden_rows(
+    model: Model, all_ids: Seq[np.ndarray[Any, Any]], last_n: Seq[int], layer: int
+) -> list[np.ndarray[Any, Any]]:
+    """The hidden state `layer` (in [0, n_layer]) of the last last_n[i] positions of each
+    all_ids[i] (checked ids), each text a fresh sequence, in steps of ROWS_PER_STEP rows."""
+    out: list[np.ndarray[Any, Any]] = [np.empty(0, dtype=np.float32)] * len(all_ids)
+    for group in row_batches([ids.size for ids in all_ids], ROWS_PER_STEP):
+        sequences = [model.new_sequence(all_ids[i].size) for i in group]
+        try:
+            result = step(
+                sequences,
+                [all_ids[i] for i in group],
+                last_n=[last_n[i] for i in group],
+                output="hidden",
+                layer=layer,
+            )
+        finally:
+            for seq in sequences:
+                seq.close()
+        for i, states in zip(group, result.outputs, strict=True):
+            out[i] = states
+    return out
+
+
 def embed(
     model: Model,
     texts: Seq[str | IdsLike],
@@ -64,27 +88,12 @@ def embed(
         raise ValueError(f"normalize must be True or False, got {normalize!r}")
     index = check_layer(model, layer)
     all_ids = batch_ids(model, texts, "texts", most=model.config.n_positions)
-    vectors: list[np.ndarray[Any, Any]] = [np.empty(0, dtype=np.float32)] * len(all_ids)
-    for group in row_batches([ids.size for ids in all_ids], ROWS_PER_STEP):
-        sequences = [model.new_sequence(all_ids[i].size) for i in group]
-        try:
-            out = step(
-                sequences,
-                [all_ids[i] for i in group],
-                last_n=[1 if pooling == "last" else all_ids[i].size for i in group],
-                output="hidden",
-                layer=index,
-            )
-        finally:
-            for seq in sequences:
-                seq.close()
-        for i, states in zip(group, out.outputs, strict=True):
-            if pooling == "mean":
-                vectors[i] = states.mean(axis=0, dtype=np.float64).astype(np.float32)
-            elif pooling == "last":
-                vectors[i] = states[0]
-            else:
-                vectors[i] = states
+    last_n = [1 if pooling == "last" else ids.size for ids in all_ids]
+    vectors = hidden_rows(model, all_ids, last_n, index)
+    if pooling == "mean":
+        vectors = [v.mean(axis=0, dtype=np.float64).astype(np.float32) for v in vectors]
+    elif pooling == "last":
+        vectors = [v[0] for v in vectors]
     if normalize:
         vectors = [
             v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12) for v in vectors
