@@ -189,6 +189,10 @@ def test_bad_element_names_itself_and_changes_nothing(model: gpt2cpu.Model) -> N
         model.step(seqs, [[1], [2], [3]], last_n=[1, 2, 1])
     with pytest.raises(ValueError, match="sequences must not be empty"):
         model.step([], [])
+    closed = model.new_sequence()
+    closed.close()
+    with pytest.raises(ValueError, match=r"sequences\[1\] is closed"):
+        model.step([seqs[0], closed], [[1], [2]])
     assert all(s.length == 0 for s in seqs)
 
 

@@ -67,6 +67,9 @@ class Run {
   int64_t out_rows_ = 0;   // the rows whose outputs are wanted
   int64_t last_keep_ = 0;  // rows the last block computes past its keys and values
   bool team_ = false;
+  // Read once: another thread may change the model's thread count while this step runs,
+  // and the scratch and h copies are sized for this many.
+  int threads_ = 1;
   std::vector<int64_t> row0_;  // each input's first row in x
   std::vector<int64_t> out0_;  // each input's first output row
   std::vector<AttentionJob> attention_;  // n_layer x inputs with rows, in that order
@@ -93,7 +96,8 @@ void Run::plan() {
   }
   last_keep_ = output_needs_last_block() ? out_rows_ : 0;
   team_ = rows_ < kTeamRows;
-  const int threads = model_.threads();
+  threads_ = model_.threads();
+  const int threads = threads_;
 
   // Attention and the cache writes of every block, each input against its own cache. The
   // last block attends from the output rows only, which by then sit compacted at the front.
@@ -159,7 +163,7 @@ void Run::execute() {
   const Weights& w = model_.weights();
   // x (rows, C) = wte[ids] + wpe[positions]. A tied head stores wte packed in panels, so
   // each row is a strided gather: worth both threads for a prompt.
-#pragma omp parallel for schedule(static) num_threads(model_.threads()) if (rows_ >= 64)
+#pragma omp parallel for schedule(static) num_threads(threads_) if (rows_ >= 64)
   for (int64_t r = 0; r < rows_; ++r) {
     const size_t i = static_cast<size_t>(std::upper_bound(row0_.begin(), row0_.end(), r) -
                                          row0_.begin()) - 1;
@@ -172,7 +176,7 @@ void Run::execute() {
   }
   // A few rows (a decode step) run through the blocks in one team, which keeps its threads
   // between operators; a prompt opens a region per operator.
-  with_parallel(model_.threads(), team_, [&](const Parallel& par) {
+  with_parallel(threads_, team_, [&](const Parallel& par) {
     capture(par, 0);
     for (int64_t l = 0; l < c_.n_layer; ++l) {
       layer(par, l);

@@ -96,6 +96,8 @@ def step(
         if id(seq) in seen:
             raise ValueError(f"sequences[{i}] appears twice; a sequence takes one step at a time")
         seen.add(id(seq))
+        if seq.closed:
+            raise ValueError(f"sequences[{i}] is closed")
         cores.append(seq._open_core())
         arr = as_ids(ids[i], model.config.vocab_size, f"ids[{i}]")
         if arr.size == 0:
