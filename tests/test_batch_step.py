@@ -129,6 +129,9 @@ def test_hidden_outputs(model: gpt2cpu.Model) -> None:
     full = model.forward(ids, hidden_states=True)
     assert full.hidden_states.shape == (SHAPE["n_layer"] + 1, ids.size, SHAPE["n_embd"])
     assert np.array_equal(full.logits, model.forward(ids))
+    with model.new_sequence() as seq:
+        every = step([seq], [ids], last_n=ids.size, output="all_hidden").outputs[0]
+    assert np.array_equal(every.transpose(1, 0, 2), full.hidden_states)
     for layer in range(SHAPE["n_layer"] + 1):
         with model.new_sequence() as seq:
             out = step([seq], [ids], last_n=ids.size, output="hidden",
