@@ -48,27 +48,35 @@ def main() -> None:
     has_step = hasattr(model, "step")
 
     if not args.rss:
-        for batch in [int(b) for b in args.batches.split(",")]:
-            if batch > 1 and not has_step:
-                continue
-            rates = []
-            for _ in range(args.rounds):
-                seqs = [model.new_sequence() for _ in range(batch)]
-                for s in seqs:
+        # The batch sizes take their steps in turn, so that each sees the same moments of
+        # a machine whose speed drifts; each round starts fresh sequences.
+        batches = [int(b) for b in args.batches.split(",") if has_step or b.strip() == "1"]
+        rates: dict[int, list[float]] = {b: [] for b in batches}
+        for _ in range(args.rounds):
+            seqs = {b: [model.new_sequence() for _ in range(b)] for b in batches}
+            for b in batches:
+                for s in seqs[b]:
                     s.append(rng.integers(0, 50257, 64))
-                tokens = [[int(t)] for t in rng.integers(0, 50257, batch)]
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    if batch == 1:
-                        seqs[0].append(tokens[0])
+            spent = dict.fromkeys(batches, 0.0)
+            for _ in range(args.steps):
+                for b in batches:
+                    tokens = [[int(t)] for t in rng.integers(0, 50257, b)]
+                    start = time.perf_counter()
+                    if b == 1:
+                        seqs[b][0].append(tokens[0])
                     else:
-                        model.step(seqs, tokens)
-                rates.append(batch * args.steps / (time.perf_counter() - start))
-                for s in seqs:
+                        model.step(seqs[b], tokens)
+                    spent[b] += time.perf_counter() - start
+            for b in batches:
+                rates[b].append(b * args.steps / spent[b])
+                for s in seqs[b]:
                     s.close()
-            med = statistics.median(rates)
-            print(f"decode batch {batch:3d}: {med:8.1f} tokens/s aggregate, "
-                  f"{med / batch:7.1f} per sequence (runs: {', '.join(f'{r:.1f}' for r in rates)})")
+        base = statistics.median(rates[1]) if 1 in rates else None
+        for b in batches:
+            med = statistics.median(rates[b])
+            ratio = f", {med / base:.2f}x batch 1" if base else ""
+            print(f"decode batch {b:3d}: {med:8.1f} tokens/s aggregate, {med / b:7.1f} per "
+                  f"sequence{ratio} (runs: {', '.join(f'{r:.1f}' for r in rates[b])})")
         if has_step:
             seq = model.new_sequence()
             start = time.perf_counter()
