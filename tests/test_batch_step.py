@@ -214,3 +214,32 @@ def test_core_checks_what_python_does_not(model: gpt2cpu.Model) -> None:
     with pytest.raises(ValueError, match=r"inputs\[1\]: n_out"):
         _core.step(model._core, [a, b], [ids, ids], [1, 2])
     assert a.length == 0 and b.length == 0
+
+
+def test_steps_on_threads_at_once(model: gpt2cpu.Model) -> None:
+    """Two Python threads stepping their own batches at once (the GIL is released in the
+    step) each get what they get alone."""
+    import threading
+
+    groups = [prompts(20 + g, 6, longest=12) for g in range(2)]
+
+    def run(group: list[np.ndarray[Any, Any]]) -> list[np.ndarray[Any, Any]]:
+        sequences = [model.new_sequence() for _ in group]
+        out = model.step(sequences, group)
+        for _ in range(5):
+            out = model.step(sequences, [[int(np.argmax(o[-1]))] for o in out])
+        return out
+
+    want = [run(g) for g in groups]
+    got: list[Any] = [None, None]
+
+    def work(i: int) -> None:
+        got[i] = run(groups[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(got, want, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
