@@ -243,3 +243,18 @@ def test_steps_on_threads_at_once(model: gpt2cpu.Model) -> None:
         t.join()
     for a, b in zip(got, want, strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_a_sequence_may_want_no_outputs(model: gpt2cpu.Model) -> None:
+    """last_n=0: the sequence only takes in its tokens (their keys and values), and its next
+    step gives what it gives after a solo append of them."""
+    a, b = prompts(30, 2, longest=20)
+    sa, sb = model.new_sequence(), model.new_sequence()
+    out = model.step([sa, sb], [a, b], last_n=[0, 1])
+    assert out[0].shape == (0, SHAPE["vocab_size"])
+    assert np.array_equal(out[1], alone(model, np.zeros(0, dtype=np.int64), b, 1))
+    with model.new_sequence() as ref:
+        ref.append(a)
+        assert np.array_equal(sa.append([9]), ref.append([9]))
+    only_cache = model.step([sa], [[4, 5]], last_n=0)
+    assert only_cache[0].shape == (0, SHAPE["vocab_size"]) and sa.length == a.size + 3
