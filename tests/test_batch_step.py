@@ -258,3 +258,16 @@ def test_a_sequence_may_want_no_outputs(model: gpt2cpu.Model) -> None:
         assert np.array_equal(sa.append([9]), ref.append([9]))
     only_cache = model.step([sa], [[4, 5]], last_n=0)
     assert only_cache[0].shape == (0, SHAPE["vocab_size"]) and sa.length == a.size + 3
+
+
+def test_fork_of_an_empty_sequence_and_of_a_grown_one(model: gpt2cpu.Model) -> None:
+    with model.new_sequence() as empty:
+        twin = empty.fork()
+        assert twin.length == 0 and twin.append([3]).shape == (SHAPE["vocab_size"],)
+    with model.new_sequence() as seq:
+        for t in range(70):  # past the first 64 positions: the cache has grown once
+            seq.append([t % 50])
+        twin = seq.fork()
+        core = twin._core
+        assert core is not None and 70 <= core.allocated < SHAPE["n_positions"]
+        assert np.array_equal(twin.append([1]), seq.append([1]))
