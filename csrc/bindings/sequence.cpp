@@ -1,4 +1,5 @@
 #include "gpt2cpu/sequence.h"
+#include "gpt2cpu/step.h"
 
 #include <cstring>
 #include <memory>
@@ -44,8 +45,79 @@ void bind_sequence(py::module_& m) {
           py::arg("ids"), py::arg("n_logits") = 1,
           "Run ids through the model; returns the logits of the last n_logits positions.")
       .def("truncate", &Sequence::truncate, py::arg("length"))
+      .def("fork", &Sequence::fork, py::call_guard<py::gil_scoped_release>(),
+           "A new sequence holding a copy of this one's tokens' keys and values.")
       .def_property_readonly("length", &Sequence::length)
-      .def_property_readonly("capacity", &Sequence::capacity);
+      .def_property_readonly("capacity", &Sequence::capacity)
+      .def_property_readonly("allocated", &Sequence::allocated,
+                             "Positions the KV cache has memory for now.");
+
+  m.def(
+      "step",
+      [](std::shared_ptr<Model> model, std::vector<Sequence*> sequences, std::vector<IdArray> ids,
+         std::vector<int64_t> n_out, const std::string& output, int64_t layer,
+         bool hidden_states) -> py::object {
+        require(model != nullptr, "model must not be None");
+        require(ids.size() == sequences.size() && n_out.size() == sequences.size(),
+                "sequences, ids and n_out must have the same length");
+        StepRequest request;
+        if (output == "logits") {
+          request.output = StepOutput::Logits;
+        } else if (output == "hidden") {
+          request.output = StepOutput::Hidden;
+          request.layer = layer;
+        } else if (output == "all_hidden") {
+          request.output = StepOutput::AllHidden;
+        } else {
+          throw std::invalid_argument("output must be 'logits', 'hidden' or 'all_hidden', got '" +
+                                      output + "'");
+        }
+        const Config& c = model->config();
+        const int64_t width = step_output_width(c, request);
+        // Private copies: another Python thread may write to the caller's arrays once the GIL
+        // is released, and the ids checked must be the ids used.
+        std::vector<std::vector<int64_t>> local(sequences.size());
+        std::vector<StepInput> inputs(sequences.size());
+        int64_t out_rows = 0;
+        for (size_t i = 0; i < sequences.size(); ++i) {
+          const std::string name = "inputs[" + std::to_string(i) + "]: ";
+          require(sequences[i] != nullptr, name + "sequence must not be None");
+          require(ids[i].ndim() == 1, name + "ids must be one-dimensional");
+          const int64_t n = ids[i].shape(0);
+          require(n_out[i] >= 0 && n_out[i] <= n, name + "n_out must be in [0, len(ids)]");
+          // Before the output is allocated: its size is bounded only by this check.
+          if (n > sequences[i]->capacity()) {
+            throw std::out_of_range(name + "cannot append " + std::to_string(n) +
+                                    " tokens to a sequence of capacity " +
+                                    std::to_string(sequences[i]->capacity()));
+          }
+          local[i].assign(ids[i].data(), ids[i].data() + n);
+          inputs[i] = StepInput{sequences[i], local[i].data(), n, n_out[i]};
+          out_rows += n_out[i];
+        }
+        std::vector<py::ssize_t> shape{out_rows, width};
+        if (request.output == StepOutput::AllHidden) shape = {out_rows, c.n_layer + 1, c.n_embd};
+        py::array_t<float> out(shape);
+        float* data = out.mutable_data();
+        require(!hidden_states || request.output == StepOutput::Logits,
+                "hidden_states=True goes with output='logits'");
+        py::array_t<float> hidden;
+        if (hidden_states) {
+          hidden = py::array_t<float>(std::vector<py::ssize_t>{out_rows, c.n_layer + 1, c.n_embd});
+          request.hidden = hidden.mutable_data();
+        }
+        {
+          py::gil_scoped_release release;
+          run_step(*model, inputs, request, data);
+        }
+        if (hidden_states) return py::make_tuple(out, hidden);
+        return std::move(out);
+      },
+      py::arg("model"), py::arg("sequences"), py::arg("ids"), py::arg("n_out"),
+      py::arg("output") = "logits", py::arg("layer") = 0, py::arg("hidden_states") = false,
+      "One forward step over several sequences: each runs its ids; returns the outputs of "
+      "each one's last n_out positions, one sequence after the other; with hidden_states=True "
+      "(logits, every hidden state).");
 }
 
 }  // namespace gpt2cpu::bindings

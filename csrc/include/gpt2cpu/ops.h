@@ -58,6 +58,35 @@ void attention(float* out, const float* q, int64_t ldq, const float* k, const fl
                const AttentionShape& s, const Parallel& par, float* scratch);
 size_t attention_scratch(const AttentionShape& s, int threads);
 
+// attention() for several sequences in one operator: each job is one sequence's new
+// tokens against its own cache, and the threads take (query or block, head) items of all
+// of them from one counter, so a step of many sequences meets at one barrier, not one per
+// sequence. Each job's arithmetic is what attention() alone does for it.
+struct AttentionJob {
+  float* out;
+  const float* q;
+  int64_t ldq;
+  const float* k;
+  const float* v;
+  AttentionShape s;
+  int64_t items_end = 0;  // set by plan_attention: the end of this job's items
+};
+// Sets each job's items_end; returns the scratch floats attention_many needs on `threads`
+// threads. Called before a team's region: nothing inside it allocates.
+size_t plan_attention(AttentionJob* jobs, int64_t count, int threads);
+void attention_many(const AttentionJob* jobs, int64_t count, const Parallel& par, float* scratch);
+
+// store_keys_values for several sequences in one operator.
+struct KeyValueJob {
+  float* k;
+  float* v;
+  const float* new_k;
+  const float* new_v;
+  int64_t ld;
+  AttentionShape s;
+};
+void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parallel& par);
+
 // The new tokens' keys and values, new_k and new_v (t, n_head * head_dim; ld), copied into
 // the cache k, v (n_head, capacity, head_dim) at positions [pos0, pos0 + t).
 void store_keys_values(float* k, float* v, const float* new_k, const float* new_v, int64_t ld,

@@ -1,7 +1,11 @@
 #pragma once
-// One token sequence being run through a model: its KV cache and its length.
-// append() runs new tokens (a whole prompt in one batched pass, or one token) and returns
-// logits; the cache keeps keys and values so earlier tokens are never recomputed.
+// One token sequence being run through a model: its KV cache and its length. The forward
+// pass itself is the model's step (step.h), which advances any number of sequences at
+// once; append() is a step of this sequence alone.
+//
+// The cache holds what the sequence has room for so far, not its whole capacity: it grows
+// (doubling, copied once) as tokens are added, so that many short sequences fit where as
+// many full-context caches would not.
 
 #include <cstdint>
 #include <memory>
@@ -9,7 +13,7 @@
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/model.h"
-#include "gpt2cpu/parallel.h"
+#include "gpt2cpu/step.h"
 
 namespace gpt2cpu {
 
@@ -17,7 +21,7 @@ class Sequence {
  public:
   // capacity: the most tokens this sequence may hold, at most the model's n_positions.
   Sequence(std::shared_ptr<const Model> model, int64_t capacity);
-  // Hands the cache and activations on to the model's next sequence.
+  // Hands the cache on to the model's next sequence.
   ~Sequence();
   Sequence(const Sequence&) = delete;
   Sequence& operator=(const Sequence&) = delete;
@@ -25,31 +29,41 @@ class Sequence {
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
   int64_t vocab_size() const { return model_->config().vocab_size; }
+  const std::shared_ptr<const Model>& model() const { return model_; }
+  // Positions the cache has memory for now (<= capacity).
+  int64_t allocated() const { return allocated_; }
 
-  // Runs ids (n) at positions [length, length + n). Writes the logits of the last
-  // n_logits positions into logits (n_logits, vocab_size); n_logits in [0, n].
-  // Throws std::out_of_range for ids outside the vocabulary or a full cache, and
-  // std::runtime_error if another thread is using this sequence.
+  // Runs ids (n) at positions [length, length + n): a step of this sequence alone. Writes
+  // the logits of the last n_logits positions into logits (n_logits, vocab_size); n_logits
+  // in [0, n]. Throws as run_step does.
   void append(const int64_t* ids, int64_t n, float* logits, int64_t n_logits);
 
   // Forget every token from position n on (n <= length).
   void truncate(int64_t n);
 
+  // A new sequence holding the same tokens, with a copy of this one's keys and values:
+  // copying the cache costs ~1% of computing it again (see README), and the two then
+  // diverge without sharing anything.
+  std::unique_ptr<Sequence> fork();
+
+  // The cache of layer `layer`, for the step: keys, then values, each (n_head, allocated,
+  // head_dim); positions [0, length) are filled.
+  float* keys(int64_t layer) { return cache_.data() + (layer * 2 + 0) * layer_stride(); }
+  float* values(int64_t layer) { return cache_.data() + (layer * 2 + 1) * layer_stride(); }
+
  private:
-  void forward(const Parallel& par, int64_t n, float* logits, int64_t n_logits);
-  void forward_layer(const Parallel& par, int64_t layer, int64_t t, int64_t keep);
-  float* my_h(const Parallel& par, int64_t t) const;
+  friend void run_step(const Model&, const std::vector<StepInput>&, const StepRequest&, float*);
+
+  // Grows the cache, keeping its contents, so that it has room for `positions` tokens
+  // (<= capacity). Throws std::bad_alloc; the cache is unchanged then.
+  void reserve(int64_t positions);
+  int64_t layer_stride() const { return model_->config().n_embd * allocated_; }
 
   std::shared_ptr<const Model> model_;
   int64_t capacity_;
+  int64_t allocated_ = 0;
   int64_t length_ = 0;
-  Buffer cache_;  // (n_layer, 2, n_head, capacity, head_dim): keys then values
-  // Activations of the tokens being appended, grown to the largest append seen:
-  // x (t, C), h (t, C) (one per thread in a team), qkv (t, 3C), att (t, C), mlp (t, F),
-  // then attention's scratch, one after the other.
-  Buffer activations_;
-  float *x_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *att_ = nullptr, *mlp_ = nullptr;
-  float* scratch_ = nullptr;
+  Buffer cache_;  // (n_layer, 2, n_head, allocated, head_dim): keys then values
   std::mutex busy_;
 };
 

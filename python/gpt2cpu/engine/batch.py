@@ -1,0 +1,128 @@
+"""One forward step over several sequences at once (the C++ core's `step`).
+
+Each sequence runs its own new tokens (a prompt, or one sampled token) against its own KV
+cache; their rows share every matrix product, so a step of 16 decoding sequences reads the
+weights once. A sequence's outputs are the same bits whatever else shares its step.
+
+Every input is checked before anything runs: a bad one raises (naming its index) and no
+sequence changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .. import _core
+
+if TYPE_CHECKING:
+    from ..model import IdsLike, Sequence
+
+Output = Literal["logits", "hidden", "all_hidden"]
+
+
+@dataclass(frozen=True)
+class StepOutputs:
+    """What one step returned, one array per sequence, in the order given.
+
+    outputs[i]: (last_n[i], width) logits or hidden states of sequence i's last positions
+        ((last_n[i], n_layer + 1, n_embd) for output="all_hidden").
+    hidden_states[i]: with hidden_states=True, every hidden state of those positions,
+        (last_n[i], n_layer + 1, n_embd); else None.
+    """
+
+    outputs: list[np.ndarray[Any, Any]]
+    hidden_states: list[np.ndarray[Any, Any]] | None = None
+
+
+def _positive_rows(value: object, name: str, most: int) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not 0 <= value <= most
+    ):
+        raise ValueError(f"{name} must be an integer in [0, {most}], got {value!r}")
+    return int(value)
+
+
+def step(
+    sequences: Seq[Sequence],
+    ids: Seq[IdsLike],
+    *,
+    last_n: int | Seq[int] = 1,
+    output: Output = "logits",
+    layer: int = 0,
+    hidden_states: bool = False,
+) -> StepOutputs:
+    """Run ids[i] at the next positions of sequences[i], all in one step, and return the
+    outputs of each sequence's last last_n[i] new positions (0 for none: the sequence only
+    takes in its tokens).
+
+    output: "logits"; "hidden", the hidden state `layer` (0: the embeddings, n_layer: the
+    final layer norm's output, as Hugging Face numbers output_hidden_states); or
+    "all_hidden", every one of them. hidden_states=True with "logits" returns both.
+    """
+    from ..model import as_ids
+
+    if isinstance(sequences, (str, bytes)) or not isinstance(sequences, Seq):
+        raise TypeError("sequences must be a list of Sequence objects")
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Seq):
+        raise TypeError("ids must be a list with one array of token ids per sequence")
+    if not sequences:
+        raise ValueError("sequences must not be empty")
+    if len(ids) != len(sequences):
+        raise ValueError(f"ids must hold one entry per sequence: {len(ids)} for {len(sequences)}")
+    if output not in ("logits", "hidden", "all_hidden"):
+        raise ValueError(f"output must be 'logits', 'hidden' or 'all_hidden', got {output!r}")
+    if not isinstance(hidden_states, bool):
+        raise ValueError(f"hidden_states must be True or False, got {hidden_states!r}")
+    if hidden_states and output != "logits":
+        raise ValueError("hidden_states=True goes with output='logits'")
+    model = sequences[0].model
+    n_layer = model.config.n_layer
+    if output == "hidden" and (
+        isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= n_layer
+    ):
+        raise ValueError(f"layer must be an integer in [0, {n_layer}], got {layer!r}")
+    arrays: list[np.ndarray[Any, Any]] = []
+    cores: list[_core.Sequence] = []
+    seen: set[int] = set()
+    for i, seq in enumerate(sequences):
+        if seq.model is not model:
+            raise ValueError(f"sequences[{i}] belongs to another model than sequences[0]")
+        if id(seq) in seen:
+            raise ValueError(f"sequences[{i}] appears twice; a sequence takes one step at a time")
+        seen.add(id(seq))
+        if seq.closed:
+            raise ValueError(f"sequences[{i}] is closed")
+        cores.append(seq._open_core())
+        arr = as_ids(ids[i], model.config.vocab_size, f"ids[{i}]")
+        if arr.size == 0:
+            raise ValueError(f"ids[{i}] must not be empty")
+        if seq.length + arr.size > seq.capacity:
+            raise ValueError(
+                f"ids[{i}]: appending {arr.size} tokens to a sequence of {seq.length} would "
+                f"exceed its capacity of {seq.capacity} tokens"
+            )
+        arrays.append(arr)
+    if isinstance(last_n, Seq):
+        if len(last_n) != len(sequences):
+            raise ValueError(
+                f"last_n must hold one entry per sequence: {len(last_n)} for {len(sequences)}"
+            )
+        rows = [
+            _positive_rows(n, f"last_n[{i}]", a.size)
+            for i, (n, a) in enumerate(zip(last_n, arrays, strict=True))
+        ]
+    else:
+        rows = [_positive_rows(last_n, "last_n", a.size) for a in arrays]
+    result = _core.step(model._core, cores, arrays, rows, output, layer, hidden_states)
+    out, hidden = result if hidden_states else (result, None)
+    for seq, arr in zip(sequences, arrays, strict=True):
+        seq.tokens.extend(arr.tolist())
+    bounds = np.cumsum(rows)[:-1]
+    outputs = np.split(out, bounds)
+    return StepOutputs(outputs, None if hidden is None else np.split(hidden, bounds))
