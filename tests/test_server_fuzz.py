@@ -32,41 +32,60 @@ json_values = st.recursive(
     max_leaves=8,
 )
 
-small_ids = st.lists(st.integers(-5, 5000), min_size=0, max_size=8)
-plausible = {
-    "prompt": st.text(max_size=30) | small_ids | st.lists(st.text(max_size=10), max_size=3),
+ids = st.lists(st.integers(0, 4095), min_size=1, max_size=8)
+texts = st.text(st.characters(codec="utf-8"), max_size=30)
+# In-range values for each field, and values around and beyond the ranges.
+valid: dict[str, st.SearchStrategy[Any]] = {
+    "prompt": texts | ids | st.lists(texts, min_size=1, max_size=3),
     "messages": st.lists(st.fixed_dictionaries({
-        "role": st.sampled_from(["user", "system", "assistant", "robot"]),
-        "content": st.text(max_size=30) | st.none()}), max_size=3),
-    "input": st.text(max_size=20) | small_ids,
-    "max_tokens": st.integers(-2, 8),
-    "temperature": st.floats(-1, 3, allow_nan=False),
-    "top_p": st.floats(-0.5, 1.5, allow_nan=False),
-    "top_k": st.integers(-3, 100),
-    "min_p": st.floats(-0.5, 1.5, allow_nan=False),
-    "repetition_penalty": st.floats(-1, 3, allow_nan=False),
-    "n": st.integers(-1, 3),
-    "stop": st.text(max_size=3) | st.lists(st.text(max_size=3), max_size=3),
+        "role": st.sampled_from(["user", "system", "assistant"]), "content": texts}),
+        min_size=1, max_size=3),
+    "input": texts | ids,
+    "max_tokens": st.integers(1, 8),
+    "temperature": st.floats(0, 2),
+    "top_p": st.floats(0.01, 1),
+    "top_k": st.integers(0, 100),
+    "min_p": st.floats(0, 1),
+    "repetition_penalty": st.floats(0.5, 2),
+    "n": st.integers(1, 3),
+    "stop": texts | st.lists(st.text(min_size=1, max_size=3), max_size=3),
     "stream": st.booleans(),
-    "logprobs": st.integers(-1, 25) | st.booleans(),
-    "top_logprobs": st.integers(-1, 25),
+    "logprobs": st.integers(0, 5),
+    "top_logprobs": st.integers(0, 5),
     "echo": st.booleans(),
-    "seed": st.integers(-5, 2**64),
-    "presence_penalty": st.floats(-3, 3, allow_nan=False),
-    "frequency_penalty": st.floats(-3, 3, allow_nan=False),
-    "logit_bias": st.dictionaries(st.text(max_size=5) | st.integers(-1, 5000).map(str),
-                                  st.floats(-200, 200, allow_nan=False), max_size=3),
+    "seed": st.integers(0, 2**32),
+    "presence_penalty": st.floats(-2, 2),
+    "frequency_penalty": st.floats(-2, 2),
+    "logit_bias": st.dictionaries(st.integers(0, 4095).map(str), st.floats(-100, 100),
+                                  max_size=3),
     "ignore_eos": st.booleans(),
-    "model": st.sampled_from(["tiny", "other", ""]),
+    "model": st.just("tiny"),
 }
-
-
-def bodies(fields: list[str]) -> st.SearchStrategy[dict[str, Any]]:
-    chosen = st.lists(st.sampled_from(fields), unique=True, max_size=len(fields))
-    return chosen.flatmap(lambda names: st.fixed_dictionaries(
-        {name: plausible[name] | json_values for name in names}))
-
-
+wrong: dict[str, st.SearchStrategy[Any]] = {
+    "prompt": st.lists(st.integers(-5, 10**6), max_size=4) | st.just([]),
+    "messages": st.lists(st.fixed_dictionaries({
+        "role": st.sampled_from(["robot", ""]), "content": st.none() | texts}), max_size=2),
+    "input": st.just([]) | st.lists(st.integers(-5, 10**6), max_size=3),
+    "max_tokens": st.integers(-2, 0) | st.integers(10**6, 2**70),
+    "temperature": st.floats(-1, 0, exclude_max=True) | st.floats(100.5, 1e300),
+    "top_p": st.floats(-1, 0) | st.floats(1, 3, exclude_min=True),
+    "top_k": st.integers(-3, -1),
+    "min_p": st.floats(1, 3, exclude_min=True),
+    "repetition_penalty": st.floats(-1, 0),
+    "n": st.integers(-1, 0) | st.integers(17, 100),
+    "stop": st.lists(st.integers(), max_size=2) | st.just([""]),
+    "stream": st.integers(),
+    "logprobs": st.integers(21, 99) | st.integers(-5, -1),
+    "top_logprobs": st.integers(21, 99),
+    "echo": st.text(max_size=3),
+    "seed": st.integers(-5, -1) | st.integers(2**63, 2**70),
+    "presence_penalty": st.floats(2, 10, exclude_min=True),
+    "frequency_penalty": st.floats(-10, -2, exclude_max=True),
+    "logit_bias": st.dictionaries(st.text(max_size=3) | st.integers(4096, 10**6).map(str),
+                                  st.floats(-300, 300), max_size=3),
+    "ignore_eos": st.integers(),
+    "model": st.sampled_from(["other", ""]),
+}
 ENDPOINTS = {
     "/completions": ["prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p",
                      "repetition_penalty", "n", "stop", "stream", "logprobs", "echo", "seed",
@@ -77,6 +96,27 @@ ENDPOINTS = {
                           "model"],
     "/embeddings": ["input", "model"],
 }
+REQUIRED = {"/completions": "prompt", "/chat/completions": "messages", "/embeddings": "input"}
+
+
+def bodies(endpoint: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Mostly valid bodies: each field present is in range 4 times in 5, else out of range
+    or any JSON value; the required field is present 19 times in 20."""
+    fields = ENDPOINTS[endpoint]
+
+    def value(name: str) -> st.SearchStrategy[Any]:
+        return st.integers(0, 9).flatmap(
+            lambda roll: valid[name] if roll < 8 else wrong[name] if roll == 8 else json_values)
+
+    @st.composite
+    def body(draw: Any) -> dict[str, Any]:
+        names = draw(st.lists(st.sampled_from(fields), unique=True, max_size=6))
+        required = REQUIRED[endpoint]
+        if draw(st.integers(0, 19)) > 0 and required not in names:
+            names.append(required)
+        return {name: draw(value(name)) for name in names}
+
+    return body()
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +133,18 @@ def check(response: Any) -> None:
         assert set(error) == {"message", "type", "param", "code"}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
           HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_bodies_get_a_success_or_an_openai_error(server: Served, data: Any) -> None:
-    endpoint = data.draw(st.sampled_from(sorted(ENDPOINTS)))
-    body = data.draw(bodies(ENDPOINTS[endpoint]) | json_values)
-    if isinstance(body, dict) and isinstance(body.get("max_tokens"), int):
-        body["max_tokens"] = min(body["max_tokens"], 8)  # bounded work per example
-    elif isinstance(body, dict):
-        body["max_tokens"] = 4
+    # Embeddings answer 501 until Model.embed exists: fewer of them.
+    endpoint = data.draw(st.sampled_from(["/completions", "/chat/completions"] * 2
+                                         + ["/embeddings"]))
+    # One body in 20 is any JSON at all.
+    any_json = data.draw(st.integers(0, 19)) == 0
+    body = data.draw(json_values) if any_json else data.draw(bodies(endpoint))
+    if isinstance(body, dict) and not isinstance(body.get("max_tokens"), int):
+        body["max_tokens"] = 4  # bounded work (the default runs to the end of the context)
     raw = json.dumps(body).encode()
     with httpx.Client(timeout=60) as http:
         response = http.post(server.v1 + endpoint, content=raw,
@@ -113,7 +155,7 @@ def test_random_bodies_get_a_success_or_an_openai_error(server: Served, data: An
             assert response.text.rstrip().endswith("data: [DONE]")
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(max_size=64), path=st.sampled_from(["/v1/completions", "/v1/models",
                                                           "/v1/x", "/", "/metrics"]))

@@ -90,7 +90,7 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
         check_model(body.model)
         config = build.config_for(model, body, body.max_tokens)
         prompts = [build.encode(model, p, config, body.max_tokens, "prompt")
-                   for p in build.completion_prompts(model, body)]
+                   for p in build.completion_prompts(body)]
         score_prompt = body.echo and body.logprobs is not None
         run = Run(engine)
         run.submit(build.jobs_for(prompts, config, body.n, body.max_tokens, context, run.emit,

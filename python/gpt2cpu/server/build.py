@@ -74,13 +74,12 @@ def _param_of(message: str) -> str | None:
     return first if first in names else None
 
 
-def completion_prompts(model: Model, request: CompletionRequest) -> list[list[int] | str]:
-    prompt = request.prompt
-    if isinstance(prompt, str):
+def completion_prompts(request: CompletionRequest) -> list[list[int] | str]:
+    """OpenAI's four prompt forms (a string, strings, ids, lists of ids) as a list."""
+    prompt: Any = request.prompt
+    if isinstance(prompt, str) or isinstance(prompt[0], int):
         return [prompt]
-    if prompt and isinstance(prompt[0], int):
-        return [list(prompt)]  # type: ignore[arg-type]
-    return list(prompt)  # type: ignore[arg-type]
+    return list(prompt)
 
 
 def encode(model: Model, prompt: list[int] | str, config: GenerationConfig,
