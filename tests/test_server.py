@@ -330,3 +330,96 @@ def test_stream_ends_with_done_and_usage(server: Served) -> None:
     assert lines[-1] == "data: [DONE]"
     last = json.loads(lines[-2][len("data: "):])
     assert last["choices"] == [] and last["usage"]["completion_tokens"] <= 5
+
+
+def test_kv_budget_queues_what_does_not_fit(model: gpt2cpu.Model) -> None:
+    from gpt2cpu.server.engine import kv_bytes_per_position
+
+    one = 64 * kv_bytes_per_position(model)  # the smallest sequence the engine allocates
+    gate = Gate()
+    with serve(model, max_kv_bytes=one + one // 2, prefix_cache_entries=0, step=gate) as served:
+        answers: list[int] = []
+
+        def post() -> None:
+            answers.append(httpx.post(served.v1 + "/completions", json={
+                "prompt": "A", "max_tokens": 3}, timeout=30).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for t in threads:
+            t.start()
+        # One runs, the other waits for its memory rather than failing.
+        assert wait_until(lambda: served.engine.queue_length == 1
+                          and len(served.engine._running) == 1, 10)
+        too_big = httpx.post(served.v1 + "/completions", json={"prompt": "A", "max_tokens": 200})
+        assert _error(too_big, 400)["code"] == "kv_budget_exceeded"
+        gate.open.set()
+        for t in threads:
+            t.join(30)
+        assert answers == [200, 200]
+
+
+def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
+    import shutil
+
+    from gpt2cpu.server.chat import load_template
+    from gpt2cpu.server.schemas import ChatMessage
+
+    messages = [ChatMessage(role="user", content="Hi"), ChatMessage(role="assistant",
+                content="Hello"), ChatMessage(role="user", content="Bye")]
+    eos = model.tokenizer.eos_token_id
+    encode = model.tokenizer.encode
+    assert load_template(model, "eos").prompt_ids(model, messages) == [
+        *encode("Hi"), eos, *encode("Hello"), eos, *encode("Bye"), eos]
+    assert load_template(model).kind == "plain"  # the bundled model has no template
+
+    directory = tmp_path / "with-template"
+    shutil.copytree(model.path, directory)
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+                               "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}"
+                               "<assistant>{% endif %}")
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    templated = gpt2cpu.Model.from_pretrained(directory, threads=1)
+    ids = load_template(templated).prompt_ids(templated, messages)
+    assert ids == encode("<user>Hi") + [eos] + encode("<assistant>Hello") + [eos] \
+        + encode("<user>Bye") + [eos] + encode("<assistant>")
+    with serve(templated, model_name="t") as served:
+        got = openai.OpenAI(base_url=served.v1, api_key="x", max_retries=0).chat.completions \
+            .create(model="t", messages=[m.model_dump() for m in messages], max_tokens=6,
+                    seed=1)
+        assert got.choices[0].message.content == templated.generate(ids, max_new_tokens=6,
+                                                                     seed=1).text
+
+
+def test_serve_command(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from served import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gpt2cpu", "serve", "--port", str(port), "--threads", "1",
+         "--max-batch", "2", "--max-queue", "4", "--max-kv-memory", "64M", "--api-key", "k"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stderr is not None
+        assert f"127.0.0.1:{port}" in process.stderr.readline()
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until(lambda: _up(url), 20)
+        metrics = httpx.get(url + "/metrics").text
+        assert f"gpt2cpu_kv_cache_budget_bytes {64 << 20}" in metrics
+        got = httpx.post(url + "/v1/completions", json={"prompt": "A", "max_tokens": 2},
+                         headers={"Authorization": "Bearer k"}).json()
+        assert got["usage"]["completion_tokens"] <= 2
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def _up(url: str) -> bool:
+    try:
+        return bool(httpx.get(url + "/health", timeout=1).status_code == 200)
+    except httpx.HTTPError:
+        return False

@@ -71,12 +71,16 @@ class ChatTemplate:
             rendered: str = template.render(
                 messages=[{"role": m.role, "content": m.text()} for m in messages],
                 add_generation_prompt=True,
-                bos_token=names.get(tokenizer.bos_token_id or -1, ""),
-                eos_token=names.get(tokenizer.eos_token_id or -1, ""),
+                bos_token=_name(names, tokenizer.bos_token_id),
+                eos_token=_name(names, tokenizer.eos_token_id),
             )
         except TemplateError as exc:
             raise ValueError(f"the chat template failed: {exc}") from None
         return rendered
+
+
+def _name(names: dict[int, str], token: int | None) -> str:
+    return "" if token is None else names.get(token, "")
 
 
 def load_template(model: Model, choice: str = "auto") -> ChatTemplate:

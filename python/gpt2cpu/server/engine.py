@@ -11,6 +11,7 @@ waits on a step.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from .prefix_cache import PrefixCache
 
 if TYPE_CHECKING:
     from ..model import Model, Sequence
+
+logger = logging.getLogger("gpt2cpu.server")
 
 
 class QueueFull(Exception):
@@ -187,13 +190,21 @@ class Engine:
                         future.set_result(function())
                     except BaseException as exc:  # handed to the caller, who reports it
                         future.set_exception(exc)
-            self._admit()
-            self._drop_cancelled()
-            if self._running:
-                self._iterate()
-            else:
-                # Waiting choices only, none admissible: wait for a submission or cancel
-                # instead of spinning (a cancelled one leaves at the next _admit).
+            blocked = False
+            try:
+                blocked = self._admit()
+                self._drop_cancelled()
+                if self._running:
+                    self._iterate()
+            except Exception as exc:  # a bug must not kill the loop: fail what was running
+                logger.exception("engine step failed")
+                for job in self._running:
+                    self._close(job, "failed")
+                    job.fail(500, f"internal error in the engine: {type(exc).__name__}: {exc}")
+                self._running.clear()
+            if blocked and not self._running:
+                # Only choices that do not fit yet (the cache was evicted already): wait for
+                # a submission or a cancellation instead of spinning.
                 with self._wake:
                     self._wake.wait(0.05)
         for job in self._running:
@@ -202,11 +213,13 @@ class Engine:
             job.fail(503, "the server is shutting down")
         self._cache.clear()
 
-    def _admit(self) -> None:
+    def _admit(self) -> bool:
+        """Moves waiting choices into the batch; True when the first waiting one does not
+        fit the KV budget."""
         while len(self._running) < self.max_batch:
             with self._wake:
                 if not self._waiting:
-                    return
+                    return False
                 job = self._waiting[0]
                 if job.cancelled.is_set():
                     self._waiting.popleft()
@@ -217,7 +230,7 @@ class Engine:
             if reuse is None:
                 while self._held_bytes() + self._bytes(capacity) > self.max_kv_bytes:
                     if not self._cache.evict_one():
-                        return  # waits for a running choice to finish
+                        return True  # waits for a running choice to finish
             with self._wake:
                 self._waiting.popleft()
             try:
@@ -233,6 +246,7 @@ class Engine:
                 continue
             self.metrics.tokens(prompt=len(job.prompt), cached=job.cached_tokens)
             self._running.append(job)
+        return False
 
     def _drop_cancelled(self) -> None:
         for job in [j for j in self._running if j.cancelled.is_set()]:
