@@ -423,3 +423,37 @@ def _up(url: str) -> bool:
         return bool(httpx.get(url + "/health", timeout=1).status_code == 200)
     except httpx.HTTPError:
         return False
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu.Model
+                                                                  ) -> None:
+    """Every step advances each decoding stream by one token while a long prompt joins, and
+    runs at most --prefill-chunk prompt tokens: the prompt costs the others a bounded step."""
+    steps: list[list[int]] = []
+
+    def recording(items: list[Any]) -> list[Any]:
+        steps.append([len(item.tokens) for item in items])
+        time.sleep(0.005)
+        return advance(items)
+
+    long_prompt = model.tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
+    with serve(model, step=recording, prefill_chunk=16) as served:
+        streams = [threading.Thread(target=httpx.post, args=(served.v1 + "/completions",),
+                                    kwargs={"json": {"prompt": "A", "max_tokens": 240,
+                                                     "ignore_eos": True}, "timeout": 60})
+                   for _ in range(3)]
+        for t in streams:
+            t.start()
+        assert wait_until(lambda: len(served.engine._running) == 3 and all(
+            not j.prefilling for j in served.engine._running), 10)
+        mark = len(steps)
+        got = httpx.post(served.v1 + "/completions", json={"prompt": long_prompt,
+                                                           "max_tokens": 1}, timeout=60)
+        assert got.status_code == 200
+        for t in streams:
+            t.join(60)
+    during = [s for s in steps[mark:] if max(s) > 1]  # the steps that read the long prompt
+    assert len(during) >= 200 // 16
+    for step in during:
+        assert sum(n for n in step if n > 1) <= 16
+        assert step.count(1) == 3  # and the three streams advanced by a token each

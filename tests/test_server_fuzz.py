@@ -163,3 +163,17 @@ def test_raw_bytes_and_paths(server: Served, raw: bytes, path: str) -> None:
     response = httpx.post(server.url + path, content=raw, timeout=30)
     assert response.status_code in ALLOWED | {405}
     assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+
+
+def test_the_fuzzed_fields_are_the_specs(server: Served) -> None:
+    """The fields fuzzed above are fields of the server's OpenAPI spec, and the spec has few
+    others (so a new field is fuzzed or consciously left out here)."""
+    spec = httpx.get(server.url + "/openapi.json", timeout=30).json()
+    schemas = spec["components"]["schemas"]
+    unfuzzed = {"user", "stream_options", "encoding_format", "max_completion_tokens"}
+    for endpoint, fields in ENDPOINTS.items():
+        body = spec["paths"]["/v1" + endpoint]["post"]["requestBody"]["content"]
+        name = body["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        properties = set(schemas[name]["properties"])
+        assert set(fields) <= properties
+        assert properties - set(fields) <= unfuzzed, properties - set(fields)

@@ -283,7 +283,6 @@ class Engine:
                     self.metrics.between_tokens(job.last_token_at - before)
             if done:
                 self._running.remove(job)
-                self.metrics.tokens(generated=len(job.generated))
                 self._close(job, "finished")
         self.metrics.step(len(work), len(self._waiting), len(self._running), self._held_bytes())
 
@@ -291,6 +290,7 @@ class Engine:
         """A choice leaves: a finished one's sequence goes to the prefix cache, the others'
         caches are freed at once."""
         self.metrics.outcome(outcome)
+        self.metrics.tokens(generated=len(job.generated))
         sequence, job.sequence = job.sequence, None
         if sequence is None:
             return
