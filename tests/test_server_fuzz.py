@@ -91,9 +91,10 @@ ENDPOINTS = {
                      "repetition_penalty", "n", "stop", "stream", "logprobs", "echo", "seed",
                      "presence_penalty", "frequency_penalty", "logit_bias", "ignore_eos",
                      "model"],
-    "/chat/completions": ["messages", "max_tokens", "temperature", "top_p", "n", "stop",
-                          "stream", "logprobs", "top_logprobs", "seed", "logit_bias",
-                          "model"],
+    "/chat/completions": ["messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
+                          "repetition_penalty", "n", "stop", "stream", "logprobs",
+                          "top_logprobs", "seed", "presence_penalty", "frequency_penalty",
+                          "logit_bias", "ignore_eos", "model"],
     "/embeddings": ["input", "model"],
 }
 REQUIRED = {"/completions": "prompt", "/chat/completions": "messages", "/embeddings": "input"}
@@ -105,8 +106,10 @@ def bodies(endpoint: str) -> st.SearchStrategy[dict[str, Any]]:
     fields = ENDPOINTS[endpoint]
 
     def value(name: str) -> st.SearchStrategy[Any]:
+        good = st.booleans() if (endpoint, name) == ("/chat/completions", "logprobs") else \
+            valid[name]
         return st.integers(0, 9).flatmap(
-            lambda roll: valid[name] if roll < 8 else wrong[name] if roll == 8 else json_values)
+            lambda roll: good if roll < 8 else wrong[name] if roll == 8 else json_values)
 
     @st.composite
     def body(draw: Any) -> dict[str, Any]:
