@@ -61,18 +61,19 @@ def test_completion_matches_generate(model: gpt2cpu.Model, client: Any) -> None:
 
 
 def test_stream_matches_generate_and_hides_the_stop(model: gpt2cpu.Model, client: Any) -> None:
-    options = dict(max_new_tokens=60, temperature=1.0, top_k=40, seed=7, stop=["e", "\n\n"])
+    # "ou" is held back at every "o" until the next piece shows whether a "u" follows.
+    options = dict(max_new_tokens=60, temperature=1.0, top_k=40, seed=7, stop=["ou", "\n\n"])
     want = model.generate("JULIET:", **options)
     pieces, reasons = [], []
     for chunk in client.completions.create(
         model="tiny", prompt="JULIET:", max_tokens=60, temperature=1.0, seed=7,
         extra_body={"top_k": 40},
-        stop=["e", "\n\n"], stream=True,
+        stop=["ou", "\n\n"], stream=True,
     ):
         pieces.append(chunk.choices[0].text)
         reasons.append(chunk.choices[0].finish_reason)
     assert "".join(pieces) == want.text
-    assert all("e" not in p for p in pieces)
+    assert all("ou" not in p for p in pieces)
     assert reasons[-1] == "stop" and want.finish_reason == "stop"
 
 
@@ -104,6 +105,10 @@ def test_echo_with_max_tokens_0_scores_the_prompt(model: gpt2cpu.Model, client: 
         assert len(top) == 2
         assert max(top.values()) == pytest.approx(want[i].max(), abs=1e-5)
     assert got.choices[0].text == model.tokenizer.decode(ids)
+    echoed = client.completions.create(model="tiny", prompt="ROMEO:", max_tokens=6, echo=True,
+                                       seed=2)
+    want_text = model.generate("ROMEO:", max_new_tokens=6, seed=2).text
+    assert echoed.choices[0].text == "ROMEO:" + want_text
     offsets = scores.text_offset
     assert offsets[0] == 0 and offsets == sorted(offsets)
 
@@ -254,11 +259,12 @@ def test_full_queue_answers_429_at_once(model: gpt2cpu.Model) -> None:
             answers.append(httpx.post(served.v1 + "/completions", json=body,
                                       timeout=30).status_code)
 
+        # One at a time: two sent together may both find the queue not yet emptied.
         pending = [threading.Thread(target=post) for _ in range(2)]
-        for t in pending:
-            t.start()
-        assert wait_until(lambda: served.engine.queue_length == 1
-                          and len(served.engine._running) == 1, 10)
+        pending[0].start()
+        assert wait_until(lambda: len(served.engine._running) == 1, 10)
+        pending[1].start()
+        assert wait_until(lambda: served.engine.queue_length == 1, 10), answers
         started = time.monotonic()
         refused = httpx.post(served.v1 + "/completions", json=body, timeout=30)
         assert time.monotonic() - started < 2
