@@ -54,10 +54,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="require 'Authorization: Bearer KEY' on /v1/ endpoints")
     parser.add_argument("--max-batch", type=positive, default=32, metavar="B",
-                        help="requests advanced together per step (default 32)")
+                        help="choices (a request has n) advanced together per step "
+                        "(default 32)")
     parser.add_argument("--max-queue", type=positive, default=256, metavar="Q",
-                        help="requests waiting beyond the batch; more are answered 429 "
-                        "(default 256)")
+                        help="choices waiting beyond the batch; a request that would pass "
+                        "this is answered 429 at once (default 256)")
     parser.add_argument("--max-kv-memory", type=memory_size, default=None, metavar="SIZE",
                         help="KV-cache budget, e.g. 2G (default: half the memory available "
                         "at start)")
