@@ -1,0 +1,110 @@
+"""`gpt2cpu serve`: the OpenAI-compatible HTTP server (gpt2cpu.server)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+from . import CliError
+from .common import (
+    add_dtype_argument,
+    add_model_argument,
+    add_threads_argument,
+    model_directory,
+    threads_of,
+)
+
+DESCRIPTION = """\
+Serve the model over HTTP with OpenAI's API: /v1/completions, /v1/chat/completions,
+/v1/embeddings, /v1/models, plus /health and /metrics (Prometheus). Concurrent requests
+are batched: every running request advances one token per engine step. Needs the server
+extra: pip install "gpt2cpu[server]"."""
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def memory_size(text: str) -> int:
+    """"2G", "512M", "1048576": bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*", text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 2G, 512M)")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve the model with an OpenAI-compatible HTTP API",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_argument(parser)
+    add_dtype_argument(parser)
+    add_threads_argument(parser)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help="require 'Authorization: Bearer KEY' on /v1/ endpoints")
+    parser.add_argument("--max-batch", type=positive, default=32, metavar="B",
+                        help="choices (a request has n) advanced together per step "
+                        "(default 32)")
+    parser.add_argument("--max-queue", type=positive, default=256, metavar="Q",
+                        help="choices waiting beyond the batch; a request that would pass "
+                        "this is answered 429 at once (default 256)")
+    parser.add_argument("--max-kv-memory", type=memory_size, default=None, metavar="SIZE",
+                        help="KV-cache budget, e.g. 2G (default: half the memory available "
+                        "at start)")
+    parser.add_argument("--prefill-chunk", type=positive, default=64, metavar="N",
+                        help="prompt tokens run per step, shared by the prompts being read, "
+                        "so that a long prompt does not stall the others (default 64)")
+    parser.add_argument("--prefix-cache", type=int, default=16, metavar="N",
+                        help="finished requests' sequences kept for prompts that share "
+                        "their prefix (default 16; 0: off)")
+    parser.add_argument("--model-name", default=None,
+                        help="the model id clients send and /v1/models lists (default: the "
+                        "model directory's name)")
+    parser.add_argument("--chat-template", default="auto", metavar="auto|plain|eos|FILE",
+                        help="how chat messages become a prompt (default auto: "
+                        "tokenizer_config.json's template, else eos for DialoGPT, else plain)")
+    parser.add_argument("--max-body", type=memory_size, default=1 << 20, metavar="SIZE",
+                        help="largest request body accepted, else 413 (default 1M)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..server import build_server
+    except ImportError as exc:
+        from ..server import MISSING
+
+        raise CliError(f"{MISSING}; missing: {exc.name}") from None
+    from ..model import Model
+
+    model = Model.from_pretrained(model_directory(args), threads=threads_of(args),
+                                  dtype=args.dtype)
+    app, engine = build_server(
+        model, model_name=args.model_name, api_key=args.api_key, max_body_bytes=args.max_body,
+        chat_template=args.chat_template, max_batch=args.max_batch, max_queue=args.max_queue,
+        max_kv_bytes=args.max_kv_memory, prefill_chunk=args.prefill_chunk,
+        prefix_cache_entries=args.prefix_cache,
+    )
+    engine.start()
+    name = args.model_name or (model.path.name if model.path else "gpt2cpu")
+    print(f"gpt2cpu serve: {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    timeout_graceful_shutdown=5)
+    finally:
+        engine.stop()
+    return 0

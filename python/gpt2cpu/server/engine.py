@@ -1,0 +1,310 @@
+"""The engine loop: one thread owns the model and advances every running choice together.
+
+Each iteration admits waiting choices (up to `max_batch` running, within the KV-cache
+budget), drops cancelled ones, runs one step in which every running choice advances by one
+token (or, while its prompt is prefilled, by a chunk of it, the chunks of one iteration
+sharing `prefill_chunk` tokens so that a long prompt does not stall the others), and hands
+each choice its logits. The HTTP side only enqueues choices and reads events: it never
+waits on a step.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .job import Job
+from .metrics import Metrics
+from .prefix_cache import PrefixCache
+
+if TYPE_CHECKING:
+    from ..model import Model, Sequence
+
+logger = logging.getLogger("gpt2cpu.server")
+
+
+class QueueFull(Exception):
+    """Too many choices are waiting: answer 429 at once rather than pile up."""
+
+
+class TooLarge(Exception):
+    """A choice whose KV cache alone exceeds the whole budget: it could never run."""
+
+
+@dataclass(frozen=True)
+class StepItem:
+    sequence: Sequence
+    tokens: list[int]
+    rows: int  # logit rows wanted, the last `rows` positions of `tokens`
+
+
+def advance(items: list[StepItem]) -> list[np.ndarray[Any, Any]]:
+    """Runs every item's tokens on its sequence and returns each one's logits (rows, vocab).
+
+    The one place where sequences meet the model. Today it appends to each sequence in
+    turn; when the batched C++ step of issue 19 lands (one call advancing many sequences,
+    each its own tokens, the weights read once), it replaces this loop and nothing else in
+    the server changes.
+    """
+    out: list[np.ndarray[Any, Any]] = []
+    for item in items:
+        if len(item.tokens) == 1 and item.rows == 1:
+            # A decode step: the token came from the sampler, so skip as_ids' checks.
+            out.append(item.sequence._append_sampled(item.tokens[0])[None, :])
+        else:
+            out.append(item.sequence.append(item.tokens, last_n=item.rows))
+    return out
+
+
+def kv_bytes_per_position(model: Model) -> int:
+    """Keys and values of every layer for one position, float32 as the cache holds them."""
+    c = model.config
+    return 2 * c.n_layer * c.n_embd * 4
+
+
+def available_memory() -> int:
+    """MemAvailable from /proc/meminfo, else the physical memory (bytes)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def sequence_capacity(needed: int, n_positions: int) -> int:
+    """Positions to allocate for a choice that needs `needed`: the next power of two from
+    64, so that a cached sequence has room for a later request that extends it (a chat's
+    next turn), capped at the context."""
+    size = 64
+    while size < needed:
+        size *= 2
+    return min(size, n_positions)
+
+
+class Engine:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch: int = 32,
+        max_queue: int = 256,
+        max_kv_bytes: int | None = None,
+        prefill_chunk: int = 64,
+        prefix_cache_entries: int = 16,
+        metrics: Metrics | None = None,
+        step: Callable[[list[StepItem]], list[np.ndarray[Any, Any]]] = advance,
+    ) -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.per_position = kv_bytes_per_position(model)
+        self.max_kv_bytes = (available_memory() // 2) if max_kv_bytes is None else max_kv_bytes
+        self.prefill_chunk = prefill_chunk
+        self.metrics = metrics or Metrics()
+        self.metrics.kv_budget = self.max_kv_bytes
+        self._step = step
+        self._cache = PrefixCache(prefix_cache_entries)
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._calls: collections.deque[tuple[Callable[[], Any], Future[Any]]] = collections.deque()
+        self._running: list[Job] = []
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="gpt2cpu-engine", daemon=True)
+
+    # -- the HTTP side's interface (any thread) ----------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join()
+
+    def submit(self, jobs: list[Job]) -> None:
+        """Queues a request's choices, all or none. Raises QueueFull or TooLarge."""
+        n_positions = self.model.config.n_positions
+        for job in jobs:
+            need = self._bytes(sequence_capacity(job.capacity, n_positions))
+            if need > self.max_kv_bytes:
+                raise TooLarge(
+                    f"this request needs {need} bytes of KV cache, more than the server's "
+                    f"budget of {self.max_kv_bytes} (--max-kv-memory)"
+                )
+        with self._wake:
+            if len(self._waiting) + len(jobs) > self.max_queue:
+                raise QueueFull(
+                    f"the server's queue is full ({self.max_queue} waiting); retry later"
+                )
+            self._waiting.extend(jobs)
+            self._wake.notify()
+
+    def call(self, function: Callable[[], Any]) -> Future[Any]:
+        """Runs function on the engine thread between steps (work that needs the model
+        outside the token loop, such as embeddings)."""
+        future: Future[Any] = Future()
+        with self._wake:
+            self._calls.append((function, future))
+            self._wake.notify()
+        return future
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._waiting)
+
+    # -- the engine thread --------------------------------------------------------------------
+
+    def _bytes(self, positions: int) -> int:
+        return positions * self.per_position
+
+    def _held_bytes(self) -> int:
+        running = sum(j.sequence.capacity for j in self._running if j.sequence is not None)
+        return self._bytes(running + self._cache.positions())
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._stopping or self._waiting or self._running or self._calls):
+                    self._wake.wait()
+                if self._stopping:
+                    break
+                calls = list(self._calls)
+                self._calls.clear()
+            for function, future in calls:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(function())
+                    except BaseException as exc:  # handed to the caller, who reports it
+                        future.set_exception(exc)
+            blocked = False
+            try:
+                blocked = self._admit()
+                self._drop_cancelled()
+                if self._running:
+                    self._iterate()
+            except Exception as exc:  # a bug must not kill the loop: fail what was running
+                logger.exception("engine step failed")
+                for job in self._running:
+                    self._close(job, "failed")
+                    job.fail(500, f"internal error in the engine: {type(exc).__name__}: {exc}")
+                self._running.clear()
+            if blocked and not self._running:
+                # Only choices that do not fit yet (the cache was evicted already): wait for
+                # a submission or a cancellation instead of spinning.
+                with self._wake:
+                    self._wake.wait(0.05)
+        for job in self._running:
+            job.fail(503, "the server is shutting down")
+        for job in self._waiting:
+            job.fail(503, "the server is shutting down")
+        self._cache.clear()
+
+    def _admit(self) -> bool:
+        """Moves waiting choices into the batch; True when the first waiting one does not
+        fit the KV budget."""
+        while len(self._running) < self.max_batch:
+            with self._wake:
+                if not self._waiting:
+                    return False
+                job = self._waiting[0]
+                if job.cancelled.is_set():
+                    self._waiting.popleft()
+                    self.metrics.outcome("cancelled")
+                    continue
+            capacity = sequence_capacity(job.capacity, self.model.config.n_positions)
+            reuse = None if job.prompt_logprobs else self._cache.take(job.prompt, job.capacity)
+            if reuse is None:
+                while self._held_bytes() + self._bytes(capacity) > self.max_kv_bytes:
+                    if not self._cache.evict_one():
+                        return True  # waits for a running choice to finish
+            with self._wake:
+                self._waiting.popleft()
+            try:
+                if reuse is None:
+                    job.sequence = self.model.new_sequence(capacity)
+                else:
+                    job.sequence, job.prefilled = reuse
+                    job.cached_tokens = job.prefilled
+                job.start(self.model)
+            except (ValueError, MemoryError) as exc:
+                self._close(job, "failed")
+                job.fail(400 if isinstance(exc, ValueError) else 503, str(exc))
+                continue
+            self.metrics.tokens(prompt=len(job.prompt), cached=job.cached_tokens)
+            self._running.append(job)
+        return False
+
+    def _drop_cancelled(self) -> None:
+        for job in [j for j in self._running if j.cancelled.is_set()]:
+            self._running.remove(job)
+            self._close(job, "cancelled")
+
+    def _iterate(self) -> None:
+        budget = self.prefill_chunk
+        work: list[tuple[Job, StepItem]] = []
+        for job in self._running:
+            if job.prefilling:
+                if budget <= 0:
+                    continue  # its next chunk waits for the next iteration
+                tokens, rows = job.next_tokens(budget)
+                budget -= len(tokens)
+            else:
+                tokens, rows = job.next_tokens(1)
+            assert job.sequence is not None
+            work.append((job, StepItem(job.sequence, tokens, rows)))
+        results = self._step([item for _, item in work])
+        for (job, item), logits in zip(work, results, strict=True):
+            before = job.last_token_at
+            try:
+                done = job.accept(item.tokens, logits)
+            except ValueError as exc:  # e.g. a logit_bias that bans every token
+                self._running.remove(job)
+                self._close(job, "failed")
+                job.fail(400, str(exc))
+                continue
+            if job.last_token_at is not None and job.last_token_at != before:
+                if before is None:
+                    self.metrics.first_token(job.last_token_at - job.submitted)
+                else:
+                    self.metrics.between_tokens(job.last_token_at - before)
+            if done:
+                self._running.remove(job)
+                self._close(job, "finished")
+        self.metrics.step(len(work), len(self._waiting), len(self._running), self._held_bytes())
+
+    def _close(self, job: Job, outcome: str) -> None:
+        """A choice leaves: a finished one's sequence goes to the prefix cache, the others'
+        caches are freed at once."""
+        self.metrics.outcome(outcome)
+        self.metrics.tokens(generated=len(job.generated))
+        sequence, job.sequence = job.sequence, None
+        if sequence is None:
+            return
+        if outcome == "finished":
+            self._cache.put(sequence)
+        else:
+            sequence.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Polls predicate for up to timeout seconds (tests and shutdown)."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True

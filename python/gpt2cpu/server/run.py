@@ -1,0 +1,86 @@
+"""One HTTP request's link to the engine: submits its choices, carries their events from the
+engine thread to the request's event loop, and cancels them when the request ends early (a
+client that disconnects, a stream dropped part-way, a choice that failed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from .engine import Engine, QueueFull, TooLarge
+from .errors import ApiError
+from .job import Delta, Event, Failed, Finished, Job, PromptScored
+from .responses import Choice
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+# How often a non-streaming request checks whether its client is still there.
+_DISCONNECT_POLL_SECONDS = 0.25
+
+
+class Run:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+        self.jobs: list[Job] = []
+
+    def emit(self, index: int, event: Event) -> None:
+        """Called on the engine thread."""
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+        except RuntimeError:  # the event loop is gone (shutdown): nobody is listening
+            for job in self.jobs:
+                job.cancelled.set()
+
+    def submit(self, jobs: list[Job]) -> None:
+        self.jobs = jobs
+        try:
+            self.engine.submit(jobs)
+        except QueueFull as exc:
+            raise ApiError(429, str(exc), code="queue_full") from None
+        except TooLarge as exc:
+            raise ApiError(400, str(exc), code="kv_budget_exceeded") from None
+
+    def cancel(self) -> None:
+        for job in self.jobs:
+            job.cancelled.set()
+
+    async def events(self, request: Request | None = None) -> AsyncIterator[tuple[int, Event]]:
+        """The choices' events until each has finished; ApiError when one fails (the others
+        are cancelled). With `request`, a disconnected client cancels the run."""
+        open_choices = len(self.jobs)
+        while open_choices:
+            if request is None:
+                index, event = await self.queue.get()
+            else:
+                try:
+                    index, event = await asyncio.wait_for(self.queue.get(),
+                                                          _DISCONNECT_POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        self.cancel()
+                        return
+                    continue
+            if isinstance(event, Failed):
+                self.cancel()
+                raise ApiError(event.status, event.message)
+            if isinstance(event, Finished):
+                open_choices -= 1
+            yield index, event
+
+    async def collect(self, request: Request) -> list[Choice]:
+        choices = [Choice() for _ in self.jobs]
+        prompt_scores: dict[int, PromptScored] = {}
+        async for index, event in self.events(request):
+            if isinstance(event, Delta):
+                choices[index].add(event)
+            elif isinstance(event, PromptScored):
+                prompt_scores[index] = event
+            elif isinstance(event, Finished):
+                choices[index].finished = event
+        for index, scored in prompt_scores.items():
+            choices[index].prompt_logprobs = scored.logprobs
+        return choices

@@ -1,0 +1,465 @@
+"""`gpt2cpu serve` through the real `openai` client and raw HTTP, on a free loopback port:
+outputs equal the library's `generate` at the same seed, logprobs equal log_softmax of the
+model's logits, errors come in OpenAI's shape, and the engine batches, cancels and reuses
+prefixes as it claims to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the server needs its extra: pip install '.[server]'")
+pytest.importorskip("uvicorn", reason="the server needs its extra: pip install '.[server]'")
+openai = pytest.importorskip("openai", reason="the server tests use the openai client")
+httpx = pytest.importorskip("httpx", reason="the server tests use httpx")
+
+import gpt2cpu  # noqa: E402
+from gpt2cpu.server.engine import advance, wait_until  # noqa: E402
+from served import Served, serve  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model() -> gpt2cpu.Model:
+    return gpt2cpu.Model.from_pretrained(threads=1)
+
+
+@pytest.fixture(scope="module")
+def server(model: gpt2cpu.Model) -> Iterator[Served]:
+    with serve(model, model_name="tiny", max_batch=8) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def client(server: Served) -> Any:
+    return openai.OpenAI(base_url=server.v1, api_key="unused", max_retries=0, timeout=60)
+
+
+def reference_log_softmax(logits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    x = logits.astype(np.float64)
+    top = x.max(axis=-1, keepdims=True)
+    return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
+
+
+def test_completion_matches_generate(model: gpt2cpu.Model, client: Any) -> None:
+    for seed, temperature in ((5, 0.9), (11, 1.3), (0, 0.0)):
+        want = model.generate("ROMEO:", max_new_tokens=24, temperature=temperature, seed=seed)
+        got = client.completions.create(model="tiny", prompt="ROMEO:", max_tokens=24,
+                                        temperature=temperature, seed=seed, logprobs=0)
+        choice = got.choices[0]
+        assert choice.text == want.text
+        assert choice.logprobs.tokens == [model.tokenizer.decode([t]) for t in want.token_ids]
+        assert choice.finish_reason == {"eos": "stop"}.get(want.finish_reason, want.finish_reason)
+        assert got.usage.completion_tokens == len(want.token_ids)
+        assert got.usage.prompt_tokens == want.prompt_tokens
+
+
+def test_stream_matches_generate_and_hides_the_stop(model: gpt2cpu.Model, client: Any) -> None:
+    # "ou" is held back at every "o" until the next piece shows whether a "u" follows.
+    options = dict(max_new_tokens=60, temperature=1.0, top_k=40, seed=7, stop=["ou", "\n\n"])
+    want = model.generate("JULIET:", **options)
+    pieces, reasons = [], []
+    for chunk in client.completions.create(
+        model="tiny", prompt="JULIET:", max_tokens=60, temperature=1.0, seed=7,
+        extra_body={"top_k": 40},
+        stop=["ou", "\n\n"], stream=True,
+    ):
+        pieces.append(chunk.choices[0].text)
+        reasons.append(chunk.choices[0].finish_reason)
+    assert "".join(pieces) == want.text
+    assert all("ou" not in p for p in pieces)
+    assert reasons[-1] == "stop" and want.finish_reason == "stop"
+
+
+def test_chat_matches_generate_with_the_plain_template(model: gpt2cpu.Model, client: Any
+                                                       ) -> None:
+    messages = [{"role": "system", "content": "Speak as Romeo."},
+                {"role": "user", "content": "Who goes there?"}]
+    prompt = "System: Speak as Romeo.\nUser: Who goes there?\nAssistant:"
+    want = model.generate(prompt, max_new_tokens=30, seed=3, stop=["\nUser:"])
+    got = client.chat.completions.create(model="tiny", messages=messages, max_tokens=30, seed=3)
+    assert got.choices[0].message.content == want.text
+    assert got.choices[0].message.role == "assistant"
+    streamed = client.chat.completions.create(model="tiny", messages=messages, max_tokens=30,
+                                              seed=3, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == want.text
+
+
+def test_echo_with_max_tokens_0_scores_the_prompt(model: gpt2cpu.Model, client: Any) -> None:
+    ids = model.tokenizer.encode("KING RICHARD III:\nNow is the winter of our discontent")
+    got = client.completions.create(model="tiny", prompt=ids, max_tokens=0, echo=True,
+                                    logprobs=2, temperature=0)
+    scores = got.choices[0].logprobs
+    want = reference_log_softmax(model.forward(ids))
+    assert scores.token_logprobs[0] is None and scores.top_logprobs[0] is None
+    expected = [want[i, ids[i + 1]] for i in range(len(ids) - 1)]
+    np.testing.assert_allclose(scores.token_logprobs[1:], expected, rtol=0, atol=1e-5)
+    for i, top in enumerate(scores.top_logprobs[1:]):
+        assert len(top) == 2
+        assert max(top.values()) == pytest.approx(want[i].max(), abs=1e-5)
+    assert got.choices[0].text == model.tokenizer.decode(ids)
+    echoed = client.completions.create(model="tiny", prompt="ROMEO:", max_tokens=6, echo=True,
+                                       seed=2)
+    want_text = model.generate("ROMEO:", max_new_tokens=6, seed=2).text
+    assert echoed.choices[0].text == "ROMEO:" + want_text
+    offsets = scores.text_offset
+    assert offsets[0] == 0 and offsets == sorted(offsets)
+
+
+def test_prompt_scoring_survives_chunked_prefill(model: gpt2cpu.Model) -> None:
+    # A prompt longer than the prefill chunk is scored across chunk boundaries.
+    ids = model.tokenizer.encode("To be, or not to be, that is the question: " * 6)[:120]
+    with serve(model, prefill_chunk=16) as served:
+        got = httpx.post(served.v1 + "/completions", json={
+            "prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0}, timeout=60).json()
+    want = reference_log_softmax(model.forward(ids))
+    expected = [want[i, ids[i + 1]] for i in range(len(ids) - 1)]
+    np.testing.assert_allclose(got["choices"][0]["logprobs"]["token_logprobs"][1:], expected,
+                               rtol=0, atol=1e-4)
+
+
+def test_generated_logprobs_are_raw_log_softmax(model: gpt2cpu.Model, client: Any) -> None:
+    got = client.completions.create(model="tiny", prompt="HAMLET:", max_tokens=12,
+                                    temperature=0, logprobs=3)
+    scores = got.choices[0].logprobs
+    for token, value, top in zip(scores.tokens, scores.token_logprobs, scores.top_logprobs,
+                                 strict=True):
+        assert len(top) == 3
+        assert value == pytest.approx(max(top.values()), abs=1e-9)  # greedy: the argmax
+        assert top[token] == pytest.approx(value, abs=1e-9)
+    chat = client.chat.completions.create(model="tiny", messages=[{"role": "user",
+                                          "content": "Hi"}], max_tokens=5, temperature=0,
+                                          logprobs=True, top_logprobs=2)
+    entries = chat.choices[0].logprobs.content
+    assert entries and all(len(e.top_logprobs) == 2 for e in entries)
+    assert all(e.logprob == pytest.approx(e.top_logprobs[0].logprob) for e in entries)
+    joined = b"".join(bytes(e.bytes) for e in entries)
+    assert joined.startswith(chat.choices[0].message.content.encode())
+
+
+def test_n_and_several_prompts_seed_each_choice(model: gpt2cpu.Model, client: Any) -> None:
+    got = client.completions.create(model="tiny", prompt=["ROMEO:", "JULIET:"], n=2,
+                                    max_tokens=10, seed=20)
+    texts = {c.index: c.text for c in got.choices}
+    assert sorted(texts) == [0, 1, 2, 3]
+    for index, (prompt, seed) in enumerate([("ROMEO:", 20), ("ROMEO:", 21), ("JULIET:", 20),
+                                            ("JULIET:", 21)]):
+        assert texts[index] == model.generate(prompt, max_new_tokens=10, seed=seed).text
+
+
+def test_prefix_cache_reuses_a_shared_prompt(model: gpt2cpu.Model, client: Any) -> None:
+    header = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n"
+    first = client.completions.create(model="tiny", prompt=header + "Speak, speak.",
+                                      max_tokens=4, temperature=0)
+    second = client.completions.create(model="tiny", prompt=header + "Resolved.",
+                                       max_tokens=8, temperature=0)
+    header_tokens = len(model.tokenizer.encode(header))
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens_details.cached_tokens < header_tokens
+    assert header_tokens - 2 <= cached < second.usage.prompt_tokens
+    want = model.generate(header + "Resolved.", max_new_tokens=8, temperature=0)
+    assert second.choices[0].text == want.text
+
+
+def test_models_health_and_metrics(server: Served, client: Any) -> None:
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+    client.completions.create(model="tiny", prompt="A", max_tokens=2)
+    text = httpx.get(server.url + "/metrics").text
+    for name in ("gpt2cpu_requests_total", "gpt2cpu_generation_tokens_total",
+                 "gpt2cpu_queue_length", "gpt2cpu_batch_size_bucket",
+                 "gpt2cpu_time_to_first_token_seconds_count"):
+        assert name in text
+    ok = [line for line in text.splitlines()
+          if line.startswith('gpt2cpu_requests_total{endpoint="/v1/completions",status="200"}')]
+    assert ok and int(ok[0].split()[-1]) >= 1
+
+
+def test_embeddings_answer_or_say_why_not(model: gpt2cpu.Model, server: Served) -> None:
+    response = httpx.post(server.v1 + "/embeddings", json={"input": ["ROMEO:", "JULIET:"]})
+    if hasattr(model, "embed"):
+        data = response.json()["data"]
+        assert response.status_code == 200 and len(data) == 2
+        assert len(data[0]["embedding"]) == model.config.n_embd
+    else:
+        assert response.status_code == 501
+        assert "Model.embed" in response.json()["error"]["message"]
+
+
+def _error(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()["error"]
+    assert set(body) == {"message", "type", "param", "code"} and body["message"]
+    return dict(body)
+
+
+def test_errors_in_openai_shape(model: gpt2cpu.Model, server: Served, client: Any) -> None:
+    url = server.v1 + "/completions"
+    assert _error(httpx.post(url, content=b"{not json", headers={
+        "content-type": "application/json"}), 400)["code"] == "invalid_json"
+    assert _error(httpx.post(url, json={"prompt": "A", "max_tokens": "many"}), 400)["param"] \
+        .startswith("max_tokens")
+    assert _error(httpx.post(url, json={"prompt": "A", "temperature": -1}), 400)["param"] \
+        .startswith("temperature")
+    assert _error(httpx.post(url, json={"prompt": [5, 10 ** 9]}), 400)["param"] == "prompt"
+    assert _error(httpx.post(url, json={"prompt": "A", "top_k": True}), 400)
+    long = [1] * (model.config.n_positions + 1)
+    assert _error(httpx.post(url, json={"prompt": long, "max_tokens": 1}), 400)["code"] \
+        == "context_length_exceeded"
+    assert _error(httpx.post(url, json={"prompt": "A", "logit_bias": {"x": 1}}), 400)
+    assert _error(httpx.post(url, json={"prompt": "A", "model": "gpt-4"}), 404)["code"] \
+        == "model_not_found"
+    assert _error(httpx.get(server.v1 + "/nothing"), 404)
+    assert _error(httpx.post(url, content=b"x" * (2 << 20)), 413)
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="tiny", prompt="A", max_tokens=-1)
+    assert _error(httpx.post(url, json={"prompt": "A", "n": 0}), 400)["param"] == "n"
+    assert _error(httpx.post(server.v1 + "/chat/completions", json={"messages": []}), 400)
+    assert _error(httpx.post(server.v1 + "/chat/completions", json={
+        "messages": [{"role": "wizard", "content": "x"}]}), 400)
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_api_key(model: gpt2cpu.Model) -> None:
+    with serve(model, api_key="sesame") as served:
+        wrong = openai.OpenAI(base_url=served.v1, api_key="open", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.completions.create(model="tiny-shakespeare", prompt="A", max_tokens=1)
+        right = openai.OpenAI(base_url=served.v1, api_key="sesame", max_retries=0)
+        assert right.completions.create(model="tiny-shakespeare", prompt="A", max_tokens=1)
+        assert httpx.get(served.url + "/health").status_code == 200  # not behind the key
+
+
+class Gate:
+    """An engine step that waits until the test opens it: requests pile up
+    deterministically in front of a step that cannot run."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+
+    def __call__(self, items: list[Any]) -> list[Any]:
+        self.open.wait(30)
+        return advance(items)
+
+
+def test_full_queue_answers_429_at_once(model: gpt2cpu.Model) -> None:
+    gate = Gate()
+    with serve(model, max_batch=1, max_queue=1, step=gate) as served:
+        body = {"prompt": "A", "max_tokens": 3}
+        answers: list[int] = []
+
+        def post() -> None:
+            answers.append(httpx.post(served.v1 + "/completions", json=body,
+                                      timeout=30).status_code)
+
+        # One at a time: two sent together may both find the queue not yet emptied.
+        pending = [threading.Thread(target=post) for _ in range(2)]
+        pending[0].start()
+        assert wait_until(lambda: len(served.engine._running) == 1, 10)
+        pending[1].start()
+        assert wait_until(lambda: served.engine.queue_length == 1, 10), answers
+        started = time.monotonic()
+        refused = httpx.post(served.v1 + "/completions", json=body, timeout=30)
+        assert time.monotonic() - started < 2
+        assert _error(refused, 429)["code"] == "queue_full"
+        gate.open.set()
+        for t in pending:
+            t.join(30)
+        assert answers == [200, 200]
+
+
+def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
+    def slow(items: list[Any]) -> list[Any]:
+        time.sleep(0.01)
+        return advance(items)
+
+    with serve(model, step=slow) as served:
+        body = {"prompt": "A", "max_tokens": 200, "ignore_eos": True, "stream": True}
+        with httpx.Client(timeout=30) as http, http.stream(
+            "POST", served.v1 + "/completions", json=body
+        ) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: ")
+        assert wait_until(lambda: not served.engine._running, 5)
+        metrics = httpx.get(served.url + "/metrics").text
+        assert 'gpt2cpu_sequences_total{outcome="cancelled"} 1' in metrics
+        assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
+
+
+def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:
+    def slow(items: list[Any]) -> list[Any]:
+        time.sleep(0.003)
+        return advance(items)
+
+    async def scenario(url: str) -> None:
+        first_tokens: list[float] = []
+        finished: list[float] = []
+
+        async def stream(client: Any, tokens: int) -> float:  # its first token's time
+            body = {"prompt": "A", "max_tokens": tokens, "ignore_eos": True, "stream": True}
+            first = None
+            async with client.stream("POST", url, json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {") and first is None:
+                        first = time.monotonic()
+                        first_tokens.append(first)
+            finished.append(time.monotonic())
+            assert first is not None
+            return first
+
+        async with httpx.AsyncClient(timeout=60) as client:
+            streams = [asyncio.create_task(stream(client, 150)) for _ in range(8)]
+            while len(first_tokens) < 8:
+                await asyncio.sleep(0.005)
+            newcomer = await stream(client, 2)
+            others_done = min(finished[:-1]) if len(finished) > 1 else None
+            await asyncio.gather(*streams)
+        # The newcomer finished first of all (2 tokens), unless one of the 8 beat it.
+        assert others_done is None or newcomer < others_done
+
+    with serve(model, step=slow, max_batch=16) as served:
+        asyncio.run(scenario(served.v1 + "/completions"))
+
+
+def test_stream_ends_with_done_and_usage(server: Served) -> None:
+    body = {"prompt": "A", "max_tokens": 5, "stream": True,
+            "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", server.v1 + "/completions", json=body, timeout=30) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    last = json.loads(lines[-2][len("data: "):])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] <= 5
+
+
+def test_kv_budget_queues_what_does_not_fit(model: gpt2cpu.Model) -> None:
+    from gpt2cpu.server.engine import kv_bytes_per_position
+
+    one = 64 * kv_bytes_per_position(model)  # the smallest sequence the engine allocates
+    gate = Gate()
+    with serve(model, max_kv_bytes=one + one // 2, prefix_cache_entries=0, step=gate) as served:
+        answers: list[int] = []
+
+        def post() -> None:
+            answers.append(httpx.post(served.v1 + "/completions", json={
+                "prompt": "A", "max_tokens": 3}, timeout=30).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for t in threads:
+            t.start()
+        # One runs, the other waits for its memory rather than failing.
+        assert wait_until(lambda: served.engine.queue_length == 1
+                          and len(served.engine._running) == 1, 10)
+        too_big = httpx.post(served.v1 + "/completions", json={"prompt": "A", "max_tokens": 200})
+        assert _error(too_big, 400)["code"] == "kv_budget_exceeded"
+        gate.open.set()
+        for t in threads:
+            t.join(30)
+        assert answers == [200, 200]
+
+
+def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
+    import shutil
+
+    from gpt2cpu.server.chat import load_template
+    from gpt2cpu.server.schemas import ChatMessage
+
+    messages = [ChatMessage(role="user", content="Hi"), ChatMessage(role="assistant",
+                content="Hello"), ChatMessage(role="user", content="Bye")]
+    eos = model.tokenizer.eos_token_id
+    encode = model.tokenizer.encode
+    assert load_template(model, "eos").prompt_ids(model, messages) == [
+        *encode("Hi"), eos, *encode("Hello"), eos, *encode("Bye"), eos]
+    assert load_template(model).kind == "plain"  # the bundled model has no template
+
+    directory = tmp_path / "with-template"
+    shutil.copytree(model.path, directory)
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+                               "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}"
+                               "<assistant>{% endif %}")
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    templated = gpt2cpu.Model.from_pretrained(directory, threads=1)
+    ids = load_template(templated).prompt_ids(templated, messages)
+    assert ids == encode("<user>Hi") + [eos] + encode("<assistant>Hello") + [eos] \
+        + encode("<user>Bye") + [eos] + encode("<assistant>")
+    with serve(templated, model_name="t") as served:
+        got = openai.OpenAI(base_url=served.v1, api_key="x", max_retries=0).chat.completions \
+            .create(model="t", messages=[m.model_dump() for m in messages], max_tokens=6,
+                    seed=1)
+        assert got.choices[0].message.content == templated.generate(ids, max_new_tokens=6,
+                                                                     seed=1).text
+
+
+def test_serve_command(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from served import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gpt2cpu", "serve", "--port", str(port), "--threads", "1",
+         "--max-batch", "2", "--max-queue", "4", "--max-kv-memory", "64M", "--api-key", "k"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stderr is not None
+        assert f"127.0.0.1:{port}" in process.stderr.readline()
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until(lambda: _up(url), 20)
+        metrics = httpx.get(url + "/metrics").text
+        assert f"gpt2cpu_kv_cache_budget_bytes {64 << 20}" in metrics
+        got = httpx.post(url + "/v1/completions", json={"prompt": "A", "max_tokens": 2},
+                         headers={"Authorization": "Bearer k"}).json()
+        assert got["usage"]["completion_tokens"] <= 2
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def _up(url: str) -> bool:
+    try:
+        return bool(httpx.get(url + "/health", timeout=1).status_code == 200)
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu.Model
+                                                                  ) -> None:
+    """Every step advances each decoding stream by one token while a long prompt joins, and
+    runs at most --prefill-chunk prompt tokens: the prompt costs the others a bounded step."""
+    steps: list[list[int]] = []
+
+    def recording(items: list[Any]) -> list[Any]:
+        steps.append([len(item.tokens) for item in items])
+        time.sleep(0.005)
+        return advance(items)
+
+    long_prompt = model.tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
+    with serve(model, step=recording, prefill_chunk=16) as served:
+        streams = [threading.Thread(target=httpx.post, args=(served.v1 + "/completions",),
+                                    kwargs={"json": {"prompt": "A", "max_tokens": 240,
+                                                     "ignore_eos": True}, "timeout": 60})
+                   for _ in range(3)]
+        for t in streams:
+            t.start()
+        assert wait_until(lambda: len(served.engine._running) == 3 and all(
+            not j.prefilling for j in served.engine._running), 10)
+        mark = len(steps)
+        got = httpx.post(served.v1 + "/completions", json={"prompt": long_prompt,
+                                                           "max_tokens": 1}, timeout=60)
+        assert got.status_code == 200
+        for t in streams:
+            t.join(60)
+    during = [s for s in steps[mark:] if max(s) > 1]  # the steps that read the long prompt
+    assert len(during) >= 200 // 16
+    for step in during:
+        assert sum(n for n in step if n > 1) <= 16
+        assert step.count(1) == 3  # and the three streams advanced by a token each
