@@ -49,19 +49,19 @@ class StepItem:
 def advance(items: list[StepItem]) -> list[np.ndarray[Any, Any]]:
     """Runs every item's tokens on its sequence and returns each one's logits (rows, vocab).
 
-    The one place where sequences meet the model. Today it appends to each sequence in
-    turn; when the batched C++ step of issue 19 lands (one call advancing many sequences,
-    each its own tokens, the weights read once), it replaces this loop and nothing else in
-    the server changes.
+    The one place where sequences meet the model: one batched step (gpt2cpu.engine.step)
+    advances every item at once, so each matrix product reads the weights once for all of
+    them, and each sequence gets the same logits as it would alone.
     """
-    out: list[np.ndarray[Any, Any]] = []
-    for item in items:
-        if len(item.tokens) == 1 and item.rows == 1:
-            # A decode step: the token came from the sampler, so skip as_ids' checks.
-            out.append(item.sequence._append_sampled(item.tokens[0])[None, :])
-        else:
-            out.append(item.sequence.append(item.tokens, last_n=item.rows))
-    return out
+    from ..engine import step
+
+    if not items:
+        return []
+    return step(
+        [item.sequence for item in items],
+        [np.asarray(item.tokens, dtype=np.int64) for item in items],
+        last_n=[item.rows for item in items],
+    ).outputs
 
 
 def kv_bytes_per_position(model: Model) -> int:
