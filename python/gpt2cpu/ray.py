@@ -45,7 +45,8 @@ def _actor_cpus() -> int:
     try:
         import ray
 
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        context: Any = ray.get_runtime_context()  # Ray's API is untyped
+        cpus = context.get_assigned_resources().get("CPU", 1.0)
     except Exception:  # not in a Ray worker: one thread is the safe default
         return 1
     return max(1, round(float(cpus)))
@@ -134,12 +135,13 @@ def _connect(address: str) -> int:
     cluster's CPUs."""
     import ray
 
-    if not ray.is_initialized():
+    api: Any = ray  # untyped
+    if not api.is_initialized():
         if address:
             ray.init(address=address)
         else:
             ray.init(include_dashboard=False)
-    return int(ray.cluster_resources().get("CPU", 1))
+    return int(api.cluster_resources().get("CPU", 1))
 
 
 def run_pending(spec: JobSpec, task: Task, pending: Iterable[Row], store: PartStore,

@@ -97,7 +97,7 @@ def write_table(fmt: str, rows: Iterable[dict[str, Any]], out: BinaryIO) -> int:
     return _write_parquet(rows, out)
 
 
-def dumps(row: dict[str, Any]) -> str:
+def dumps(row: Any) -> str:
     # allow_nan=False: a NaN would make a line other JSON readers reject.
     return json.dumps(row, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
