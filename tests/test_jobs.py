@@ -199,6 +199,15 @@ def test_csv_and_parquet_in_and_out_give_the_jsonl_rows(tmp_path: Path) -> None:
             assert got == want, (source, fmt)
 
 
+def test_help_lists_the_job_and_generation_flags() -> None:
+    run = run_batch("--help")
+    assert run.returncode == 0
+    for flag in ("--task", "--column", "--id-column", "--batch-size", "--seed", "--strict",
+                 "--ray", "--ray-actors", "--max-new-tokens", "--temperature", "--top-p",
+                 "--stop", "--pooling", "--json", "--overwrite"):
+        assert flag in run.stdout, flag
+
+
 def test_an_unknown_extension_is_one_line(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "in.jsonl", good_rows(1))
     run = run_batch(str(tmp_path / "in.jsonl"), str(tmp_path / "out.txt"), "--task", "score")

@@ -47,9 +47,9 @@ def both(tmp_path: Path, task: str, rows: list[dict[str, Any]], **kwargs: Any
 def test_ray_output_equals_the_local_output(tmp_path: Path, task: str) -> None:
     options = GENERATE if task == "generate" else {}
     local, local_errors, on_ray, ray_errors = both(
-        tmp_path, task, rows_with_bad_ones(30), options=options, seed=11, batch_size=4,
+        tmp_path, task, rows_with_bad_ones(20), options=options, seed=11, batch_size=4,
         ray_actors=2)
-    assert len(local.splitlines()) == 30 and len(local_errors.splitlines()) == 4
+    assert len(local.splitlines()) == 20 and len(local_errors.splitlines()) == 4
     assert on_ray == local and ray_errors == local_errors
 
 

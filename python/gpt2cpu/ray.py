@@ -165,8 +165,21 @@ def run_pending(spec: JobSpec, task: Task, pending: Iterable[Row], store: PartSt
     per_actor = spec.ray_cpus_per_actor
     actors = spec.ray_actors or max(1, cpus // per_actor - 1)
     context = ray.data.DataContext.get_current()
+    kept = context.execution_options.preserve_order
     # In input order, results form long contiguous runs: few, large parts.
     context.execution_options.preserve_order = True
+    try:
+        _run_dataset(spec, task, items, store, progress, actors, per_actor)
+    finally:
+        context.execution_options.preserve_order = kept
+
+
+def _run_dataset(spec: JobSpec, task: Task, items: list[dict[str, Any]], store: PartStore,
+                 progress: JobProgress, actors: int, per_actor: int) -> None:
+    import ray
+
+    from .jobs.runner import commit
+
     dataset = ray.data.from_items(items).map_batches(
         Gpt2cpuPredictor,
         fn_constructor_kwargs={

@@ -103,6 +103,10 @@ def _seed(value: str) -> int:
     return n
 
 
+def _plural(errors: int) -> str:
+    return "1 error" if errors == 1 else f"{errors} errors"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..jobs import JobSpec, RowFailed, UnsupportedTask, run_job
 
@@ -126,10 +130,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.as_dict()))
     print(
         f"gpt2cpu batch: {summary.computed} rows run ({summary.done_before} of {summary.rows} "
-        f"were done before; {summary.recomputed} run again), {summary.errors} errors; "
+        f"were done before; {summary.recomputed} run again), {_plural(summary.errors)}; "
         f"{summary.rows_per_second:.1f} rows/s, {summary.tokens_per_second:.0f} tokens/s; "
         f"wrote {summary.output}"
-        + (f" and {summary.total_errors} errors to {summary.errors_file}"
+        + (f" and {_plural(summary.total_errors)} to {summary.errors_file}"
            if summary.total_errors else ""),
         file=sys.stderr,
     )

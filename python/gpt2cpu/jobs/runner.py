@@ -110,8 +110,10 @@ class JobProgress:
     """The progress bar's rows/s and tokens/s over this run's rows only."""
 
     def __init__(self, total: int, done: int, label: str, enabled: bool | None) -> None:
-        self.bar = Progress(total, label, enabled=enabled)
-        self.bar.advance(done)
+        # The bar counts this run's rows only, so that its time left holds after a resume.
+        if done:
+            label += f" ({done} rows done before)"
+        self.bar = Progress(max(total - done, 0), label, enabled=enabled)
         self.rows = 0
         self.tokens = 0
         self.start = time.perf_counter()
