@@ -124,3 +124,13 @@ def test_the_manifest_commits_before_the_rows_count_as_done(tmp_path: Path) -> N
     reopened = PartStore.open(spec.output, spec.identity())
     assert reopened.done == set() and reopened.orphaned == set()
     assert [p.name for p in reopened.directory.iterdir()] == [MANIFEST]
+
+
+def test_a_job_with_a_banned_token_resumes(tmp_path: Path) -> None:
+    """Options that JSON changes on the way through the manifest (int keys, -inf) still
+    match the same command's."""
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(3))
+    spec = JobSpec(source, tmp_path / "out.jsonl", "generate", model=Path(MODEL),
+                   options={"logit_bias": {0: float("-inf")}, "max_new_tokens": 4})
+    PartStore.open(spec.output, spec.identity())
+    assert PartStore.open(spec.output, spec.identity()).done == set()

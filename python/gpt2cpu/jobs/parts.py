@@ -93,9 +93,13 @@ class PartStore:
         return store
 
     def _load(self, identity: dict[str, Any]) -> None:
+        # As it reads back: a logit bias's int keys become strings, and -inf (a ban) is
+        # kept, which strict JSON (`dumps`) would refuse.
+        line = json.dumps({"job": identity}, sort_keys=True, separators=(",", ":"))
+        identity = json.loads(line)["job"]
         manifest = self.directory / MANIFEST
         if not manifest.exists():
-            write_atomically(manifest, lambda f: f.write(dumps({"job": identity}).encode() + b"\n"))
+            write_atomically(manifest, lambda f: f.write(line.encode() + b"\n"))
         entries = self._entries(manifest)
         first = entries[0].get("job") if entries else None
         if first != identity:
