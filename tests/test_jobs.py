@@ -269,8 +269,9 @@ def test_classify_rows_are_model_classify(tmp_path: Path) -> None:
     import shutil
 
     config = json.loads((Path(MODEL) / "config.json").read_text())
+    shape = ("vocab_size", "bos_token_id", "eos_token_id")
     cfg = transformers.GPT2Config(**{k: v for k, v in config.items() if k.startswith("n_")
-                                     or k == "vocab_size"}, num_labels=3, pad_token_id=0,
+                                     or k in shape}, num_labels=3, pad_token_id=0,
                                   id2label={0: "tragedy", 1: "comedy", 2: "history"})
     torch.manual_seed(0)
     directory = tmp_path / "classifier"
