@@ -233,6 +233,15 @@ def test_another_jobs_parts_or_a_finished_output_are_not_overwritten(tmp_path: P
         run_job(job)
     summary = run_job(JobSpec(**{**job.__dict__, "overwrite": True}))
     assert summary.computed == 3
+    # --overwrite in a resumed command keeps the job's own parts.
+    from gpt2cpu.jobs.parts import PartStore
+    from gpt2cpu.jobs.tasks import Outcome
+
+    first = read_jsonl(tmp_path / "out.jsonl")[0]
+    PartStore.open(job.output, job.identity(), overwrite=True).write(
+        [Outcome(0, first.pop("id"), first)])
+    summary = run_job(JobSpec(**{**job.__dict__, "overwrite": True}))
+    assert summary.done_before == 1 and summary.computed == 2
 
 
 # embed and classify: adapters to the batched API's Model.embed and Model.classify

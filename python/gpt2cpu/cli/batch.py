@@ -61,7 +61,8 @@ def register(subparsers: Any) -> None:
                       help="the base seed each row's seed derives from (default: 0)")
     rows.add_argument("--strict", action="store_true", help="stop at the first bad row")
     rows.add_argument("--overwrite", action="store_true",
-                      help="discard OUTPUT and any unfinished parts of another job")
+                      help="replace a finished OUTPUT, and discard the unfinished parts of "
+                      "a different job there (this job's own parts are still resumed)")
     rows.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     rows.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="show the progress bar (default: when stderr is a terminal)")

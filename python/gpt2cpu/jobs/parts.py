@@ -79,9 +79,7 @@ class PartStore:
     def open(cls, output: Path, identity: dict[str, Any], *, overwrite: bool = False) -> PartStore:
         table_format(output, "output")
         directory = parts_dir(output)
-        if overwrite:
-            shutil.rmtree(directory, ignore_errors=True)
-        elif output.exists() and not directory.exists():
+        if output.exists() and not directory.exists() and not overwrite:
             raise JobConflict(
                 f"{output} exists and no job is in progress there ({directory.name} is "
                 "absent): a finished job's output is not overwritten; delete it or pass "
@@ -89,7 +87,17 @@ class PartStore:
             )
         directory.mkdir(parents=True, exist_ok=True)
         store = cls(output, directory)
-        store._load(identity)
+        try:
+            store._load(identity)
+        except JobConflict:
+            if not overwrite:
+                raise
+            # Another job's parts. The same job's are kept even with --overwrite, so that
+            # rerunning a command that has it resumes rather than starts again.
+            shutil.rmtree(directory)
+            directory.mkdir()
+            store = cls(output, directory)
+            store._load(identity)
         return store
 
     def _load(self, identity: dict[str, Any]) -> None:
