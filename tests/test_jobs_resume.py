@@ -17,7 +17,7 @@ from gpt2cpu.jobs.parts import MANIFEST, PartStore
 from job_data import MODEL, batch_command, batch_env, good_rows, rows_with_bad_ones, write_jsonl
 
 BATCH = 4
-ROWS = 40
+ROWS = 80  # 21 batches: three interrupts of up to 4 parts each land mid-job
 FLAGS = ("--task", "generate", "-n", "16", "--ignore-eos", "--seed", "3",
          "--batch-size", str(BATCH), "--json")
 
