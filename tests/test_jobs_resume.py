@@ -134,3 +134,32 @@ def test_a_job_with_a_banned_token_resumes(tmp_path: Path) -> None:
                    options={"logit_bias": {0: float("-inf")}, "max_new_tokens": 4})
     PartStore.open(spec.output, spec.identity())
     assert PartStore.open(spec.output, spec.identity()).done == set()
+
+
+def test_a_full_disk_stops_the_job_and_the_rerun_finishes_it(
+    tmp_path: Path, reference: tuple[Path, bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from gpt2cpu.jobs import parts
+
+    source, whole, _ = reference
+    output = tmp_path / "out.jsonl"
+    real = parts.write_atomically
+    calls = 0
+
+    def filling_up(path: Path, write: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # the manifest, three parts, then the disk is full mid-part
+            path.with_name(path.name + ".tmp").write_bytes(b'{"row": 12, "id"')
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write)
+
+    monkeypatch.setattr(parts, "write_atomically", filling_up)
+    with pytest.raises(OSError, match="No space left"):
+        run_job(job(source, output))
+    monkeypatch.undo()
+    summary = run_job(job(source, output))
+    assert summary.done_before == 3 * BATCH and summary.recomputed == 0
+    assert output.read_bytes() == whole
