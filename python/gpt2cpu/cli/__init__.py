@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 # Sub-command modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("generate", "tokenize", "perplexity", "bench", "serve")
+COMMANDS: tuple[str, ...] = ("generate", "batch", "tokenize", "perplexity", "bench", "serve")
 
 
 class CliError(Exception):

@@ -56,6 +56,14 @@ def register(subparsers: Any) -> None:
     add_model_argument(parser)
     add_dtype_argument(parser)
     add_threads_argument(parser)
+    add_generation_arguments(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary line")
+    parser.set_defaults(func=run)
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """The length, stopping and sampling flags (options_of reads them back); seed=False
+    leaves out --seed for a command whose seeds mean something else."""
     length = parser.add_argument_group("length and stopping")
     length.add_argument("-n", "--max-new-tokens", type=max_new_tokens, default=None, metavar="N",
                         help="generate at most N tokens, lowered to what the context leaves; "
@@ -85,10 +93,11 @@ def register(subparsers: Any) -> None:
                           help="OpenAI frequency penalty in [-2, 2] (default: 0)")
     sampling.add_argument("--logit-bias", action="append", default=[], metavar="ID=BIAS",
                           help="add BIAS to token ID's logit; -inf bans it (repeatable)")
-    sampling.add_argument("-s", "--seed", type=int, default=None,
-                          help="random seed: the same seed gives the same text (default: random)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary line")
-    parser.set_defaults(func=run)
+    if seed:
+        sampling.add_argument(
+            "-s", "--seed", type=int, default=None,
+            help="random seed: the same seed gives the same text (default: random)",
+        )
 
 
 def max_new_tokens(value: str) -> int | str:
@@ -144,7 +153,8 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
     or the API's defaults."""
     names = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
              "presence_penalty", "frequency_penalty", "seed")
-    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    options = {name: getattr(args, name) for name in names
+               if getattr(args, name, None) is not None}
     if args.greedy:
         options["temperature"] = 0.0
     if args.max_new_tokens is not None:

@@ -1,0 +1,299 @@
+"""`gpt2cpu batch` and gpt2cpu.jobs on one machine: row seeds, the four task adapters, the
+formats, bad rows, --strict, and the context rule (issue 21)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import gpt2cpu
+import numpy as np
+import pytest
+from gpt2cpu.jobs import JobSpec, RowFailed, UnsupportedTask, make_task, row_seed, run_job
+from gpt2cpu.jobs.parts import JobConflict
+from gpt2cpu.jobs.score_fallback import log_softmax_at
+from job_data import (
+    MODEL,
+    good_rows,
+    read_jsonl,
+    rows_with_bad_ones,
+    run_batch,
+    write_csv,
+    write_jsonl,
+    write_parquet,
+)
+
+GENERATE = {"max_new_tokens": 6, "temperature": 0.9, "top_k": 40}
+
+
+@pytest.fixture(scope="module")
+def model() -> gpt2cpu.Model:
+    return gpt2cpu.Model.from_pretrained(MODEL, threads=1)
+
+
+def spec(tmp: Path, task: str, rows: list[dict[str, Any]], name: str = "out.jsonl",
+         **kwargs: Any) -> JobSpec:
+    source = write_jsonl(tmp / f"in-{name}.jsonl", rows)
+    return JobSpec(source, tmp / name, task, model=Path(MODEL), threads=1, progress=False,
+                   **kwargs)
+
+
+# row_seed
+
+
+def test_row_seed_is_the_documented_derivation() -> None:
+    import hashlib
+
+    digest = hashlib.sha256(b"gpt2cpu.row_seed.v1\x0012\x00r7").digest()
+    assert row_seed(12, "r7") == int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    assert row_seed(0, 7) == row_seed(0, "7")  # JSONL's 7 is CSV's "7"
+    seeds = {row_seed(base, i) for base in range(3) for i in range(100)}
+    assert len(seeds) == 300  # no base + id arithmetic: job 1's row 0 is not job 0's row 1
+    assert all(0 <= s < 2**63 for s in seeds)
+    with pytest.raises(ValueError, match="base"):
+        row_seed(-1, 0)
+
+
+# generate
+
+
+def test_generate_rows_are_the_api_with_each_rows_seed(tmp_path: Path,
+                                                       model: gpt2cpu.Model) -> None:
+    rows = good_rows(9)
+    summary = run_job(spec(tmp_path, "generate", rows, options=GENERATE, seed=5, batch_size=4))
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    for row, got in zip(rows, out, strict=True):
+        want = model.generate(row["text"], seed=row_seed(5, row["id"]), **GENERATE)
+        assert got["text"] == want.text and got["finish_reason"] == want.finish_reason
+        assert got["new_tokens"] == len(want.token_ids)
+    assert summary.computed == 9 and summary.errors == 0 and summary.tokens > 9
+    assert (tmp_path / "out.jsonl.errors.jsonl").read_text() == ""
+    assert not (tmp_path / "out.jsonl.parts").exists()
+
+
+def test_output_does_not_depend_on_the_batch_size(tmp_path: Path) -> None:
+    rows = rows_with_bad_ones(10)
+    outputs = []
+    for size in (1, 3, 16):
+        name = f"out{size}.jsonl"
+        run_job(spec(tmp_path, "generate", rows, name, options=GENERATE, batch_size=size))
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_bad_rows_go_to_the_errors_file_and_the_job_goes_on(tmp_path: Path) -> None:
+    rows = rows_with_bad_ones(3)
+    summary = run_job(spec(tmp_path, "generate", rows, options=GENERATE, batch_size=2))
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["r0", "r1", "r2"]
+    errors = {e["id"]: e for e in read_jsonl(tmp_path / "out.jsonl.errors.jsonl")}
+    assert summary.errors == 4 and list(errors) == ["no-text", "empty", "long", "number"]
+    assert "text column 'text'" in errors["no-text"]["error"]
+    assert "empty" in errors["empty"]["error"]
+    assert "fills the model's context of 256 tokens" in errors["long"]["error"]
+    assert "holds int, not text" in errors["number"]["error"]
+    assert errors["long"]["row"] == 5
+
+
+def test_strict_stops_at_the_first_bad_row_keeping_the_rows_before(tmp_path: Path) -> None:
+    rows = rows_with_bad_ones(3)
+    job = spec(tmp_path, "score", rows, strict=True, batch_size=2)
+    with pytest.raises(RowFailed, match="row 3 .*'no-text'.*text column"):
+        run_job(job)
+    parts = tmp_path / "out.jsonl.parts"
+    assert sum(1 for p in parts.iterdir() if p.name.startswith("part-")) == 2  # rows 0-1, 2
+    run = run_batch(str(job.input), str(tmp_path / "cli.jsonl"), "--task", "score", "--strict")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "--strict stops here" in run.stderr
+
+
+def test_new_tokens_past_the_context_are_capped_with_finish_reason_length(
+    tmp_path: Path, model: gpt2cpu.Model
+) -> None:
+    text = "to be or not to be, " * 15
+    prompt = len(model.require_tokenizer("").encode(text))
+    rows = [{"id": 0, "text": text}]
+    run_job(spec(tmp_path, "generate", rows, options={"max_new_tokens": 500,
+                                                        "ignore_eos": True}))
+    (out,) = read_jsonl(tmp_path / "out.jsonl")
+    assert out["finish_reason"] == "length" and out["new_tokens"] == 256 - prompt
+
+
+# score
+
+
+def test_score_is_the_incremental_log_likelihood(tmp_path: Path, model: gpt2cpu.Model) -> None:
+    rows = good_rows(5) + [{"id": "one", "text": "A"}]
+    run_job(spec(tmp_path, "score", rows, batch_size=4))
+    out = {r["id"]: r for r in read_jsonl(tmp_path / "out.jsonl")}
+    tokenizer = model.require_tokenizer("")
+    for row in rows:
+        ids = tokenizer.encode(row["text"])
+        # Another path through the engine: one token at a time through the KV cache.
+        seq = model.new_sequence()
+        logprobs, greedy = [], []
+        for prev, nxt in zip(ids, ids[1:], strict=False):
+            logits = seq.append([prev]).astype(np.float64)
+            logprobs.append(logits[nxt] - logits.max()
+                            - math.log(np.exp(logits - logits.max()).sum()))
+            greedy.append(int(logits.argmax()) == nxt)
+        got = out[row["id"]]
+        assert got["tokens"] == len(ids) and len(got["token_logprobs"]) == len(ids) - 1
+        assert got["logprob"] == pytest.approx(sum(logprobs), abs=1e-4)
+        assert np.allclose(got["token_logprobs"], logprobs, atol=1e-4)
+        assert got["greedy"] == all(greedy)
+    assert out["one"]["logprob"] == 0.0 and out["one"]["greedy"] is True
+
+
+def test_log_softmax_fallback_is_exact_where_float32_is_not() -> None:
+    logits = np.array([[1000.0, 0.0, -1000.0], [3.0, 3.0, 3.0]], dtype=np.float32)
+    values, greedy = log_softmax_at(logits, np.array([1, 2]))
+    assert values.dtype == np.float64
+    assert values[0] == pytest.approx(-1000.0, rel=1e-12)  # naive exp overflows to nan
+    assert values[1] == pytest.approx(-math.log(3), rel=1e-12)
+    assert greedy.tolist() == [False, False]
+
+
+def test_a_score_row_may_hold_one_token_more_than_the_context(tmp_path: Path,
+                                                              model: gpt2cpu.Model) -> None:
+    ids = model.require_tokenizer("").encode("to be or not to be, " * 120)
+    fits, too_long = model.require_tokenizer("").decode(ids[:257]), "x " * 600
+    assert len(model.require_tokenizer("").encode(fits)) == 257
+    run_job(spec(tmp_path, "score", [{"text": fits}, {"text": too_long}]))
+    (out,) = read_jsonl(tmp_path / "out.jsonl")
+    assert out["id"] == 0 and len(out["token_logprobs"]) == 256  # row numbers are the ids
+    (error,) = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
+    assert error["id"] == 1 and "more than the 257 this task takes" in error["error"]
+
+
+# formats
+
+
+def test_csv_and_parquet_in_and_out_give_the_jsonl_rows(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow (the parquet extra)")
+    import pyarrow.parquet as pq
+
+    rows = good_rows(6)
+    run_job(spec(tmp_path, "score", rows))
+    want = read_jsonl(tmp_path / "out.jsonl")
+    for source in (write_csv(tmp_path / "in.csv", rows),
+                   write_parquet(tmp_path / "in.parquet", rows)):
+        for fmt in ("csv", "parquet", "jsonl"):
+            output = tmp_path / f"{source.suffix[1:]}-out.{fmt}"
+            run_job(JobSpec(source, output, "score", model=Path(MODEL), threads=1,
+                            progress=False))
+            if fmt == "parquet":
+                got = pq.read_table(output).to_pylist()
+            elif fmt == "csv":
+                import csv
+
+                with open(output, newline="", encoding="utf-8") as f:
+                    got = [{**r, "logprob": float(r["logprob"]), "tokens": int(r["tokens"]),
+                            "greedy": r["greedy"] == "True",
+                            "token_logprobs": json.loads(r["token_logprobs"])}
+                           for r in csv.DictReader(f)]
+            else:
+                got = read_jsonl(output)
+            assert got == want, (source, fmt)
+
+
+def test_help_lists_the_job_and_generation_flags() -> None:
+    run = run_batch("--help")
+    assert run.returncode == 0
+    for flag in ("--task", "--column", "--id-column", "--batch-size", "--seed", "--strict",
+                 "--ray", "--ray-actors", "--max-new-tokens", "--temperature", "--top-p",
+                 "--stop", "--pooling", "--json", "--overwrite"):
+        assert flag in run.stdout, flag
+
+
+def test_an_unknown_extension_is_one_line(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", good_rows(1))
+    run = run_batch(str(tmp_path / "in.jsonl"), str(tmp_path / "out.txt"), "--task", "score")
+    assert run.returncode == 2 and "unknown extension '.txt'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+# jobs that are not this one
+
+
+def test_another_jobs_parts_or_a_finished_output_are_not_overwritten(tmp_path: Path) -> None:
+    rows = good_rows(3)
+    job = spec(tmp_path, "generate", rows, options=GENERATE, seed=1)
+    (tmp_path / "out.jsonl.parts").mkdir()
+    run_job(JobSpec(**{**job.__dict__, "seed": 2}))  # an empty parts dir: a fresh start
+    with pytest.raises(JobConflict, match="a finished job's output"):
+        run_job(job)
+    (tmp_path / "out.jsonl").unlink()
+    (tmp_path / "out.jsonl.parts").mkdir()
+    (tmp_path / "out.jsonl.parts" / "manifest.jsonl").write_text(
+        json.dumps({"job": {**job.identity(), "task_options": {}}}) + "\n")
+    with pytest.raises(JobConflict, match=r"differs in: task_options"):
+        run_job(job)
+    summary = run_job(JobSpec(**{**job.__dict__, "overwrite": True}))
+    assert summary.computed == 3
+    # --overwrite in a resumed command keeps the job's own parts.
+    from gpt2cpu.jobs.parts import PartStore
+    from gpt2cpu.jobs.tasks import Outcome
+
+    first = read_jsonl(tmp_path / "out.jsonl")[0]
+    PartStore.open(job.output, job.identity(), overwrite=True).write(
+        [Outcome(0, first.pop("id"), first)])
+    summary = run_job(JobSpec(**{**job.__dict__, "overwrite": True}))
+    assert summary.done_before == 1 and summary.computed == 2
+
+
+# embed and classify: adapters to the batched API's Model.embed and Model.classify
+
+
+def test_embed_and_classify_name_the_missing_method() -> None:
+    class Bare:  # a model without the batched API's methods
+        pass
+
+    for task in ("embed", "classify"):
+        with pytest.raises(UnsupportedTask, match=rf"needs Model\.{task}\(\)"):
+            make_task(task).check_api(Bare())  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(gpt2cpu.Model, "embed"),
+                    reason="Model.embed comes with the batched API (issue 19, branch batch); "
+                    "this passes once it is merged")
+def test_embed_rows_are_model_embed(tmp_path: Path, model: gpt2cpu.Model) -> None:
+    rows = good_rows(5)
+    run_job(spec(tmp_path, "embed", rows, pooling="last", normalize=True, batch_size=2))
+    out = read_jsonl(tmp_path / "out.jsonl")
+    tokenizer = model.require_tokenizer("")
+    want = model.embed([tokenizer.encode(r["text"]) for r in rows],  # type: ignore[attr-defined]
+                       pooling="last", normalize=True)
+    assert np.array_equal(np.array([r["embedding"] for r in out], dtype=np.float32), want)
+
+
+@pytest.mark.skipif(not hasattr(gpt2cpu.Model, "classify"),
+                    reason="Model.classify comes with the batched API (issue 19, branch "
+                    "batch); this passes once it is merged")
+def test_classify_rows_are_model_classify(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch", reason="the classifier checkpoint is made with torch")
+    transformers = pytest.importorskip("transformers")
+    import shutil
+
+    config = json.loads((Path(MODEL) / "config.json").read_text())
+    shape = ("vocab_size", "bos_token_id", "eos_token_id")
+    cfg = transformers.GPT2Config(**{k: v for k, v in config.items() if k.startswith("n_")
+                                     or k in shape}, num_labels=3, pad_token_id=0,
+                                  id2label={0: "tragedy", 1: "comedy", 2: "history"})
+    torch.manual_seed(0)
+    directory = tmp_path / "classifier"
+    transformers.GPT2ForSequenceClassification(cfg).eval().save_pretrained(directory)
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+        shutil.copy(Path(MODEL) / name, directory / name)
+    rows = good_rows(5)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    run_job(JobSpec(source, tmp_path / "out.jsonl", "classify", model=directory, threads=1,
+                    progress=False, batch_size=2))
+    out = read_jsonl(tmp_path / "out.jsonl")
+    classifier = gpt2cpu.Model.from_pretrained(directory, threads=1)
+    want = classifier.classify([r["text"] for r in rows])  # type: ignore[attr-defined]
+    assert [r["label"] for r in out] == [c.label for c in want]
+    assert np.array_equal(np.array([r["probabilities"] for r in out]),
+                          np.array([c.probabilities for c in want]))
