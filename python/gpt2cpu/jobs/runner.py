@@ -66,7 +66,7 @@ class JobSpec:
             "input": str(self.input.resolve()), "input_bytes": stat.st_size,
             "input_mtime_ns": stat.st_mtime_ns, "task": self.task, "task_options": task,
             "model": str(self.model_dir()), "dtype": self.dtype, "column": self.column,
-            "id_column": self.id_column, "kernels": _core.kernels.isa(),
+            "id_column": self.id_column, "kernels": _core.default_isa(),
         }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from .seeds import row_seed
 
 if TYPE_CHECKING:
     from ..model import Model
+    from ..tasks.embedding import Pooling
 
 IdArray = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -180,12 +181,12 @@ class EmbedTask(Task):
     fields = ("embedding",)
     needs = "embed"
 
-    def __init__(self, pooling: str = "mean", layer: int = -1, normalize: bool = False) -> None:
+    def __init__(self, pooling: Pooling = "mean", layer: int = -1, normalize: bool = False) -> None:
         self.pooling, self.layer, self.normalize = pooling, layer, normalize
 
     def compute(self, model: Model, rows: list[Row],
                 ids: list[IdArray]) -> list[tuple[dict[str, Any], int]]:
-        vectors = model.embed(ids, pooling=self.pooling, layer=self.layer,  # type: ignore[attr-defined]
+        vectors = model.embed(ids, pooling=self.pooling, layer=self.layer,
                               normalize=self.normalize)
         return [({"embedding": np.asarray(v).tolist()}, int(one.size))
                 for v, one in zip(vectors, ids, strict=True)]
@@ -201,7 +202,7 @@ class ClassifyTask(Task):
 
     def compute(self, model: Model, rows: list[Row],
                 ids: list[IdArray]) -> list[tuple[dict[str, Any], int]]:
-        classes = model.classify(ids)  # type: ignore[attr-defined]
+        classes = model.classify(ids)
         return [({"label": str(c.label), "label_id": int(c.label_id),
                   "probabilities": np.asarray(c.probabilities).tolist()}, int(one.size))
                 for c, one in zip(classes, ids, strict=True)]
@@ -218,7 +219,9 @@ def make_task(name: str, *, options: Mapping[str, Any] | None = None, seed: int 
     if name == "generate":
         return GenerateTask(options or {}, seed)
     if name == "embed":
-        return EmbedTask(pooling, layer, normalize)
+        if pooling not in ("mean", "last", "none"):
+            raise ValueError(f"pooling must be 'mean', 'last' or 'none', got {pooling!r}")
+        return EmbedTask(cast("Pooling", pooling), layer, normalize)
     if name in TASKS:
         return TASKS[name]()
     raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")

@@ -57,8 +57,15 @@ class TaskHead:
     tanh: bool  # the multiple-choice summary's activation
 
     def apply(self, hidden: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """(rows, n_embd) hidden states -> (rows, outputs) logits, in float32 as torch."""
-        out: np.ndarray[Any, Any] = hidden @ self.weight.T
+        """(rows, n_embd) hidden states -> (rows, outputs) logits, in float32 as torch.
+
+        Row by row: a BLAS product over many rows blocks them differently from one row, so a
+        text's logits would depend on what shares its batch (the engine's outputs do not)."""
+        weight_t = np.ascontiguousarray(self.weight.T)
+        out: np.ndarray[Any, Any] = (
+            np.stack([row @ weight_t for row in hidden]) if len(hidden)
+            else np.zeros((0, self.weight.shape[0]), np.float32)
+        )
         if self.bias is not None:
             out = out + self.bias
         return np.tanh(out) if self.tanh else out
