@@ -182,15 +182,14 @@ def test_models_health_and_metrics(server: Served, client: Any) -> None:
     assert ok and int(ok[0].split()[-1]) >= 1
 
 
-def test_embeddings_answer_or_say_why_not(model: gpt2cpu.Model, server: Served) -> None:
+def test_embeddings_are_the_models_mean_pooled_hidden_states(model: gpt2cpu.Model,
+                                                             server: Served) -> None:
     response = httpx.post(server.v1 + "/embeddings", json={"input": ["ROMEO:", "JULIET:"]})
-    if hasattr(model, "embed"):
-        data = response.json()["data"]
-        assert response.status_code == 200 and len(data) == 2
-        assert len(data[0]["embedding"]) == model.config.n_embd
-    else:
-        assert response.status_code == 501
-        assert "Model.embed" in response.json()["error"]["message"]
+    data = response.json()["data"]
+    assert response.status_code == 200 and len(data) == 2
+    want = model.embed(["ROMEO:", "JULIET:"], pooling="mean")
+    for item, vector in zip(data, want, strict=True):
+        np.testing.assert_array_equal(np.array(item["embedding"], np.float32), vector)
 
 
 def _error(response: Any, status: int) -> dict[str, Any]:

@@ -230,18 +230,13 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest) -> Response:
         check_model(body.model)
-        embed = getattr(model, "embed", None)
-        if embed is None:
-            # Mean-pooled final hidden states need the engine to return hidden states
-            # (Model.embed, issue 19); the logits cannot give them back.
-            raise ApiError(501, "embeddings need Model.embed, which this gpt2cpu build does not "
-                           "have yet (issue 19)", code="not_implemented")
         if body.encoding_format != "float":
             raise ApiError(400, "only encoding_format 'float' is supported", "encoding_format")
         inputs = build.embedding_inputs(model, body.input)
         import asyncio
 
-        future = engine.call(lambda: embed(inputs, pooling="mean"))
+        # Mean-pooled final hidden states (after ln_f), one batched pass.
+        future = engine.call(lambda: model.embed(inputs, pooling="mean"))
         try:
             vectors = await asyncio.wrap_future(future)
         except (ValueError, TypeError) as exc:
