@@ -22,6 +22,7 @@ from .sampling import Sampler, SamplingParams
 from .stopping import StopMatcher, stop_strings
 
 if TYPE_CHECKING:
+    from .batch_generation import TokenLogprob
     from .model import IdsLike, Model, Sequence
     from .streaming import StreamDecoder
 
@@ -77,7 +78,11 @@ class GenerationResult:
     prefill_seconds: time to run the prompt. decode_seconds: time of the generating steps,
         sampling and decoding included, not counting time the caller held a stream.
     decode_steps: single-token model steps run (one fewer than the tokens sampled; as many
-        when a sequence is continued, which runs the last one too).
+        when a sequence is continued, which runs the last one too). In a batch the steps are
+        shared: prefill_seconds and decode_seconds are the wall time of the steps the
+        sample took part in.
+    logprobs: with logprobs=k, one TokenLogprob per token of token_ids: its log-probability
+        and the k most likely ids; else None.
     """
 
     text: str
@@ -88,6 +93,7 @@ class GenerationResult:
     decode_seconds: float
     decode_steps: int
     stop: str | None = None
+    logprobs: list[TokenLogprob] | None = None
 
     @property
     def prefill_tokens_per_second(self) -> float | None:

@@ -9,6 +9,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..generation import GenerationStream
 from ..generation_options import option_names
 from . import CliError
 from .common import (
@@ -207,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         fit_to_context(model, ids, options)
         pieces = model.stream(ids, **options)
+        assert isinstance(pieces, GenerationStream)  # one prompt, n=1, no logprobs
     except ValueError as exc:
         raise CliError(with_flag(str(exc), _FLAGS)) from None
     out = sys.stdout
