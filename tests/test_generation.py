@@ -15,6 +15,7 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
+from gpt2cpu.batch_generation import BATCH_OPTIONS
 from gpt2cpu.generation import GenerationConfig
 from gpt2cpu.stopping import StopMatcher
 from hf_models import GPT2_124M, SMALL, hf_logits
@@ -407,6 +408,8 @@ def test_model_methods_and_config_agree(small_text_model) -> None:
     params = dict(inspect.signature(gpt2cpu.Model.generate).parameters)
     assert params == dict(inspect.signature(gpt2cpu.Model.stream).parameters)
     del params["self"], params["prompt"], params["sequence"]
+    for name in BATCH_OPTIONS:  # the batch's, not GenerationConfig's
+        del params[name]
     assert sorted(params) == sorted(config.parameters)
     for name, param in params.items():
         assert param.kind is inspect.Parameter.KEYWORD_ONLY

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .streaming import StreamDecoder
 
 LogprobsMode = Literal["raw", "processed"]
+# generate/stream's options that are the batch's, not one sample's GenerationConfig.
+BATCH_OPTIONS = ("n", "logprobs", "logprobs_mode")
 MAX_LOGPROBS = 20
 
 
