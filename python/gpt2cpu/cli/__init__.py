@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 # Sub-command modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("generate", "tokenize", "perplexity", "bench")
+COMMANDS: tuple[str, ...] = ("generate", "tokenize", "perplexity", "bench", "tasks")
 
 
 class CliError(Exception):

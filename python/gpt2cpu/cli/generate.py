@@ -53,7 +53,11 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("prompt", metavar="PROMPT", help='the prompt text; "-" reads it from stdin')
+    parser.add_argument("prompt", metavar="PROMPT", nargs="?",
+                        help='the prompt text; "-" reads it from stdin')
+    parser.add_argument("--prompts-file", metavar="FILE", default=None,
+                        help='generate from every prompt of FILE together (one a line, or '
+                        'JSONL with a "prompt" field); prints one JSON line per prompt')
     add_model_argument(parser)
     add_dtype_argument(parser)
     add_threads_argument(parser)
@@ -201,6 +205,15 @@ def run(args: argparse.Namespace) -> int:
 
     threads = threads_of(args)
     options = options_of(args)
+    if (args.prompt is None) == (args.prompts_file is None):
+        raise CliError("give a PROMPT or --prompts-file FILE (one of them)")
+    if args.prompts_file is not None:
+        from .inputs import read_texts
+        from .prompts import run_batch
+
+        prompts = read_texts(args.prompts_file, "prompt", "--prompts-file")  # before loading
+        model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
+        return run_batch(model, prompts, options, _FLAGS)
     prompt = read_text_argument(args.prompt)
     model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
     tokenizer = model.require_tokenizer(f"{model.path} cannot generate text")
