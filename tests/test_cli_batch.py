@@ -44,7 +44,8 @@ def test_generate_prompts_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_generate_needs_one_prompt_source(capsys: pytest.CaptureFixture[str],
                                           tmp_path: Path) -> None:
-    assert main(["generate"]) == 2
+    with pytest.raises(SystemExit):  # a usage error, as argparse reports them
+        main(["generate", "ROMEO:", "--prompts-file", "x"])
     assert "PROMPT or --prompts-file" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a"}\n{"text": "b"}\n', encoding="utf-8")

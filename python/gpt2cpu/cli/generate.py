@@ -93,7 +93,7 @@ def register(subparsers: Any) -> None:
     sampling.add_argument("-s", "--seed", type=int, default=None,
                           help="random seed: the same seed gives the same text (default: random)")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary line")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, usage_error=parser.error)
 
 
 def max_new_tokens(value: str) -> int | str:
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     threads = threads_of(args)
     options = options_of(args)
     if (args.prompt is None) == (args.prompts_file is None):
-        raise CliError("give a PROMPT or --prompts-file FILE (one of them)")
+        args.usage_error("give a PROMPT or --prompts-file FILE (one of them)")
     if args.prompts_file is not None:
         from .inputs import read_texts
         from .prompts import run_batch
