@@ -76,3 +76,18 @@ def test_classify_needs_a_head(tmp_path: Path, capsys: pytest.CaptureFixture[str
     path.write_text("good\n", encoding="utf-8")
     assert main(["classify", str(path)]) == 2
     assert "task-head checkpoint" in capsys.readouterr().err
+
+
+def test_bench_batch_reports_each_size(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "--repeats", "1", "--new-tokens", "4", "--prompt-tokens", "8", "-t", "1"]
+    assert main([*args, "--batch", "1,3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rates = report["batch_decode"]
+    assert sorted(rates) == ["1", "3"]
+    for b, r in rates.items():
+        assert r["aggregate_tokens_per_s"] > 0
+        assert r["per_sequence_tokens_per_s"] == pytest.approx(r["aggregate_tokens_per_s"] / int(b))
+    assert main([*args, "--batch", "2"]) == 0
+    assert "decode batch 2" in capsys.readouterr().out
+    assert main([*args, "--batch", "x"]) == 2
+    assert "--batch must be integers" in capsys.readouterr().err
