@@ -17,38 +17,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .generation import FinishReason, GenerationConfig, GenerationResult, prompt_ids
-from .sampling import Sampler, sample_seed
-from .stopping import StopMatcher
+from .decoding import MAX_LOGPROBS, Decoding, LogprobsMode, TokenLogprob
+from .generation import GenerationConfig, GenerationResult, prompt_ids
+from .sampling import sample_seed
 
 if TYPE_CHECKING:
     from .model import IdsLike, Model
     from .model import Sequence as ModelSequence
-    from .streaming import StreamDecoder
 
-LogprobsMode = Literal["raw", "processed"]
 # generate/stream's options that are the batch's, not one sample's GenerationConfig.
 BATCH_OPTIONS = ("n", "logprobs", "logprobs_mode")
-MAX_LOGPROBS = 20
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One generated token's log-probability and the most likely alternatives.
-
-    token: the id generated. logprob: its log-probability.
-    top: the `logprobs` most likely ids and their log-probabilities, most likely first (ties:
-        lower id first); the generated token appears only if it is among them.
-    """
-
-    token: int
-    logprob: float
-    top: list[tuple[int, float]]
+__all__ = ["BATCH_OPTIONS", "BatchStream", "TokenLogprob", "sample_seed"]
 
 
 def is_batch(prompt: object) -> bool:
@@ -83,102 +67,22 @@ def prompt_seeds(seed: object, count: int) -> list[int | None]:
     return [seed] * count  # type: ignore[list-item]  # checked by GenerationConfig
 
 
-def log_softmax(row: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """log_softmax in float64 (-inf stays -inf), so that it does not add float32 error."""
-    x = np.asarray(row, dtype=np.float64)
-    top = np.max(x)
-    if not np.isfinite(top):
-        return np.full_like(x, -np.inf)
-    shifted = x - top
-    out: np.ndarray[Any, np.dtype[np.float64]] = shifted - np.log(np.sum(np.exp(shifted)))
-    return out
-
-
-def token_logprob(row: np.ndarray[Any, Any], token: int, k: int) -> TokenLogprob:
-    """token's log-probability under the distribution of row (logits), and row's k best."""
-    lp = log_softmax(row)
-    if k:
-        best = np.argpartition(-lp, k - 1)[:k] if k < lp.size else np.arange(lp.size)
-        best = best[np.lexsort((best, -lp[best]))]  # most likely first, ties by id
-        top = [(int(i), float(lp[i])) for i in best]
-    else:
-        top = []
-    return TokenLogprob(token, float(lp[token]), top)
-
-
 class _Slot:
-    """One sample of one prompt: its sequence, sampler and stop state, fed one row of logits
-    per step by the batch loop. The rules are generation.GenerationStream's: the last token
-    sampled is never run; EOS ends without being kept; a stop string ends after the token
-    that completes it."""
+    """One sample of one prompt in the batch: its decoding state, sequence and times."""
 
-    def __init__(self, model: Model, config: GenerationConfig, ids: list[int],
-                 sampler: Sampler, eos: frozenset[int], decoder: StreamDecoder | None,
-                 logprobs: int | None, mode: LogprobsMode) -> None:
-        self.config = config
+    def __init__(self, ids: list[int], decoding: Decoding) -> None:
         self.ids = ids
-        self.sampler = sampler
-        self.eos = eos
-        self.decoder = decoder
-        self.stops = StopMatcher(config.stop_strings)
-        self.budget = config.max_new_tokens or model.config.n_positions + 1 - len(ids)
-        self.new: list[int] = []
-        self.pieces: list[str] = []
-        self.finish: FinishReason = "length"
-        self.done = False
-        self.logprobs_k = logprobs
-        self.mode = mode
-        self.logprobs: list[TokenLogprob] = []
+        self.d = decoding
+        self.sequence: ModelSequence | None = None
         self.prefill = 0.0
         self.decode = 0.0
         self.steps = 0
-        self.sequence: ModelSequence | None = None
         self.result: GenerationResult | None = None
 
-    def take(self, logits: np.ndarray[Any, Any]) -> str:
-        """Sample from logits; returns the text piece it completes ('' for none)."""
-        # The processed row before sample() observes the token (the penalties change).
-        processed = logits
-        if self.logprobs_k is not None and self.mode == "processed":
-            processed = self.sampler.filtered_logits(logits)
-        token = self.sampler.sample(logits)
-        if token in self.eos:
-            self.finish, self.done = "eos", True
-            return ""
-        if self.logprobs_k is not None:
-            self.logprobs.append(token_logprob(processed, token, self.logprobs_k))
-        self.new.append(token)
-        self.sampler.observe(token)
-        piece = ""
-        if self.decoder is not None:
-            piece = self.stops.feed(self.decoder.push(token))
-            if self.stops.matched is not None:
-                self.finish, self.done = "stop", True
-        if len(self.new) == self.budget:
-            self.done = True
-        return piece
-
     def close(self) -> str:
-        """The text held back (a split character, a possible stop string's start) and the
-        result."""
-        tail = ""
-        if self.decoder is not None and self.finish != "stop":
-            tail = self.stops.feed(self.decoder.flush())
-            if self.stops.matched is not None:
-                self.finish = "stop"
-            else:
-                tail += self.stops.flush()
-        self.result = GenerationResult(
-            text="".join(self.pieces) + tail,
-            token_ids=self.new,
-            finish_reason=self.finish,
-            prompt_tokens=len(self.ids),
-            prefill_seconds=self.prefill,
-            decode_seconds=self.decode,
-            decode_steps=self.steps,
-            stop=self.stops.matched,
-            logprobs=None if self.logprobs_k is None else self.logprobs,
-        )
+        """The text held back, and the result; the sequence's cache goes back."""
+        tail = self.d.flush()
+        self.result = self.d.result(len(self.ids), self.prefill, self.decode, self.steps)
         if self.sequence is not None:
             self.sequence.close()
         return tail
@@ -201,7 +105,6 @@ class BatchStream:
             model.require_tokenizer("it cannot stream text")
         self.model = model
         self.n = n
-        vocab_size = model.config.vocab_size
         self._slots: list[_Slot] = []
         # Every prompt and option is checked here, before anything runs: a bad prompt raises
         # naming its index and no other prompt has started.
@@ -212,18 +115,13 @@ class BatchStream:
                 ids = prompt_ids(model, prompt, config)
             except ValueError as exc:
                 raise ValueError(f"prompts[{i}]: {exc}") from None
-            eos = frozenset() if config.ignore_eos else frozenset(
-                t for t in model.eos_token_ids() if t < vocab_size)
-            banned = [] if model.tokenizer is None else [
-                t for t in model.tokenizer.unknown_ids(vocab_size) if t not in eos]
+            # Until the context is full: the last new token is never run.
+            budget = config.max_new_tokens or model.config.n_positions + 1 - len(ids)
             for k in range(n):
                 sample = replace(config, seed=sample_seed(config.seed, k))
-                # Text whenever there is a tokenizer, as generation.py: generate's too.
-                tok = model.tokenizer
-                decoder = tok.stream_decoder() if tok is not None else None
-                sampler = Sampler(sample, vocab_size, ids, banned=banned)
-                self._slots.append(_Slot(model, sample, ids, sampler, eos, decoder,
-                                         logprobs, logprobs_mode))
+                self._slots.append(_Slot(ids, Decoding(
+                    model, sample, ids, budget, logprobs=logprobs, logprobs_mode=logprobs_mode
+                )))
         self.results: list[GenerationResult] | None = None
         self._listed = True
         self._steps = self._run()
@@ -246,7 +144,7 @@ class BatchStream:
         try:
             for slot in firsts:
                 # The cache holds the prompt and all but the last new token.
-                slot.sequence = model.new_sequence(max(1, len(slot.ids) + slot.budget - 1))
+                slot.sequence = model.new_sequence(max(1, len(slot.ids) + slot.d.budget - 1))
             started = time.perf_counter()
             out = step([s.sequence for s in firsts if s.sequence], [s.ids for s in firsts])
             rows = [o[0] for o in out.outputs]
@@ -262,22 +160,20 @@ class BatchStream:
                     live.append((p * n + k, slot, rows[p]))
             while live:
                 started = time.perf_counter()
-                pieces = [(i, s, s.take(row)) for i, s, row in live]
+                pieces = [(i, s, s.d.take(row)) for i, s, row in live]
                 spent = time.perf_counter() - started
                 for i, s, piece in pieces:
-                    if piece:
-                        s.pieces.append(piece)
-                        yield i, piece
-                for i, s, _ in pieces:
                     s.decode += spent
-                    if s.done and (tail := s.close()):
+                    if piece:
+                        yield i, piece
+                    if s.d.done and (tail := s.close()):
                         yield i, tail
-                going = [(i, s) for i, s, _ in pieces if not s.done]
+                going = [(i, s) for i, s, _ in pieces if not s.d.done]
                 if not going:
                     break
                 started = time.perf_counter()
                 out = step([s.sequence for _, s in going if s.sequence],
-                           [[s.new[-1]] for _, s in going])
+                           [[s.d.new[-1]] for _, s in going])
                 spent = time.perf_counter() - started
                 live = []
                 for (i, s), o in zip(going, out.outputs, strict=True):

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .sampling import Sampler, SamplingParams
-from .stopping import StopMatcher, stop_strings
+from .decoding import Decoding
+from .sampling import SamplingParams
+from .stopping import stop_strings
 
 if TYPE_CHECKING:
-    from .batch_generation import TokenLogprob
+    from .decoding import TokenLogprob
     from .model import IdsLike, Model, Sequence
-    from .streaming import StreamDecoder
 
 FinishReason = Literal["length", "stop", "eos"]
 
@@ -214,22 +214,19 @@ class GenerationStream:
         self.config = config
         self.prompt_ids = prompt_ids(model, prompt, config, sequence)
         self._sequence = sequence
-        vocab_size = model.config.vocab_size
-        # The ids that end a generation, of those the model has (a tokenizer's may lie
-        # beyond a small vocabulary).
-        self._eos = frozenset() if config.ignore_eos else frozenset(
-            i for i in model.eos_token_ids() if i < vocab_size
-        )
-        # A vocabulary padded past the tokenizer's (nanoGPT's 50304 for GPT-2's 50257) has
-        # ids no text stands for: they are never sampled, but for the EOS that ends the text.
-        banned = [] if model.tokenizer is None else [
-            i for i in model.tokenizer.unknown_ids(vocab_size) if i not in self._eos
-        ]
+        ids = self.prompt_ids
+        if sequence is None:
+            # The last sampled token is never run, so a prompt of n tokens can be followed
+            # by n_positions + 1 - n of them (as transformers reaches the last position).
+            budget = config.max_new_tokens or model.config.n_positions + 1 - len(ids)
+            seen = ids
+        else:
+            budget = config.max_new_tokens or sequence.capacity - sequence.length - len(ids)
+            seen = sequence.tokens + ids
         # Built here rather than on the first step so that every bad argument raises now.
-        seen = self.prompt_ids if sequence is None else sequence.tokens + self.prompt_ids
-        self._sampler = Sampler(config, vocab_size, seen, banned=banned)
+        self._decoding = Decoding(model, config, seen, budget)
         self.result: GenerationResult | None = None
-        self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
+        self._steps = self._run()
 
     def __iter__(self) -> GenerationStream:
         return self
@@ -241,27 +238,11 @@ class GenerationStream:
         """Stops a generation early; `result` stays None."""
         self._steps.close()
 
-    def _run(self, decoder: StreamDecoder | None) -> Generator[str, None, None]:
-        model, config = self.model, self.config
-        ids = self.prompt_ids
+    def _run(self) -> Generator[str, None, None]:
+        model, ids, d = self.model, self.prompt_ids, self._decoding
         continued = self._sequence
-        if continued is None:
-            # The last sampled token is never run, so a prompt of n tokens can be followed
-            # by n_positions + 1 - n of them (as transformers reaches the last position),
-            # and the cache needs one place fewer than prompt and new tokens together.
-            budget = config.max_new_tokens or model.config.n_positions + 1 - len(ids)
-            sequence = model.new_sequence(max(1, len(ids) + budget - 1))
-        else:
-            sequence = continued
-            budget = config.max_new_tokens or sequence.capacity - sequence.length - len(ids)
-        eos = self._eos
-        sampler = self._sampler
-        stops = StopMatcher(config.stop_strings)
-        new: list[int] = []
-        pending = False  # the newest token is not in the sequence yet
-        pieces: list[str] = []
-        finish: FinishReason = "length"
-
+        # The cache needs one place fewer than prompt and new tokens together.
+        sequence = continued or model.new_sequence(max(1, len(ids) + d.budget - 1))
         # Closed when the loop ends, or when the caller drops a stream part-way, so that the
         # cache's memory goes back at once rather than whenever the generator is collected.
         # A caller's sequence stays theirs, open.
@@ -277,53 +258,23 @@ class GenerationStream:
             decode = 0.0
             steps = 0
             started = time.perf_counter()
-            for step in range(budget):
-                token = sampler.sample(logits)
-                if token in eos:
-                    finish = "eos"
+            while True:
+                piece = d.take(logits)
+                if piece:
+                    decode += time.perf_counter() - started
+                    yield piece  # the caller's time between pieces is not ours
+                    started = time.perf_counter()
+                if d.done:
                     break
-                new.append(token)
-                pending = True
-                sampler.observe(token)
-                if decoder is not None:
-                    piece = stops.feed(decoder.push(token))
-                    if piece:
-                        pieces.append(piece)
-                        decode += time.perf_counter() - started
-                        yield piece  # the caller's time between pieces is not ours
-                        started = time.perf_counter()
-                    if stops.matched is not None:
-                        finish = "stop"
-                        break
-                if step + 1 == budget:
-                    break
-                logits = sequence._append_sampled(token)
-                pending = False
+                logits = sequence._append_sampled(d.new[-1])
                 steps += 1
-            if continued is not None and pending:
-                sequence._append_sampled(new[-1])
+            if continued is not None and d.unrun:
+                sequence._append_sampled(d.new[-1])
                 steps += 1
             decode += time.perf_counter() - started
-
-        if decoder is not None and finish != "stop":
-            tail = stops.feed(decoder.flush())
-            if stops.matched is not None:
-                finish = "stop"
-            else:
-                tail += stops.flush()
-            if tail:
-                pieces.append(tail)
-                yield tail
-        self.result = GenerationResult(
-            text="".join(pieces),
-            token_ids=new,
-            finish_reason=finish,
-            prompt_tokens=len(ids),
-            prefill_seconds=prefill,
-            decode_seconds=decode,
-            decode_steps=steps,
-            stop=stops.matched,
-        )
+        if tail := d.flush():
+            yield tail
+        self.result = d.result(len(ids), prefill, decode, steps)
 
 
 def stream(model: Model, prompt: str | IdsLike, config: GenerationConfig,

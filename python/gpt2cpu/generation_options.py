@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Sequence as Seq
 
-    from .batch_generation import LogprobsMode
+    from .decoding import LogprobsMode
     from .model import IdsLike, Model, Sequence
 
 P = ParamSpec("P")
