@@ -169,3 +169,19 @@ def test_a_prompt_that_does_not_fit_is_named_before_anything_runs(
     results = many(model, [near, tok.encode("ROMEO:")], max_new_tokens=None,
                    ignore_eos=True, temperature=0)
     assert len(results[0].token_ids) == 3 and results[0].finish_reason == "length"
+
+
+def test_sequence_goes_with_one_prompt_only(model: gpt2cpu.Model) -> None:
+    with model.new_sequence() as chat, pytest.raises(ValueError, match="^sequence continues"):
+        model.generate(PROMPTS[:2], sequence=chat)
+
+
+def test_a_stream_closed_early_has_no_results(model: gpt2cpu.Model) -> None:
+    run = model.stream(PROMPTS[:2], max_new_tokens=30, ignore_eos=True, seed=1)
+    assert isinstance(run, BatchStream)
+    first = next(run)
+    assert first[0] in (0, 1)
+    run.close()
+    assert run.results is None
+    with pytest.raises(StopIteration):
+        next(run)
