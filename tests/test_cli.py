@@ -115,7 +115,7 @@ def test_generate_errors_are_one_line(model_dir: str, args: list[str],
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["generate"], "required: PROMPT"),
+        (["generate"], "give a PROMPT or --prompts-file"),
         (["generate", "hi", "--top-k", "1.5"], "--top-k: invalid int value"),
         (["generate", "hi", "--no-such-flag"], "unrecognized arguments"),
         (["tokenize"], "required: TEXT"),

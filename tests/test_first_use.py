@@ -430,7 +430,7 @@ def test_generate_continues_a_sequence(model: gpt2cpu.Model) -> None:
         # Until the capacity is full.
         rest = model.generate([], sequence=chat, max_new_tokens=None, ignore_eos=True, seed=1)
         assert chat.length == chat.capacity == 100 and rest.finish_reason == "length"
-        with pytest.raises(ValueError, match="do not fit"):
+        with pytest.raises(ValueError, match="leave no room for a new token"):
             model.generate("x", sequence=chat)
         chat.truncate(10)
         with pytest.raises(ValueError, match="truncate=True"):

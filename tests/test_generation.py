@@ -15,6 +15,7 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
+from gpt2cpu.batch_generation import BATCH_OPTIONS
 from gpt2cpu.generation import GenerationConfig
 from gpt2cpu.stopping import StopMatcher
 from hf_models import GPT2_124M, SMALL, hf_logits
@@ -283,14 +284,16 @@ def test_length_limit(small: gpt2cpu.Model) -> None:
     assert result.decode_tokens_per_second and result.decode_tokens_per_second > 0
 
 
-def test_context_overflow_raises_or_truncates(small: gpt2cpu.Model) -> None:
+def test_context_overflow_raises_caps_or_truncates(small: gpt2cpu.Model) -> None:
     # The last new token comes from the logits of the context's last position and is never
-    # run, as in transformers: n prompt tokens leave room for 64 + 1 - n new ones.
+    # run, as in transformers: n prompt tokens leave room for 64 + 1 - n new ones. More
+    # new tokens than that are capped to it ("length"); a longer prompt is an error.
     context = SMALL["n_positions"]  # 64
     prompt = list(range(100, 160))  # 60 tokens
-    with pytest.raises(ValueError, match=r"60 tokens.*max_new_tokens=10.*reads 69.*context of 64"):
-        small.generate(prompt, max_new_tokens=10)
-    assert len(small.generate(prompt, max_new_tokens=5, logit_bias=NO_EOS).token_ids) == 5
+    capped = small.generate(prompt, max_new_tokens=10, seed=1, logit_bias=NO_EOS)
+    assert len(capped.token_ids) == 5 and capped.finish_reason == "length"
+    assert capped.token_ids == small.generate(prompt, max_new_tokens=5, seed=1,
+                                              logit_bias=NO_EOS).token_ids
     cut = small.generate(prompt, max_new_tokens=10, truncate=True, seed=1, logit_bias=NO_EOS)
     assert cut.prompt_tokens == context + 1 - 10 and len(cut.token_ids) == 10
     assert cut.token_ids == small.generate(prompt[5:], max_new_tokens=10, seed=1,
@@ -298,8 +301,8 @@ def test_context_overflow_raises_or_truncates(small: gpt2cpu.Model) -> None:
     to_the_end = small.generate(prompt, max_new_tokens=None, seed=1, logit_bias=NO_EOS)
     assert len(to_the_end.token_ids) == 5 and to_the_end.finish_reason == "length"
     assert len(small.generate([1], max_new_tokens=64, logit_bias=NO_EOS).token_ids) == 64
-    with pytest.raises(ValueError, match="max_new_tokens=65 leaves no room.*64"):
-        small.generate([1], max_new_tokens=65, truncate=True)
+    beyond = small.generate([1], max_new_tokens=65, truncate=True, logit_bias=NO_EOS)
+    assert len(beyond.token_ids) == 64 and beyond.finish_reason == "length"
     full = small.generate(list(range(64)), max_new_tokens=None, logit_bias=NO_EOS)
     assert len(full.token_ids) == 1
     with pytest.raises(ValueError, match="65 tokens, more than the model's context of 64"):
@@ -328,8 +331,9 @@ def test_generation_reaches_the_last_position_as_transformers_does(
     assert ours.token_ids == theirs[0, 5:].tolist()
     assert ours.token_ids == model.generate(prompt, max_new_tokens=28, temperature=0,
                                             ignore_eos=True).token_ids
-    with pytest.raises(ValueError, match="reads 33.*context of 32"):
-        model.generate(prompt, max_new_tokens=29)
+    # One more than the room left is capped to it, as everywhere: the same 28 tokens.
+    capped = model.generate(prompt, max_new_tokens=29, temperature=0, ignore_eos=True)
+    assert capped.token_ids == ours.token_ids and capped.finish_reason == "length"
     # A one-position model still generates a token.
     one, _ = hf_model_dir(n_positions=1, vocab_size=50, n_layer=1, n_embd=16, n_head=2)
     tiny = gpt2cpu.Model.from_pretrained(one)
@@ -407,6 +411,8 @@ def test_model_methods_and_config_agree(small_text_model) -> None:
     params = dict(inspect.signature(gpt2cpu.Model.generate).parameters)
     assert params == dict(inspect.signature(gpt2cpu.Model.stream).parameters)
     del params["self"], params["prompt"], params["sequence"]
+    for name in BATCH_OPTIONS:  # the batch's, not GenerationConfig's
+        del params[name]
     assert sorted(params) == sorted(config.parameters)
     for name, param in params.items():
         assert param.kind is inspect.Parameter.KEYWORD_ONLY

@@ -92,7 +92,7 @@ def test_bad_rows_go_to_the_errors_file_and_the_job_goes_on(tmp_path: Path) -> N
     assert summary.errors == 4 and list(errors) == ["no-text", "empty", "long", "number"]
     assert "text column 'text'" in errors["no-text"]["error"]
     assert "empty" in errors["empty"]["error"]
-    assert "fills the model's context of 256 tokens" in errors["long"]["error"]
+    assert "more than the model's context of 256 tokens" in errors["long"]["error"]
     assert "holds int, not text" in errors["number"]["error"]
     assert errors["long"]["row"] == 5
 
@@ -118,7 +118,8 @@ def test_new_tokens_past_the_context_are_capped_with_finish_reason_length(
     run_job(spec(tmp_path, "generate", rows, options={"max_new_tokens": 500,
                                                         "ignore_eos": True}))
     (out,) = read_jsonl(tmp_path / "out.jsonl")
-    assert out["finish_reason"] == "length" and out["new_tokens"] == 256 - prompt
+    # The last new token is never run: a prompt of p tokens leaves room for 256 + 1 - p.
+    assert out["finish_reason"] == "length" and out["new_tokens"] == 256 + 1 - prompt
 
 
 # score

@@ -82,6 +82,7 @@ class Workload:
     position_steps: int = 16
     seed: int = 0
     isa: str | None = None  # the kernel set (None: the default)
+    batches: tuple[int, ...] = ()  # batch sizes of the batched-decode measurement
 
 
 def _ids(n: int, vocab: int, seed: int) -> list[int]:
@@ -98,6 +99,8 @@ def _check(work: Workload, n_positions: int) -> None:
         raise ValueError(f"the workload needs {need} positions but the model has {n_positions}")
     if min(work.prompt_tokens, work.decode_prompt_tokens, work.new_tokens, work.repeats) < 1:
         raise ValueError("token counts and repeats must be at least 1")
+    if any(b < 1 for b in work.batches):
+        raise ValueError(f"--batch sizes must be at least 1, got {work.batches}")
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,35 @@ def prompt_flops(c: GPT2Config, tokens: int) -> float:
     return 2.0 * (causal + last + C * c.vocab_size)
 
 
+def batch_decode(model: Model, work: Workload) -> dict[str, dict[str, float]]:
+    """Decode of B sequences stepping together through the batched step, for each B of
+    work.batches: B prompts of decode_prompt_tokens run in one step, then new_tokens steps
+    of one token per sequence. aggregate_tokens_per_s counts every sequence's tokens;
+    per_sequence_tokens_per_s is what each of them sees (aggregate / B). Medians of
+    work.repeats. The tokens fed are random ids: a step's cost does not depend on them."""
+    from .engine import step
+
+    vocab = model.config.vocab_size
+    out: dict[str, dict[str, float]] = {}
+    for b in work.batches:
+        rates = []
+        for r in range(work.repeats):
+            seqs = [model.new_sequence(work.decode_prompt_tokens + work.new_tokens)
+                    for _ in range(b)]
+            step(seqs, [_ids(work.decode_prompt_tokens, vocab, work.seed + i) for i in range(b)])
+            tokens = np.random.default_rng(work.seed + r).integers(0, vocab, (work.new_tokens, b))
+            started = time.perf_counter()
+            for row in tokens:
+                step(seqs, [[int(t)] for t in row])
+            rates.append(b * work.new_tokens / (time.perf_counter() - started))
+            for seq in seqs:
+                seq.close()
+        aggregate = statistics.median(rates)
+        out[str(b)] = {"aggregate_tokens_per_s": aggregate,
+                       "per_sequence_tokens_per_s": aggregate / b}
+    return out
+
+
 def random_model_dir(shape: str) -> Path:
     """The cached random model of a GPT-2 shape, made in a child process so that making it
     does not count towards this process's peak memory."""
@@ -412,6 +444,8 @@ def run(
         "multiply_add_peak_flops_per_s": statistics.median(ours.multiply_add_peak_by_repeat),
         "prompt_peak_share": statistics.median(rate / peak for rate, peak in peak_pairs),
     }
+    if work.batches:
+        report["batch_decode"] = batch_decode(model, work)
     if side_by_side is not None:
         mine, theirs = side_by_side["gpt2cpu"], side_by_side["transformers"]
         report["transformers"] = asdict(theirs)

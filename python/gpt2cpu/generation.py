@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .sampling import Sampler, SamplingParams
-from .stopping import StopMatcher, stop_strings
+from .decoding import Decoding
+from .sampling import SamplingParams
+from .stopping import stop_strings
 
 if TYPE_CHECKING:
+    from .decoding import TokenLogprob
     from .model import IdsLike, Model, Sequence
-    from .streaming import StreamDecoder
 
 FinishReason = Literal["length", "stop", "eos"]
 
@@ -77,7 +78,11 @@ class GenerationResult:
     prefill_seconds: time to run the prompt. decode_seconds: time of the generating steps,
         sampling and decoding included, not counting time the caller held a stream.
     decode_steps: single-token model steps run (one fewer than the tokens sampled; as many
-        when a sequence is continued, which runs the last one too).
+        when a sequence is continued, which runs the last one too). In a batch the steps are
+        shared: prefill_seconds and decode_seconds are the wall time of the steps the
+        sample took part in.
+    logprobs: with logprobs=k, one TokenLogprob per token of token_ids: its log-probability
+        and the k most likely ids; else None.
     """
 
     text: str
@@ -88,6 +93,7 @@ class GenerationResult:
     decode_seconds: float
     decode_steps: int
     stop: str | None = None
+    logprobs: list[TokenLogprob] | None = None
 
     @property
     def prefill_tokens_per_second(self) -> float | None:
@@ -135,35 +141,36 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig,
                              "start from")
         ids = [start]
 
-    # The last new token is sampled from the logits of the context's last position and never
-    # run, as in transformers: a prompt of n tokens leaves room for context + 1 - n.
+    # The project's rule for the context, here and only here: a prompt longer than the
+    # context is an error (unless truncate); more new tokens than the room it leaves are
+    # capped (new_token_budget), the generation then ending with finish reason "length".
     context = model.config.n_positions
-    wanted = config.max_new_tokens
-    room = context + 1 - len(ids)
-    if wanted is None:
-        if room >= 1:
-            return ids
-        if not config.truncate:
+    if not config.truncate:
+        if len(ids) > context:
             raise ValueError(
                 f"the prompt has {len(ids)} tokens, more than the model's context of {context} "
                 "tokens; shorten it or pass truncate=True"
             )
-        return ids[len(ids) - context :]
-    if wanted <= room:
         return ids
-    if wanted > context:
-        raise ValueError(
-            f"max_new_tokens={wanted} leaves no room for a prompt in the model's context of "
-            f"{context} tokens"
-        )
-    if not config.truncate:
-        raise ValueError(
-            f"the prompt has {len(ids)} tokens; with max_new_tokens={wanted} the model reads "
-            f"{len(ids) + wanted - 1} (all but the last new token), more than the model's "
-            f"context of {context} tokens; shorten the prompt, lower max_new_tokens or pass "
-            "truncate=True"
-        )
-    return ids[len(ids) - (context + 1 - wanted) :]
+    # truncate: keep the prompt's newest tokens, as many as leave room for max_new_tokens
+    # (at least one).
+    wanted = config.max_new_tokens
+    keep = context if wanted is None else max(1, min(context, context + 1 - wanted))
+    return ids[max(0, len(ids) - keep) :]
+
+
+def new_token_budget(model: Model, ids: list[int], config: GenerationConfig,
+                     sequence: Sequence | None = None) -> int:
+    """How many new tokens a generation from prompt ids may make: max_new_tokens, capped to
+    the room left. The last new token is sampled from the last position's logits and never
+    run, as in transformers, so a fresh sequence of n prompt tokens has room for context +
+    1 - n; a continued sequence needs room for every new token in its cache."""
+    if sequence is None:
+        room = model.config.n_positions + 1 - len(ids)
+    else:
+        room = sequence.capacity - sequence.length - len(ids)
+    wanted = config.max_new_tokens
+    return room if wanted is None else min(wanted, room)
 
 
 def _check_room(sequence: Sequence, ids: list[int], config: GenerationConfig) -> list[int]:
@@ -174,11 +181,10 @@ def _check_room(sequence: Sequence, ids: list[int], config: GenerationConfig) ->
                          "continue a sequence without it")
     if not ids and not sequence.length:
         raise ValueError("continuing an empty sequence needs a prompt")
-    room = sequence.capacity - sequence.length - len(ids)
-    if room < 1 or (config.max_new_tokens or 1) > room:
+    if sequence.capacity - sequence.length - len(ids) < 1:
         raise ValueError(
             f"the sequence holds {sequence.length} of its {sequence.capacity} tokens; "
-            f"{len(ids)} prompt tokens and max_new_tokens={config.max_new_tokens} do not fit"
+            f"{len(ids)} prompt tokens leave no room for a new token"
         )
     return ids
 
@@ -208,22 +214,13 @@ class GenerationStream:
         self.config = config
         self.prompt_ids = prompt_ids(model, prompt, config, sequence)
         self._sequence = sequence
-        vocab_size = model.config.vocab_size
-        # The ids that end a generation, of those the model has (a tokenizer's may lie
-        # beyond a small vocabulary).
-        self._eos = frozenset() if config.ignore_eos else frozenset(
-            i for i in model.eos_token_ids() if i < vocab_size
-        )
-        # A vocabulary padded past the tokenizer's (nanoGPT's 50304 for GPT-2's 50257) has
-        # ids no text stands for: they are never sampled, but for the EOS that ends the text.
-        banned = [] if model.tokenizer is None else [
-            i for i in model.tokenizer.unknown_ids(vocab_size) if i not in self._eos
-        ]
+        ids = self.prompt_ids
+        budget = new_token_budget(model, ids, config, sequence)
+        seen = ids if sequence is None else sequence.tokens + ids
         # Built here rather than on the first step so that every bad argument raises now.
-        seen = self.prompt_ids if sequence is None else sequence.tokens + self.prompt_ids
-        self._sampler = Sampler(config, vocab_size, seen, banned=banned)
+        self._decoding = Decoding(model, config, seen, budget)
         self.result: GenerationResult | None = None
-        self._steps = self._run(model.tokenizer.stream_decoder() if model.tokenizer else None)
+        self._steps = self._run()
 
     def __iter__(self) -> GenerationStream:
         return self
@@ -235,27 +232,11 @@ class GenerationStream:
         """Stops a generation early; `result` stays None."""
         self._steps.close()
 
-    def _run(self, decoder: StreamDecoder | None) -> Generator[str, None, None]:
-        model, config = self.model, self.config
-        ids = self.prompt_ids
+    def _run(self) -> Generator[str, None, None]:
+        model, ids, d = self.model, self.prompt_ids, self._decoding
         continued = self._sequence
-        if continued is None:
-            # The last sampled token is never run, so a prompt of n tokens can be followed
-            # by n_positions + 1 - n of them (as transformers reaches the last position),
-            # and the cache needs one place fewer than prompt and new tokens together.
-            budget = config.max_new_tokens or model.config.n_positions + 1 - len(ids)
-            sequence = model.new_sequence(max(1, len(ids) + budget - 1))
-        else:
-            sequence = continued
-            budget = config.max_new_tokens or sequence.capacity - sequence.length - len(ids)
-        eos = self._eos
-        sampler = self._sampler
-        stops = StopMatcher(config.stop_strings)
-        new: list[int] = []
-        pending = False  # the newest token is not in the sequence yet
-        pieces: list[str] = []
-        finish: FinishReason = "length"
-
+        # The cache needs one place fewer than prompt and new tokens together.
+        sequence = continued or model.new_sequence(max(1, len(ids) + d.budget - 1))
         # Closed when the loop ends, or when the caller drops a stream part-way, so that the
         # cache's memory goes back at once rather than whenever the generator is collected.
         # A caller's sequence stays theirs, open.
@@ -271,53 +252,23 @@ class GenerationStream:
             decode = 0.0
             steps = 0
             started = time.perf_counter()
-            for step in range(budget):
-                token = sampler.sample(logits)
-                if token in eos:
-                    finish = "eos"
+            while True:
+                piece = d.take(logits)
+                if piece:
+                    decode += time.perf_counter() - started
+                    yield piece  # the caller's time between pieces is not ours
+                    started = time.perf_counter()
+                if d.done:
                     break
-                new.append(token)
-                pending = True
-                sampler.observe(token)
-                if decoder is not None:
-                    piece = stops.feed(decoder.push(token))
-                    if piece:
-                        pieces.append(piece)
-                        decode += time.perf_counter() - started
-                        yield piece  # the caller's time between pieces is not ours
-                        started = time.perf_counter()
-                    if stops.matched is not None:
-                        finish = "stop"
-                        break
-                if step + 1 == budget:
-                    break
-                logits = sequence._append_sampled(token)
-                pending = False
+                logits = sequence._append_sampled(d.new[-1])
                 steps += 1
-            if continued is not None and pending:
-                sequence._append_sampled(new[-1])
+            if continued is not None and d.unrun:
+                sequence._append_sampled(d.new[-1])
                 steps += 1
             decode += time.perf_counter() - started
-
-        if decoder is not None and finish != "stop":
-            tail = stops.feed(decoder.flush())
-            if stops.matched is not None:
-                finish = "stop"
-            else:
-                tail += stops.flush()
-            if tail:
-                pieces.append(tail)
-                yield tail
-        self.result = GenerationResult(
-            text="".join(pieces),
-            token_ids=new,
-            finish_reason=finish,
-            prompt_tokens=len(ids),
-            prefill_seconds=prefill,
-            decode_seconds=decode,
-            decode_steps=steps,
-            stop=stops.matched,
-        )
+        if tail := d.flush():
+            yield tail
+        self.result = d.result(len(ids), prefill, decode, steps)
 
 
 def stream(model: Model, prompt: str | IdsLike, config: GenerationConfig,

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence as Seq
+
+    from .decoding import LogprobsMode
     from .model import IdsLike, Model, Sequence
 
 P = ParamSpec("P")
@@ -24,9 +27,12 @@ R = TypeVar("R")
 
 def signature(
     self: Model,
-    prompt: str | IdsLike,
+    prompt: str | IdsLike | Seq[str | IdsLike],
     *,
     sequence: Sequence | None = None,
+    n: int = 1,
+    logprobs: int | None = None,
+    logprobs_mode: LogprobsMode = "raw",
     max_new_tokens: int | None = 64,
     temperature: float = 1.0,
     top_k: int = 0,
@@ -38,11 +44,25 @@ def signature(
     logit_bias: Mapping[int, float] | None = None,
     stop: str | Iterable[str] | None = None,
     ignore_eos: bool = False,
-    seed: int | None = None,
+    seed: int | Seq[int] | None = None,
     truncate: bool = False,
 ) -> None:
     """prompt: text, or a list of token ids (a model loaded without a tokenizer takes ids
-        only). Empty: generation starts from the BOS (else EOS) token.
+        only). Empty: generation starts from the BOS (else EOS) token. A list of prompts
+        (texts or id lists) generates them together, all advancing in one batched step,
+        and returns a list of results (stream: (index, piece) pairs); each prompt gets the
+        tokens it gets alone with the same seed. A list of ints (or []) is one prompt.
+        A prompt that does not fit the context raises ValueError naming its index before
+        any prompt runs.
+    n: samples of each prompt, from one prefill (the prompt's cache is forked); with n > 1
+        or a list of prompts the result is a list, prompt i's k-th sample at i * n + k.
+        Sample k draws with seed gpt2cpu.sampling.sample_seed(seed, k) (k=0: seed).
+    logprobs: k in [0, 20]: each result carries per generated token its log-probability
+        and the k most likely alternatives (result.logprobs). None: none.
+    logprobs_mode: "raw" (default, as vLLM): log_softmax of the model's logits, before the
+        temperature, penalties and filters; "processed": of the logits sampling drew from
+        (after them; filtered tokens have -inf).
+    seed may be a list, one per prompt.
     sequence: a `Sequence` of this model to continue (a chat that keeps its KV cache). The
         prompt's tokens are appended after the sequence's (an empty prompt continues from
         its last token) and so is every new token: afterwards the sequence holds its earlier

@@ -5,8 +5,9 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from collections.abc import Sequence as Seq
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 
@@ -34,6 +35,7 @@ def check_dtype(dtype: str | None) -> str:
     return dtype
 
 if TYPE_CHECKING:
+    from .batch_generation import BatchStream
     from .generation import GenerationResult, GenerationStream
     from .tasks.embedding import ForwardOutput, Pooling
     from .tasks.heads import Choice, Classification, TaskHead, TokenClassification
@@ -72,6 +74,15 @@ def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, 
         if not 0 <= v < vocab_size:
             raise ValueError(f"{name}[{i}] = {int(v)} is outside the vocabulary [0, {vocab_size})")
     return np.array([operator.index(v) for v in values], dtype=np.int64)
+
+
+@dataclass
+class EngineStats:
+    """prefills: times a sequence's first tokens ran (a forked sequence runs none);
+    steps: batched steps run (engine.step), each counted once however many sequences."""
+
+    prefills: int = 0
+    steps: int = 0
 
 
 class Sequence:
@@ -151,6 +162,8 @@ class Sequence:
                 raise ValueError(f"last_n must be an integer in [1, {arr.size}], got {last_n!r}")
         self._check_room(arr.size)
         rows = arr.size if all_logits else (last_n or 1)
+        if not self.tokens:
+            self.model.stats.prefills += 1
         logits = core.append(arr, rows)
         self.tokens.extend(arr.tolist())
         return logits if all_logits or last_n is not None else logits[0]
@@ -211,6 +224,8 @@ class Model:
     tokenizer: Tokenizer | None
     path: Path | None
     generation_defaults: GenerationDefaults
+    stats: EngineStats
+    """Counters of the engine's work for this model (prefills run)."""
     head: TaskHead | None
     """A fine-tuned task head (classification, multiple choice), if the checkpoint has one."""
 
@@ -232,6 +247,7 @@ class Model:
         model.generation_defaults = generation_defaults or GenerationDefaults()
         model._tokenizer_skipped = tokenizer_skipped
         model.head = None
+        model.stats = EngineStats()
         return model
 
     @classmethod
@@ -427,7 +443,9 @@ class Model:
         return embed(self, texts, pooling=pooling, layer=layer, normalize=normalize)
 
     @generation_method(signature)
-    def generate(self, prompt: str | IdsLike, **options: Any) -> GenerationResult:
+    def generate(
+        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Any
+    ) -> GenerationResult | list[GenerationResult]:
         """Continue prompt (text, or token ids) and return the new text and ids.
 
         temperature 0 is greedy; top_k, top_p, min_p and repetition_penalty follow Hugging
@@ -442,15 +460,24 @@ class Model:
             result = model.generate("ROMEO:", max_new_tokens=40, temperature=0.8, seed=1)
             print(result.text, result.finish_reason)
 
-        Returns a GenerationResult.
+        Returns a GenerationResult; a list of them for a list of prompts or n > 1.
         """
+        from .batch_generation import batch_stream, wants_batch
         from .generation import generate, resolve
 
+        if wants_batch(prompt, options):
+            run = batch_stream(self, prompt, options, text=False)
+            for _ in run:
+                pass
+            assert run.results is not None
+            return run.results if run.listed else run.results[0]
         sequence = options.pop("sequence", None)
-        return generate(self, prompt, resolve(self, options), sequence)
+        return generate(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
 
     @generation_method(signature)
-    def stream(self, prompt: str | IdsLike, **options: Any) -> GenerationStream:
+    def stream(
+        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Any
+    ) -> GenerationStream | BatchStream:
         """Like `generate`, with the same options, but yields the new text in pieces as it
         is produced; a stop string never appears, even in part. Bad options raise here,
         before anything runs. Needs the model's tokenizer.
@@ -461,12 +488,18 @@ class Model:
             print(pieces.result.finish_reason)
 
         Returns a GenerationStream: an iterator of str pieces whose `result` holds the
-        GenerationResult once it is exhausted (the pieces joined are its text).
+        GenerationResult once it is exhausted (the pieces joined are its text). For a list
+        of prompts, n > 1 or logprobs: a BatchStream, an iterator of (index, piece) whose
+        `results` hold the GenerationResults once it is exhausted.
         """
+        from .batch_generation import batch_stream, wants_batch
         from .generation import resolve, stream
 
+        if wants_batch(prompt, options):
+            return batch_stream(self, prompt, options, text=True)
+
         sequence = options.pop("sequence", None)
-        return stream(self, prompt, resolve(self, options), sequence)
+        return stream(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
 
     def classify(self, texts: Seq[str | IdsLike]) -> list[Classification]:
         """Each text's label and class probabilities from a GPT2ForSequenceClassification

@@ -36,6 +36,20 @@ IntArray = np.ndarray[Any, np.dtype[np.int64]]
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
 
 
+def sample_seed(seed: int | None, k: int) -> int | None:
+    """The seed of the k-th of n samples drawn from one prompt with seed (generate's n=,
+    the server and the dataset jobs all use this one derivation).
+
+    k = 0 gives seed itself, so the first sample is what a plain call with seed gives; k > 0
+    gives the first 63 bits of numpy's SeedSequence([seed, k]) state, a hash that keeps the
+    samples' streams apart. seed None stays None: every sample draws fresh entropy.
+    """
+    if seed is None or k == 0:
+        return seed
+    state = np.random.SeedSequence([seed, k]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, got {value!r}")

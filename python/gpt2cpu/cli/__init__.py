@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 # Sub-command modules, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("generate", "batch", "tokenize", "perplexity", "bench", "serve")
+COMMANDS: tuple[str, ...] = (
+    "generate", "batch", "serve", "tokenize", "perplexity", "bench", "tasks",
+)
 
 
 class CliError(Exception):

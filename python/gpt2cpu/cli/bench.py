@@ -72,6 +72,13 @@ def register(subparsers: Any) -> None:
         choices=["transformers"],
         help="run the same workload through transformers + PyTorch and print ratios",
     )
+    p.add_argument(
+        "--batch",
+        default="",
+        metavar="B1,B2",
+        help="also time decode of B sequences stepping together (e.g. 1,4,16,64): aggregate "
+        "and per-sequence tokens/s",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
@@ -97,12 +104,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"gpt2cpu bench: random GPT-2 {args.shape} model in {place} ({state}; "
               "gpt2cpu bench --remove-cache deletes it)", file=sys.stderr, flush=True)
     threads = threads_of(args)
-    try:
-        positions = tuple(int(p) for p in args.positions.split(",") if p.strip())
-    except ValueError:
-        raise ValueError(
-            f"--positions must be integers separated by commas, got {args.positions!r}"
-        ) from None
+    positions = _integers(args.positions, "--positions")
+    batches = _integers(args.batch, "--batch")
     if args.dtype == "all":
         return run_every_dtype(args)
     work = Workload(
@@ -113,11 +116,19 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         positions=positions,
         isa=args.isa,
+        batches=batches,
     )
     directory = random_model_dir(args.shape) if args.shape else model_directory(args)
     report = run_bench(directory, work, compare=args.compare)
     print(json.dumps(report, indent=2) if args.json else format_report(report, args.shape))
     return 0
+
+
+def _integers(value: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in value.split(",") if p.strip())
+    except ValueError:
+        raise ValueError(f"{flag} must be integers separated by commas, got {value!r}") from None
 
 
 def run_every_dtype(args: argparse.Namespace) -> int:
@@ -194,6 +205,11 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
     ]
     for pos, ms in ours["decode_ms_at_position"].items():
         lines.append(f"  decode at position {pos:<5} {ms:.2f} ms/token")
+    for b, rates in r.get("batch_decode", {}).items():
+        lines.append(
+            f"  decode batch {b:<4}      {rates['aggregate_tokens_per_s']:7.1f} tokens/s in "
+            f"all, {rates['per_sequence_tokens_per_s']:.1f} per sequence"
+        )
     ref = r.get("transformers")
     if ref:
         lines += [

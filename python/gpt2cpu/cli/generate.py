@@ -9,6 +9,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..generation import GenerationStream
 from ..generation_options import option_names
 from . import CliError
 from .common import (
@@ -52,13 +53,17 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("prompt", metavar="PROMPT", help='the prompt text; "-" reads it from stdin')
+    parser.add_argument("prompt", metavar="PROMPT", nargs="?",
+                        help='the prompt text; "-" reads it from stdin')
+    parser.add_argument("--prompts-file", metavar="FILE", default=None,
+                        help='generate from every prompt of FILE together (one a line, or '
+                        'JSONL with a "prompt" field); prints one JSON line per prompt')
     add_model_argument(parser)
     add_dtype_argument(parser)
     add_threads_argument(parser)
     add_generation_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary line")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, usage_error=parser.error)
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -169,27 +174,23 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fit_to_context(model: Model, ids: list[int], options: dict[str, Any]) -> None:
-    """Lowers max_new_tokens to what the context leaves (with a notice), so that the
-    library's errors about the API's arguments never reach a command-line user."""
-    from ..generation import resolve
+    """Checks the prompt fits the context, in the CLI's words (the library's errors name the
+    API's arguments), and says so on stderr when -n is more than the room it leaves: the
+    library caps it (generation.new_token_budget), and the run ends with "length"."""
+    from ..generation import new_token_budget, prompt_ids, resolve
 
-    n = resolve(model, options).max_new_tokens
+    config = resolve(model, options)
     context = model.config.n_positions
-    prompt = max(1, len(ids))  # an empty prompt reads the BOS token
-    truncate = bool(options.get("truncate"))
-    if prompt > context and not truncate:
+    if len(ids) > context and not config.truncate:
         raise CliError(
-            f"the prompt has {prompt} tokens, more than the model's context of {context} "
+            f"the prompt has {len(ids)} tokens, more than the model's context of {context} "
             "tokens; shorten it or pass --truncate"
         )
-    # The last new token is never run through the model, so a prompt of p tokens leaves
-    # room for context + 1 - p (as transformers reaches the last position); with
-    # --truncate the prompt gives way down to one token.
-    room = context if truncate else context + 1 - prompt
+    n = config.max_new_tokens
+    room = new_token_budget(model, prompt_ids(model, ids, config), config)
     if n is not None and n > room:
         print(f"gpt2cpu: --max-new-tokens {n} lowered to {room}, what the model's context of "
               f"{context} tokens leaves after the prompt", file=sys.stderr)
-        options["max_new_tokens"] = room
 
 
 def _plural(n: int, word: str) -> str:
@@ -210,6 +211,15 @@ def run(args: argparse.Namespace) -> int:
 
     threads = threads_of(args)
     options = options_of(args)
+    if (args.prompt is None) == (args.prompts_file is None):
+        args.usage_error("give a PROMPT or --prompts-file FILE (one of them)")
+    if args.prompts_file is not None:
+        from .inputs import read_texts
+        from .prompts import run_batch
+
+        prompts = read_texts(args.prompts_file, "prompt", "--prompts-file")  # before loading
+        model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
+        return run_batch(model, prompts, options, _FLAGS)
     prompt = read_text_argument(args.prompt)
     model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
     tokenizer = model.require_tokenizer(f"{model.path} cannot generate text")
@@ -217,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         fit_to_context(model, ids, options)
         pieces = model.stream(ids, **options)
+        assert isinstance(pieces, GenerationStream)  # one prompt, n=1, no logprobs
     except ValueError as exc:
         raise CliError(with_flag(str(exc), _FLAGS)) from None
     out = sys.stdout

@@ -120,6 +120,8 @@ def step(
     else:
         rows = [_positive_rows(last_n, "last_n", a.size) for a in arrays]
     result = _core.step(model._core, cores, arrays, rows, output, layer, hidden_states)
+    model.stats.steps += 1
+    model.stats.prefills += sum(1 for seq in sequences if not seq.tokens)
     out, hidden = result if hidden_states else (result, None)
     for seq, arr in zip(sequences, arrays, strict=True):
         seq.tokens.extend(arr.tolist())

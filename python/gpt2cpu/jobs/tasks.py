@@ -102,7 +102,7 @@ class Task:
 
 
 class GenerateTask(Task):
-    """Continue each text; the row's seed is row_seed(seed, row id). A prompt that fills
+    """Continue each text; the row's seed is row_seed(seed, row id). A prompt longer than
     the context is an error row (unless truncate); more new tokens than the room left are
     capped to it (the finish reason is then "length")."""
 
@@ -123,24 +123,22 @@ class GenerateTask(Task):
     def problem(self, model: Model, ids: IdArray, most: int) -> str | None:
         if ids.size == 0:
             return "the text encodes to no tokens"
-        if ids.size >= most and not self.options.get("truncate"):
-            return (f"the prompt has {ids.size} tokens and fills the model's context of "
-                    f"{most} tokens (no room for a new token; truncate is off)")
+        if ids.size > most and not self.options.get("truncate"):
+            return (f"the prompt has {ids.size} tokens, more than the model's context of "
+                    f"{most} tokens (truncate is off)")
         return None
 
     def compute(self, model: Model, rows: list[Row],
                 ids: list[IdArray]) -> list[tuple[dict[str, Any], int]]:
-        from ..generation import resolve
-
-        wanted = resolve(model, self.options).max_new_tokens
-        context = model.config.n_positions
+        # One batched generation: every row's prompt advances in the same steps, each with
+        # its own seed, and gets the tokens it would get alone (the step is batch-invariant).
+        # The library caps a row's new tokens to the room its prompt leaves ("length").
+        results = model.generate([prompt.tolist() for prompt in ids],
+                                 seed=[row_seed(self.seed, row.id) for row in rows],
+                                 **self.options)
+        assert isinstance(results, list)  # a list of prompts gives a list of results
         out = []
-        for row, prompt in zip(rows, ids, strict=True):
-            options = dict(self.options)
-            room = context - 1 if options.get("truncate") else context - prompt.size
-            if wanted is not None and wanted > room:
-                options["max_new_tokens"] = room
-            result = model.generate(prompt, seed=row_seed(self.seed, row.id), **options)
+        for result in results:
             fields = {"text": result.text, "finish_reason": result.finish_reason,
                       "prompt_tokens": result.prompt_tokens,
                       "new_tokens": len(result.token_ids)}

@@ -93,7 +93,7 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
                    for p in build.completion_prompts(body)]
         score_prompt = body.echo and body.logprobs is not None
         run = Run(engine)
-        run.submit(build.jobs_for(prompts, config, body.n, body.max_tokens, context, run.emit,
+        run.submit(build.jobs_for(prompts, config, body.n, body.max_tokens, model, run.emit,
                                   body.logprobs, score_prompt))
         echoed = [tokenizer.decode(ids) if tokenizer and body.echo else "" for ids in prompts]
         rid = new_id("cmpl")
@@ -176,7 +176,7 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
         if body.top_logprobs and not body.logprobs:
             raise ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs")
         run = Run(engine)
-        run.submit(build.jobs_for([prompt], config, body.n, max_tokens, context, run.emit,
+        run.submit(build.jobs_for([prompt], config, body.n, max_tokens, model, run.emit,
                                   top, False))
         rid = new_id("chatcmpl")
         if body.stream:

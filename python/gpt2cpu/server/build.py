@@ -8,23 +8,15 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..generation import GenerationConfig, prompt_ids, resolve
+from ..generation import GenerationConfig, new_token_budget, prompt_ids, resolve
 from ..model import as_ids
+from ..sampling import sample_seed
 from .errors import ApiError
 from .job import Event, Job
 
 if TYPE_CHECKING:
     from ..model import Model
     from .schemas import CompletionRequest, _Sampling
-
-
-def choice_seed(seed: int | None, k: int) -> int | None:
-    """The seed of a request's k-th choice: the request's own for the first, so that n=1
-    gives what `generate` gives at that seed. Issue 19 defines the library's derivation
-    for n samples; this function is the one place to follow it."""
-    if seed is None or k == 0:
-        return seed
-    return (seed + k) % 2**63
 
 
 def options(request: _Sampling) -> dict[str, Any]:
@@ -109,18 +101,22 @@ def jobs_for(
     config: GenerationConfig,
     n: int,
     max_tokens: int | None,
-    context: int,
+    model: Model,
     emit: Callable[[int, Event], None],
     logprobs: int | None,
     prompt_logprobs: bool,
 ) -> list[Job]:
     """n jobs per prompt, choice index prompt * n + k, each with its own seed."""
     jobs = []
+    limited = dataclasses.replace(config, max_new_tokens=max_tokens or None)
     for p, ids in enumerate(prompts):
-        budget = context - len(ids) if max_tokens is None else max_tokens
+        # As everywhere: max_tokens capped to the room the prompt leaves ("length"); 0
+        # runs the prompt only (echo's scoring).
+        budget = 0 if max_tokens == 0 else new_token_budget(model, ids, limited)
         for k in range(n):
             index = p * n + k
-            seeded = dataclasses.replace(config, seed=choice_seed(config.seed, k))
+            # The library's one derivation: choice k is what generate(n=) gives as sample k.
+            seeded = dataclasses.replace(config, seed=sample_seed(config.seed, k))
             jobs.append(Job(
                 prompt=ids, config=seeded, max_tokens=budget,
                 emit=lambda event, i=index: emit(i, event),  # type: ignore[misc]

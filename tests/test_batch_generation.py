@@ -1,0 +1,187 @@
+"""generate/stream over a list of prompts, n samples from one prefill, and logprobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gpt2cpu
+import numpy as np
+import pytest
+from gpt2cpu.batch_generation import BatchStream
+from gpt2cpu.generation import GenerationResult
+from gpt2cpu.sampling import sample_seed
+
+PROMPTS = ["ROMEO:", "JULIET: O Romeo", "First Citizen:\nWe are", ""]
+
+
+@pytest.fixture(scope="module")
+def model() -> gpt2cpu.Model:
+    return gpt2cpu.Model.from_pretrained()
+
+
+def many(model: gpt2cpu.Model, prompt: Any, **options: Any) -> list[GenerationResult]:
+    results = model.generate(prompt, **options)
+    assert isinstance(results, list)
+    return results
+
+
+def one(model: gpt2cpu.Model, prompt: Any, **options: Any) -> GenerationResult:
+    result = model.generate(prompt, **options)
+    assert isinstance(result, GenerationResult)
+    return result
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_a_batch_gives_each_prompt_its_tokens_alone(model: gpt2cpu.Model,
+                                                    temperature: float) -> None:
+    # Different lengths, one that stops early on a stop string: prompts leave the step at
+    # different times, and the rest must not notice.
+    options: dict[str, Any] = dict(max_new_tokens=24, temperature=temperature, stop="\n\n")
+    alone = [one(model, p, seed=10 + i, **options) for i, p in enumerate(PROMPTS)]
+    together = many(model, PROMPTS, seed=[10 + i for i in range(len(PROMPTS))], **options)
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.finish_reason for r in together] == [r.finish_reason for r in alone]
+
+
+def test_id_prompts_and_one_seed_for_all(model: gpt2cpu.Model) -> None:
+    tok = model.tokenizer
+    assert tok is not None
+    ids = [tok.encode(p) for p in PROMPTS[:3]]
+    together = many(model, ids, max_new_tokens=8, seed=4)
+    assert [r.token_ids for r in together] == [
+        one(model, i, max_new_tokens=8, seed=4).token_ids for i in ids
+    ]
+
+
+def test_n_samples_run_one_prefill(model: gpt2cpu.Model) -> None:
+    before = model.stats.prefills
+    samples = many(model, "ROMEO:", n=4, max_new_tokens=12, seed=5, ignore_eos=True)
+    assert model.stats.prefills - before == 1
+    assert len(samples) == 4
+    # Sample k is a plain call with sample_seed(5, k); k=0 is the seed itself.
+    for k, sample in enumerate(samples):
+        seed = sample_seed(5, k)
+        assert seed is not None
+        assert sample.token_ids == one(model, "ROMEO:", max_new_tokens=12, seed=seed,
+                                       ignore_eos=True).token_ids
+    assert len({tuple(s.token_ids) for s in samples}) > 1
+
+
+def test_n_with_a_batch_is_prompt_major(model: gpt2cpu.Model) -> None:
+    before = model.stats.prefills
+    results = many(model, PROMPTS[:2], n=3, max_new_tokens=6, seed=[1, 2])
+    assert model.stats.prefills - before == 2
+    assert results[3].token_ids == one(model, PROMPTS[1], max_new_tokens=6, seed=2).token_ids
+
+
+def test_sample_seed() -> None:
+    assert sample_seed(7, 0) == 7
+    assert sample_seed(None, 3) is None
+    seeds = {sample_seed(7, k) for k in range(100)}
+    assert len(seeds) == 100
+    assert all(s is not None and 0 <= s < 2**63 for s in seeds)
+    assert sample_seed(7, 1) == sample_seed(7, 1) != sample_seed(8, 1)
+
+
+def test_stream_yields_index_and_piece(model: gpt2cpu.Model) -> None:
+    run = model.stream(PROMPTS[:3], max_new_tokens=10, seed=1)
+    pieces: dict[int, str] = {}
+    assert isinstance(run, BatchStream)
+    for index, piece in run:
+        pieces[index] = pieces.get(index, "") + piece
+    results = run.results
+    assert results is not None
+    assert [pieces.get(i, "") for i in range(3)] == [r.text for r in results]
+    assert [r.text for r in results] == [one(model, p, max_new_tokens=10, seed=1).text
+                                         for p in PROMPTS[:3]]
+
+
+def _log_softmax(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    x = x.astype(np.float64)
+    x = x - x.max()
+    return x - np.log(np.exp(x).sum())
+
+
+def test_raw_logprobs_are_log_softmax_of_forward(model: gpt2cpu.Model) -> None:
+    tok = model.tokenizer
+    assert tok is not None
+    prompt = tok.encode("ROMEO:")
+    result = one(model, prompt, logprobs=5, max_new_tokens=6, temperature=0.7, seed=2,
+                 repetition_penalty=1.3)
+    assert result.logprobs is not None and len(result.logprobs) == len(result.token_ids)
+    # The logits of every generated position, from one forward pass over it all.
+    logits = model.forward(prompt + result.token_ids[:-1])[len(prompt) - 1 :]
+    for row, entry, token in zip(logits, result.logprobs, result.token_ids, strict=True):
+        expected = _log_softmax(row)
+        assert entry.token == token
+        assert entry.logprob == pytest.approx(expected[token], abs=1e-4)
+        best = np.argsort(-expected, kind="stable")[:5]
+        assert [t for t, _ in entry.top] == best.tolist()
+        assert [v for _, v in entry.top] == pytest.approx(expected[best], abs=1e-4)
+
+
+def test_processed_logprobs_follow_the_sampler(model: gpt2cpu.Model) -> None:
+    raw = one(model, "ROMEO:", logprobs=0, max_new_tokens=4, temperature=0.5, seed=3)
+    processed = one(model, "ROMEO:", logprobs=2, logprobs_mode="processed",
+                    max_new_tokens=4, temperature=0.5, top_k=2, seed=3)
+    assert raw.logprobs is not None and processed.logprobs is not None
+    assert raw.logprobs[0].top == []
+    # top_k=2 leaves two candidates: their probabilities add up to one.
+    for entry in processed.logprobs:
+        assert sum(np.exp(v) for _, v in entry.top) == pytest.approx(1.0, abs=1e-5)
+        # The temperature sharpens the raw distribution: the chosen token is likelier.
+    assert processed.logprobs[0].logprob > raw.logprobs[0].logprob
+
+
+def test_without_logprobs_there_are_none(model: gpt2cpu.Model) -> None:
+    assert one(model, "ROMEO:", max_new_tokens=2).logprobs is None
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"n": 0}, "n"),
+        ({"n": 1.5}, "n"),
+        ({"logprobs": 21}, "logprobs"),
+        ({"logprobs": -1}, "logprobs"),
+        ({"logprobs": 2, "logprobs_mode": "cooked"}, "logprobs_mode"),
+        ({"seed": [1]}, "seed"),
+    ],
+)
+def test_bad_batch_options_name_the_argument(model: gpt2cpu.Model, options: dict[str, Any],
+                                             named: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{named} "):
+        model.generate(PROMPTS[:2], **options)
+
+
+def test_a_prompt_that_does_not_fit_is_named_before_anything_runs(
+        model: gpt2cpu.Model) -> None:
+    tok = model.tokenizer
+    assert tok is not None
+    too_long = [1] * (model.config.n_positions + 5)
+    before = model.stats.steps
+    with pytest.raises(ValueError, match=r"^prompts\[1\]: .*context"):
+        model.generate([tok.encode("ROMEO:"), too_long], max_new_tokens=4)
+    assert model.stats.steps == before
+    # max_new_tokens=None runs each prompt until its context is full: "length".
+    near = [1] * (model.config.n_positions - 2)
+    results = many(model, [near, tok.encode("ROMEO:")], max_new_tokens=None,
+                   ignore_eos=True, temperature=0)
+    assert len(results[0].token_ids) == 3 and results[0].finish_reason == "length"
+
+
+def test_sequence_goes_with_one_prompt_only(model: gpt2cpu.Model) -> None:
+    with model.new_sequence() as chat, pytest.raises(ValueError, match="^sequence continues"):
+        model.generate(PROMPTS[:2], sequence=chat)
+
+
+def test_a_stream_closed_early_has_no_results(model: gpt2cpu.Model) -> None:
+    run = model.stream(PROMPTS[:2], max_new_tokens=30, ignore_eos=True, seed=1)
+    assert isinstance(run, BatchStream)
+    first = next(run)
+    assert first[0] in (0, 1)
+    run.close()
+    assert run.results is None
+    with pytest.raises(StopIteration):
+        next(run)

@@ -1,0 +1,93 @@
+"""The command line's many-text commands: generate --prompts-file, score, embed, classify
+(on the bundled model, in-process through gpt2cpu.cli.main)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gpt2cpu
+import numpy as np
+import pytest
+from gpt2cpu.cli import main
+
+PROMPTS = ["ROMEO:", "JULIET: O Romeo", "First Citizen:"]
+
+
+@pytest.fixture(scope="module")
+def model() -> gpt2cpu.Model:
+    return gpt2cpu.Model.from_pretrained()
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_generate_prompts_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               model: gpt2cpu.Model, jsonl: bool) -> None:
+    path = tmp_path / "prompts"
+    lines = [json.dumps({"prompt": p}) for p in PROMPTS] if jsonl else PROMPTS
+    path.write_text("\n".join(lines) + "\n\n", encoding="utf-8")  # a blank line is skipped
+    code, records, _ = run(capsys, "generate", "--prompts-file", str(path), "-n", "6",
+                           "--seed", "3")
+    assert code == 0
+    assert [r["prompt"] for r in records] == PROMPTS
+    for record, prompt in zip(records, PROMPTS, strict=True):
+        alone = model.generate(prompt, max_new_tokens=6, seed=3)
+        assert not isinstance(alone, list)
+        assert (record["text"], record["token_ids"]) == (alone.text, alone.token_ids)
+
+
+def test_generate_needs_one_prompt_source(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):  # a usage error, as argparse reports them
+        main(["generate", "ROMEO:", "--prompts-file", "x"])
+    assert "PROMPT or --prompts-file" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a"}\n{"text": "b"}\n', encoding="utf-8")
+    assert main(["generate", "--prompts-file", str(bad)]) == 2
+    assert f"{bad}:2" in capsys.readouterr().err
+
+
+def test_score_and_embed_match_the_api(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       model: gpt2cpu.Model) -> None:
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(PROMPTS), encoding="utf-8")
+    code, records, _ = run(capsys, "score", str(path))
+    assert code == 0
+    for record, expected in zip(records, model.score(PROMPTS), strict=True):
+        assert record["token_ids"] == expected.token_ids
+        assert record["logprobs"] == pytest.approx(expected.logprobs.tolist())
+        assert record["total"] == pytest.approx(expected.total)
+        assert record["is_greedy"] == expected.is_greedy
+    code, records, _ = run(capsys, "embed", "--pooling", "last", "--normalize", str(path))
+    assert code == 0
+    vectors = model.embed(PROMPTS, pooling="last", normalize=True)
+    assert np.asarray([r["embedding"] for r in records]) == pytest.approx(
+        np.asarray(vectors), abs=1e-6)
+
+
+def test_classify_needs_a_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "texts.txt"
+    path.write_text("good\n", encoding="utf-8")
+    assert main(["classify", str(path)]) == 2
+    assert "task-head checkpoint" in capsys.readouterr().err
+
+
+def test_bench_batch_reports_each_size(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "--repeats", "1", "--new-tokens", "4", "--prompt-tokens", "8", "-t", "1"]
+    assert main([*args, "--batch", "1,3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rates = report["batch_decode"]
+    assert sorted(rates) == ["1", "3"]
+    for b, r in rates.items():
+        assert r["aggregate_tokens_per_s"] > 0
+        assert r["per_sequence_tokens_per_s"] == pytest.approx(r["aggregate_tokens_per_s"] / int(b))
+    assert main([*args, "--batch", "2"]) == 0
+    assert "decode batch 2" in capsys.readouterr().out
+    assert main([*args, "--batch", "x"]) == 2
+    assert "--batch must be integers" in capsys.readouterr().err
