@@ -15,9 +15,9 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu.batch_generation import BATCH_OPTIONS
-from gpt2cpu.generation import GenerationConfig
-from gpt2cpu.stopping import StopMatcher
+from gpt2cpu.generation.batch import BATCH_OPTIONS
+from gpt2cpu.generation.loop import GenerationConfig
+from gpt2cpu.generation.stopping import StopMatcher
 from hf_models import GPT2_124M, SMALL, hf_logits
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -508,7 +508,7 @@ def test_python_overhead_per_token_is_small(gpt2: gpt2cpu.Model) -> None:
     """Sampling, detokenising and stop checks cost under 5% of a 124M decode step. Timed
     between real steps, as in generation, so that the caches are as cold as they will be;
     medians of the two, interleaved, so that other load on the machine weighs on both."""
-    from gpt2cpu.sampling import Sampler
+    from gpt2cpu.generation.sampling import Sampler
 
     model = gpt2
     tokenizer = model.tokenizer

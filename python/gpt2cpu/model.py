@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import numpy as np
 
 from . import _core
-from .config import GenerationDefaults, GPT2Config
+from .engine.threads import check_threads, default_threads
 from .errors import ModelFormatError
-from .generation_options import generation_method, signature
-from .loading import core_config, load_into, locate_tensors, open_checkpoint, untie_distinct_head
+from .generation.options import generation_method, signature
+from .loading.checkpoint import (
+    core_config,
+    load_into,
+    locate_tensors,
+    open_checkpoint,
+    untie_distinct_head,
+)
+from .loading.config import GenerationDefaults, GPT2Config
 from .tasks.heads import load_head
-from .threads import check_threads, default_threads
 
 # A bad GPT2CPU_ISA is a ValueError here, as the engine loads, not at the first prompt.
 _core.init_default_isa()
@@ -35,12 +41,12 @@ def check_dtype(dtype: str | None) -> str:
     return dtype
 
 if TYPE_CHECKING:
-    from .batch_generation import BatchStream
-    from .generation import GenerationResult, GenerationStream
+    from .generation.batch import BatchStream
+    from .generation.loop import GenerationResult, GenerationStream
     from .tasks.embedding import ForwardOutput, Pooling
     from .tasks.heads import Choice, Classification, TaskHead, TokenClassification
     from .tasks.scoring import ScoreResult
-    from .tokenizer import Tokenizer
+    from .tokenizer.tokenizer import Tokenizer
 
 IdsLike = Iterable[int] | np.ndarray[Any, Any]
 _Engine = _core.Model
@@ -278,7 +284,7 @@ class Model:
             GPT2CPU_ISA, else the best this CPU has). Fixed for the model's life; models
             with different sets can run side by side.
         """
-        from .bundled import default_model_dir
+        from .loading.bundled import default_model_dir
 
         directory = default_model_dir() if path is None else Path(path)
         if not directory.is_dir():
@@ -462,8 +468,8 @@ class Model:
 
         Returns a GenerationResult; a list of them for a list of prompts or n > 1.
         """
-        from .batch_generation import batch_stream, wants_batch
-        from .generation import generate, resolve
+        from .generation.batch import batch_stream, wants_batch
+        from .generation.loop import generate, resolve
 
         if wants_batch(prompt, options):
             run = batch_stream(self, prompt, options, text=False)
@@ -492,8 +498,8 @@ class Model:
         of prompts, n > 1 or logprobs: a BatchStream, an iterator of (index, piece) whose
         `results` hold the GenerationResults once it is exhausted.
         """
-        from .batch_generation import batch_stream, wants_batch
-        from .generation import resolve, stream
+        from .generation.batch import batch_stream, wants_batch
+        from .generation.loop import resolve, stream
 
         if wants_batch(prompt, options):
             return batch_stream(self, prompt, options, text=True)
@@ -539,7 +545,7 @@ _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "encoder.json"
 
 
 def _generation_defaults(directory: Path, config: GPT2Config) -> GenerationDefaults:
-    from .generation import GenerationConfig
+    from .generation.loop import GenerationConfig
 
     path = directory / "generation_config.json"
     defaults = GenerationDefaults.from_file(path, config.vocab_size)
@@ -551,7 +557,7 @@ def _generation_defaults(directory: Path, config: GPT2Config) -> GenerationDefau
 
 
 def _load_tokenizer(directory: Path) -> Tokenizer | None:
-    from .tokenizer import Tokenizer
+    from .tokenizer.tokenizer import Tokenizer
 
     try:
         return Tokenizer.from_pretrained(directory)

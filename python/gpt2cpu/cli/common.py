@@ -28,7 +28,7 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 def threads_of(args: argparse.Namespace) -> int:
     """--threads checked (named as the flag in errors), else the default."""
-    from ..threads import check_threads, default_threads
+    from ..engine.threads import check_threads, default_threads
 
     return default_threads() if args.threads is None else check_threads(args.threads, "--threads")
 
@@ -37,7 +37,7 @@ def model_directory(args: argparse.Namespace) -> Path:
     """--model, else the bundled model (FileNotFoundError when it is not installed)."""
     if args.model is not None:
         return Path(args.model)
-    from ..bundled import default_model_dir
+    from ..loading.bundled import default_model_dir
 
     return default_model_dir()
 

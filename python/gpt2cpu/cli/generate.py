@@ -9,8 +9,8 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..generation import GenerationStream
-from ..generation_options import option_names
+from ..generation.loop import GenerationStream
+from ..generation.options import option_names
 from . import CliError
 from .common import (
     add_dtype_argument,
@@ -177,7 +177,7 @@ def fit_to_context(model: Model, ids: list[int], options: dict[str, Any]) -> Non
     """Checks the prompt fits the context, in the CLI's words (the library's errors name the
     API's arguments), and says so on stderr when -n is more than the room it leaves: the
     library caps it (generation.new_token_budget), and the run ends with "length"."""
-    from ..generation import new_token_budget, prompt_ids, resolve
+    from ..generation.loop import new_token_budget, prompt_ids, resolve
 
     config = resolve(model, options)
     context = model.config.n_positions

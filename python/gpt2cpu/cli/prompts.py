@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def run_batch(model: Model, prompts: list[str], options: dict[str, Any],
               flags: dict[str, str]) -> int:
-    from ..generation import new_token_budget, prompt_ids, resolve
+    from ..generation.loop import new_token_budget, prompt_ids, resolve
 
     tokenizer = model.require_tokenizer(f"{model.path} cannot generate text")
     ids = [tokenizer.encode(p) for p in prompts]

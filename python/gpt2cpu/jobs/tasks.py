@@ -116,7 +116,7 @@ class GenerateTask(Task):
 
     def check(self, model: Model) -> None:
         super().check(model)
-        from ..generation import resolve
+        from ..generation.loop import resolve
 
         resolve(model, self.options)  # a bad option fails the job before any row runs
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Model
-from .progress import Progress
+from ..model import Model
+from ..progress import Progress
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One sample's rules, token by token: sample from a row of logits, end at the EOS token,
 a stop string or the token budget, decode the text, record log-probabilities. Both loops
-feed it: generation.GenerationStream (one prompt, or a sequence continued) and
-batch_generation.BatchStream (many prompts and samples in batched steps), so the rules live
+feed it: loop.GenerationStream (one prompt, or a sequence continued) and
+batch.BatchStream (many prompts and samples in batched steps), so the rules live
 here once."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from .stopping import StopMatcher
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .generation import FinishReason, GenerationConfig, GenerationResult
-    from .model import Model
+    from ..model import Model
+    from .loop import FinishReason, GenerationConfig, GenerationResult
 
 LogprobsMode = Literal["raw", "processed"]
 MAX_LOGPROBS = 20
@@ -145,7 +145,7 @@ class Decoding:
 
     def result(self, prompt_tokens: int, prefill: float, decode: float,
                steps: int) -> GenerationResult:
-        from .generation import GenerationResult
+        from .loop import GenerationResult
 
         return GenerationResult(
             text="".join(self.pieces),

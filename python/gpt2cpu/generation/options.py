@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Sequence as Seq
 
+    from ..model import IdsLike, Model, Sequence
     from .decoding import LogprobsMode
-    from .model import IdsLike, Model, Sequence
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,7 +82,7 @@ def _entries(cls: type) -> str:
 
 def options_help() -> str:
     """Every option's meaning, in the order of the signature."""
-    from .generation import GenerationConfig
+    from .loop import GenerationConfig
     from .sampling import SamplingParams
 
     return "\n".join(
@@ -107,7 +107,7 @@ def generation_method(
     and only those."""
 
     def decorate(impl: Callable[..., R]) -> Callable[P, R]:
-        from .generation import GenerationResult
+        from .loop import GenerationResult
 
         shown = inspect.signature(stub).replace(
             return_annotation=inspect.signature(impl).return_annotation
