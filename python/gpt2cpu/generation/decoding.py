@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..tasks.logprobs import log_softmax
 from .sampling import Sampler
 from .stopping import StopMatcher
 
@@ -36,17 +37,6 @@ class TokenLogprob:
     token: int
     logprob: float
     top: list[tuple[int, float]]
-
-
-def log_softmax(row: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """log_softmax in float64 (-inf stays -inf), so that it does not add float32 error."""
-    x = np.asarray(row, dtype=np.float64)
-    top = np.max(x)
-    if not np.isfinite(top):
-        return np.full_like(x, -np.inf)
-    shifted = x - top
-    out: np.ndarray[Any, np.dtype[np.float64]] = shifted - np.log(np.sum(np.exp(shifted)))
-    return out
 
 
 def token_logprob(row: np.ndarray[Any, Any], token: int, k: int) -> TokenLogprob:
