@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from gpt2cpu.generation.batch import BATCH_OPTIONS
 from gpt2cpu.generation.loop import GenerationConfig
+from gpt2cpu.generation.options import OneSampleOptions, Options, option_names
 from gpt2cpu.generation.stopping import StopMatcher
 from hf_models import GPT2_124M, SMALL, hf_logits
 from hypothesis import example, given, settings
@@ -420,6 +421,15 @@ def test_model_methods_and_config_agree(small_text_model) -> None:
     model = gpt2cpu.Model.from_pretrained(small_text_model[0])
     with pytest.raises(TypeError, match="top_q"):
         model.stream("text", top_q=0.5)
+
+
+def test_type_checkers_read_the_same_options() -> None:
+    """Options (the overloads' **options) names what signature (help, the run-time check)
+    does, in its order; OneSampleOptions all but n."""
+    assert tuple(Options.__annotations__) == tuple(
+        name for name in option_names() if name != "n"
+    ) + ("n",)
+    assert set(OneSampleOptions.__annotations__) == set(option_names()) - {"n"}
 
 
 # -- stop strings over arbitrary text ---------------------------------------------------

@@ -41,8 +41,11 @@ def check_dtype(dtype: str | None) -> str:
     return dtype
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .generation.batch import BatchStream
     from .generation.loop import GenerationResult, GenerationStream
+    from .generation.options import OneSampleOptions, Options
     from .tasks.embedding import ForwardOutput, Pooling
     from .tasks.heads import Choice, Classification, TaskHead, TokenClassification
     from .tasks.scoring import ScoreResult
@@ -448,6 +451,23 @@ class Model:
 
         return embed(self, texts, pooling=pooling, layer=layer, normalize=normalize)
 
+    # One prompt and one sample: one result; a list of prompts: a list (n > 1 too); one
+    # prompt with an n not known to be 1: either.
+    @overload
+    def generate(  # type: ignore[overload-overlap]  # a str is also a Seq[str]
+        self, prompt: str | IdsLike, *, n: Literal[1] = 1, **options: Unpack[OneSampleOptions]
+    ) -> GenerationResult: ...
+
+    @overload
+    def generate(  # type: ignore[overload-overlap]  # the same
+        self, prompt: str | IdsLike, **options: Unpack[Options]
+    ) -> GenerationResult | list[GenerationResult]: ...
+
+    @overload
+    def generate(
+        self, prompt: Seq[str | IdsLike], **options: Unpack[Options]
+    ) -> list[GenerationResult]: ...
+
     @generation_method(signature)
     def generate(
         self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Any
@@ -482,7 +502,7 @@ class Model:
 
     @generation_method(signature)
     def stream(
-        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Any
+        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Unpack[Options]
     ) -> GenerationStream | BatchStream:
         """Like `generate`, with the same options, but yields the new text in pieces as it
         is produced; a stop string never appears, even in part. Bad options raise here,
@@ -501,11 +521,12 @@ class Model:
         from .generation.batch import batch_stream, wants_batch
         from .generation.loop import resolve, stream
 
-        if wants_batch(prompt, options):
-            return batch_stream(self, prompt, options, text=True)
+        given = cast("dict[str, Any]", options)
+        if wants_batch(prompt, given):
+            return batch_stream(self, prompt, given, text=True)
 
-        sequence = options.pop("sequence", None)
-        return stream(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
+        sequence = given.pop("sequence", None)
+        return stream(self, cast("str | IdsLike", prompt), resolve(self, given), sequence)
 
     def classify(self, texts: Seq[str | IdsLike]) -> list[Classification]:
         """Each text's label and class probabilities from a GPT2ForSequenceClassification
