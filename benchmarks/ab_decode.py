@@ -23,7 +23,7 @@ def worker(name: str, path: str | None, mine: Any, theirs: Any, out: Any, args: 
         sys.path.insert(0, path)
     import gpt2cpu
     import numpy as np
-    from gpt2cpu.random_model import cached_random_model
+    from gpt2cpu.bench.random_model import cached_random_model
 
     model = gpt2cpu.Model.from_pretrained(cached_random_model("124m"), threads=args.threads)
     rng = np.random.default_rng(0)

@@ -40,7 +40,7 @@ def main() -> None:
     if args.package:
         sys.path.insert(0, args.package)
     import gpt2cpu
-    from gpt2cpu.random_model import cached_random_model
+    from gpt2cpu.bench.random_model import cached_random_model
 
     model = gpt2cpu.Model.from_pretrained(cached_random_model("124m"), threads=args.threads)
     print(f"gpt2cpu from {Path(gpt2cpu.__file__).parent}, {args.threads} threads")

@@ -37,7 +37,7 @@ def timed(run: Callable[[], int]) -> float:
 def gpt2cpu_runs(directory: Path, dtype: str, threads: int, prompts: list[list[int]],
                  new: int) -> dict[str, Callable[[], int]]:
     import gpt2cpu
-    from gpt2cpu.generation import GenerationResult
+    from gpt2cpu.generation.loop import GenerationResult
 
     model = gpt2cpu.Model.from_pretrained(directory, threads=threads, dtype=dtype)
     options: dict[str, Any] = dict(max_new_tokens=new, temperature=0.0, ignore_eos=True)
@@ -93,7 +93,7 @@ def _with_tokenizer(directory: Path, work: Path) -> Path:
     vocabulary, and the random checkpoint has none. The benchmark feeds token ids."""
     import json
 
-    from gpt2cpu.config import GPT2Config
+    from gpt2cpu.loading.config import GPT2Config
 
     here = work / "checkpoint"
     here.mkdir()
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--shape", default="124m")
     args = parser.parse_args()
 
-    from gpt2cpu.random_model import cached_random_model
+    from gpt2cpu.bench.random_model import cached_random_model
 
     directory = Path(cached_random_model(args.shape))
     rng = np.random.default_rng(0)

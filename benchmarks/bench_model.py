@@ -2,7 +2,7 @@
 
     pytest benchmarks/bench_model.py
 
-The model is written once to the user's cache (gpt2cpu.random_model). `gpt2cpu bench
+The model is written once to the user's cache (gpt2cpu.bench.random_model). `gpt2cpu bench
 --shape 124m --compare transformers` gives the same figures beside transformers.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu.random_model import cached_random_model
+from gpt2cpu.bench.random_model import cached_random_model
 from rates import record_rate
 
 

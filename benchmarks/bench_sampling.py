@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gpt2cpu.sampling import Sampler, SamplingParams
+from gpt2cpu.generation.sampling import Sampler, SamplingParams
 
 VOCAB = 50257
 CONTROLS = {

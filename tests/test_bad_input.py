@@ -22,10 +22,10 @@ import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu import _core
-from gpt2cpu.config import GPT2Config
 from gpt2cpu.errors import ConfigError, ModelFormatError, TokenizerFormatError
-from gpt2cpu.loading import locate_tensors
-from gpt2cpu.safetensors import SafetensorsFile
+from gpt2cpu.loading.checkpoint import locate_tensors
+from gpt2cpu.loading.config import GPT2Config
+from gpt2cpu.loading.safetensors import SafetensorsFile
 from model_files import (
     TINY,
     header_for,
@@ -187,7 +187,7 @@ def test_extra_tensors_are_ignored_and_listed_at_debug_level(
     extra = dict(tensors, **{"transformer.h.0.attn.bias": np.ones((1, 1, 4, 4), np.float32),
                              "lm_head.weight": tensors[WTE].copy(),
                              "notes": np.arange(5, dtype=np.uint8)})
-    with caplog.at_level(logging.DEBUG, logger="gpt2cpu.loading"):
+    with caplog.at_level(logging.DEBUG, logger="gpt2cpu.loading.checkpoint"):
         model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path / "b", tensors=extra))
     assert "'notes'" in caplog.text and "'transformer.h.0.attn.bias'" in caplog.text
     ids = [1, 2, 3]
@@ -280,7 +280,7 @@ def test_checkpoint_truncated_while_loading_is_a_format_error(tiny: Path) -> Non
     child process, whose exit status says which."""
     code = f"""
 import os, gpt2cpu
-from gpt2cpu import loading
+from gpt2cpu.loading import checkpoint as loading
 from gpt2cpu.errors import ModelFormatError
 path = {str(tiny / "model.safetensors")!r}
 real = loading.locate_tensors
@@ -705,7 +705,7 @@ def test_bad_thread_count_in_the_environment(tiny: Path, monkeypatch: pytest.Mon
 # -- the bindings, called directly -----------------------------------------------------------
 
 def core_config(**changes: Any) -> _core.Config:
-    from gpt2cpu.loading import core_config as convert
+    from gpt2cpu.loading.checkpoint import core_config as convert
     return convert(GPT2Config.from_dict(dict(TINY, **changes)))
 
 

@@ -7,9 +7,9 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu.batch_generation import BatchStream
-from gpt2cpu.generation import GenerationResult
-from gpt2cpu.sampling import sample_seed
+from gpt2cpu.generation.batch import BatchStream
+from gpt2cpu.generation.loop import GenerationResult
+from gpt2cpu.generation.sampling import sample_seed
 
 PROMPTS = ["ROMEO:", "JULIET: O Romeo", "First Citizen:\nWe are", ""]
 

@@ -113,7 +113,7 @@ def test_a_workload_longer_than_the_context_is_refused(hf_model_dir) -> None:
 
 
 def test_positions_are_timed_in_turn() -> None:
-    from gpt2cpu.bench import _decode_at_positions
+    from gpt2cpu.bench.measure import _decode_at_positions
     from gpt2cpu.progress import Progress
 
     feeds: list[tuple[int, int]] = []  # (tokens in the state before, tokens fed)

@@ -19,13 +19,13 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu import threads as threads_module
+from gpt2cpu.bench.random_model import cache_dir
 from gpt2cpu.cli import build_parser, main
 from gpt2cpu.cli.generate import unescape
-from gpt2cpu.config import GPT2Config
+from gpt2cpu.engine import threads as threads_module
 from gpt2cpu.errors import ConfigError, ModelFormatError, TokenizerFormatError
-from gpt2cpu.generation_options import option_names
-from gpt2cpu.random_model import cache_dir
+from gpt2cpu.generation.options import option_names
+from gpt2cpu.loading.config import GPT2Config
 
 BUNDLED = gpt2cpu.BUNDLED_MODEL_DIR
 SUMMARY = re.compile(
@@ -206,7 +206,7 @@ def test_help_of_model_hides_the_constructor() -> None:
 def test_bench_shape_says_where_its_cache_is(capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
-    import gpt2cpu.bench
+    import gpt2cpu.bench.measure
 
     monkeypatch.setenv("GPT2CPU_CACHE", str(tmp_path / "cache"))
     assert cache_dir() == tmp_path / "cache"
@@ -223,8 +223,8 @@ def test_bench_shape_says_where_its_cache_is(capsys: pytest.CaptureFixture[str],
 
     # The benchmark itself is not what is tested: it stands in for the minutes a real one takes.
     made = tmp_path / "xdg" / "gpt2cpu" / "random-gpt2-124m"
-    monkeypatch.setattr(gpt2cpu.bench, "random_model_dir", lambda shape: made)
-    monkeypatch.setattr(gpt2cpu.bench, "run", lambda *a, **k: {"stub": True})
+    monkeypatch.setattr(gpt2cpu.bench.measure, "random_model_dir", lambda shape: made)
+    monkeypatch.setattr(gpt2cpu.bench.measure, "run", lambda *a, **k: {"stub": True})
     assert main(["bench", "--shape", "124m", "--json", "-t", "1"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out) == {"stub": True}

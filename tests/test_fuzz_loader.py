@@ -29,10 +29,10 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu import loading
 from gpt2cpu import model as model_module
-from gpt2cpu.byte_level import BYTE_TO_CHAR
 from gpt2cpu.errors import ModelFormatError, TokenizerFormatError
+from gpt2cpu.loading import checkpoint as loading
+from gpt2cpu.tokenizer.byte_level import BYTE_TO_CHAR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_files import TINY, header_for, pack, random_tensors, safetensors_bytes

@@ -15,9 +15,10 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu.batch_generation import BATCH_OPTIONS
-from gpt2cpu.generation import GenerationConfig
-from gpt2cpu.stopping import StopMatcher
+from gpt2cpu.generation.batch import BATCH_OPTIONS
+from gpt2cpu.generation.loop import GenerationConfig
+from gpt2cpu.generation.options import OneSampleOptions, Options, option_names
+from gpt2cpu.generation.stopping import StopMatcher
 from hf_models import GPT2_124M, SMALL, hf_logits
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -422,6 +423,15 @@ def test_model_methods_and_config_agree(small_text_model) -> None:
         model.stream("text", top_q=0.5)
 
 
+def test_type_checkers_read_the_same_options() -> None:
+    """Options (the overloads' **options) names what signature (help, the run-time check)
+    does, in its order; OneSampleOptions all but n."""
+    assert tuple(Options.__annotations__) == tuple(
+        name for name in option_names() if name != "n"
+    ) + ("n",)
+    assert set(OneSampleOptions.__annotations__) == set(option_names()) - {"n"}
+
+
 # -- stop strings over arbitrary text ---------------------------------------------------
 
 
@@ -508,7 +518,7 @@ def test_python_overhead_per_token_is_small(gpt2: gpt2cpu.Model) -> None:
     """Sampling, detokenising and stop checks cost under 5% of a 124M decode step. Timed
     between real steps, as in generation, so that the caches are as cold as they will be;
     medians of the two, interleaved, so that other load on the machine weighs on both."""
-    from gpt2cpu.sampling import Sampler
+    from gpt2cpu.generation.sampling import Sampler
 
     model = gpt2
     tokenizer = model.tokenizer

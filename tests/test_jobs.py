@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from gpt2cpu.jobs import JobSpec, RowFailed, UnsupportedTask, make_task, row_seed, run_job
 from gpt2cpu.jobs.parts import JobConflict
-from gpt2cpu.jobs.score_fallback import log_softmax_at
+from gpt2cpu.tasks.logprobs import log_softmax, log_softmax_at
 from job_data import (
     MODEL,
     good_rows,
@@ -148,13 +148,19 @@ def test_score_is_the_incremental_log_likelihood(tmp_path: Path, model: gpt2cpu.
     assert out["one"]["logprob"] == 0.0 and out["one"]["greedy"] is True
 
 
-def test_log_softmax_fallback_is_exact_where_float32_is_not() -> None:
+def test_log_softmax_is_exact_where_float32_is_not() -> None:
     logits = np.array([[1000.0, 0.0, -1000.0], [3.0, 3.0, 3.0]], dtype=np.float32)
     values, greedy = log_softmax_at(logits, np.array([1, 2]))
     assert values.dtype == np.float64
     assert values[0] == pytest.approx(-1000.0, rel=1e-12)  # naive exp overflows to nan
     assert values[1] == pytest.approx(-math.log(3), rel=1e-12)
     assert greedy.tolist() == [False, False]
+    # The one log_softmax of generation's logprobs= and the server agrees with it, and keeps
+    # a row whose every token is banned at -inf (not nan).
+    rows = log_softmax(logits)
+    assert rows[[0, 1], [1, 2]] == pytest.approx(values, rel=1e-12)
+    banned = log_softmax(np.full((2, 3), -np.inf))
+    assert np.isneginf(banned).all()
 
 
 def test_a_score_row_may_hold_one_token_more_than_the_context(tmp_path: Path,

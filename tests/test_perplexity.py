@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gpt2cpu
 import pytest
-from gpt2cpu.perplexity import perplexity, windows
+from gpt2cpu.tasks.perplexity import perplexity, windows
 from text_models import small_text_model_fixture, text_model_dir_fixture  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gpt2cpu.generation import GenerationConfig
-from gpt2cpu.sampling import NOT_FINITE, Sampler, SamplingParams
+from gpt2cpu.generation.loop import GenerationConfig
+from gpt2cpu.generation.sampling import NOT_FINITE, Sampler, SamplingParams
 
 torch = pytest.importorskip("torch")
 logits_process = pytest.importorskip("transformers.generation.logits_process")

@@ -1,7 +1,9 @@
-"""Rules of the C++ sources that no compiler checks."""
+"""Rules of the sources that no compiler or linter checks: where intrinsics may live in
+the C++, and how the Python package's folders may import each other."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -31,3 +33,87 @@ def test_intrinsics_live_only_in_the_vector_layers() -> None:
 def test_the_rule_would_catch_them() -> None:
     for line in ("__m256 x = _mm256_setzero_ps();", "#include <immintrin.h>", "vld1q_f32(p)"):
         assert INTRINSICS.search(line)
+
+
+
+# The Python package's layers, lowest first. A module may import from its own folder and
+# from lower layers, never from a higher one nor from another folder of its own layer, so
+# the folders form no cycle. model.py (with __init__.py and __main__.py) is the facade that
+# every layer is reached through: it is outside the ranks, and the layers name it for
+# types and for as_ids.
+PACKAGE = Path(__file__).resolve().parent.parent / "python" / "gpt2cpu"
+LAYERS: list[set[str]] = [
+    {"_core", "errors", "files", "progress"},  # shared leaves
+    {"tokenizer", "loading"},  # a model directory's files
+    {"engine"},  # the batched step over the core's sequences
+    {"tasks"},  # one forward pass: score, embed, classify, perplexity, logprobs
+    {"generation"},  # the token-by-token loops over the step
+    {"bench", "jobs", "server"},  # applications of the model
+    {"cli"},
+]
+RANK = {group: rank for rank, groups in enumerate(LAYERS) for group in groups}
+FACADE = {"__init__", "__main__", "model"}
+
+
+def imported_groups(source: str, module: str) -> list[tuple[int, str]]:
+    """(line, name under gpt2cpu) of each gpt2cpu import in the source of module (dotted,
+    a package as its __init__), type-only and function-level imports included."""
+    package = module.split(".")[:-1]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                target = package[: len(package) - node.level + 1]
+                target += node.module.split(".") if node.module else []
+            elif node.module and node.module.split(".")[0] == "gpt2cpu":
+                target = node.module.split(".")
+            else:
+                continue
+            if len(target) > 1:
+                found.append((node.lineno, target[1]))
+            else:  # from gpt2cpu import x: a module of the top, or a name of __init__
+                found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "gpt2cpu" and len(parts) > 1:
+                    found.append((node.lineno, parts[1]))
+    return found
+
+
+def layer_offenders(source: str, module: str) -> list[str]:
+    group = module.split(".")[1]
+    if group in FACADE:
+        return []
+    assert group in RANK, f"{module}: add its folder to LAYERS"
+    return [
+        f"{module}:{line}: imports {target}"
+        for line, target in imported_groups(source, module)
+        # its own folder, the facade, or a name of gpt2cpu/__init__.py are fine
+        if target != group and target in RANK and RANK[target] >= RANK[group]
+    ]
+
+
+def test_python_folders_import_only_lower_layers() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        offenders += layer_offenders(path.read_text(), module)
+    assert not offenders, "imports of a layer not below:\n" + "\n".join(offenders)
+
+
+def test_the_layer_rule_would_catch_them() -> None:
+    assert layer_offenders("from ..generation.loop import resolve", "gpt2cpu.tasks.x")
+    assert layer_offenders("from .. import server", "gpt2cpu.jobs.x")
+    assert layer_offenders("import gpt2cpu.cli", "gpt2cpu.engine.x")
+    assert layer_offenders("from ...loading import x", "gpt2cpu.tokenizer.sub.x")
+    assert not layer_offenders(
+        "from ..model import Model\nfrom .. import _core\nfrom .inputs import batch_ids\n"
+        "from ..engine.batch import step\nfrom .. import __version__", "gpt2cpu.tasks.x"
+    )
+
+
+def test_the_package_top_holds_only_the_facade_and_the_shared_leaves() -> None:
+    """A new module goes in the folder of what it does: the top stays this short."""
+    top = {path.stem for path in PACKAGE.glob("*.py")}
+    assert top == FACADE | {"errors", "files", "progress"}

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gpt2cpu import threads
+from gpt2cpu.engine import threads
 from model_files import TINY, model_dir
 
 # Big enough that a prompt's operators and a decode step open regions of two threads.

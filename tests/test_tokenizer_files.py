@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 from gpt2cpu import Tokenizer
-from gpt2cpu.bpe import native_merger_class
-from gpt2cpu.byte_level import BYTE_TO_CHAR
 from gpt2cpu.errors import TokenizerFormatError
+from gpt2cpu.tokenizer.bpe import native_merger_class
+from gpt2cpu.tokenizer.byte_level import BYTE_TO_CHAR
 from tokenizer_references import MERGE_LOOPS, with_merge_loop
 
 MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("l", "l"), ("e", "ll"), ("a", "b"), ("ab", "c")]

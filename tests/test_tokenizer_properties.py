@@ -10,8 +10,8 @@ import time
 import pytest
 import regex
 from gpt2cpu import Tokenizer
-from gpt2cpu.bpe import ASCII_SPLIT_PATTERN, SPLIT_PATTERN
-from gpt2cpu.byte_level import BYTE_TO_CHAR, spell
+from gpt2cpu.tokenizer.bpe import ASCII_SPLIT_PATTERN, SPLIT_PATTERN
+from gpt2cpu.tokenizer.byte_level import BYTE_TO_CHAR, spell
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tokenizer_references import (

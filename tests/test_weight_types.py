@@ -204,7 +204,7 @@ PERPLEXITY_BOUND = {"bfloat16": 0.001, "float16": 0.001, "int8": 0.005, "int4": 
 @pytest.fixture(scope="module")
 def heldout() -> tuple[Model, str, dict[str, float]]:
     from gpt2cpu import BUNDLED_MODEL_DIR
-    from gpt2cpu.perplexity import perplexity
+    from gpt2cpu.tasks.perplexity import perplexity
     from test_demo_model import data_file
 
     path = data_file()
@@ -218,7 +218,7 @@ def heldout() -> tuple[Model, str, dict[str, float]]:
 
 @pytest.mark.parametrize("dtype", sorted(PERPLEXITY_BOUND))
 def test_bundled_model_perplexity_within_bound(heldout, dtype: str) -> None:  # type: ignore[no-untyped-def]
-    from gpt2cpu.perplexity import perplexity
+    from gpt2cpu.tasks.perplexity import perplexity
 
     fp32, text, base = heldout
     model = Model.from_pretrained(fp32.path, dtype=dtype)

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 from gpt2cpu import Tokenizer
-from gpt2cpu.bpe import native_merger_class
-from gpt2cpu.byte_level import token_bytes
+from gpt2cpu.tokenizer.bpe import native_merger_class
+from gpt2cpu.tokenizer.byte_level import token_bytes
 
 T = TypeVar("T")
 

@@ -22,22 +22,22 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .bundled import BUNDLED_MODEL_DIR
-    from .generation import GenerationConfig, GenerationResult, GenerationStream
+    from .generation.loop import GenerationConfig, GenerationResult, GenerationStream
+    from .generation.sampling import Sampler, SamplingParams
+    from .loading.bundled import BUNDLED_MODEL_DIR
     from .model import Model, Sequence
-    from .sampling import Sampler, SamplingParams
-    from .tokenizer import Tokenizer
+    from .tokenizer.tokenizer import Tokenizer
 
 _LAZY = {
     "Model": "model",
     "Sequence": "model",
-    "Tokenizer": "tokenizer",
-    "GenerationConfig": "generation",
-    "GenerationResult": "generation",
-    "GenerationStream": "generation",
-    "Sampler": "sampling",
-    "SamplingParams": "sampling",
-    "BUNDLED_MODEL_DIR": "bundled",
+    "Tokenizer": "tokenizer.tokenizer",
+    "GenerationConfig": "generation.loop",
+    "GenerationResult": "generation.loop",
+    "GenerationStream": "generation.loop",
+    "Sampler": "generation.sampling",
+    "SamplingParams": "generation.sampling",
+    "BUNDLED_MODEL_DIR": "loading.bundled",
 }
 
 __all__ = [

@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import numpy as np
 
 from . import _core
-from .config import GenerationDefaults, GPT2Config
+from .engine.threads import check_threads, default_threads
 from .errors import ModelFormatError
-from .generation_options import generation_method, signature
-from .loading import core_config, load_into, locate_tensors, open_checkpoint, untie_distinct_head
+from .generation.options import generation_method, signature
+from .loading.checkpoint import (
+    core_config,
+    load_into,
+    locate_tensors,
+    open_checkpoint,
+    untie_distinct_head,
+)
+from .loading.config import GenerationDefaults, GPT2Config
 from .tasks.heads import load_head
-from .threads import check_threads, default_threads
 
 # A bad GPT2CPU_ISA is a ValueError here, as the engine loads, not at the first prompt.
 _core.init_default_isa()
@@ -35,12 +41,15 @@ def check_dtype(dtype: str | None) -> str:
     return dtype
 
 if TYPE_CHECKING:
-    from .batch_generation import BatchStream
-    from .generation import GenerationResult, GenerationStream
+    from typing_extensions import Unpack
+
+    from .generation.batch import BatchStream
+    from .generation.loop import GenerationResult, GenerationStream
+    from .generation.options import OneSampleOptions, Options
     from .tasks.embedding import ForwardOutput, Pooling
     from .tasks.heads import Choice, Classification, TaskHead, TokenClassification
     from .tasks.scoring import ScoreResult
-    from .tokenizer import Tokenizer
+    from .tokenizer.tokenizer import Tokenizer
 
 IdsLike = Iterable[int] | np.ndarray[Any, Any]
 _Engine = _core.Model
@@ -278,7 +287,7 @@ class Model:
             GPT2CPU_ISA, else the best this CPU has). Fixed for the model's life; models
             with different sets can run side by side.
         """
-        from .bundled import default_model_dir
+        from .loading.bundled import default_model_dir
 
         directory = default_model_dir() if path is None else Path(path)
         if not directory.is_dir():
@@ -442,6 +451,23 @@ class Model:
 
         return embed(self, texts, pooling=pooling, layer=layer, normalize=normalize)
 
+    # One prompt and one sample: one result; a list of prompts: a list (n > 1 too); one
+    # prompt with an n not known to be 1: either.
+    @overload
+    def generate(  # type: ignore[overload-overlap]  # a str is also a Seq[str]
+        self, prompt: str | IdsLike, *, n: Literal[1] = 1, **options: Unpack[OneSampleOptions]
+    ) -> GenerationResult: ...
+
+    @overload
+    def generate(  # type: ignore[overload-overlap]  # the same
+        self, prompt: str | IdsLike, **options: Unpack[Options]
+    ) -> GenerationResult | list[GenerationResult]: ...
+
+    @overload
+    def generate(
+        self, prompt: Seq[str | IdsLike], **options: Unpack[Options]
+    ) -> list[GenerationResult]: ...
+
     @generation_method(signature)
     def generate(
         self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Any
@@ -462,8 +488,8 @@ class Model:
 
         Returns a GenerationResult; a list of them for a list of prompts or n > 1.
         """
-        from .batch_generation import batch_stream, wants_batch
-        from .generation import generate, resolve
+        from .generation.batch import batch_stream, wants_batch
+        from .generation.loop import generate, resolve
 
         if wants_batch(prompt, options):
             run = batch_stream(self, prompt, options, text=False)
@@ -476,7 +502,7 @@ class Model:
 
     @generation_method(signature)
     def stream(
-        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Any
+        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Unpack[Options]
     ) -> GenerationStream | BatchStream:
         """Like `generate`, with the same options, but yields the new text in pieces as it
         is produced; a stop string never appears, even in part. Bad options raise here,
@@ -492,14 +518,15 @@ class Model:
         of prompts, n > 1 or logprobs: a BatchStream, an iterator of (index, piece) whose
         `results` hold the GenerationResults once it is exhausted.
         """
-        from .batch_generation import batch_stream, wants_batch
-        from .generation import resolve, stream
+        from .generation.batch import batch_stream, wants_batch
+        from .generation.loop import resolve, stream
 
-        if wants_batch(prompt, options):
-            return batch_stream(self, prompt, options, text=True)
+        given = cast("dict[str, Any]", options)
+        if wants_batch(prompt, given):
+            return batch_stream(self, prompt, given, text=True)
 
-        sequence = options.pop("sequence", None)
-        return stream(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
+        sequence = given.pop("sequence", None)
+        return stream(self, cast("str | IdsLike", prompt), resolve(self, given), sequence)
 
     def classify(self, texts: Seq[str | IdsLike]) -> list[Classification]:
         """Each text's label and class probabilities from a GPT2ForSequenceClassification
@@ -539,7 +566,7 @@ _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "encoder.json"
 
 
 def _generation_defaults(directory: Path, config: GPT2Config) -> GenerationDefaults:
-    from .generation import GenerationConfig
+    from .generation.loop import GenerationConfig
 
     path = directory / "generation_config.json"
     defaults = GenerationDefaults.from_file(path, config.vocab_size)
@@ -551,7 +578,7 @@ def _generation_defaults(directory: Path, config: GPT2Config) -> GenerationDefau
 
 
 def _load_tokenizer(directory: Path) -> Tokenizer | None:
-    from .tokenizer import Tokenizer
+    from .tokenizer.tokenizer import Tokenizer
 
     try:
         return Tokenizer.from_pretrained(directory)

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from . import CliError
-from .common import add_dtype_argument, add_model_argument, add_threads_argument, threads_of
+from .common import (
+    add_dtype_argument,
+    add_model_argument,
+    add_threads_argument,
+    non_negative_int,
+    positive_int,
+    threads_of,
+)
 from .generate import add_generation_arguments, options_of
 
 DESCRIPTION = """\
@@ -55,9 +62,9 @@ def register(subparsers: Any) -> None:
     rows.add_argument("--id-column", default="id", metavar="NAME",
                       help="the id column, kept in the output and seeding each row; when the "
                       "input has none, the row number (from 0) is the id (default: id)")
-    rows.add_argument("-b", "--batch-size", type=_positive, default=16, metavar="B",
+    rows.add_argument("-b", "--batch-size", type=positive_int, default=16, metavar="B",
                       help="rows per batch: per model call and per committed part (default: 16)")
-    rows.add_argument("-s", "--seed", type=_seed, default=0,
+    rows.add_argument("-s", "--seed", type=non_negative_int, default=0,
                       help="the base seed each row's seed derives from (default: 0)")
     rows.add_argument("--strict", action="store_true", help="stop at the first bad row")
     rows.add_argument("--overwrite", action="store_true",
@@ -76,32 +83,12 @@ def register(subparsers: Any) -> None:
     ray = parser.add_argument_group("ray")
     ray.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                      help="run on Ray Data: alone, a local cluster; auto, or ray://HOST:PORT")
-    ray.add_argument("--ray-actors", type=_positive, default=None, metavar="N",
+    ray.add_argument("--ray-actors", type=positive_int, default=None, metavar="N",
                      help="model actors (default: the cluster's CPUs / --ray-cpus-per-actor, "
                      "less one actor's worth, so that Ray's own tasks have a core)")
-    ray.add_argument("--ray-cpus-per-actor", type=_positive, default=1, metavar="N",
+    ray.add_argument("--ray-cpus-per-actor", type=positive_int, default=1, metavar="N",
                      help="CPUs per actor, and its engine's threads (default: 1)")
     parser.set_defaults(func=run)
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
-    return n
-
-
-def _seed(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}")
-    return n
 
 
 def _plural(errors: int) -> str:

@@ -7,7 +7,13 @@ import json
 import sys
 from typing import Any
 
-from ..random_model import CACHE_ENV, SHAPES, cache_dir, random_model_path, remove_random_models
+from ..bench.random_model import (
+    CACHE_ENV,
+    SHAPES,
+    cache_dir,
+    random_model_path,
+    remove_random_models,
+)
 from .common import (
     DTYPE_NAMES,
     add_dtype_argument,
@@ -84,8 +90,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import Workload, random_model_dir
-    from ..bench import run as run_bench
+    from ..bench.measure import Workload, random_model_dir
+    from ..bench.measure import run as run_bench
 
     if args.remove_cache:
         removed = remove_random_models()

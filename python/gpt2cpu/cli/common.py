@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..model import Model
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +32,7 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 def threads_of(args: argparse.Namespace) -> int:
     """--threads checked (named as the flag in errors), else the default."""
-    from ..threads import check_threads, default_threads
+    from ..engine.threads import check_threads, default_threads
 
     return default_threads() if args.threads is None else check_threads(args.threads, "--threads")
 
@@ -37,17 +41,70 @@ def model_directory(args: argparse.Namespace) -> Path:
     """--model, else the bundled model (FileNotFoundError when it is not installed)."""
     if args.model is not None:
         return Path(args.model)
-    from ..bundled import default_model_dir
+    from ..loading.bundled import default_model_dir
 
     return default_model_dir()
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _int_at_least(value, 1, "a positive integer")
+
+
+def non_negative_int(value: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _int_at_least(value, 0, "a non-negative integer")
+
+
+def _int_at_least(value: str, low: int, what: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = low - 1
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value!r}")
+    return n
+
+
 def with_flag(message: str, flags: Mapping[str, str]) -> str:
-    """An API error that starts with an argument's name, reworded with its flag."""
+    """An API error reworded with the flags: a leading argument name, and the advice to
+    pass `name=True` (truncate=True: --truncate)."""
+    for option, flag in flags.items():
+        message = message.replace(f"pass {option}=True", f"pass {flag}")
     name = re.match(r"\w+", message)
     if name is None or name.group() not in flags:
         return message
     return flags[name.group()] + message[name.end():]
+
+
+def fit_to_context(model: Model, prompts: Sequence[list[int]], options: dict[str, Any],
+                   flags: Mapping[str, str], label: str = "") -> None:
+    """The library's one context rule (generation.loop: prompt_ids, new_token_budget) in the
+    CLI's words. A prompt longer than the context (without --truncate) is a CliError naming
+    it ("LABEL N: ..." for the Nth of several prompts); -n beyond the room the longest
+    prompt leaves is capped by the library (finish reason "length"), and a notice on stderr
+    says so. Bad options are a CliError naming their flags."""
+    from ..generation.loop import new_token_budget, prompt_ids, resolve
+    from . import CliError
+
+    rooms = []
+    try:
+        config = resolve(model, options)
+        for number, ids in enumerate(prompts, 1):
+            try:
+                rooms.append(new_token_budget(model, prompt_ids(model, ids, config), config))
+            except ValueError as exc:
+                if label:
+                    raise ValueError(f"{label} {number}: {exc}") from None
+                raise
+    except ValueError as exc:
+        raise CliError(with_flag(str(exc), flags)) from None
+    n, context = config.max_new_tokens, model.config.n_positions
+    if n is not None and rooms and n > min(rooms):
+        which = "the longest prompt" if len(prompts) > 1 else "the prompt"
+        print(f"gpt2cpu: --max-new-tokens {n} lowered to {min(rooms)}, "
+              f"what the model's context of {context} tokens leaves after {which}",
+              file=sys.stderr)
 
 
 def read_text_argument(value: str) -> str:

@@ -7,23 +7,22 @@ import math
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from ..generation import GenerationStream
-from ..generation_options import option_names
+from ..generation.loop import GenerationStream
+from ..generation.options import option_names
 from . import CliError
 from .common import (
     add_dtype_argument,
     add_model_argument,
     add_threads_argument,
+    fit_to_context,
     model_directory,
+    positive_int,
     read_text_argument,
     threads_of,
     with_flag,
 )
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 DESCRIPTION = """\
 Continue PROMPT with the model, printing the new text to stdout as it is produced and a
@@ -110,12 +109,11 @@ def max_new_tokens(value: str) -> int | str:
     if value == "max":
         return value
     try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or max, got {value!r}")
-    return n
+        return positive_int(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or max, got {value!r}"
+        ) from None
 
 
 def unescape(text: str) -> str:
@@ -173,26 +171,6 @@ def options_of(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def fit_to_context(model: Model, ids: list[int], options: dict[str, Any]) -> None:
-    """Checks the prompt fits the context, in the CLI's words (the library's errors name the
-    API's arguments), and says so on stderr when -n is more than the room it leaves: the
-    library caps it (generation.new_token_budget), and the run ends with "length"."""
-    from ..generation import new_token_budget, prompt_ids, resolve
-
-    config = resolve(model, options)
-    context = model.config.n_positions
-    if len(ids) > context and not config.truncate:
-        raise CliError(
-            f"the prompt has {len(ids)} tokens, more than the model's context of {context} "
-            "tokens; shorten it or pass --truncate"
-        )
-    n = config.max_new_tokens
-    room = new_token_budget(model, prompt_ids(model, ids, config), config)
-    if n is not None and n > room:
-        print(f"gpt2cpu: --max-new-tokens {n} lowered to {room}, what the model's context of "
-              f"{context} tokens leaves after the prompt", file=sys.stderr)
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -224,8 +202,8 @@ def run(args: argparse.Namespace) -> int:
     model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
     tokenizer = model.require_tokenizer(f"{model.path} cannot generate text")
     ids = tokenizer.encode(prompt)
+    fit_to_context(model, [ids], options, _FLAGS)
     try:
-        fit_to_context(model, ids, options)
         pieces = model.stream(ids, **options)
         assert isinstance(pieces, GenerationStream)  # one prompt, n=1, no logprobs
     except ValueError as exc:

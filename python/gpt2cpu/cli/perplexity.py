@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..model import Model
-    from ..perplexity import perplexity
+    from ..tasks.perplexity import perplexity
 
     if args.file == "-":
         text = sys.stdin.read()

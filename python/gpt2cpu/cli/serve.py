@@ -13,6 +13,7 @@ from .common import (
     add_model_argument,
     add_threads_argument,
     model_directory,
+    positive_int,
     threads_of,
 )
 
@@ -33,13 +34,6 @@ def memory_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve the model with an OpenAI-compatible HTTP API",
@@ -53,16 +47,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="require 'Authorization: Bearer KEY' on /v1/ endpoints")
-    parser.add_argument("--max-batch", type=positive, default=32, metavar="B",
+    parser.add_argument("--max-batch", type=positive_int, default=32, metavar="B",
                         help="choices (a request has n) advanced together per step "
                         "(default 32)")
-    parser.add_argument("--max-queue", type=positive, default=256, metavar="Q",
+    parser.add_argument("--max-queue", type=positive_int, default=256, metavar="Q",
                         help="choices waiting beyond the batch; a request that would pass "
                         "this is answered 429 at once (default 256)")
     parser.add_argument("--max-kv-memory", type=memory_size, default=None, metavar="SIZE",
                         help="KV-cache budget, e.g. 2G (default: half the memory available "
                         "at start)")
-    parser.add_argument("--prefill-chunk", type=positive, default=64, metavar="N",
+    parser.add_argument("--prefill-chunk", type=positive_int, default=64, metavar="N",
                         help="prompt tokens run per step, shared by the prompts being read, "
                         "so that a long prompt does not stall the others (default 64)")
     parser.add_argument("--prefix-cache", type=int, default=16, metavar="N",

@@ -34,7 +34,7 @@ def piece_text(data: bytes) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tokenizer import Tokenizer
+    from ..tokenizer.tokenizer import Tokenizer
 
     text = read_text_argument(args.text)
     tokenizer = Tokenizer.from_pretrained(model_directory(args))

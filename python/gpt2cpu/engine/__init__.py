@@ -1,5 +1,6 @@
 """The engine's Python face: the batched forward step every higher layer (generation,
-scoring, embeddings, task heads) runs through."""
+scoring, embeddings, task heads) runs through; threads.py: how many threads it uses by
+default."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class JobSpec:
                          layer=self.layer, normalize=self.normalize)
 
     def model_dir(self) -> Path:
-        from ..bundled import default_model_dir
+        from ..loading.bundled import default_model_dir
 
         return (self.model if self.model is not None else default_model_dir()).resolve()
 
@@ -167,7 +167,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     started = time.perf_counter()
     try:
         if spec.ray is not None:
-            from ..ray import run_pending
+            from .ray import run_pending
 
             run_pending(spec, task, pending, store, progress)
         else:

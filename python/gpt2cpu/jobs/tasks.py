@@ -116,7 +116,7 @@ class GenerateTask(Task):
 
     def check(self, model: Model) -> None:
         super().check(model)
-        from ..generation import resolve
+        from ..generation.loop import resolve
 
         resolve(model, self.options)  # a bad option fails the job before any row runs
 
@@ -158,13 +158,7 @@ class ScoreTask(Task):
 
     def compute(self, model: Model, rows: list[Row],
                 ids: list[IdArray]) -> list[tuple[dict[str, Any], int]]:
-        batched = getattr(model, "score", None)
-        if callable(batched):
-            pairs = [(r.logprobs, r.greedy_tokens) for r in batched(ids)]
-        else:
-            from .score_fallback import score_ids
-
-            pairs = [score_ids(model, one) for one in ids]
+        pairs = [(r.logprobs, r.greedy_tokens) for r in model.score(ids)]
         return [
             ({"logprob": float(logprobs.sum()), "tokens": int(one.size),
               "greedy": bool(greedy.all()), "token_logprobs": logprobs.tolist()}, int(one.size))

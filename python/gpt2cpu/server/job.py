@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..generation import FinishReason, GenerationConfig
-from ..logprobs import TokenLogprob, sequence_logprobs, token_logprob
-from ..sampling import Sampler
-from ..stopping import StopMatcher
+from ..generation.loop import FinishReason, GenerationConfig
+from ..generation.sampling import Sampler
+from ..generation.stopping import StopMatcher
+from ..tasks.logprobs import TokenLogprob, sequence_logprobs, token_logprob
 
 if TYPE_CHECKING:
     from ..model import Model, Sequence
-    from ..streaming import StreamDecoder
+    from ..tokenizer.streaming import StreamDecoder
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .job import Delta, Finished
 
 if TYPE_CHECKING:
-    from ..logprobs import TokenLogprob
-    from ..tokenizer import Tokenizer
+    from ..tasks.logprobs import TokenLogprob
+    from ..tokenizer.tokenizer import Tokenizer
 
 # OpenAI has no "eos": the model ending its text is a "stop".
 FINISH = {"length": "length", "stop": "stop", "eos": "stop"}

@@ -26,8 +26,8 @@ from .embedding import hidden_rows
 from .inputs import batch_ids
 
 if TYPE_CHECKING:
+    from ..loading.safetensors import SafetensorsFile
     from ..model import IdsLike, Model
-    from ..safetensors import SafetensorsFile
 
 HeadKind = Literal["sequence_classification", "token_classification", "multiple_choice"]
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..engine.batch import step
 from .inputs import batch_ids, row_batches
+from .logprobs import log_softmax_at
 
 if TYPE_CHECKING:
     from ..model import IdsLike, Model
@@ -46,19 +47,6 @@ class ScoreResult:
         """Whether greedy decoding from the first token would produce the rest (lm-eval's
         is_greedy); True when nothing is scored."""
         return bool(self.greedy_tokens.all())
-
-
-def _log_softmax_at(
-    logits: np.ndarray[Any, Any], targets: np.ndarray[Any, Any]
-) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.bool_]]]:
-    """log_softmax(logits)[r, targets[r]] for each row r, and whether targets[r] is the
-    row's argmax."""
-    rows = np.arange(logits.shape[0])
-    peak = logits.max(axis=1, keepdims=True)
-    # float64 sums of float32 exponentials: no cancellation in the normaliser.
-    log_z = np.log(np.exp(logits - peak).sum(axis=1, dtype=np.float64)) + peak[:, 0]
-    picked = logits[rows, targets].astype(np.float64)
-    return picked - log_z, logits.argmax(axis=1) == targets
 
 
 def score(
@@ -99,7 +87,7 @@ def score(
             for seq in sequences:
                 seq.close()
         for i, logits in zip(members, out.outputs, strict=True):
-            logprobs, greedy = _log_softmax_at(logits, inputs[i][1:])
+            logprobs, greedy = log_softmax_at(logits, inputs[i][1:])
             token_ids = all_ids[i].tolist()
             results[i] = ScoreResult(token_ids, logprobs, greedy)
     return [r for r in results if r is not None]

@@ -28,17 +28,17 @@ from typing import Literal
 
 import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-regex
 
+from ..errors import TokenizerFormatError
+from ..files import is_present_file
 from .bpe import BytePairEncoder
-from .errors import TokenizerFormatError
-from .files import is_present_file
-from .streaming import StreamDecoder
-from .tokenizer_files import (
+from .formats import (
     PathLike,
     TokenizerSpec,
     apply_tokenizer_config,
     read_tokenizer_json,
     read_vocab_and_merges,
 )
+from .streaming import StreamDecoder
 from .vocabulary import compile_vocabulary
 
 __all__ = ["StreamDecoder", "Tokenizer", "TokenizerFormatError"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .progress import Progress
+from ..progress import Progress
 
 SHAPES: dict[str, dict[str, int]] = {
     "124m": dict(n_layer=12, n_embd=768, n_head=12),
@@ -160,7 +160,7 @@ def cached_random_model(shape: str, progress: bool | None = None) -> Path:
     return directory
 
 
-if __name__ == "__main__":  # python -m gpt2cpu.random_model SHAPE: used by `gpt2cpu bench`
+if __name__ == "__main__":  # python -m gpt2cpu.bench.random_model SHAPE: used by `gpt2cpu bench`
     import sys
 
     print(cached_random_model(sys.argv[1]))

@@ -23,8 +23,8 @@ from .sampling import SamplingParams
 from .stopping import stop_strings
 
 if TYPE_CHECKING:
+    from ..model import IdsLike, Model, Sequence
     from .decoding import TokenLogprob
-    from .model import IdsLike, Model, Sequence
 
 FinishReason = Literal["length", "stop", "eos"]
 
@@ -119,7 +119,7 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig,
     """The ids the model reads first: the encoded prompt, the BOS/EOS token for an empty
     one (as Hugging Face starts from bos_token_id), cut to fit the context if allowed.
     Continuing a non-empty sequence, an empty prompt stays empty."""
-    from .model import as_ids
+    from ..model import as_ids
 
     if isinstance(prompt, str):
         ids = model.require_tokenizer("pass the prompt as a list of token ids").encode(prompt)

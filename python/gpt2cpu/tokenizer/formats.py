@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TokenizerFormatError
-from .files import read_regular
+from ..errors import TokenizerFormatError
+from ..files import read_regular
 
 PathLike = str | os.PathLike[str]
 

@@ -2,9 +2,10 @@
 
 `signature` below is their one signature; `generation_method` gives it to a method
 that receives only the options its caller passed (so a model's generation_config.json can
-supply the rest), for type checkers, IDEs and `help()` alike, and composes the method's help
-from the option and result descriptions that `SamplingParams`, `GenerationConfig` and
-`GenerationResult` document.
+supply the rest), for IDEs and `help()`, and composes the method's help from the option and
+result descriptions that `SamplingParams`, `GenerationConfig` and `GenerationResult`
+document. Type checkers read the same options from `Options` (a test holds the two equal),
+which lets the methods' overloads type a single prompt's result apart from a list's.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import difflib
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 if TYPE_CHECKING:
     from collections.abc import Sequence as Seq
 
+    from ..model import IdsLike, Model, Sequence
     from .decoding import LogprobsMode
-    from .model import IdsLike, Model, Sequence
 
-P = ParamSpec("P")
-R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def signature(
@@ -56,7 +56,7 @@ def signature(
         any prompt runs.
     n: samples of each prompt, from one prefill (the prompt's cache is forked); with n > 1
         or a list of prompts the result is a list, prompt i's k-th sample at i * n + k.
-        Sample k draws with seed gpt2cpu.sampling.sample_seed(seed, k) (k=0: seed).
+        Sample k draws with seed gpt2cpu.generation.sampling.sample_seed(seed, k) (k=0: seed).
     logprobs: k in [0, 20]: each result carries per generated token its log-probability
         and the k most likely alternatives (result.logprobs). None: none.
     logprobs_mode: "raw" (default, as vLLM): log_softmax of the model's logits, before the
@@ -74,6 +74,33 @@ def signature(
     """
 
 
+class OneSampleOptions(TypedDict, total=False):
+    """The options of `signature` but n, for type checkers (**options: Unpack[...])."""
+
+    sequence: Sequence | None
+    logprobs: int | None
+    logprobs_mode: LogprobsMode
+    max_new_tokens: int | None
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repetition_penalty: float
+    presence_penalty: float
+    frequency_penalty: float
+    logit_bias: Mapping[int, float] | None
+    stop: str | Iterable[str] | None
+    ignore_eos: bool
+    seed: int | Seq[int] | None
+    truncate: bool
+
+
+class Options(OneSampleOptions, total=False):
+    """Every option of `signature`, for type checkers."""
+
+    n: int
+
+
 def _entries(cls: type) -> str:
     """The option entries of a class docstring: everything after its first paragraph."""
     doc = inspect.cleandoc(cls.__doc__ or "")
@@ -82,7 +109,7 @@ def _entries(cls: type) -> str:
 
 def options_help() -> str:
     """Every option's meaning, in the order of the signature."""
-    from .generation import GenerationConfig
+    from .loop import GenerationConfig
     from .sampling import SamplingParams
 
     return "\n".join(
@@ -97,17 +124,15 @@ def option_names() -> tuple[str, ...]:
     return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
-def generation_method(
-    stub: Callable[P, None],
-) -> Callable[[Callable[..., R]], Callable[P, R]]:
-    """Gives a method that takes (self, prompt, **options) the keywords of `stub`:
-    to type checkers and IDEs through P, at run time through __signature__, and in its help
-    the meaning of each option and the result's fields. A misspelled option raises a
-    TypeError naming it and the method. The method receives the options its caller gave,
-    and only those."""
+def generation_method(stub: Callable[..., None]) -> Callable[[F], F]:
+    """Gives a method that takes (self, prompt, **options) the keywords of `stub`: at run
+    time through __signature__ (type checkers read the method's own annotations or
+    overloads, with Options), and in its help the meaning of each option and the result's
+    fields. A misspelled option raises a TypeError naming it and the method. The method
+    receives the options its caller gave, and only those."""
 
-    def decorate(impl: Callable[..., R]) -> Callable[P, R]:
-        from .generation import GenerationResult
+    def decorate(impl: F) -> F:
+        from .loop import GenerationResult
 
         shown = inspect.signature(stub).replace(
             return_annotation=inspect.signature(impl).return_annotation
@@ -116,7 +141,7 @@ def generation_method(
         public = f"Model.{impl.__name__}()"
 
         @functools.wraps(impl)
-        def method(*args: Any, **kwargs: Any) -> R:
+        def method(*args: Any, **kwargs: Any) -> Any:
             for name in kwargs:
                 if name not in shown.parameters:
                     near = difflib.get_close_matches(name, known, n=1)
@@ -143,6 +168,6 @@ def generation_method(
                 _entries(GenerationResult),
             )
         )
-        return method
+        return cast(F, method)
 
     return decorate

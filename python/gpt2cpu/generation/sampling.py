@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import sampling as _native
+from .._core import sampling as _native
 
 # The arithmetic is float32, as in HF: a value is checked against float32's range, since one
 # that passes as a Python float can still be 0 or infinite once converted (a temperature of

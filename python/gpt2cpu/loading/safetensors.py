@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFormatError
-from .files import open_regular
+from ..errors import ModelFormatError
+from ..files import open_regular
 
 # Real headers are kilobytes; this bounds what a corrupt length field can make us read.
 MAX_HEADER_BYTES = 100 * 1024 * 1024

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .decoding import MAX_LOGPROBS, Decoding, LogprobsMode, TokenLogprob
-from .generation import GenerationConfig, GenerationResult, new_token_budget, prompt_ids
+from .loop import GenerationConfig, GenerationResult, new_token_budget, prompt_ids
 from .sampling import sample_seed
 
 if TYPE_CHECKING:
-    from .model import IdsLike, Model
-    from .model import Sequence as ModelSequence
+    from ..model import IdsLike, Model
+    from ..model import Sequence as ModelSequence
 
 # generate/stream's options that are the batch's, not one sample's GenerationConfig.
 BATCH_OPTIONS = ("n", "logprobs", "logprobs_mode")
@@ -136,7 +136,7 @@ class BatchStream:
         self._steps.close()
 
     def _run(self) -> Generator[tuple[int, str], None, None]:
-        from .engine import step
+        from ..engine import step
 
         model, n, slots = self.model, self.n, self._slots
         firsts = slots[::n]
@@ -203,7 +203,7 @@ def wants_batch(prompt: object, options: dict[str, Any]) -> bool:
 def batch_stream(model: Model, prompt: Any, options: dict[str, Any], *,
                  text: bool) -> BatchStream:
     """A BatchStream for Model.generate/stream's prompt and options (which it consumes)."""
-    from .generation import resolve
+    from .loop import resolve
 
     n = options.pop("n", 1)
     logprobs = options.pop("logprobs", None)

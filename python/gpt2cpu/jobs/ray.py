@@ -1,7 +1,7 @@
 """gpt2cpu on Ray Data: `Gpt2cpuPredictor`, a callable class for `Dataset.map_batches`.
 
     import ray
-    from gpt2cpu.ray import Gpt2cpuPredictor
+    from gpt2cpu.jobs.ray import Gpt2cpuPredictor
 
     ds = ray.data.read_json("prompts.jsonl")
     ds = ds.map_batches(
@@ -24,15 +24,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .jobs.rows import Row, make_row
-from .jobs.tasks import Outcome, make_task
+from .rows import Row, make_row
+from .tasks import Outcome, make_task
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .jobs.parts import PartStore
-    from .jobs.runner import JobProgress, JobSpec
-    from .jobs.tasks import Task
+    from .parts import PartStore
+    from .runner import JobProgress, JobSpec
+    from .tasks import Task
 
 # Columns `gpt2cpu batch --ray` adds to its rows and reads back: the input row number (the
 # key of resumption) and the tokens a row took (for tokens/s).
@@ -74,7 +74,7 @@ class Gpt2cpuPredictor:
                  seed: int = 0, options: Mapping[str, Any] | None = None,
                  pooling: str = "mean", layer: int = -1, normalize: bool = False,
                  threads: int | None = None) -> None:
-        from .model import Model
+        from ..model import Model
 
         self.task = make_task(task, options=options, seed=seed, pooling=pooling, layer=layer,
                               normalize=normalize)
@@ -150,7 +150,7 @@ def run_pending(spec: JobSpec, task: Task, pending: Iterable[Row], store: PartSt
     committed by this process as they come back, as in a local run."""
     import ray
 
-    from .jobs.runner import commit
+    from .runner import commit
 
     rows = list(pending)
     bad = [r for r in rows if r.problem is not None]
@@ -178,7 +178,7 @@ def _run_dataset(spec: JobSpec, task: Task, items: list[dict[str, Any]], store: 
                  progress: JobProgress, actors: int, per_actor: int) -> None:
     import ray
 
-    from .jobs.runner import commit
+    from .runner import commit
 
     dataset = ray.data.from_items(items).map_batches(
         Gpt2cpuPredictor,

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Model
-from .progress import Progress
+from ..model import Model
+from ..progress import Progress
+from .logprobs import log_softmax_at
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def perplexity(
             seq.truncate(0)  # each window runs from scratch, with no cache
             logits = seq.append(tokens[w.begin : w.end], last_n=n_rows)[:-1]
             targets = tokens[w.score_from : w.end]
-            nll_sum -= float(_log_softmax_at(logits, targets).astype(np.float64).sum())
+            logprobs, _ = log_softmax_at(logits, targets)
+            nll_sum -= float(logprobs.sum())
             scored += len(targets)
             bar.advance(len(targets))
     return PerplexityResult(len(tokens), scored, len(text), window, stride, nll_sum)

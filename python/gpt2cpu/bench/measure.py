@@ -22,10 +22,10 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from . import _core
-from .config import GPT2Config
-from .model import Model, Sequence
-from .progress import Progress
+from .. import _core
+from ..loading.config import GPT2Config
+from ..model import Model, Sequence
+from ..progress import Progress
 
 # Bytes read by the bandwidth probe: well past any last-level cache.
 PROBE_BYTES = 1 << 29
@@ -346,7 +346,7 @@ def batch_decode(model: Model, work: Workload) -> dict[str, dict[str, float]]:
     of one token per sequence. aggregate_tokens_per_s counts every sequence's tokens;
     per_sequence_tokens_per_s is what each of them sees (aggregate / B). Medians of
     work.repeats. The tokens fed are random ids: a step's cost does not depend on them."""
-    from .engine import step
+    from ..engine import step
 
     vocab = model.config.vocab_size
     out: dict[str, dict[str, float]] = {}
@@ -372,7 +372,7 @@ def batch_decode(model: Model, work: Workload) -> dict[str, dict[str, float]]:
 def random_model_dir(shape: str) -> Path:
     """The cached random model of a GPT-2 shape, made in a child process so that making it
     does not count towards this process's peak memory."""
-    return Path(_in_child("-m", "gpt2cpu.random_model", shape))
+    return Path(_in_child("-m", "gpt2cpu.bench.random_model", shape))
 
 
 def run(

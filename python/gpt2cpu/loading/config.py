@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .files import read_regular
+from ..errors import ConfigError
+from ..files import read_regular
 
 # config.json may use the generic names that transformers maps onto GPT-2's own.
 _ALIASES = {

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
+from ..errors import ModelFormatError
+from ..files import is_present_file, read_regular
+from ..progress import Progress
 from .config import ACTIVATIONS, GPT2Config
-from .errors import ModelFormatError
-from .files import is_present_file, read_regular
-from .progress import Progress
 from .safetensors import FLOAT_DTYPES, SafetensorsFile
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import TokenizerFormatError
 from .byte_level import BYTE_TO_CHAR, token_bytes
-from .errors import TokenizerFormatError
-from .tokenizer_files import TokenizerSpec
+from .formats import TokenizerSpec
 
 DEFAULT_SPECIAL = "<|endoftext|>"
 """GPT-2's only special token; its eos and bos when the files declare neither."""

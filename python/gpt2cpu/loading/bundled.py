@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BUNDLED_MODEL_DIR = Path(__file__).parent / "models" / "tiny-shakespeare"
+BUNDLED_MODEL_DIR = Path(__file__).parent.parent / "models" / "tiny-shakespeare"
 
 
 def default_model_dir() -> Path:

@@ -1,7 +1,7 @@
 """One sample's rules, token by token: sample from a row of logits, end at the EOS token,
 a stop string or the token budget, decode the text, record log-probabilities. Both loops
-feed it: generation.GenerationStream (one prompt, or a sequence continued) and
-batch_generation.BatchStream (many prompts and samples in batched steps), so the rules live
+feed it: loop.GenerationStream (one prompt, or a sequence continued) and
+batch.BatchStream (many prompts and samples in batched steps), so the rules live
 here once."""
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..tasks.logprobs import log_softmax
 from .sampling import Sampler
 from .stopping import StopMatcher
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .generation import FinishReason, GenerationConfig, GenerationResult
-    from .model import Model
+    from ..model import Model
+    from .loop import FinishReason, GenerationConfig, GenerationResult
 
 LogprobsMode = Literal["raw", "processed"]
 MAX_LOGPROBS = 20
@@ -36,17 +37,6 @@ class TokenLogprob:
     token: int
     logprob: float
     top: list[tuple[int, float]]
-
-
-def log_softmax(row: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """log_softmax in float64 (-inf stays -inf), so that it does not add float32 error."""
-    x = np.asarray(row, dtype=np.float64)
-    top = np.max(x)
-    if not np.isfinite(top):
-        return np.full_like(x, -np.inf)
-    shifted = x - top
-    out: np.ndarray[Any, np.dtype[np.float64]] = shifted - np.log(np.sum(np.exp(shifted)))
-    return out
 
 
 def token_logprob(row: np.ndarray[Any, Any], token: int, k: int) -> TokenLogprob:
@@ -145,7 +135,7 @@ class Decoding:
 
     def result(self, prompt_tokens: int, prefill: float, decode: float,
                steps: int) -> GenerationResult:
-        from .generation import GenerationResult
+        from .loop import GenerationResult
 
         return GenerationResult(
             text="".join(self.pieces),
