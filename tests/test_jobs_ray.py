@@ -77,7 +77,7 @@ def test_ray_resumes_a_local_jobs_parts(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("cluster")
 def test_the_predictor_in_a_users_own_pipeline(tmp_path: Path) -> None:
-    from gpt2cpu.jobs.ray import Gpt2cpuPredictor
+    from gpt2cpu.ray import Gpt2cpuPredictor
 
     rows = good_rows(6)
     source = write_jsonl(tmp_path / "in.jsonl", rows)

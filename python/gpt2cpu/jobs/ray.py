@@ -1,7 +1,7 @@
 """gpt2cpu on Ray Data: `Gpt2cpuPredictor`, a callable class for `Dataset.map_batches`.
 
     import ray
-    from gpt2cpu.jobs.ray import Gpt2cpuPredictor
+    from gpt2cpu.ray import Gpt2cpuPredictor
 
     ds = ray.data.read_json("prompts.jsonl")
     ds = ds.map_batches(
