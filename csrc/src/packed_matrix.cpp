@@ -18,7 +18,7 @@ namespace {
 constexpr int64_t kMaxGroupRows = 64;
 static_assert(kWeightTypeInfo[static_cast<int>(WeightType::I8)].group_rows <= kMaxGroupRows &&
                   kWeightTypeInfo[static_cast<int>(WeightType::I4)].group_rows <= kMaxGroupRows,
-              "a group's quantized values fit encode_panel's buffer");
+              "a group's quantized values fit encode_rows's buffer");
 
 // The quantizers: symmetric, one scale per output and group of rows.
 //  - int8: scale = max|w| / 127, q = round(w / scale).
@@ -62,16 +62,16 @@ void quantize_group(WeightType type, const float* f, int64_t rows, int8_t* q, fl
 
 }  // namespace
 
-void PackedMatrix::encode_panel(int64_t p, const float* f) {
+void PackedMatrix::encode_rows(int64_t p, int64_t r0, int64_t rows, const float* f) {
   uint8_t* dst = data + p * panel_bytes();
-  const int64_t count = k * kPanel;
+  const int64_t count = rows * kPanel;
   switch (type) {
     case WeightType::F32:
-      std::memcpy(dst, f, static_cast<size_t>(count) * 4);
+      std::memcpy(dst + r0 * kPanel * 4, f, static_cast<size_t>(count) * 4);
       return;
     case WeightType::BF16:
     case WeightType::F16: {
-      uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+      uint16_t* h = reinterpret_cast<uint16_t*>(dst) + r0 * kPanel;
       if (type == WeightType::F16) {
         floats_to_f16(f, h, count);
       } else {
@@ -84,23 +84,23 @@ void PackedMatrix::encode_panel(int64_t p, const float* f) {
       const int64_t g = group_rows();
       float* s = scales + p * groups() * kPanel;
       int8_t q[kMaxGroupRows * kPanel];
-      for (int64_t r0 = 0, gi = 0; r0 < k; r0 += g, ++gi) {
-        const int64_t rows = k - r0 < g ? k - r0 : g;
-        quantize_group(type, f + r0 * kPanel, rows, q, s + gi * kPanel);
+      for (int64_t r = r0; r < r0 + rows; r += g) {
+        const int64_t n_rows = r0 + rows - r < g ? r0 + rows - r : g;
+        quantize_group(type, f + (r - r0) * kPanel, n_rows, q, s + (r / g) * kPanel);
         // Rows past k (padding the last block) hold q = 0.
-        const int64_t padded = (rows + kDotRows - 1) / kDotRows * kDotRows;
-        for (int64_t i = rows * kPanel; i < padded * kPanel; ++i) q[i] = 0;
+        const int64_t padded = (n_rows + kDotRows - 1) / kDotRows * kDotRows;
+        for (int64_t i = n_rows * kPanel; i < padded * kPanel; ++i) q[i] = 0;
         for (int64_t b = 0; b < padded / kDotRows; ++b) {
           const int8_t* rows4 = q + b * kDotRows * kPanel;
           if (type == WeightType::I8) {
-            uint8_t* block = dst + (r0 + b * kDotRows) * kPanel;
+            uint8_t* block = dst + (r + b * kDotRows) * kPanel;
             for (int64_t j = 0; j < kPanel; ++j) {
               for (int64_t t = 0; t < kDotRows; ++t) {
                 block[j * kDotRows + t] = static_cast<uint8_t>(rows4[t * kPanel + j] + 128);
               }
             }
           } else {
-            uint8_t* block = dst + (r0 + b * kDotRows) * kPanel / 2;
+            uint8_t* block = dst + (r + b * kDotRows) * kPanel / 2;
             uint8_t u[kDotRows * kPanel];
             for (int64_t j = 0; j < kPanel; ++j) {
               for (int64_t t = 0; t < kDotRows; ++t) {
@@ -133,7 +133,7 @@ void PackedMatrix::pack_panels(int threads, Gather gather) {
     for (int64_t p = 0; p < panels(); ++p) {
       const int64_t cols = n - p * kPanel < kPanel ? n - p * kPanel : kPanel;
       gather(p * kPanel, cols, f);
-      encode_panel(p, f);
+      encode_rows(p, 0, k, f);
     }
   }
 }
