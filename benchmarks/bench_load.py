@@ -36,11 +36,17 @@ LOAD_TARGET_S = {"float32": 0.15, "bfloat16": 0.15, "int8": 0.3, "int4": 0.3}
 PLUS_TOUCH = {"float32": True, "bfloat16": True, "int8": False, "int4": False}
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+# VmHWM, not ru_maxrss: that one starts from the parent's peak when the child is spawned
+# with vfork, as subprocess does.
+def peak():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 directory, dtype, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 import gpt2cpu
@@ -48,7 +54,7 @@ after_import = rss()
 t0 = time.perf_counter()
 model = gpt2cpu.Model.from_pretrained(directory, threads=threads, dtype=dtype)
 load_s = time.perf_counter() - t0
-peak_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak_load = peak()
 gens = []
 for _ in range(2):
     t0 = time.perf_counter()
@@ -58,7 +64,7 @@ c = model.config
 print(json.dumps({
     "load_s": load_s, "gen1_s": gens[0], "gen2_s": gens[1],
     "after_import": after_import, "peak_load": peak_load,
-    "peak_gen": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "peak_gen": peak(),
     "weight_bytes": int(model._core.weight_bytes),
     "kv_bytes": 2 * c.n_layer * c.n_positions * c.n_embd * 4,
 }))

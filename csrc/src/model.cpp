@@ -34,7 +34,7 @@ void Model::load_files(const std::vector<FileTensor>& tensors) {
   if (ready()) {
     throw std::invalid_argument("the model is already loaded; tensors cannot be replaced");
   }
-  weights_.load_files(tensors, usable_threads(threads()));
+  weights_.load_files(tensors, usable_threads(threads()), *kernels_);
 }
 
 void Model::finalize() {

@@ -15,6 +15,7 @@
 #include <limits>
 #include <mutex>
 
+#include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/parallel.h"
 #include "gpt2cpu/weights.h"
 
@@ -67,7 +68,8 @@ struct Failure {
 
 }  // namespace
 
-void Weights::load_files(const std::vector<FileTensor>& tensors, int threads) {
+void Weights::load_files(const std::vector<FileTensor>& tensors, int threads,
+                         const KernelTable& kt) {
   std::vector<size_t> index;
   for (const auto& t : tensors) index.push_back(checked_index(t.name, t.shape));
 
@@ -173,7 +175,7 @@ void Weights::load_files(const std::vector<FileTensor>& tensors, int threads) {
               panel_buf[r * kPanel + j] = j < cols ? rows[j * m.k + r] : 0.0f;
             }
           }
-          m.encode_rows(p, 0, m.k, panel_buf);
+          kt.encode_rows(m, p, 0, m.k, panel_buf);
         }
       } else {
         // f holds rows [first, first + count) of W: each panel takes its 16 columns of them.
@@ -181,10 +183,14 @@ void Weights::load_files(const std::vector<FileTensor>& tensors, int threads) {
           const int64_t cols = std::min(kPanel, m.n - p * kPanel);
           for (int64_t r = 0; r < band.count; ++r) {
             float* row = panel_buf + r * kPanel;
-            std::memcpy(row, f + r * m.n + p * kPanel, static_cast<size_t>(cols) * 4);
-            for (int64_t j = cols; j < kPanel; ++j) row[j] = 0.0f;
+            const float* src = f + r * m.n + p * kPanel;
+            if (cols == kPanel) {
+              std::memcpy(row, src, kPanel * 4);  // a fixed size: inlined, not a call
+            } else {
+              for (int64_t j = 0; j < kPanel; ++j) row[j] = j < cols ? src[j] : 0.0f;
+            }
           }
-          m.encode_rows(p, band.first, band.count, panel_buf);
+          kt.encode_rows(m, p, band.first, band.count, panel_buf);
         }
       }
     }

@@ -73,7 +73,8 @@ struct PackedMatrix {
   // where the type says so: what a loader reading a matrix a band of rows at a time calls.
   // For an integer type r0 must start a scale group and rows must end one (or end at k).
   // Distinct calls write distinct bytes: threads may fill one panel's bands side by side.
-  void encode_rows(int64_t p, int64_t r0, int64_t rows, const float* f);
+  // This is the reference; kernel sets carry faster encoders that write the same bytes.
+  void encode_rows(int64_t p, int64_t r0, int64_t rows, const float* f) const;
 
  private:
   template <class Gather>

@@ -15,6 +15,8 @@
 
 namespace gpt2cpu {
 
+struct KernelTable;
+
 struct LayerWeights {
   const float* ln_1_weight;     // (C)
   const float* ln_1_bias;       // (C)
@@ -82,7 +84,8 @@ class Weights {
   // file is read once, by every thread, and never held whole. Every tensor's name and
   // shape are checked first (std::invalid_argument, nothing read); FileReadError when a
   // file ends early or fails to read (which tensors were stored then is unspecified).
-  void load_files(const std::vector<FileTensor>& tensors, int threads);
+  // kt: the kernel set whose encoder stores the matrices.
+  void load_files(const std::vector<FileTensor>& tensors, int threads, const KernelTable& kt);
   // Names of required tensors not loaded yet.
   std::vector<std::string> missing() const;
   // What the stored weights occupy, scales included.
