@@ -164,25 +164,39 @@ void Weights::load_files(const std::vector<FileTensor>& tensors, int threads,
         f = wide_buf;
       }
       PackedMatrix& m = *spec.packed;
+      // A float32 matrix's panels are its float32 form: gathered straight into place.
+      const bool in_place = m.type == WeightType::F32;
+      auto panel_at = [&](int64_t p, int64_t r0) {
+        return in_place ? reinterpret_cast<float*>(m.data + p * m.panel_bytes()) + r0 * kPanel
+                        : panel_buf;
+      };
       if (spec.layout == TensorLayout::PackNByK) {
         // f holds rows [p0 * kPanel, ...) of W^T, k floats each: panel p is its columns'
         // rows, transposed.
         for (int64_t p = band.first; p < band.first + band.count; ++p) {
           const int64_t cols = std::min(kPanel, m.n - p * kPanel);
           const float* rows = f + (p - band.first) * kPanel * m.k;
-          for (int64_t j = 0; j < kPanel; ++j) {
+          float* out = panel_at(p, 0);
+          if (cols == kPanel) {  // rows outer: 16 streams read, one written front to back
             for (int64_t r = 0; r < m.k; ++r) {
-              panel_buf[r * kPanel + j] = j < cols ? rows[j * m.k + r] : 0.0f;
+              for (int64_t j = 0; j < kPanel; ++j) out[r * kPanel + j] = rows[j * m.k + r];
+            }
+          } else {
+            for (int64_t j = 0; j < kPanel; ++j) {
+              for (int64_t r = 0; r < m.k; ++r) {
+                out[r * kPanel + j] = j < cols ? rows[j * m.k + r] : 0.0f;
+              }
             }
           }
-          kt.encode_rows(m, p, 0, m.k, panel_buf);
+          if (!in_place) kt.encode_rows(m, p, 0, m.k, out);
         }
       } else {
         // f holds rows [first, first + count) of W: each panel takes its 16 columns of them.
         for (int64_t p = 0; p < m.panels(); ++p) {
           const int64_t cols = std::min(kPanel, m.n - p * kPanel);
+          float* out = panel_at(p, band.first);
           for (int64_t r = 0; r < band.count; ++r) {
-            float* row = panel_buf + r * kPanel;
+            float* row = out + r * kPanel;
             const float* src = f + r * m.n + p * kPanel;
             if (cols == kPanel) {
               std::memcpy(row, src, kPanel * 4);  // a fixed size: inlined, not a call
@@ -190,7 +204,7 @@ void Weights::load_files(const std::vector<FileTensor>& tensors, int threads,
               for (int64_t j = 0; j < kPanel; ++j) row[j] = j < cols ? src[j] : 0.0f;
             }
           }
-          kt.encode_rows(m, p, band.first, band.count, panel_buf);
+          if (!in_place) kt.encode_rows(m, p, band.first, band.count, out);
         }
       }
     }
