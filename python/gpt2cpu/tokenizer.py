@@ -20,10 +20,8 @@ and in Python otherwise (`GPT2CPU_BPE=python|native` forces one); the ids are th
 
 from __future__ import annotations
 
-import gc
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Set
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -51,20 +49,6 @@ AllowedSpecial = Set[str] | Literal["all"]
 # one file that says outright what the tokenizer is (model, pre-tokenizer, added tokens).
 _VOCAB_AND_MERGES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 _CONFIG = "tokenizer_config.json"
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused: a vocabulary's ~200k new strings, ints and
-    tuples set off collections that walk them all again and again (a sixth of GPT-2's
-    tokenizer load), and none of them can form a cycle."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Tokenizer:
@@ -122,11 +106,7 @@ class Tokenizer:
         names and added tokens. Raises FileNotFoundError when the directory has none of these
         (or only half a pair), TokenizerFormatError when a file is malformed.
         """
-        with _collector_paused():
-            return cls._from_directory(Path(directory))
-
-    @classmethod
-    def _from_directory(cls, folder: Path) -> Tokenizer:
+        folder = Path(directory)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such directory")
 
