@@ -289,7 +289,6 @@ def locate_then_truncate(*args):
     os.truncate(path, os.path.getsize(path) - 4096)  # through the middle of the tensors
     return located
 loading.locate_tensors = locate_then_truncate
-loading.PREFETCH_BYTES = 0  # read ahead on the helper thread, as large checkpoints are
 import gpt2cpu.model
 gpt2cpu.model.locate_tensors = locate_then_truncate
 try:

@@ -7,6 +7,8 @@ allocator keeps freed memory in quarantine.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,30 @@ def test_a_deleted_model_gives_its_memory_back(tmp_path: Path) -> None:
     del seq
     freed = loaded - rss()
     assert freed > 0.9 * weights, f"freed {freed / MiB:.0f} of {weights / MiB:.0f} MiB"
+
+
+def test_an_int4_load_never_holds_the_float32_checkpoint(tmp_path: Path) -> None:
+    """The engine reads the checkpoint a band at a time (csrc/src/weights_file.cpp): an
+    int4 load's peak is its packed weights, a fraction of the float32 file. Measured in a
+    fresh process, whose peak RSS is the load's."""
+    directory = model_dir(tmp_path, BIG)
+    file_bytes = (directory / "model.safetensors").stat().st_size
+    # VmHWM, not ru_maxrss: that one starts from the parent's peak when the child is
+    # spawned with vfork, as subprocess does.
+    code = f"""
+import psutil, gpt2cpu, gpt2cpu.model
+def peak():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+before = psutil.Process().memory_info().rss
+model = gpt2cpu.Model.from_pretrained({str(directory)!r}, threads=2, dtype="int4")
+print(peak() - before, model.weight_bytes)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    grown, weights = map(int, out.stdout.split())
+    # The float32 embedding alone is 65 MB of the 120 MB file; int4 weights are ~20 MB.
+    assert grown < weights + 16 * MiB, f"peak {grown / MiB:.0f} MiB for {weights / MiB:.0f}"
+    assert grown < 0.3 * file_bytes
 
 
 # For the per-model pool of caches: 4 KiB of keys and values per position, 1024 positions.

@@ -420,3 +420,51 @@ def test_merge_loop_choice_from_the_environment(monkeypatch: pytest.MonkeyPatch)
             Tokenizer(VOCAB, MERGES)
     else:
         assert Tokenizer(VOCAB, MERGES).encode(SAMPLE) == Tokenizer(VOCAB, MERGES).encode(SAMPLE)
+
+
+MERGE_LISTS: list[list[Any]] = [
+    [],
+    ["Ġ t", "h e", "Ġt he"],
+    [["Ġ", "t"], ["h", "e"]],
+    ["a b", "a  b"],        # two spaces: a part is empty
+    ["a b", " b"],          # empty left part
+    ["a b", "a "],          # empty right part
+    ["a b c", "ab"],        # two spaces in one entry, none in another: one space each on average
+    ["a\nb c"],             # a newline inside an entry
+    ["a b", 7],
+    [["a", "b"], ["a", ""]],
+    [["a", "b"], ["a", "b", "c"]],
+    [["a", "b"], ["a", 3]],
+    [["a", "b"], "a b"],
+]
+
+
+@pytest.mark.parametrize("items", MERGE_LISTS)
+def test_merges_read_at_once_as_one_by_one(items: list[Any]) -> None:
+    """The whole-list fast path gives the one-by-one reader's merges, or declines (None)
+    wherever that reader would name a bad entry."""
+    from gpt2cpu.tokenizer.formats import _merge_from, _merges_at_once
+
+    try:
+        slow: list[tuple[str, str]] | None = [
+            _merge_from(item, i, "f") for i, item in enumerate(items, 1)]
+    except TokenizerFormatError:
+        slow = None
+    fast = _merges_at_once(items)
+    if slow is None:
+        assert fast is None
+    elif fast is not None:
+        assert fast == slow
+    if slow is not None and all(isinstance(i, str) and "\n" not in i for i in items):
+        assert fast is not None, "a well-formed list takes the fast path"
+
+
+def test_a_vocabulary_is_spelled_at_once_as_token_by_token() -> None:
+    from gpt2cpu.tokenizer.byte_level import BYTE_TO_CHAR, spelled_bytes, token_bytes
+
+    alphabet = list(BYTE_TO_CHAR) + ["ĠtheĊ", "", "Ā" * 5]
+    assert spelled_bytes(alphabet) == [token_bytes(t) for t in alphabet]
+    assert spelled_bytes(alphabet[:3]) == [b"\x00", b"\x01", b"\x02"]
+    mixed = ["Ġa", "<|endoftext|>", " plain space", "é", "Ġ", "中"]  # outside the alphabet: None
+    assert spelled_bytes(mixed) == [token_bytes(t) for t in mixed]
+    assert spelled_bytes(mixed) == [b" a", b"<|endoftext|>", None, b"\xe9", b" ", None]

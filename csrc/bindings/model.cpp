@@ -29,6 +29,9 @@ void bind_model(py::module_& m) {
       .def_readwrite("tie_word_embeddings", &Config::tie_word_embeddings)
       .def("validate", &Config::validate);
 
+  // An OSError: a file's trouble, which the loader reports as the checkpoint's.
+  py::register_exception<FileReadError>(m, "FileReadError", PyExc_OSError);
+
   py::list dtypes;
   for (const auto& row : kWeightTypeInfo) dtypes.append(row.name);
   m.attr("DTYPES") = py::tuple(dtypes);
@@ -90,6 +93,34 @@ void bind_model(py::module_& m) {
             self.load_tensor(name, array.data(), shape);
           },
           py::arg("name"), py::arg("array"))
+      .def(
+          "load_files",
+          [](Model& self, const py::list& items) {
+            require(!self.ready(), "the model is already loaded; tensors cannot be replaced");
+            std::vector<FileTensor> tensors;
+            for (const py::handle item : items) {
+              const auto t = item.cast<py::tuple>();
+              require(t.size() == 6, "each tensor is (name, shape, fd, offset, dtype, label)");
+              const auto dtype = t[4].cast<std::string>();
+              require(dtype == "F32" || dtype == "F16" || dtype == "BF16",
+                      "dtype must be 'F32', 'F16' or 'BF16', got '" + dtype + "'");
+              tensors.push_back(FileTensor{
+                  t[0].cast<std::string>(), t[1].cast<std::vector<int64_t>>(), t[2].cast<int>(),
+                  t[3].cast<int64_t>(),
+                  dtype == "F32" ? SourceType::F32
+                                 : dtype == "F16" ? SourceType::F16 : SourceType::BF16,
+                  t[5].cast<std::string>()});
+              require(tensors.back().offset >= 0, "offsets must not be negative");
+            }
+            warn_if_forked();
+            py::gil_scoped_release release;
+            self.load_files(tensors);
+          },
+          py::arg("tensors"),
+          "Reads [(name, shape, fd, offset, dtype, label)] from open files (dtype: 'F32', "
+          "'F16' or 'BF16', little-endian) and stores them, on the model's threads with the "
+          "GIL released. Raises ValueError for an unknown name or a wrong shape before "
+          "reading anything, FileReadError (label first) when a file ends early or fails.")
       .def("finalize", &Model::finalize, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("ready", &Model::ready)
       .def_property("threads", &Model::threads, &Model::set_threads)

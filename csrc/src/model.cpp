@@ -29,6 +29,14 @@ void Model::load_tensor(const std::string& name, const float* data,
   weights_.load(name, data, shape, usable_threads(threads()));
 }
 
+void Model::load_files(const std::vector<FileTensor>& tensors) {
+  std::lock_guard<std::mutex> lock(loading_);
+  if (ready()) {
+    throw std::invalid_argument("the model is already loaded; tensors cannot be replaced");
+  }
+  weights_.load_files(tensors, usable_threads(threads()), *kernels_);
+}
+
 void Model::finalize() {
   std::lock_guard<std::mutex> lock(loading_);
   const auto missing = weights_.missing();

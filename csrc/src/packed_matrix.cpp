@@ -10,68 +10,21 @@
 #include <string>
 
 #include "gpt2cpu/buffer.h"
+#include "gpt2cpu/kernel_table.h"
+#include "gpt2cpu/quantize.h"
 
 namespace gpt2cpu {
 
-namespace {
-
-constexpr int64_t kMaxGroupRows = 64;
-static_assert(kWeightTypeInfo[static_cast<int>(WeightType::I8)].group_rows <= kMaxGroupRows &&
-                  kWeightTypeInfo[static_cast<int>(WeightType::I4)].group_rows <= kMaxGroupRows,
-              "a group's quantized values fit encode_panel's buffer");
-
-// The quantizers: symmetric, one scale per output and group of rows.
-//  - int8: scale = max|w| / 127, q = round(w / scale).
-//  - int4: as llama.cpp's q4_0, the group's largest-magnitude weight m maps to -8 exactly
-//    (scale = m / -8), so all 16 levels are used and that weight is exact; the others are
-//    rounded and clamped into [-8, 7] (absmax / 7 would leave one level unused).
-// f: (rows, kPanel) float32, one group; q: its quantized values; scale: kPanel floats.
-void quantize_group(WeightType type, const float* f, int64_t rows, int8_t* q, float* scale) {
-  // Column-wise in lanes of kPanel: rows outer, so the compiler vectorises across columns.
-  float extreme[kPanel] = {}, magnitude[kPanel] = {};  // the signed value of largest magnitude
-  float non_finite[kPanel] = {};  // > 0 once a NaN or infinity was seen (kept a float: vectorises)
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = 0; j < kPanel; ++j) {
-      const float v = f[r * kPanel + j], a = std::fabs(v);
-      const bool larger = a > magnitude[j];
-      magnitude[j] = larger ? a : magnitude[j];
-      extreme[j] = larger ? v : extreme[j];
-      non_finite[j] += a <= FLT_MAX ? 0.0f : 1.0f;
-    }
-  }
-  bool finite[kPanel];
-  for (int64_t j = 0; j < kPanel; ++j) finite[j] = non_finite[j] == 0.0f;
-  const bool i8 = type == WeightType::I8;
-  const float lo = i8 ? -127.0f : -8.0f, hi = i8 ? 127.0f : 7.0f;
-  float inv[kPanel];
-  for (int64_t j = 0; j < kPanel; ++j) {
-    const float s = i8 ? magnitude[j] / 127.0f : extreme[j] / -8.0f;
-    // A NaN or infinite weight makes its group's scale NaN: every output it feeds is NaN,
-    // as in float32, instead of a silently rounded number.
-    scale[j] = finite[j] ? s : std::numeric_limits<float>::quiet_NaN();
-    inv[j] = finite[j] && s != 0.0f ? 1.0f / s : 0.0f;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = 0; j < kPanel; ++j) {
-      const float v = round_even(f[r * kPanel + j] * inv[j]);
-      // NaN (an infinite weight times 0) goes to lo: any value will do under a NaN scale.
-      q[r * kPanel + j] = static_cast<int8_t>(v > lo ? (v < hi ? v : hi) : lo);
-    }
-  }
-}
-
-}  // namespace
-
-void PackedMatrix::encode_panel(int64_t p, const float* f) {
+void PackedMatrix::encode_rows(int64_t p, int64_t r0, int64_t rows, const float* f) const {
   uint8_t* dst = data + p * panel_bytes();
-  const int64_t count = k * kPanel;
+  const int64_t count = rows * kPanel;
   switch (type) {
     case WeightType::F32:
-      std::memcpy(dst, f, static_cast<size_t>(count) * 4);
+      std::memcpy(dst + r0 * kPanel * 4, f, static_cast<size_t>(count) * 4);
       return;
     case WeightType::BF16:
     case WeightType::F16: {
-      uint16_t* h = reinterpret_cast<uint16_t*>(dst);
+      uint16_t* h = reinterpret_cast<uint16_t*>(dst) + r0 * kPanel;
       if (type == WeightType::F16) {
         floats_to_f16(f, h, count);
       } else {
@@ -84,38 +37,32 @@ void PackedMatrix::encode_panel(int64_t p, const float* f) {
       const int64_t g = group_rows();
       float* s = scales + p * groups() * kPanel;
       int8_t q[kMaxGroupRows * kPanel];
-      for (int64_t r0 = 0, gi = 0; r0 < k; r0 += g, ++gi) {
-        const int64_t rows = k - r0 < g ? k - r0 : g;
-        quantize_group(type, f + r0 * kPanel, rows, q, s + gi * kPanel);
-        // Rows past k (padding the last block) hold q = 0.
-        const int64_t padded = (rows + kDotRows - 1) / kDotRows * kDotRows;
-        for (int64_t i = rows * kPanel; i < padded * kPanel; ++i) q[i] = 0;
-        for (int64_t b = 0; b < padded / kDotRows; ++b) {
-          const int8_t* rows4 = q + b * kDotRows * kPanel;
-          if (type == WeightType::I8) {
-            uint8_t* block = dst + (r0 + b * kDotRows) * kPanel;
-            for (int64_t j = 0; j < kPanel; ++j) {
-              for (int64_t t = 0; t < kDotRows; ++t) {
-                block[j * kDotRows + t] = static_cast<uint8_t>(rows4[t * kPanel + j] + 128);
-              }
-            }
-          } else {
-            uint8_t* block = dst + (r0 + b * kDotRows) * kPanel / 2;
-            uint8_t u[kDotRows * kPanel];
-            for (int64_t j = 0; j < kPanel; ++j) {
-              for (int64_t t = 0; t < kDotRows; ++t) {
-                u[j * kDotRows + t] = static_cast<uint8_t>(rows4[t * kPanel + j] + 8);
-              }
-            }
-            for (int64_t i = 0; i < kDotRows * kPanel / 2; ++i) {
-              block[i] = static_cast<uint8_t>(u[i] | (u[i + kDotRows * kPanel / 2] << 4));
-            }
+      float inv[kPanel];
+      for (int64_t r = r0; r < r0 + rows; r += g) {
+        const int64_t n_rows = r0 + rows - r < g ? r0 + rows - r : g;
+        const float* fg = f + (r - r0) * kPanel;
+        group_scales(type, fg, n_rows, s + (r / g) * kPanel, inv);
+        for (int64_t i = 0; i < n_rows; ++i) {
+          for (int64_t j = 0; j < kPanel; ++j) {
+            q[i * kPanel + j] = clamp_level(type, round_even(fg[i * kPanel + j] * inv[j]));
           }
+        }
+        // Rows past k (padding the last block) hold q = 0.
+        const int64_t padded = (n_rows + kDotRows - 1) / kDotRows * kDotRows;
+        for (int64_t i = n_rows * kPanel; i < padded * kPanel; ++i) q[i] = 0;
+        const int64_t block_bytes = kDotRows * kPanel * info(type).bits / 8;
+        for (int64_t b = 0; b < padded / kDotRows; ++b) {
+          store_block(type, q + b * kDotRows * kPanel, dst + (r / kDotRows + b) * block_bytes);
         }
       }
       return;
     }
   }
+}
+
+void encode_rows_reference(const PackedMatrix& m, int64_t p, int64_t r0, int64_t rows,
+                           const float* f) {
+  m.encode_rows(p, r0, rows, f);
 }
 
 // Both packers split the work by panel, so each thread writes (and first-touches) its own
@@ -126,6 +73,7 @@ template <class Gather>
 void PackedMatrix::pack_panels(int threads, Gather gather) {
   const size_t panel_floats = static_cast<size_t>(k * kPanel);
   Buffer scratch(panel_floats * static_cast<size_t>(threads));
+  const KernelTable& kt = kernels();
 #pragma omp parallel num_threads(threads)
   {
     float* f = scratch.data() + panel_floats * static_cast<size_t>(omp_get_thread_num());
@@ -133,7 +81,7 @@ void PackedMatrix::pack_panels(int threads, Gather gather) {
     for (int64_t p = 0; p < panels(); ++p) {
       const int64_t cols = n - p * kPanel < kPanel ? n - p * kPanel : kPanel;
       gather(p * kPanel, cols, f);
-      encode_panel(p, f);
+      kt.encode_rows(*this, p, 0, k, f);
     }
   }
 }

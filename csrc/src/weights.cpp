@@ -136,33 +136,37 @@ Weights::Weights(const Config& c, WeightType type) : type_(type), specs_(specs_f
   ln_f_bias = plain("ln_f.bias");
 }
 
-void Weights::load(const std::string& name, const float* data, const std::vector<int64_t>& shape,
-                   int threads) {
+size_t Weights::checked_index(const std::string& name, const std::vector<int64_t>& shape) const {
   for (size_t i = 0; i < specs_.size(); ++i) {
-    TensorSpec& spec = specs_[i];
-    if (spec.name != name) continue;
-    if (shape != spec.shape) {
+    if (specs_[i].name != name) continue;
+    if (shape != specs_[i].shape) {
       throw std::invalid_argument("tensor '" + name + "' has shape " + shape_str(shape) +
-                                  ", expected " + shape_str(spec.shape));
+                                  ", expected " + shape_str(specs_[i].shape));
     }
-    switch (spec.layout) {
-      case TensorLayout::Plain: {
-        size_t n = 1;
-        for (int64_t d : shape) n *= static_cast<size_t>(d);
-        std::memcpy(spec.dest, data, n * sizeof(float));
-        break;
-      }
-      case TensorLayout::PackKByN:
-        spec.packed->pack_from_k_by_n(data, threads);
-        break;
-      case TensorLayout::PackNByK:
-        spec.packed->pack_from_n_by_k(data, threads);
-        break;
-    }
-    loaded_[i] = true;
-    return;
+    return i;
   }
   throw std::invalid_argument("unknown tensor '" + name + "'");
+}
+
+void Weights::load(const std::string& name, const float* data, const std::vector<int64_t>& shape,
+                   int threads) {
+  const size_t i = checked_index(name, shape);
+  TensorSpec& spec = specs_[i];
+  switch (spec.layout) {
+    case TensorLayout::Plain: {
+      size_t n = 1;
+      for (int64_t d : shape) n *= static_cast<size_t>(d);
+      std::memcpy(spec.dest, data, n * sizeof(float));
+      break;
+    }
+    case TensorLayout::PackKByN:
+      spec.packed->pack_from_k_by_n(data, threads);
+      break;
+    case TensorLayout::PackNByK:
+      spec.packed->pack_from_n_by_k(data, threads);
+      break;
+  }
+  loaded_[i] = true;
 }
 
 std::vector<std::string> Weights::missing() const {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from collections.abc import Sequence as Seq
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
@@ -300,13 +301,21 @@ class Model:
             config = untie_distinct_head(config, checkpoint)
             located = locate_tensors(config, checkpoint)
             core = _core.Model(core_config(config), n_threads, weight_dtype, isa)
-            load_into(core, located, progress=progress)
+            # The engine reads the weights with the GIL released while this thread reads
+            # the tokenizer, which is Python's work: neither waits for the other. The pool's
+            # exit waits for the weights before the files close, whatever is raised.
+            with ThreadPoolExecutor(1, thread_name_prefix="gpt2cpu-load") as pool:
+                weights = pool.submit(load_into, core, located, progress=progress)
+                try:
+                    tok = _load_tokenizer(directory) if tokenizer else None
+                finally:
+                    weights.result()  # a checkpoint's error comes first, as it always did
             head = load_head(directory, checkpoint.files, config.n_embd)
         model = cls._create(
-            core, config, _load_tokenizer(directory) if tokenizer else None, directory, defaults,
-            tokenizer_skipped=not tokenizer,
+            core, config, tok, directory, defaults, tokenizer_skipped=not tokenizer,
         )
         model.head = head
+        _import_generation()
         return model
 
     def require_tokenizer(self, need: str) -> Tokenizer:
@@ -575,6 +584,14 @@ def _generation_defaults(directory: Path, config: GPT2Config) -> GenerationDefau
     except ValueError as exc:
         raise ModelFormatError(f"{path}: {exc}") from None
     return defaults
+
+
+def _import_generation() -> None:
+    """Imports what a first generate would, so that it is no slower than the next: a
+    load is everything before the first token."""
+    import numpy.random  # noqa: F401  # numpy imports it on first use of np.random
+
+    from . import batch_generation, generation  # noqa: F401
 
 
 def _load_tokenizer(directory: Path) -> Tokenizer | None:

@@ -107,6 +107,10 @@ struct WeightKernels {
   void (*unpack)(const PackedMatrix& w, int64_t p, int64_t r0, int64_t rows, float* dst);
 };
 
+// m.encode_rows(p, r0, rows, f): the table's encoder where a set has none of its own.
+void encode_rows_reference(const PackedMatrix& m, int64_t p, int64_t r0, int64_t rows,
+                           const float* f);
+
 struct KernelTable {
   const char* name;
   // The CPU features the set's code uses, space-separated ("" for generic).
@@ -173,6 +177,11 @@ struct KernelTable {
   // The products with a stored weight matrix, indexed by WeightType: what matmul runs
   // for every weight type (float32 included) and row count, but the blocked GEMM's.
   WeightKernels weights[kWeightTypes];
+
+  // m.encode_rows(p, r0, rows, f), the same bytes, faster where the set has its own (the
+  // integer types' quantizer, src/isa/encode_kernels.inc): how a load stores each matrix.
+  void (*encode_rows)(const PackedMatrix& m, int64_t p, int64_t r0, int64_t rows,
+                      const float* f) = encode_rows_reference;
 };
 
 // Each set's table. A set exists in a build only where its compiler flags do; call one only

@@ -30,6 +30,8 @@ class Model {
   // Copies one checkpoint tensor into place (see Weights::load). Throws invalid_argument
   // once the model is ready: sequences read the weights without locks from then on.
   void load_tensor(const std::string& name, const float* data, const std::vector<int64_t>& shape);
+  // Weights::load_files on the model's threads, under the same rules as load_tensor.
+  void load_files(const std::vector<FileTensor>& tensors);
   // Throws std::invalid_argument naming the missing tensors; after it, the model is ready.
   void finalize();
   bool ready() const { return ready_.load(std::memory_order_acquire); }

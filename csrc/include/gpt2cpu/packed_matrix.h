@@ -69,10 +69,14 @@ struct PackedMatrix {
   // W[:, first : first + count] as a matrix of its own, sharing this one's panels. first
   // must start a panel, and the range must end at a panel's end or at n: std::out_of_range.
   PackedMatrix columns(int64_t first, int64_t count) const;
+  // Rows [r0, r0 + rows) of panel p from their float32 form f (rows, kPanel), quantizing
+  // where the type says so: what a loader reading a matrix a band of rows at a time calls.
+  // For an integer type r0 must start a scale group and rows must end one (or end at k).
+  // Distinct calls write distinct bytes: threads may fill one panel's bands side by side.
+  // This is the reference; kernel sets carry faster encoders that write the same bytes.
+  void encode_rows(int64_t p, int64_t r0, int64_t rows, const float* f) const;
 
  private:
-  // Panel p from its float32 form f (k, kPanel), quantizing where the type says so.
-  void encode_panel(int64_t p, const float* f);
   template <class Gather>
   void pack_panels(int threads, Gather gather);
 };

@@ -5,6 +5,7 @@
 // an untied embedding's rows stay float32 as they come (they are read a row at a time).
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "gpt2cpu/packed_matrix.h"
 
 namespace gpt2cpu {
+
+struct KernelTable;
 
 struct LayerWeights {
   const float* ln_1_weight;     // (C)
@@ -31,6 +34,24 @@ struct LayerWeights {
 
 // How a checkpoint tensor is turned into our layout.
 enum class TensorLayout { Plain, PackKByN, PackNByK };
+
+// A checkpoint tensor as it lies in a file: `bytes` bytes at `offset` of the open file `fd`,
+// elements stored as `dtype` (float32, float16 or bfloat16, little-endian).
+enum class SourceType { F32, F16, BF16 };
+struct FileTensor {
+  std::string name;            // as in specs()
+  std::vector<int64_t> shape;  // as the file's header says
+  int fd;
+  int64_t offset;
+  SourceType dtype;
+  std::string label;           // names it in errors ("model.safetensors: tensor 'x'")
+};
+
+// The file holding a FileTensor ended before it, or could not be read.
+class FileReadError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 struct TensorSpec {
   std::string name;
@@ -57,6 +78,14 @@ class Weights {
   // Throws std::invalid_argument for an unknown name or a wrong shape.
   void load(const std::string& name, const float* data, const std::vector<int64_t>& shape,
             int threads = 1);
+  // Reads the tensors from their files and stores them (as load() does), in one parallel
+  // region: `threads` threads take bands of rows (or of panels) in turn, each reading its
+  // band with pread into a buffer of its own and encoding it straight into place, so the
+  // file is read once, by every thread, and never held whole. Every tensor's name and
+  // shape are checked first (std::invalid_argument, nothing read); FileReadError when a
+  // file ends early or fails to read (which tensors were stored then is unspecified).
+  // kt: the kernel set whose encoder stores the matrices.
+  void load_files(const std::vector<FileTensor>& tensors, int threads, const KernelTable& kt);
   // Names of required tensors not loaded yet.
   std::vector<std::string> missing() const;
   // What the stored weights occupy, scales included.
@@ -73,6 +102,10 @@ class Weights {
   std::vector<LayerWeights> layers;
 
  private:
+  // The index in specs_ of tensor `name`; std::invalid_argument for an unknown name or a
+  // shape other than the spec's.
+  size_t checked_index(const std::string& name, const std::vector<int64_t>& shape) const;
+
   WeightType type_;
   const float* wte_rows_ = nullptr;  // (V, C); only when the head is not tied
   Buffer buffer_;

@@ -18,11 +18,13 @@ constexpr int kMultiplyAddChains = 12;
 
 #include "fp32_kernels.inc"
 #include "weight_kernels.inc"
+#include "encode_kernels.inc"
 
 namespace gpt2cpu {
 
 const KernelTable& avx2_kernels() {
-  static const KernelTable table = with_weight_kernels(make_table("avx2", "avx2 fma f16c"));
+  static const KernelTable table =
+      with_encode_kernel(with_weight_kernels(make_table("avx2", "avx2 fma f16c")));
   return table;
 }
 

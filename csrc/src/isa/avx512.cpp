@@ -21,6 +21,7 @@ constexpr int kMultiplyAddChains = 12;
 
 #include "fp32_kernels.inc"
 #include "weight_kernels.inc"
+#include "encode_kernels.inc"
 
 namespace gpt2cpu {
 
@@ -29,11 +30,12 @@ const KernelTable& avx512_kernels() {
     // With VNNI (Ice Lake, Sapphire Rapids, Zen 4 on) the integer types' products take
     // its byte dot products: 64 multiply-adds an instruction instead of 32 in two.
     if (!cpu_has_avx512_vnni()) {
-      return with_weight_kernels(make_table("avx512", "avx512f avx512bw avx512vl avx512dq fma f16c"));
+      return with_encode_kernel(
+          with_weight_kernels(make_table("avx512", "avx512f avx512bw avx512vl avx512dq fma f16c")));
     }
     KernelTable t = make_table("avx512", "avx512f avx512bw avx512vl avx512dq fma f16c avx512_vnni");
     fill_avx512_vnni_weight_kernels(t.weights);
-    return t;
+    return with_encode_kernel(t);
   }();
   return table;
 }

@@ -1,6 +1,6 @@
 """Loading Hugging Face GPT-2 checkpoints: find the safetensors files of a model directory,
-check every tensor against the configuration before allocating anything, then copy them
-into the engine one at a time. A sharded checkpoint's tensors are read from the shards its
+check every tensor against the configuration before allocating anything, then have the
+engine read them from the files. A sharded checkpoint's tensors are read from the shards its
 index names.
 """
 
@@ -12,11 +12,9 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,8 +33,8 @@ INDEX_FILE = "model.safetensors.index.json"
 PREFIXES = ("transformer.", "")
 # Indexes of the largest checkpoints are well under a megabyte; this bounds what we read.
 MAX_INDEX_BYTES = 64 << 20
-# Checkpoints from this size on are read on a helper thread while the engine packs.
-PREFETCH_BYTES = 32 << 20
+# Calls a load with a progress line is cut into, so that the line moves.
+PROGRESS_STEPS = 20
 
 
 def core_config(config: GPT2Config) -> _core.Config:
@@ -203,40 +201,37 @@ def locate_tensors(
 def load_into(
     core_model: _core.Model, located: list[Located], *, progress: bool | None = None
 ) -> None:
-    """Copy the located tensors into the engine, converting to float32 one at a time.
+    """Read the located tensors into the engine, converting them to its weight type.
 
-    Tensor i is read into buffers[i % 2] on a helper thread while the engine packs tensor
-    i - 1 from the other buffer (both release the GIL), so reading the file, which costs an
-    extra copy out of the page cache compared with mapping it, overlaps with packing. The
-    buffers are reused (fresh memory per tensor would cost the kernel zeroing every page of
-    the checkpoint once more), each sized to the largest tensor still to come of its
-    parity: once the embedding is in, its buffer shrinks to a layer's largest tensor, so
-    that the peak stays the packed weights and a few layer tensors."""
-    total = sum(math.prod(t.file.tensors[t.key].shape) for t in located)
-    sizes = [t.file.tensors[t.key].end - t.file.tensors[t.key].begin for t in located]
-    # needed[i]: the largest of tensors i, i + 2, i + 4, ..., which share tensor i's buffer.
-    needed = sizes[:]
-    for i in range(len(sizes) - 3, -1, -1):
-        needed[i] = max(sizes[i], needed[i + 2])
-    buffers = [np.empty(needed[p] if p < len(sizes) else 0, dtype=np.uint8) for p in (0, 1)]
-
-    def read(i: int) -> Any:
-        # The other buffer may be in use by the engine; this one no longer is.
-        if buffers[i % 2].nbytes > 2 * needed[i]:
-            buffers[i % 2] = np.empty(needed[i], dtype=np.uint8)
-        t = located[i]
-        return t.file.to_float32(t.key, buffers[i % 2])
-
-    with ExitStack() as stack:
-        bar = stack.enter_context(Progress(total, "loading", enabled=progress))
-        # A small checkpoint loads in milliseconds: not worth a thread.
-        pool = (stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="gpt2cpu-load"))
-                if sum(sizes) >= PREFETCH_BYTES else None)
-        ahead: Future[Any] | None = pool.submit(read, 0) if pool and located else None
-        for i, t in enumerate(located):
-            array = ahead.result() if ahead is not None else read(i)
-            ahead = pool.submit(read, i + 1) if pool and i + 1 < len(located) else None
-            core_model.load_tensor(t.name, array)
-            del array
-            bar.advance(math.prod(t.file.tensors[t.key].shape))
+    The engine reads the files itself (csrc/src/weights_file.cpp), band by band on all of
+    its threads with the GIL released, so no tensor is ever held whole in float32 and the
+    checkpoint's bytes pass through memory once. With a progress line the tensors go in a
+    few batches, one call each, so that the line can move."""
+    items = []
+    for t in located:
+        info = t.file.tensors[t.key]
+        items.append((t.name, info.shape, t.file.fileno(), info.begin, info.dtype,
+                      f"{t.file.path}: tensor {t.key!r}"))
+    counts = [math.prod(t.file.tensors[t.key].shape) for t in located]
+    with Progress(sum(counts), "loading", enabled=progress) as bar:
+        batches = _batches(counts, PROGRESS_STEPS if bar.enabled else 1)
+        for first, end in batches:
+            try:
+                core_model.load_files(items[first:end])
+            except _core.FileReadError as exc:
+                raise ModelFormatError(str(exc)) from None
+            bar.advance(sum(counts[first:end]))
     core_model.finalize()
+
+
+def _batches(sizes: list[int], steps: int) -> list[tuple[int, int]]:
+    """[first, end) ranges of sizes, each closed once it holds 1/steps of the total."""
+    quantum = sum(sizes) / steps
+    out: list[tuple[int, int]] = []
+    first, held = 0, 0
+    for i, size in enumerate(sizes):
+        held += size
+        if held >= quantum or i == len(sizes) - 1:
+            out.append((first, i + 1))
+            first, held = i + 1, 0
+    return out

@@ -216,6 +216,10 @@ class SafetensorsFile:
             return bits.astype(np.float32)
         return (bits.astype(np.uint32) << 16).view(np.float32)
 
+    def fileno(self) -> int:
+        """The open file's descriptor, for the engine to read tensors from with pread."""
+        return self._file.fileno()
+
     def close(self) -> None:
         self._file.close()
 

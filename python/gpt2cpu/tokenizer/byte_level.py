@@ -8,6 +8,9 @@ hyphen) are moved, in byte order, to U+0100 onwards: a space is "Ġ", a newline 
 
 from __future__ import annotations
 
+import codecs
+from itertools import accumulate
+
 _SELF_SPELLED = (*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100))
 
 
@@ -28,16 +31,28 @@ BYTE_TO_CHAR: tuple[str, ...] = _alphabet()
 
 CHAR_TO_BYTE: dict[str, int] = {char: byte for byte, char in enumerate(BYTE_TO_CHAR)}
 
-_ALPHABET = frozenset(CHAR_TO_BYTE)
-_TO_BYTE_TABLE = {ord(char): byte for char, byte in CHAR_TO_BYTE.items()}
+# The alphabet as a charmap codec's table: encoding with it is one C loop over the text,
+# which raises for any character outside the alphabet.
+_ENCODING_MAP = codecs.charmap_build("".join(BYTE_TO_CHAR))
 
 
 def token_bytes(token: str) -> bytes | None:
     """The bytes a byte-level token spells, or None if it uses a character outside the alphabet."""
-    if not _ALPHABET.issuperset(token):
+    try:
+        return codecs.charmap_encode(token, "strict", _ENCODING_MAP)[0]
+    except UnicodeEncodeError:
         return None
-    # After translation every character is below 256, so latin-1 maps each to its byte.
-    return token.translate(_TO_BYTE_TABLE).encode("latin-1")
+
+
+def spelled_bytes(tokens: list[str]) -> list[bytes | None]:
+    """token_bytes of each token; a whole vocabulary at once is one encoding of their join."""
+    try:
+        data = codecs.charmap_encode("".join(tokens), "strict", _ENCODING_MAP)[0]
+    except UnicodeEncodeError:
+        return [token_bytes(token) for token in tokens]
+    # Each character is one byte, so each token's bytes start where its text does.
+    ends = list(accumulate(map(len, tokens)))
+    return list(map(data.__getitem__, map(slice, [0, *ends[:-1]], ends)))
 
 
 def spell(data: bytes) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 from ..errors import TokenizerFormatError
-from .byte_level import BYTE_TO_CHAR, token_bytes
+from .byte_level import BYTE_TO_CHAR, spelled_bytes
 from .formats import TokenizerSpec
 
 DEFAULT_SPECIAL = "<|endoftext|>"
@@ -31,13 +32,17 @@ class Vocabulary:
 
 def compile_vocabulary(spec: TokenizerSpec) -> Vocabulary:
     """Raises TokenizerFormatError, naming the file, for a spec that is not byte-level BPE."""
-    id_to_token: dict[int, str] = {}
-    for token, token_id in spec.vocab.items():
-        other = id_to_token.setdefault(token_id, token)
-        if other != token:
-            raise TokenizerFormatError(
-                f"{spec.vocab_source}: tokens {other!r} and {token!r} share id {token_id}"
-            )
+    # Each step is a C-speed pass over the ~50k entries of a real vocabulary; the loops
+    # that name a culprit run only when a pass finds something wrong.
+    id_to_token = {token_id: token for token, token_id in spec.vocab.items()}
+    if len(id_to_token) != len(spec.vocab):
+        seen: dict[int, str] = {}
+        for token, token_id in spec.vocab.items():
+            other = seen.setdefault(token_id, token)
+            if other != token:
+                raise TokenizerFormatError(
+                    f"{spec.vocab_source}: tokens {other!r} and {token!r} share id {token_id}"
+                )
 
     byte_ids = []
     for byte, char in enumerate(BYTE_TO_CHAR):
@@ -49,22 +54,27 @@ def compile_vocabulary(spec: TokenizerSpec) -> Vocabulary:
             )
         byte_ids.append(byte_id)
 
-    merges = []
     vocab = spec.vocab
-    for number, (left, right) in enumerate(spec.merges, start=1):
-        try:
-            merges.append((vocab[left], vocab[right], vocab[left + right]))
-        except KeyError as missing:
-            raise TokenizerFormatError(
-                f"{spec.merges_source}: merge {number} ({left!r} {right!r}) needs token "
-                f"{missing.args[0]!r}, which is not in the vocabulary"
-            ) from None
+    try:
+        lefts, rights = zip(*spec.merges, strict=True) if spec.merges else ((), ())
+        merges = list(zip(map(vocab.__getitem__, lefts), map(vocab.__getitem__, rights),
+                          map(vocab.__getitem__, map(operator.add, lefts, rights)), strict=True))
+    except KeyError:
+        for number, (left, right) in enumerate(spec.merges, start=1):
+            for needed in (left, right, left + right):
+                if needed not in vocab:
+                    raise TokenizerFormatError(
+                        f"{spec.merges_source}: merge {number} ({left!r} {right!r}) needs token "
+                        f"{needed!r}, which is not in the vocabulary"
+                    ) from None
+        raise
 
-    id_to_bytes = {}
-    for token_id, token in id_to_token.items():
-        spelled = token_bytes(token)
-        # A token outside the byte-level alphabet can only be an added token in plain text.
-        id_to_bytes[token_id] = token.encode("utf-8") if spelled is None else spelled
+    # A token outside the byte-level alphabet can only be an added token in plain text.
+    tokens = list(id_to_token.values())
+    id_to_bytes = {
+        token_id: token.encode("utf-8") if spelled is None else spelled
+        for token_id, token, spelled in zip(id_to_token, tokens, spelled_bytes(tokens), strict=True)
+    }
 
     whole_tokens = None
     if spec.ignore_merges:
