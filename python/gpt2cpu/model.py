@@ -591,7 +591,7 @@ def _import_generation() -> None:
     load is everything before the first token."""
     import numpy.random  # noqa: F401  # numpy imports it on first use of np.random
 
-    from . import batch_generation, generation  # noqa: F401
+    from .generation import batch, loop  # noqa: F401
 
 
 def _load_tokenizer(directory: Path) -> Tokenizer | None:
