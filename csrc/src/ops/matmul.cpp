@@ -9,6 +9,7 @@
 //    L2), and each weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the
 //    block. Nothing is shared, so the threads never wait for each other until the end: on a
 //    busy machine every barrier can cost a scheduler time slice.
+#include <algorithm>
 #include <cmath>
 
 #include "gpt2cpu/buffer.h"
@@ -21,6 +22,9 @@ namespace {
 
 // kDepthBlock (kernel_table.h): 256 x 16 floats = 16 KiB of weights
 constexpr int64_t kRowBlock = 120;  // 120 x 256 floats = 120 KiB of input
+// Bytes of packed input a depth span holds at most (see matmul_blocked): with a weight
+// block and the output tiles, inside a 1 MiB L2.
+constexpr int64_t kSpanBytes = int64_t{512} * 1024;
 // Rows from which a float W takes the blocked path. Both paths sum each output the same
 // way, so this is a matter of speed alone; it is the same for every kernel set.
 constexpr int64_t kBlockedMinRows = 48;
@@ -195,6 +199,13 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
 }
 
 // gelu: apply gelu_new to the result as each tile's last depth block finishes.
+//
+// A row block's input is packed a span of depth blocks at a time (about kSpanBytes), and
+// each weight panel runs through the whole span before the next: a tile of the output then
+// takes its span's depth blocks back to back, from L1, instead of once per pass over all
+// the panels. That matters where the output is wide and the depth short, the LM head above
+// all (50257 columns at k = 768: one span, where each of three passes would move 24 MB of a
+// row block's logits through memory twice).
 void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                     const PackedMatrix& w, const float* bias, Accumulate acc, bool gelu,
                     const Parallel& par) {
@@ -205,20 +216,24 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
   const int64_t rows = kt.gemm_rows;
   const int64_t row_block = kRowBlock / rows * rows;
   const int64_t tiles = (t + rows - 1) / rows;
-  // One packing block per thread, allocated here: nothing may throw in the parallel region
+  const int64_t depth_blocks = (w.k + kDepthBlock - 1) / kDepthBlock;
+  const int64_t block_bytes = row_block * kDepthBlock * static_cast<int64_t>(sizeof(float));
+  const int64_t span = std::max<int64_t>(1, std::min(depth_blocks, kSpanBytes / block_bytes));
+  // One packing span per thread, allocated here: nothing may throw in the parallel region
   // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
   // A weight type other than float32 also gets a block of its weights converted to float32,
   // once per row block, then reused by the block's 20 tiles: under 1% of the multiply-adds.
   const size_t block_floats = static_cast<size_t>(row_block * kDepthBlock);
   const size_t weight_floats = convert ? static_cast<size_t>(kDepthBlock * kPanel) : 0;
-  const size_t thread_floats = block_floats + weight_floats;
+  const size_t thread_floats = block_floats * static_cast<size_t>(span) + weight_floats;
   Buffer packed(thread_floats * static_cast<size_t>(par.threads()));
+  const int64_t row_bytes = w.panel_bytes() / std::max<int64_t>(w.k, 1);
   par.run([&](const Share& share) {
     // This thread's rows: a contiguous share of whole tiles.
     const int64_t row_begin = share.begin(tiles) * rows;
     const int64_t row_end = min64(t, share.end(tiles) * rows);
-    float* a_block = packed.data() + thread_floats * static_cast<size_t>(share.rank);
-    float* b_block = a_block + block_floats;
+    float* a_span = packed.data() + thread_floats * static_cast<size_t>(share.rank);
+    float* b_block = a_span + block_floats * static_cast<size_t>(span);
     alignas(64) float tile[kMaxGemmRows * kPanel];
     // Each output starts as the streaming path starts it, bias [+ out], and every depth
     // block's sum (a chain from zero) is added to it in turn: the sums of the few-row
@@ -234,55 +249,63 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
     for (int64_t r0 = row_begin; r0 < row_end; r0 += row_block) {
       const int64_t mc = min64(row_block, row_end - r0);
       const int64_t block_tiles = (mc + rows - 1) / rows;
-      for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
-        const int64_t kc = min64(kDepthBlock, w.k - p0);
-        TileEnd end;
-        end.add_to_c = true;
-        end.gelu_tanh = gelu && p0 + kc == w.k;
-        // Each tile prefetches its share of the lines of the next panel's block of weights
-        // (kc lines of 16 floats; fewer for a narrower type).
-        const int64_t block_lines = (kc * (w.panel_bytes() / w.k) + 63) / 64;
-        const int64_t lines_per_tile = (block_lines + block_tiles - 1) / block_tiles;
-        for (int64_t ti = 0; ti < block_tiles; ++ti) {
-          const int64_t r = r0 + ti * rows;
-          kt.pack_tile(a_block + ti * kc * rows, inp + r * ldi + p0, ldi, min64(rows, row_end - r),
-                       kc);
+      for (int64_t d0 = 0; d0 < depth_blocks; d0 += span) {
+        const int64_t d1 = min64(d0 + span, depth_blocks);
+        for (int64_t d = d0; d < d1; ++d) {
+          const int64_t p0 = d * kDepthBlock, kc = min64(kDepthBlock, w.k - p0);
+          float* a_block = a_span + static_cast<size_t>(d - d0) * block_floats;
+          for (int64_t ti = 0; ti < block_tiles; ++ti) {
+            const int64_t r = r0 + ti * rows;
+            kt.pack_tile(a_block + ti * kc * rows, inp + r * ldi + p0, ldi,
+                         min64(rows, row_end - r), kc);
+          }
         }
         for (int64_t p = 0; p < panels; ++p) {
-          const float* b = b_block;
-          if (convert) {
-            wk.unpack(w, p, p0, kc, b_block);
-          } else {
-            b = w.panel_f32(p) + p0 * kPanel;
-          }
           const int64_t col0 = p * kPanel;
           const int64_t cols = min64(kPanel, w.n - col0);
-          // The next panel's block of weights (kc lines) is fetched into L2 a share per
-          // tile, by the micro-kernel among its FMAs: its first tile would otherwise wait
-          // on memory for all of it.
-          const int64_t row_bytes = w.panel_bytes() / w.k;
-          const char* next_b = reinterpret_cast<const char*>(
-              w.panel(p + 1 < panels ? p + 1 : p) + p0 * row_bytes);
-          for (int64_t ti = 0; ti < block_tiles; ++ti) {
-            const int64_t m = min64(rows, mc - ti * rows);
-            const float* a = a_block + ti * kc * rows;
-            float* c = out + (r0 + ti * rows) * ldo + col0;
-            const int64_t first_line = min64(block_lines, ti * lines_per_tile);
-            end.prefetch = next_b + first_line * 64;
-            end.prefetch_lines = min64(block_lines, (ti + 1) * lines_per_tile) - first_line;
-            if (m == rows && cols == kPanel) {
-              kt.gemm_packed(kc, a, b, c, ldo, end);
-              continue;
+          for (int64_t d = d0; d < d1; ++d) {
+            const int64_t p0 = d * kDepthBlock, kc = min64(kDepthBlock, w.k - p0);
+            const float* a_block = a_span + static_cast<size_t>(d - d0) * block_floats;
+            TileEnd end;
+            end.add_to_c = true;
+            end.gelu_tanh = gelu && p0 + kc == w.k;
+            const float* b = b_block;
+            if (convert) {
+              wk.unpack(w, p, p0, kc, b_block);
+            } else {
+              b = w.panel_f32(p) + p0 * kPanel;
             }
-            // A ragged edge: compute the full tile into scratch, keep the valid part.
-            for (int64_t i = 0; i < rows; ++i) {
-              for (int64_t j = 0; j < kPanel; ++j) {
-                tile[i * kPanel + j] = i < m && j < cols ? c[i * ldo + j] : 0.0f;
+            // The next block of weights (this panel's next depth block in the span, else
+            // the next panel's first) is fetched into L2 a share per tile, by the
+            // micro-kernel among its FMAs: its first tile would otherwise wait on memory.
+            const int64_t next_p = d + 1 < d1 ? p : (p + 1 < panels ? p + 1 : p);
+            const int64_t next_d = d + 1 < d1 ? d + 1 : d0;
+            const int64_t next_kc = min64(kDepthBlock, w.k - next_d * kDepthBlock);
+            const char* next_b = reinterpret_cast<const char*>(w.panel(next_p)) +
+                                 next_d * kDepthBlock * row_bytes;
+            const int64_t block_lines = (next_kc * row_bytes + 63) / 64;
+            const int64_t lines_per_tile = (block_lines + block_tiles - 1) / block_tiles;
+            for (int64_t ti = 0; ti < block_tiles; ++ti) {
+              const int64_t m = min64(rows, mc - ti * rows);
+              const float* a = a_block + ti * kc * rows;
+              float* c = out + (r0 + ti * rows) * ldo + col0;
+              const int64_t first_line = min64(block_lines, ti * lines_per_tile);
+              end.prefetch = next_b + first_line * 64;
+              end.prefetch_lines = min64(block_lines, (ti + 1) * lines_per_tile) - first_line;
+              if (m == rows && cols == kPanel) {
+                kt.gemm_packed(kc, a, b, c, ldo, end);
+                continue;
               }
-            }
-            kt.gemm_packed(kc, a, b, tile, kPanel, end);
-            for (int64_t i = 0; i < m; ++i) {
-              for (int64_t j = 0; j < cols; ++j) c[i * ldo + j] = tile[i * kPanel + j];
+              // A ragged edge: compute the full tile into scratch, keep the valid part.
+              for (int64_t i = 0; i < rows; ++i) {
+                for (int64_t j = 0; j < kPanel; ++j) {
+                  tile[i * kPanel + j] = i < m && j < cols ? c[i * ldo + j] : 0.0f;
+                }
+              }
+              kt.gemm_packed(kc, a, b, tile, kPanel, end);
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = 0; j < cols; ++j) c[i * ldo + j] = tile[i * kPanel + j];
+              }
             }
           }
         }
