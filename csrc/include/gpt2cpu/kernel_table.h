@@ -61,6 +61,9 @@ constexpr int64_t kGemvPanels = 4;
 // -inf logit (a banned token) must weigh exactly 0.
 constexpr float kExpWeightFloor = -87.3365478515625f;
 
+// The smallest largest |x| of a group that quantize_group scales: 127 / it is finite.
+constexpr float kQuantizeFloor = 127.0f / 3.40282347e38f;
+
 // Rows of depth a float product sums on their own before adding them to the output: the
 // blocked GEMM's depth block, and the groups of the few-row kernels, which sum the same way.
 constexpr int64_t kDepthBlock = 256;
@@ -152,9 +155,10 @@ struct KernelTable {
   void (*pack_tile)(float* dst, const float* src, int64_t ld, int64_t m, int64_t kc);
 
   // One group of an integer product's input (ProductRows), n floats: *scale = max |x| / 127
-  // and q (n) = round(x / scale) (ties to even; 0 for an all-zero group), *sum = the sum of
-  // q. A group holding an infinity or NaN gets scale NaN (its outputs are NaN, as in
-  // float32) and q 0. The same bits in every set.
+  // and q (n) = round(x * (127 / max |x|)) (ties to even), *sum = the sum of q; scale and q
+  // 0 where max |x| < kQuantizeFloor (an all-zero group). A group holding an infinity or
+  // NaN gets scale NaN (its outputs are NaN, as in float32) and q 0. The same bits in every
+  // set.
   void (*quantize_group)(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);
 
   // out (n) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
