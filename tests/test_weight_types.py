@@ -86,6 +86,11 @@ SHAPES = [
     (3, 130, 33),
     (6, 64, 16),
     (7, 65, 17),
+    # A decode step of many sequences: rows in balanced register tiles (16 on avx512;
+    # 20 rows as 10 + 10, 33 as 11 + 11 + 11).
+    (16, 200, 50),
+    (20, 70, 33),
+    (33, 129, 40),
     (47, 129, 40),
     (50, 300, 70),
     (130, 513, 33),
@@ -170,7 +175,7 @@ def test_a_row_gets_the_same_bits_at_every_row_count(isa: str, dtype: str) -> No
     alone = [packed.matmul(a[r : r + 1], b, c[r : r + 1])[0] for r in (0, 47, 129)]
     act = [packed.matmul(a[r : r + 1], b, activation=_core.Activation.gelu_tanh)[0]
            for r in (0, 47, 129)]
-    for t in (1, 2, 47, 48, 49, 130):
+    for t in (1, 2, 15, 16, 17, 20, 33, 47, 48, 49, 130):
         rows = packed.matmul(a[:t], b, c[:t], threads=2)
         activated = packed.matmul(a[:t], b, threads=2, activation=_core.Activation.gelu_tanh)
         for i, r in enumerate((0, 47, 129)):

@@ -3,11 +3,13 @@
 // width or tile, and the matmul operator on 1 and 2 threads (same bits on both). No Python:
 // CI runs it on aarch64 under qemu, where the Python tests cannot run. Exits 1 on a
 // mismatch, printing each.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -222,6 +224,51 @@ void check_attention(const KernelTable& kt) {
   }
 }
 
+// quantize_group against the scalar definition, exactly (every set gives the same bits):
+// odd lengths (the vector loop and its tail), groups of zeros and subnormals, ties, and non-finite
+// inputs (scale NaN, q and sum 0).
+void check_quantize(const KernelTable& kt) {
+  for (int64_t n : {1, 5, 16, 33, 64, 70}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      Floats x = random_floats(static_cast<size_t>(n));
+      if (variant == 1) {  // all zero, or zero and subnormal: below kQuantizeFloor
+        std::fill(x.begin(), x.end(), n > 5 ? 1e-39f : 0.0f);
+        x[0] = 0.0f;
+      }
+      if (variant == 2) {  // 127 / max = 1: x + 0.5 are ties
+        for (int64_t i = 0; i < n; ++i) x[i] = float(i % 9) - 4.5f;
+        x[0] = 127.0f;
+      }
+      if (variant == 3) x[static_cast<size_t>(n / 2)] = std::numeric_limits<float>::infinity();
+      float top = 0.0f;
+      bool finite = true;
+      for (float v : x) {
+        top = std::fabs(v) > top ? std::fabs(v) : top;
+        finite = finite && std::isfinite(v);
+      }
+      const bool zero = top < gpt2cpu::kQuantizeFloor;
+      const float inv = zero ? 0.0f : 127.0f / top;
+      std::vector<int8_t> want(static_cast<size_t>(n), 0), got(static_cast<size_t>(n) + 1, 77);
+      int32_t want_sum = 0;
+      for (int64_t i = 0; finite && i < n; ++i) {
+        const float v = std::fmin(std::fmax(std::nearbyint(x[i] * inv), -127.0f), 127.0f);
+        want[i] = static_cast<int8_t>(v);
+        want_sum += want[i];
+      }
+      float scale = -1.0f;
+      int32_t sum = -1;
+      kt.quantize_group(x.data(), n, got.data(), &scale, &sum);
+      const bool scale_ok = finite ? scale == (zero ? 0.0f : top / 127.0f) : std::isnan(scale);
+      if (!scale_ok || sum != want_sum || std::memcmp(got.data(), want.data(), want.size()) != 0 ||
+          got[static_cast<size_t>(n)] != 77) {
+        std::printf("FAIL %s quantize_group n=%lld variant %d\n", kt.name, static_cast<long long>(n),
+                    variant);
+        ++g_failures;
+      }
+    }
+  }
+}
+
 // The operator over a packed matrix of every weight type on 1 and 2 threads: the same bits,
 // and right against the stored weights (dequantized) in double. Integer types quantize the
 // input rows to 8 bits as well, so they are held to that rounding's bound instead; a wrong
@@ -229,7 +276,7 @@ void check_attention(const KernelTable& kt) {
 void check_matmul(const KernelTable& kt) {
   for (const auto& row : gpt2cpu::kWeightTypeInfo) {
     const gpt2cpu::WeightType type = row.type;
-    for (const auto& [t, k, n] : std::vector<std::array<int64_t, 3>>{{1, 300, 100}, {7, 37, 33}, {97, 50, 31}, {130, 513, 33}}) {
+    for (const auto& [t, k, n] : std::vector<std::array<int64_t, 3>>{{1, 300, 100}, {7, 37, 33}, {16, 70, 40}, {20, 65, 17}, {97, 50, 31}, {130, 513, 33}}) {
       const Floats a = random_floats(static_cast<size_t>(t * k)), w = random_floats(static_cast<size_t>(k * n));
       const int64_t data = (gpt2cpu::PackedMatrix::data_bytes(type, k, n) + 63) / 64 * 64;
       const int64_t scales = gpt2cpu::PackedMatrix::scale_bytes(type, k, n);
@@ -290,6 +337,7 @@ int main(int argc, char** argv) {
     check_gemm(*kt);
     check_elementwise(*kt);
     check_attention(*kt);
+    check_quantize(*kt);
     check_matmul(*kt);
     std::printf("%s: %s (gemm_rows %lld)\n", kt->name, g_failures == before ? "ok" : "FAILED",
                 static_cast<long long>(kt->gemm_rows));

@@ -61,6 +61,9 @@ constexpr int64_t kGemvPanels = 4;
 // -inf logit (a banned token) must weigh exactly 0.
 constexpr float kExpWeightFloor = -87.3365478515625f;
 
+// The smallest largest |x| of a group that quantize_group scales: 127 / it is finite.
+constexpr float kQuantizeFloor = 127.0f / 3.40282347e38f;
+
 // Rows of depth a float product sums on their own before adding them to the output: the
 // blocked GEMM's depth block, and the groups of the few-row kernels, which sum the same way.
 constexpr int64_t kDepthBlock = 256;
@@ -93,14 +96,21 @@ struct ProductRows {
 // The products with a stored weight matrix of one type. How each output is summed
 // (src/kernels/weight_kernels.inc) is the same in both kernels and for every number of
 // rows, so a row's result never depends on what else shares its product.
+//
+// Both fetch the `ahead` panels that follow the ones they read into L2 as they go (a hint,
+// read nowhere else): the caller's next panels, which then arrive while this call computes
+// instead of after it. A quantized panel is a short stream (12 KB for int8 at k = 768), and
+// each new one would otherwise start with the hardware prefetcher cold.
 struct WeightKernels {
   // c (panels, 16) += a (one row) @ panels [p, p + panels) of w: a decode step's product,
-  // kGemvPanels panels read side by side.
+  // kGemvPanels panels read side by side; each group of them fetches the next group, the
+  // last one up to `ahead` panels past p + panels.
   void (*gemv)(const PackedMatrix& w, int64_t p, int64_t panels, const ProductRows& a,
-               float* c);
-  // c (m, 16; row stride ldc) += a (m rows) @ panel p of w, 1 <= m <= kMaxGemmRows.
+               float* c, int64_t ahead);
+  // c (m, 16; row stride ldc) += a (m rows) @ panel p of w, 1 <= m <= kMaxGemmRows;
+  // fetches panels [p + 1, p + 1 + ahead).
   void (*gemm_rows)(const PackedMatrix& w, int64_t p, int64_t m, const ProductRows& a,
-                    float* c, int64_t ldc);
+                    float* c, int64_t ldc, int64_t ahead);
   // dst (rows, 16) = rows [r0, r0 + rows) of panel p of w as float32: the weights of a
   // prompt's blocked GEMM, converted once per block. Float types only (null for integer
   // types, which take gemm_rows at every row count).
@@ -118,6 +128,11 @@ struct KernelTable {
   // Rows of A that gemm_packed and pack_tile handle at once, and the most gemm_tile takes:
   // at most kMaxGemmRows, at least kGemvPanels.
   int64_t gemm_rows;
+  // Rows the weight kernels' gemm_rows takes at once where it runs best: as many as the
+  // registers hold the accumulators of, at most kMaxGemmRows. The streaming path splits a
+  // product's rows into as few tiles of at most this many as it can, each weight panel
+  // being read once per tile.
+  int64_t stream_rows;
   // Running values in the multiply_add kernel: as many independent chains of FMAs as fill
   // the set's FMA units. Each round is 2 * multiply_add_lanes flops.
   int64_t multiply_add_lanes;
@@ -142,6 +157,13 @@ struct KernelTable {
   // dst (kc, gemm_rows) = A (m, kc; row stride ld) packed for gemm_packed: dst[p * gemm_rows
   // + i] = A[i][p], zero for the rows past m. Writes exactly kc * gemm_rows floats.
   void (*pack_tile)(float* dst, const float* src, int64_t ld, int64_t m, int64_t kc);
+
+  // One group of an integer product's input (ProductRows), n floats: *scale = max |x| / 127
+  // and q (n) = round(x * (127 / max |x|)) (ties to even), *sum = the sum of q; scale and q
+  // 0 where max |x| < kQuantizeFloor (an all-zero group). A group holding an infinity or
+  // NaN gets scale NaN (its outputs are NaN, as in float32) and q 0. The same bits in every
+  // set.
+  void (*quantize_group)(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum);
 
   // out (n) = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias
   void (*layernorm)(float* out, const float* x, const float* weight, const float* bias, int64_t n,

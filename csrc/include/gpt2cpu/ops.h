@@ -14,8 +14,11 @@
 namespace gpt2cpu {
 
 // A team (parallel.h) runs the operators only on fewer rows than this: there, none of
-// them allocates (matmul streams the weights, attention goes query by query).
-constexpr int64_t kTeamRows = kAttendBlock;
+// them allocates (matmul streams the weights; attention's scratch is planned before the
+// region). The few-row matmul's limit (ops/matmul.cpp), so that a step of up to 47
+// sequences (decode of a batch) keeps its threads between operators too: a region per
+// operator costs a wake-up and a sleep each on a busy machine, ~100 a step.
+constexpr int64_t kTeamRows = 48;
 
 enum class Accumulate { No, Yes };
 

@@ -13,6 +13,8 @@ namespace {
 constexpr int kTileRows = 6;
 // 12 chains of 8 lanes: enough independent FMAs for two FMA units of 4-cycle latency.
 constexpr int kMultiplyAddChains = 12;
+// The weight kernels' tile: the GEMM's, for the same registers.
+constexpr int kStreamRows = kTileRows;
 }  // namespace
 }  // namespace gpt2cpu
 

@@ -16,6 +16,10 @@ namespace {
 constexpr int kTileRows = 14;
 // 12 chains of 16 lanes: two FMA units of 4-cycle latency need 8; spare chains cost nothing.
 constexpr int kMultiplyAddChains = 12;
+// 16 rows in the weight kernels: 16 accumulators and a weight row, or 16 integer sums and a
+// block, in 32 registers. A 16-sequence decode step then reads each weight panel once,
+// where 14 rows read it twice (14 + 2).
+constexpr int kStreamRows = 16;
 }  // namespace
 }  // namespace gpt2cpu
 

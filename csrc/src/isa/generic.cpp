@@ -10,6 +10,8 @@ namespace {
 // 4 rows of 16: the baseline (SSE2) has 16 registers of 4 floats, and a bigger tile spills.
 constexpr int kTileRows = 4;
 constexpr int kMultiplyAddChains = 12;
+// The weight kernels' tile: the GEMM's, for the same registers.
+constexpr int kStreamRows = kTileRows;
 }  // namespace
 }  // namespace gpt2cpu
 

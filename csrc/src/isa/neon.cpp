@@ -11,6 +11,8 @@ namespace {
 constexpr int kTileRows = 6;
 // 16 chains of 4 lanes: up to four FMA pipes of 4-cycle latency (Neoverse V1) stay busy.
 constexpr int kMultiplyAddChains = 16;
+// The weight kernels' tile: the GEMM's, for the same registers.
+constexpr int kStreamRows = kTileRows;
 }  // namespace
 }  // namespace gpt2cpu
 

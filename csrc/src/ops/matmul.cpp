@@ -9,9 +9,8 @@
 //    L2), and each weight micro-panel (kDepthBlock x 16, kept in L1) is reused across the
 //    block. Nothing is shared, so the threads never wait for each other until the end: on a
 //    busy machine every barrier can cost a scheduler time slice.
-#include <cfloat>
+#include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernel_table.h"
@@ -23,6 +22,9 @@ namespace {
 
 // kDepthBlock (kernel_table.h): 256 x 16 floats = 16 KiB of weights
 constexpr int64_t kRowBlock = 120;  // 120 x 256 floats = 120 KiB of input
+// Bytes of packed input a depth span holds at most (see matmul_blocked): with a weight
+// block and the output tiles, inside a 1 MiB L2.
+constexpr int64_t kSpanBytes = int64_t{512} * 1024;
 // Rows from which a float W takes the blocked path. Both paths sum each output the same
 // way, so this is a matter of speed alone; it is the same for every kernel set.
 constexpr int64_t kBlockedMinRows = 48;
@@ -75,40 +77,33 @@ ProductRows quantized_view(int64_t t, int64_t k, int64_t group, void* memory) {
   return rows;
 }
 
-// Rows [0, t) of inp quantized into `to` (a quantized_view): per row and group, scale =
-// max |x| / 127 and q = round(x / scale), clamped (an all-zero group gets scale 0 and q 0),
-// zero past k; sum = the sum of the group's q.
-void quantize_rows(const float* inp, int64_t ldi, int64_t t, int64_t k, int64_t group,
-                   const ProductRows& to) {
+// This thread's share of rows [0, t) of inp quantized into `to` (a quantized_view), group
+// by group (kt.quantize_group), zero past k.
+void quantize_rows(const KernelTable& kt, const float* inp, int64_t ldi, int64_t t, int64_t k,
+                   int64_t group, const ProductRows& to, const Share& share) {
   int8_t* q = const_cast<int8_t*>(to.q);
   float* scale = const_cast<float*>(to.scale);
   int32_t* sum = const_cast<int32_t*>(to.sum);
-  for (int64_t r = 0; r < t; ++r) {
-    const float* x = inp + r * ldi;
+  const int64_t items = t * to.ldg;
+  for (int64_t item = share.begin(items); item < share.end(items); ++item) {
+    const int64_t r = item / to.ldg, g = item % to.ldg;
+    const int64_t c0 = g * group, c1 = min64(c0 + group, k);
     int8_t* qr = q + r * to.ldq;
-    for (int64_t g = 0; g < to.ldg; ++g) {
-      const int64_t c0 = g * group, c1 = min64(c0 + group, k);
-      float most = 0.0f;
-      bool finite = true;
-      for (int64_t c = c0; c < c1; ++c) {
-        most = std::fabs(x[c]) > most ? std::fabs(x[c]) : most;
-        finite = finite && std::fabs(x[c]) <= FLT_MAX;
-      }
-      const float inv = finite && most > 0.0f ? 127.0f / most : 0.0f;
-      int32_t total = 0;
-      for (int64_t c = c0; c < c1; ++c) {
-        const float v = round_even(x[c] * inv);
-        qr[c] = static_cast<int8_t>(v > -127.0f ? (v < 127.0f ? v : 127.0f) : -127.0f);
-        total += qr[c];
-      }
-      // A NaN or infinite input makes the group's scale NaN, and so every output: the NaN
-      // propagates as it would in float32 (and generation reports it).
-      scale[r * to.ldg + g] = finite ? most / 127.0f : std::numeric_limits<float>::quiet_NaN();
-      sum[r * to.ldg + g] = total;
+    kt.quantize_group(inp + r * ldi + c0, c1 - c0, qr + c0, scale + r * to.ldg + g,
+                      sum + r * to.ldg + g);
+    if (g + 1 == to.ldg) {
+      for (int64_t c = k; c < to.ldq; ++c) qr[c] = 0;
     }
-    for (int64_t c = k; c < to.ldq; ++c) qr[c] = 0;
   }
 }
+
+// Bytes of weights the streaming kernels fetch ahead at most: a gemv group of panels (one
+// row), a panel (more rows); with the ones being read, well inside a core's L2. Measured at
+// 1 thread on a Zen 4 VM, (1 or 16, 768) @ (768, 32000): int4 one row 1.75x, float32 16
+// rows 1.35x; but float32 one row (a 192 KB group) 0.8x, whose long panels the hardware
+// prefetcher streams well alone.
+constexpr int64_t kAheadGroupBytes = int64_t{64} * 1024;
+constexpr int64_t kAheadPanelBytes = int64_t{256} * 1024;
 
 // act: applied to each row of a tile before it is stored, or null.
 void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
@@ -121,7 +116,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   a.ld = ldi;
   Buffer quantized;
   if (info(w.type).integer) {
-    // Quantized once, by one thread: O(t k) against the product's O(t k n). A team cannot
+    // Quantized once, before the product: O(t k) against its O(t k n). A team cannot
     // allocate, so it uses the scratch its caller sized with integer_product_scratch.
     const int64_t group = w.group_rows();
     void* memory = nullptr;
@@ -132,7 +127,10 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
       memory = quantized.data();
     }
     a = quantized_view(t, w.k, group, memory);
-    par.run([&](const Share&) { quantize_rows(inp, ldi, t, w.k, group, a); }, /*wide=*/false);
+    // Shared by the threads in a team (which meet at a barrier after it either way), or
+    // where the rows are many enough to pay for a region.
+    par.run([&](const Share& share) { quantize_rows(kt, inp, ldi, t, w.k, group, a, share); },
+            par.in_team() || t * w.k >= (int64_t{1} << 15));
   }
   const int64_t panels = w.panels();
   // Handed out in chunks, not split evenly up front: a thread that starts late (woken from
@@ -160,21 +158,30 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     if (act != nullptr) activate_here(row, kPanel, *act, kt);
     for (int64_t j = 0; j < cols; ++j) out[out_row * ldo + col0 + j] = row[j];
   };
+  // How many panels the kernels fetch ahead (WeightKernels): the next ones of the thread's
+  // chunk, where they fit in L2 beside the ones being read.
+  const int64_t group_ahead = w.panel_bytes() * kGemvPanels <= kAheadGroupBytes ? kGemvPanels : 0;
+  const int64_t panel_ahead = w.panel_bytes() <= kAheadPanelBytes ? 1 : 0;
   // Panels [p0, p1) of the one row, a gemv group at a time.
   auto stream_row = [&](int64_t p0, int64_t p1, float* tile) {
     for (int64_t p = p0; p < p1; p += kGemvPanels) {
       const int64_t group = min64(kGemvPanels, p1 - p);
       for (int64_t q = 0; q < group; ++q) start_row(tile + q * kPanel, 0, p + q);
-      wk.gemv(w, p, group, a, tile);
+      wk.gemv(w, p, group, a, tile, min64(group_ahead, p1 - p - group));
       for (int64_t q = 0; q < group; ++q) finish_row(tile + q * kPanel, 0, p + q);
     }
   };
-  // Every row of panel p's columns, through the register tile.
-  auto stream_panel = [&](int64_t p, float* tile) {
-    for (int64_t r = 0; r < t; r += kt.gemm_rows) {
-      const int64_t m = min64(kt.gemm_rows, t - r);
+  // Every row of panel p's columns, through the register tile: as few tiles as hold the
+  // rows, of balanced sizes (20 rows in 10 + 10, not 16 + 4: the weights are read once a
+  // tile, and a small tile is as slow for its panel as a full one).
+  const int64_t tiles = (t + kt.stream_rows - 1) / kt.stream_rows;
+  // The first tile fetches the next panel; the others read this one from L2.
+  auto stream_panel = [&](int64_t p, int64_t p1, float* tile) {
+    for (int64_t i0 = 0; i0 < tiles; ++i0) {
+      const int64_t r = t * i0 / tiles;
+      const int64_t m = t * (i0 + 1) / tiles - r;
       for (int64_t i = 0; i < m; ++i) start_row(tile + i * kPanel, r + i, p);
-      wk.gemm_rows(w, p, m, a.from(r), tile, kPanel);
+      wk.gemm_rows(w, p, m, a.from(r), tile, kPanel, i0 == 0 ? min64(panel_ahead, p1 - p - 1) : 0);
       for (int64_t i = 0; i < m; ++i) finish_row(tile + i * kPanel, r + i, p);
     }
   };
@@ -185,13 +192,20 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
       if (t == 1) {
         stream_row(p0, p1, tile);
       } else {
-        for (int64_t p = p0; p < p1; ++p) stream_panel(p, tile);
+        for (int64_t p = p0; p < p1; ++p) stream_panel(p, p1, tile);
       }
     }
   });
 }
 
 // gelu: apply gelu_new to the result as each tile's last depth block finishes.
+//
+// A row block's input is packed a span of depth blocks at a time (about kSpanBytes), and
+// each weight panel runs through the whole span before the next: a tile of the output then
+// takes its span's depth blocks back to back, from L1, instead of once per pass over all
+// the panels. That matters where the output is wide and the depth short, the LM head above
+// all (50257 columns at k = 768: one span, where each of three passes would move 24 MB of a
+// row block's logits through memory twice).
 void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
                     const PackedMatrix& w, const float* bias, Accumulate acc, bool gelu,
                     const Parallel& par) {
@@ -202,20 +216,24 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
   const int64_t rows = kt.gemm_rows;
   const int64_t row_block = kRowBlock / rows * rows;
   const int64_t tiles = (t + rows - 1) / rows;
-  // One packing block per thread, allocated here: nothing may throw in the parallel region
+  const int64_t depth_blocks = (w.k + kDepthBlock - 1) / kDepthBlock;
+  const int64_t block_bytes = row_block * kDepthBlock * static_cast<int64_t>(sizeof(float));
+  const int64_t span = std::max<int64_t>(1, std::min(depth_blocks, kSpanBytes / block_bytes));
+  // One packing span per thread, allocated here: nothing may throw in the parallel region
   // (and a team never gets here: it runs only appends of fewer than kTeamRows rows).
   // A weight type other than float32 also gets a block of its weights converted to float32,
   // once per row block, then reused by the block's 20 tiles: under 1% of the multiply-adds.
   const size_t block_floats = static_cast<size_t>(row_block * kDepthBlock);
   const size_t weight_floats = convert ? static_cast<size_t>(kDepthBlock * kPanel) : 0;
-  const size_t thread_floats = block_floats + weight_floats;
+  const size_t thread_floats = block_floats * static_cast<size_t>(span) + weight_floats;
   Buffer packed(thread_floats * static_cast<size_t>(par.threads()));
+  const int64_t row_bytes = w.panel_bytes() / std::max<int64_t>(w.k, 1);
   par.run([&](const Share& share) {
     // This thread's rows: a contiguous share of whole tiles.
     const int64_t row_begin = share.begin(tiles) * rows;
     const int64_t row_end = min64(t, share.end(tiles) * rows);
-    float* a_block = packed.data() + thread_floats * static_cast<size_t>(share.rank);
-    float* b_block = a_block + block_floats;
+    float* a_span = packed.data() + thread_floats * static_cast<size_t>(share.rank);
+    float* b_block = a_span + block_floats * static_cast<size_t>(span);
     alignas(64) float tile[kMaxGemmRows * kPanel];
     // Each output starts as the streaming path starts it, bias [+ out], and every depth
     // block's sum (a chain from zero) is added to it in turn: the sums of the few-row
@@ -231,55 +249,63 @@ void matmul_blocked(float* out, int64_t ldo, const float* inp, int64_t ldi, int6
     for (int64_t r0 = row_begin; r0 < row_end; r0 += row_block) {
       const int64_t mc = min64(row_block, row_end - r0);
       const int64_t block_tiles = (mc + rows - 1) / rows;
-      for (int64_t p0 = 0; p0 < w.k; p0 += kDepthBlock) {
-        const int64_t kc = min64(kDepthBlock, w.k - p0);
-        TileEnd end;
-        end.add_to_c = true;
-        end.gelu_tanh = gelu && p0 + kc == w.k;
-        // Each tile prefetches its share of the lines of the next panel's block of weights
-        // (kc lines of 16 floats; fewer for a narrower type).
-        const int64_t block_lines = (kc * (w.panel_bytes() / w.k) + 63) / 64;
-        const int64_t lines_per_tile = (block_lines + block_tiles - 1) / block_tiles;
-        for (int64_t ti = 0; ti < block_tiles; ++ti) {
-          const int64_t r = r0 + ti * rows;
-          kt.pack_tile(a_block + ti * kc * rows, inp + r * ldi + p0, ldi, min64(rows, row_end - r),
-                       kc);
+      for (int64_t d0 = 0; d0 < depth_blocks; d0 += span) {
+        const int64_t d1 = min64(d0 + span, depth_blocks);
+        for (int64_t d = d0; d < d1; ++d) {
+          const int64_t p0 = d * kDepthBlock, kc = min64(kDepthBlock, w.k - p0);
+          float* a_block = a_span + static_cast<size_t>(d - d0) * block_floats;
+          for (int64_t ti = 0; ti < block_tiles; ++ti) {
+            const int64_t r = r0 + ti * rows;
+            kt.pack_tile(a_block + ti * kc * rows, inp + r * ldi + p0, ldi,
+                         min64(rows, row_end - r), kc);
+          }
         }
         for (int64_t p = 0; p < panels; ++p) {
-          const float* b = b_block;
-          if (convert) {
-            wk.unpack(w, p, p0, kc, b_block);
-          } else {
-            b = w.panel_f32(p) + p0 * kPanel;
-          }
           const int64_t col0 = p * kPanel;
           const int64_t cols = min64(kPanel, w.n - col0);
-          // The next panel's block of weights (kc lines) is fetched into L2 a share per
-          // tile, by the micro-kernel among its FMAs: its first tile would otherwise wait
-          // on memory for all of it.
-          const int64_t row_bytes = w.panel_bytes() / w.k;
-          const char* next_b = reinterpret_cast<const char*>(
-              w.panel(p + 1 < panels ? p + 1 : p) + p0 * row_bytes);
-          for (int64_t ti = 0; ti < block_tiles; ++ti) {
-            const int64_t m = min64(rows, mc - ti * rows);
-            const float* a = a_block + ti * kc * rows;
-            float* c = out + (r0 + ti * rows) * ldo + col0;
-            const int64_t first_line = min64(block_lines, ti * lines_per_tile);
-            end.prefetch = next_b + first_line * 64;
-            end.prefetch_lines = min64(block_lines, (ti + 1) * lines_per_tile) - first_line;
-            if (m == rows && cols == kPanel) {
-              kt.gemm_packed(kc, a, b, c, ldo, end);
-              continue;
+          for (int64_t d = d0; d < d1; ++d) {
+            const int64_t p0 = d * kDepthBlock, kc = min64(kDepthBlock, w.k - p0);
+            const float* a_block = a_span + static_cast<size_t>(d - d0) * block_floats;
+            TileEnd end;
+            end.add_to_c = true;
+            end.gelu_tanh = gelu && p0 + kc == w.k;
+            const float* b = b_block;
+            if (convert) {
+              wk.unpack(w, p, p0, kc, b_block);
+            } else {
+              b = w.panel_f32(p) + p0 * kPanel;
             }
-            // A ragged edge: compute the full tile into scratch, keep the valid part.
-            for (int64_t i = 0; i < rows; ++i) {
-              for (int64_t j = 0; j < kPanel; ++j) {
-                tile[i * kPanel + j] = i < m && j < cols ? c[i * ldo + j] : 0.0f;
+            // The next block of weights (this panel's next depth block in the span, else
+            // the next panel's first) is fetched into L2 a share per tile, by the
+            // micro-kernel among its FMAs: its first tile would otherwise wait on memory.
+            const int64_t next_p = d + 1 < d1 ? p : (p + 1 < panels ? p + 1 : p);
+            const int64_t next_d = d + 1 < d1 ? d + 1 : d0;
+            const int64_t next_kc = min64(kDepthBlock, w.k - next_d * kDepthBlock);
+            const char* next_b = reinterpret_cast<const char*>(w.panel(next_p)) +
+                                 next_d * kDepthBlock * row_bytes;
+            const int64_t block_lines = (next_kc * row_bytes + 63) / 64;
+            const int64_t lines_per_tile = (block_lines + block_tiles - 1) / block_tiles;
+            for (int64_t ti = 0; ti < block_tiles; ++ti) {
+              const int64_t m = min64(rows, mc - ti * rows);
+              const float* a = a_block + ti * kc * rows;
+              float* c = out + (r0 + ti * rows) * ldo + col0;
+              const int64_t first_line = min64(block_lines, ti * lines_per_tile);
+              end.prefetch = next_b + first_line * 64;
+              end.prefetch_lines = min64(block_lines, (ti + 1) * lines_per_tile) - first_line;
+              if (m == rows && cols == kPanel) {
+                kt.gemm_packed(kc, a, b, c, ldo, end);
+                continue;
               }
-            }
-            kt.gemm_packed(kc, a, b, tile, kPanel, end);
-            for (int64_t i = 0; i < m; ++i) {
-              for (int64_t j = 0; j < cols; ++j) c[i * ldo + j] = tile[i * kPanel + j];
+              // A ragged edge: compute the full tile into scratch, keep the valid part.
+              for (int64_t i = 0; i < rows; ++i) {
+                for (int64_t j = 0; j < kPanel; ++j) {
+                  tile[i * kPanel + j] = i < m && j < cols ? c[i * ldo + j] : 0.0f;
+                }
+              }
+              kt.gemm_packed(kc, a, b, tile, kPanel, end);
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = 0; j < cols; ++j) c[i * ldo + j] = tile[i * kPanel + j];
+              }
             }
           }
         }

@@ -116,6 +116,13 @@ GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) {
 GPT2CPU_VEC_INLINE void vprefetch_l1(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }
+// kLanes whole numbers in [-127, 127] (as floats) stored as int8: an integer product's
+// quantized input.
+GPT2CPU_VEC_INLINE void vstore_i8(int8_t* p, VF a) {
+  const __m256i w = _mm256_cvtps_epi32(a);
+  const __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi16(h, h));
+}
 
 
 // Integer dot products for the integer weight types (packed_matrix.h has the layouts):

@@ -113,6 +113,11 @@ GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) {
 GPT2CPU_VEC_INLINE void vprefetch_l1(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }
+// kLanes whole numbers in [-127, 127] (as floats) stored as int8: an integer product's
+// quantized input.
+GPT2CPU_VEC_INLINE void vstore_i8(int8_t* p, VF a) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(a)));
+}
 
 
 // Integer dot products for the integer weight types (see vec_avx2.h): one vector per

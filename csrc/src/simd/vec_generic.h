@@ -138,6 +138,11 @@ GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
 }
 GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
 GPT2CPU_VEC_INLINE void vprefetch_l1(const void* p) { __builtin_prefetch(p, 0, 3); }
+// kLanes whole numbers in [-127, 127] (as floats) stored as int8: an integer product's
+// quantized input.
+GPT2CPU_VEC_INLINE void vstore_i8(int8_t* p, VF a) {
+  for (int i = 0; i < kLanes; ++i) p[i] = static_cast<int8_t>(a.x[i]);
+}
 
 
 // Integer dot products for the integer weight types (see vec_avx2.h), in plain C++.

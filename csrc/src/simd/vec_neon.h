@@ -104,6 +104,14 @@ GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
 }
 GPT2CPU_VEC_INLINE void vprefetch_l2(const void* p) { __builtin_prefetch(p, 0, 2); }
 GPT2CPU_VEC_INLINE void vprefetch_l1(const void* p) { __builtin_prefetch(p, 0, 3); }
+// kLanes whole numbers in [-127, 127] (as floats) stored as int8: an integer product's
+// quantized input.
+GPT2CPU_VEC_INLINE void vstore_i8(int8_t* p, VF a) {
+  const int16x4_t h = vmovn_s32(vcvtnq_s32_f32(a));
+  const int8x8_t b = vmovn_s16(vcombine_s16(h, h));
+  const int32_t four = vget_lane_s32(vreinterpret_s32_s8(b), 0);
+  std::memcpy(p, &four, 4);
+}
 
 
 // Integer dot products for the integer weight types (see vec_avx2.h): 4 int32 lanes, one
