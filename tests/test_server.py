@@ -464,3 +464,54 @@ def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu
     for step in during:
         assert sum(n for n in step if n > 1) <= 16
         assert step.count(1) == 3  # and the three streams advanced by a token each
+
+
+def test_a_padded_vocabulary_never_serves_an_undecodable_id(tmp_path: Any) -> None:
+    """The ids past the tokenizer's vocabulary (nanoGPT pads 50257 to 50304) have no text:
+    the server's choices come from the library's one sampling path, which never picks them,
+    and equal `generate`'s at the same seed even when a logit_bias makes them favourites."""
+    import shutil
+    from pathlib import Path
+
+    from gpt2cpu.server import build
+    from gpt2cpu.server.job import Delta
+    from model_files import TINY, model_dir
+
+    bundled = Path(gpt2cpu.__file__).parent / "models" / "tiny-shakespeare"
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copyfile(bundled / name, tmp_path / name)
+    words = gpt2cpu.Tokenizer.from_pretrained(tmp_path).vocab_size
+    config = dict(TINY, vocab_size=words + 47, n_positions=64)
+    del config["bos_token_id"], config["eos_token_id"]
+    padded = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, config), threads=1)
+    favoured = {str(i): 30.0 for i in range(words, words + 47)}
+    body = {"prompt": "To be", "max_tokens": 30, "temperature": 3.0, "seed": 5,
+            "logit_bias": favoured, "ignore_eos": True, "n": 2}
+    expected = padded.generate("To be", max_new_tokens=30, temperature=3.0, seed=5, n=2,
+                               logit_bias={int(k): v for k, v in favoured.items()},
+                               ignore_eos=True)
+    with serve(padded, max_batch=4) as served:
+        got = httpx.post(served.v1 + "/completions", json=body, timeout=60).json()
+        assert [c["text"] for c in got["choices"]] == [r.text for r in expected]
+        assert got["usage"]["completion_tokens"] == 60
+        # The ids themselves, as the engine hands them to the HTTP side.
+        seen: list[int] = []
+        done = threading.Event()
+
+        def emit(index: int, event: Any) -> None:
+            if isinstance(event, Delta):
+                seen.extend(event.tokens)
+            elif type(event).__name__ in ("Finished", "Failed"):
+                done.set()
+
+        config_ = build.config_for(padded, build_request(body), 30)
+        served.engine.submit(build.jobs_for([padded.tokenizer.encode("To be")], config_, 1,
+                                            30, padded, emit, None, False))
+        assert done.wait(30)
+    assert len(seen) == 30 and max(seen) < words
+
+
+def build_request(body: dict[str, Any]) -> Any:
+    from gpt2cpu.server.schemas import CompletionRequest
+
+    return CompletionRequest.model_validate(body)

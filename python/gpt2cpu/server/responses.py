@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .job import Delta, Finished
 
 if TYPE_CHECKING:
-    from ..logprobs import TokenLogprob
+    from ..decoding import TokenLogprob
     from ..tokenizer import Tokenizer
 
 # OpenAI has no "eos": the model ending its text is a "stop".
