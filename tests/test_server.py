@@ -435,7 +435,10 @@ def _up(url: str) -> bool:
 def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu.Model
                                                                   ) -> None:
     """Every step advances each decoding stream by one token while a long prompt joins, and
-    runs at most --prefill-chunk prompt tokens: the prompt costs the others a bounded step."""
+    runs no more prompt tokens than there are decoders (at least PREFILL_FLOOR): the prompt
+    at most doubles the others' step. Alone, a prompt runs in chunks of --prefill-chunk."""
+    from gpt2cpu.server.engine import PREFILL_FLOOR
+
     steps: list[list[int]] = []
 
     def recording(items: list[Any]) -> list[Any]:
@@ -462,8 +465,13 @@ def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu
     during = [s for s in steps[mark:] if max(s) > 1]  # the steps that read the long prompt
     assert len(during) >= 200 // 16
     for step in during:
-        assert sum(n for n in step if n > 1) <= 16
+        assert sum(n for n in step if n > 1) <= PREFILL_FLOOR < 16
         assert step.count(1) == 3  # and the three streams advanced by a token each
+    steps.clear()
+    with serve(model, step=recording, prefill_chunk=16) as served:
+        assert httpx.post(served.v1 + "/completions", json={"prompt": long_prompt,
+                                                            "max_tokens": 1}).status_code == 200
+    assert [s[0] for s in steps] == [16] * (200 // 16) + [200 % 16]
 
 
 def test_a_padded_vocabulary_never_serves_an_undecodable_id(tmp_path: Any) -> None:
