@@ -284,8 +284,13 @@ def main() -> int:
         server = Server(model, args.threads, batch, [])
         try:
             for run in range(args.repeat):
+                steps = server.metric("gpt2cpu_batch_size_count")
+                rows = server.metric("gpt2cpu_batch_size_sum")
                 result = asyncio.run(load(args, server.url, shape))
+                steps = server.metric("gpt2cpu_batch_size_count") - steps
                 result.update({
+                    "server_steps": int(steps), "server_mean_batch": round(
+                        (server.metric("gpt2cpu_batch_size_sum") - rows) / max(steps, 1), 1),
                     "max_batch": batch, "run": run + 1, "server_rss_mb":
                     round(rss_bytes(server.process.pid) / 2**20, 1),
                     "server_cancelled": server.metric(

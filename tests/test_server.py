@@ -397,6 +397,19 @@ def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
         assert got.choices[0].message.content == templated.generate(ids, max_new_tokens=6,
                                                                      seed=1).text
 
+    # A checkpoint named DialoGPT (microsoft/DialoGPT-small's folder) joins turns with EOS.
+    dialog = tmp_path / "DialoGPT-small"
+    shutil.copytree(model.path, dialog)
+    dialogpt = gpt2cpu.Model.from_pretrained(dialog, threads=1)
+    assert load_template(dialogpt).kind == "eos"
+    joined = [*encode("Hi"), eos, *encode("Hello"), eos, *encode("Bye"), eos]
+    with serve(dialogpt, model_name="d") as served:
+        got = openai.OpenAI(base_url=served.v1, api_key="x", max_retries=0).chat.completions \
+            .create(model="d", messages=[m.model_dump() for m in messages], max_tokens=6,
+                    seed=1)
+        assert got.choices[0].message.content == dialogpt.generate(joined, max_new_tokens=6,
+                                                                    seed=1).text
+
 
 def test_serve_command(tmp_path: Any) -> None:
     import os
@@ -435,8 +448,8 @@ def _up(url: str) -> bool:
 def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu.Model
                                                                   ) -> None:
     """Every step advances each decoding stream by one token while a long prompt joins, and
-    runs no more prompt tokens than there are decoders (at least PREFILL_FLOOR): the prompt
-    at most doubles the others' step. Alone, a prompt runs in chunks of --prefill-chunk."""
+    runs at most half as many prompt tokens as there are decoders (at least PREFILL_FLOOR):
+    the prompt at most doubles the others' step. Alone, it runs in chunks of --prefill-chunk."""
     from gpt2cpu.server.engine import PREFILL_FLOOR
 
     steps: list[list[int]] = []

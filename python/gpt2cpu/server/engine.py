@@ -31,10 +31,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gpt2cpu.server")
 
 
-# Prompt rows a step may add beside a few decoders: measured on the 124M shape with 2
-# threads, a step of one decoding row plus 8 prompt rows took 1.7x the row alone (the
-# weights are read once whatever the rows), 16 rows 2.1x.
-PREFILL_FLOOR = 8
+# Prompt rows a step may add beside its decoding rows: half as many (at least 4). A prompt
+# row costs more than a decode row (it attends to the prompt read so far), and a step's
+# fixed part (the weights, read once) covers a few rows. Measured on the 124M shape with 2
+# threads (benchmarks/serve_load.py --joiner 8): 8 streams' p99 time between tokens went
+# from 0.116 s to 0.253 s (2.17x) while a 1,000-token prompt was read 8 rows a step.
+PREFILL_FLOOR = 4
 
 
 class QueueFull(Exception):
@@ -260,14 +262,13 @@ class Engine:
             self._close(job, "cancelled")
 
     def _prefill_budget(self) -> int:
-        """Prompt tokens this step may run. A step costs a fixed part (reading the weights)
-        plus a part per row, so prompt rows no more than the decoding rows (or the floor,
-        which a step's fixed part covers) at most double the step the decoders wait on; with
-        nobody decoding, a prompt runs in chunks of prefill_chunk."""
+        """Prompt tokens this step may run: few enough that a long prompt at most doubles
+        the step the decoders wait on (PREFILL_FLOOR says how that was sized); with nobody
+        decoding, a prompt runs in chunks of prefill_chunk."""
         decoding = sum(1 for job in self._running if not job.prefilling)
         if decoding == 0:
             return self.prefill_chunk
-        return min(self.prefill_chunk, max(PREFILL_FLOOR, decoding))
+        return min(self.prefill_chunk, max(PREFILL_FLOOR, decoding // 2))
 
     def _iterate(self) -> None:
         budget = self._prefill_budget()
