@@ -448,7 +448,7 @@ def _up(url: str) -> bool:
 def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu.Model
                                                                   ) -> None:
     """Every step advances each decoding stream by one token while a long prompt joins, and
-    runs at most half as many prompt tokens as there are decoders (at least PREFILL_FLOOR):
+    runs at most PREFILL_FLOOR decode rows' worth of prompt tokens (3 decoders are fewer):
     the prompt at most doubles the others' step. Alone, it runs in chunks of --prefill-chunk."""
     from gpt2cpu.server.engine import PREFILL_FLOOR
 
@@ -460,7 +460,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu
         return advance(items)
 
     long_prompt = model.tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
-    with serve(model, step=recording, prefill_chunk=16) as served:
+    with serve(model, step=recording, prefill_chunk=32) as served:
         streams = [threading.Thread(target=httpx.post, args=(served.v1 + "/completions",),
                                     kwargs={"json": {"prompt": "A", "max_tokens": 240,
                                                      "ignore_eos": True}, "timeout": 60})
@@ -476,10 +476,12 @@ def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu
         for t in streams:
             t.join(60)
     during = [s for s in steps[mark:] if max(s) > 1]  # the steps that read the long prompt
-    assert len(during) >= 200 // 16
+    assert len(during) >= 200 // PREFILL_FLOOR
     for step in during:
-        assert sum(n for n in step if n > 1) <= PREFILL_FLOOR < 16
+        assert sum(n for n in step if n > 1) <= PREFILL_FLOOR < 32
         assert step.count(1) == 3  # and the three streams advanced by a token each
+    chunks = [max(s) for s in during]
+    assert chunks[-1] < chunks[0]  # later prompt tokens attend to more: fewer a step
     steps.clear()
     with serve(model, step=recording, prefill_chunk=16) as served:
         assert httpx.post(served.v1 + "/completions", json={"prompt": long_prompt,

@@ -64,8 +64,8 @@ def register(subparsers: Any) -> None:
                         "at start)")
     parser.add_argument("--prefill-chunk", type=positive, default=256, metavar="N",
                         help="most prompt tokens run per step, shared by the prompts being "
-                        "read; while others decode, half their number (at least 4), so that "
-                        "a long prompt at most doubles their step (default 256)")
+                        "read; while others decode, fewer (see the README), so that a long "
+                        "prompt at most doubles their step (default 256)")
     parser.add_argument("--prefix-cache", type=int, default=16, metavar="N",
                         help="finished requests' sequences kept for prompts that share "
                         "their prefix (default 16; 0: off)")

@@ -31,12 +31,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gpt2cpu.server")
 
 
-# Prompt rows a step may add beside its decoding rows: half as many (at least 4). A prompt
-# row costs more than a decode row (it attends to the prompt read so far), and a step's
-# fixed part (the weights, read once) covers a few rows. Measured on the 124M shape with 2
-# threads (benchmarks/serve_load.py --joiner 8): 8 streams' p99 time between tokens went
-# from 0.116 s to 0.253 s (2.17x) while a 1,000-token prompt was read 8 rows a step.
-PREFILL_FLOOR = 4
+# What prompt tokens may add to a step beside decoding rows, in decode rows: a prompt token
+# at position p costs 1 + p / PREFILL_POSITION_COST of them (it attends to the p before it),
+# and a step may take max(PREFILL_FLOOR, decoding rows) of them, since its fixed part (the
+# weights, read once) covers a few rows. Measured on the 124M shape with 2 threads: a step of
+# one decoding row and 4 short-prompt rows cost what the row alone did (~40 ms); beside 8
+# streams, 8 rows of a 1,000-token prompt a step made their p99 time between tokens 2.17x
+# (serve_load.py --joiner 8), 4 rows 1.32x, and a budget of half the decoding rows starved
+# the short prompts of staggered arrivals (time to first token 3-8 s in a ramp of 32).
+PREFILL_FLOOR = 16
+PREFILL_POSITION_COST = 128
 
 
 class QueueFull(Exception):
@@ -261,24 +265,35 @@ class Engine:
             self._running.remove(job)
             self._close(job, "cancelled")
 
-    def _prefill_budget(self) -> int:
-        """Prompt tokens this step may run: few enough that a long prompt at most doubles
-        the step the decoders wait on (PREFILL_FLOOR says how that was sized); with nobody
-        decoding, a prompt runs in chunks of prefill_chunk."""
+    def _prefill_budget(self) -> float:
+        """Decode rows' worth of prompt this step may run (PREFILL_FLOOR says how that was
+        sized): a long prompt at most doubles the step the decoders wait on. With nobody
+        decoding, only prefill_chunk limits it."""
         decoding = sum(1 for job in self._running if not job.prefilling)
-        if decoding == 0:
-            return self.prefill_chunk
-        return min(self.prefill_chunk, max(PREFILL_FLOOR, decoding // 2))
+        return float("inf") if decoding == 0 else float(max(PREFILL_FLOOR, decoding))
+
+    def _prompt_tokens(self, job: Job, budget: float, tokens: int) -> tuple[int, float]:
+        """How many of job's next prompt tokens fit budget (at least one) and tokens, and
+        what they cost."""
+        start, left = job.prefilled, min(tokens, len(job.prompt) - job.prefilled)
+        count, spent = 0, 0.0
+        while count < left:
+            cost = 1.0 + (start + count) / PREFILL_POSITION_COST
+            if count and spent + cost > budget:
+                break
+            count, spent = count + 1, spent + cost
+        return count, spent
 
     def _iterate(self) -> None:
-        budget = self._prefill_budget()
+        budget, chunk = self._prefill_budget(), self.prefill_chunk
         work: list[tuple[Job, StepItem]] = []
         for job in self._running:
             if job.prefilling:
-                if budget <= 0:
+                if budget <= 0 or chunk <= 0:
                     continue  # its next chunk waits for the next iteration
-                tokens, rows = job.next_tokens(budget)
-                budget -= len(tokens)
+                count, spent = self._prompt_tokens(job, budget, chunk)
+                budget, chunk = budget - spent, chunk - count
+                tokens, rows = job.next_tokens(count)
             else:
                 tokens, rows = job.next_tokens(1)
             assert job.sequence is not None
