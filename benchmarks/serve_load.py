@@ -258,6 +258,9 @@ def main() -> int:
                         "request mid-stream")
     parser.add_argument("--repeat", type=int, default=1, help="identical runs per server")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="an argument for gpt2cpu serve, e.g. --serve-arg=--prefix-cache "
+                        "--serve-arg=0 (repeatable)")
     parser.add_argument("--joiner", type=int, default=0, metavar="N",
                         help="instead: N streams, then a long prompt joins")
     parser.add_argument("--joiner-tokens", type=int, default=1000)
@@ -273,7 +276,7 @@ def main() -> int:
         config = json.load(f)
     shape = (int(config["vocab_size"]), int(config["n_positions"]))
     if args.joiner:
-        server = Server(model, args.threads, int(args.batches.split(",")[0]), [])
+        server = Server(model, args.threads, int(args.batches.split(",")[0]), args.serve_arg)
         try:
             print(json.dumps(asyncio.run(joiner(args, server.url, shape))), flush=True)
         finally:
@@ -281,7 +284,7 @@ def main() -> int:
         return 0
     rates: dict[int, float] = {}
     for batch in (int(b) for b in args.batches.split(",")):
-        server = Server(model, args.threads, batch, [])
+        server = Server(model, args.threads, batch, args.serve_arg)
         try:
             for run in range(args.repeat):
                 steps = server.metric("gpt2cpu_batch_size_count")
@@ -293,6 +296,8 @@ def main() -> int:
                         (server.metric("gpt2cpu_batch_size_sum") - rows) / max(steps, 1), 1),
                     "max_batch": batch, "run": run + 1, "server_rss_mb":
                     round(rss_bytes(server.process.pid) / 2**20, 1),
+                    # Finished sequences the prefix cache keeps count in the RSS: this part.
+                    "server_kv_mb": round(server.metric("gpt2cpu_kv_cache_bytes") / 2**20, 1),
                     "server_cancelled": server.metric(
                         'gpt2cpu_sequences_total{outcome="cancelled"}'),
                     "server_running_after": server.metric("gpt2cpu_running_sequences"),
