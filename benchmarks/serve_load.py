@@ -14,10 +14,11 @@ in which the batched server finishes its last requests at ever smaller batches),
 to first token and between tokens, and this process's CPU time (it shares the cores with the
 server). With --kill P, each request is dropped after a random number of chunks with
 probability P; the server's RSS after each of `--repeat` identical runs and its /metrics
-cancellations are reported. With --joiner N, one server (the first --batches value) streams N
-long completions; after --joiner-baseline seconds of them, a prompt of --joiner-tokens tokens
-joins; reported are the N streams' p50/p99 time between tokens in the window before it joined
-and while it was read (from its request to its first token), side by side.
+cancellations are reported. With --joiner N, one server (the first --batches value, at
+least N + 1) streams N long completions; after --joiner-baseline seconds of them, a prompt of
+--joiner-tokens tokens joins; reported are the N streams' p50/p99 time between tokens in the
+window before it joined and while it was read (from its request to its first token), side
+by side.
 Output: one JSON object per run, then a summary line.
 """
 
@@ -276,7 +277,10 @@ def main() -> int:
         config = json.load(f)
     shape = (int(config["vocab_size"]), int(config["n_positions"]))
     if args.joiner:
-        server = Server(model, args.threads, int(args.batches.split(",")[0]), args.serve_arg)
+        # Room for the streams and the joiner: queued behind them, it would wait for a
+        # stream to finish instead of being read beside them.
+        batch = max(int(args.batches.split(",")[0]), args.joiner + 1)
+        server = Server(model, args.threads, batch, args.serve_arg)
         try:
             print(json.dumps(asyncio.run(joiner(args, server.url, shape))), flush=True)
         finally:

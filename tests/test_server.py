@@ -170,6 +170,34 @@ def test_prefix_cache_reuses_a_shared_prompt(model: gpt2cpu.Model, client: Any) 
     assert second.choices[0].text == want.text
 
 
+def test_requests_running_at_once_share_a_cached_prefix(model: gpt2cpu.Model) -> None:
+    """A cached header serves a request while another that took it still runs: the second
+    gets a fork of the cached sequence rather than computing the header again."""
+    def slow(items: list[Any]) -> list[Any]:
+        time.sleep(0.05)
+        return advance(items)
+
+    header = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n"
+    header_tokens = len(model.tokenizer.encode(header))
+    with serve(model, step=slow) as served:
+        url = served.v1 + "/completions"
+        assert httpx.post(url, json={"prompt": header + "Speak.", "max_tokens": 1}).is_success
+        answers: list[Any] = []
+        first = threading.Thread(target=lambda: answers.append(httpx.post(url, json={
+            "prompt": header + "Resolved.", "max_tokens": 30, "ignore_eos": True},
+            timeout=60).json()))
+        first.start()
+        assert wait_until(lambda: len(served.engine._running) == 1, 10)
+        second = httpx.post(url, json={"prompt": header + "You are all resolved.",
+                                       "max_tokens": 2, "temperature": 0}, timeout=60).json()
+        assert len(served.engine._running) == 1  # the first one still runs
+        first.join(60)
+    for got in (answers[0], second):
+        assert got["usage"]["prompt_tokens_details"]["cached_tokens"] >= header_tokens - 2
+    want = model.generate(header + "You are all resolved.", max_new_tokens=2, temperature=0)
+    assert second["choices"][0]["text"] == want.text
+
+
 def test_models_health_and_metrics(server: Served, client: Any) -> None:
     assert [m.id for m in client.models.list().data] == ["tiny"]
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}

@@ -238,19 +238,21 @@ class Engine:
                     self.metrics.outcome("cancelled")
                     continue
             capacity = sequence_capacity(job.capacity, self.model.config.n_positions)
-            reuse = None if job.prompt_logprobs else self._cache.take(job.prompt, job.capacity)
-            if reuse is None:
+            found = None if job.prompt_logprobs else self._cache.find(job.prompt, job.capacity)
+            if found is None:
                 while self._held_bytes() + self._bytes(capacity) > self.max_kv_bytes:
                     if not self._cache.evict_one():
                         return True  # waits for a running choice to finish
             with self._wake:
                 self._waiting.popleft()
             try:
-                if reuse is None:
+                if found is None:
                     job.sequence = self.model.new_sequence(capacity)
                 else:
-                    job.sequence, job.prefilled = reuse
-                    job.cached_tokens = job.prefilled
+                    key, shared, size = found
+                    room = self._held_bytes() + self._bytes(size) <= self.max_kv_bytes
+                    job.sequence = self._cache.use(key, shared, copy=room)
+                    job.prefilled = job.cached_tokens = shared
                 job.start(self.model)
             except (ValueError, MemoryError) as exc:
                 self._close(job, "failed")
