@@ -2,16 +2,24 @@
 
     python benchmarks/serve_load.py                      # 124M shape, 32 clients, 60 s
     python benchmarks/serve_load.py --kill 0.3 --repeat 2   # clients dropped mid-stream
+    python benchmarks/serve_load.py --joiner 8           # a 1,000-token prompt joins 8 streams
 
 For each server setting (--max-batch 32, then 1) it starts `gpt2cpu serve` on a free
 loopback port, runs `--clients` clients that arrive `--stagger` seconds apart, each sending
 streaming completions of a `max_tokens` drawn from 16-256 (ignore_eos, so every answer must
 have exactly that many tokens) until `--duration` seconds have passed; requests in flight
-then finish. It reports errors, incomplete answers, aggregate tokens/s, p50/p99 time to
-first token and between tokens, and this process's CPU time (it shares the cores with the
+then finish. It reports errors, incomplete answers, aggregate tokens/s (tokens received
+within the --duration window over its length, and all tokens over the whole run's wall time,
+in which the batched server finishes its last requests at ever smaller batches), p50/p99 time
+to first token and between tokens, and this process's CPU time (it shares the cores with the
 server). With --kill P, each request is dropped after a random number of chunks with
 probability P; the server's RSS after each of `--repeat` identical runs and its /metrics
-cancellations are reported. Output: one JSON object per run, then a summary line.
+cancellations are reported. With --joiner N, one server (the first --batches value, at
+least N + 1) streams N long completions; after --joiner-baseline seconds of them, a prompt of
+--joiner-tokens tokens joins; reported are the N streams' p50/p99 time between tokens in the
+window before it joined and while it was read (from its request to its first token), side
+by side.
+Output: one JSON object per run, then a summary line.
 """
 
 from __future__ import annotations
@@ -98,7 +106,7 @@ async def client(number: int, args: argparse.Namespace, url: str, shape: tuple[i
                     "stream_options": {"include_usage": True}}
             sent = time.monotonic()
             last = None
-            chunks = 0
+            chunks = in_window = 0
             try:
                 async with http.stream("POST", url + "/v1/completions", json=body) as response:
                     if response.status_code != 200:
@@ -116,6 +124,9 @@ async def client(number: int, args: argparse.Namespace, url: str, shape: tuple[i
                         if data.get("usage"):
                             got = data["usage"]["completion_tokens"]
                             stats["tokens"] += got
+                            # A chunk holds one token or more (text held back for a split
+                            # character comes with the next): the window's share, pro rata.
+                            stats["window_tokens"] += got * in_window / max(chunks, 1)
                             stats["done"] += 1
                             if got != wanted:
                                 stats["incomplete"] += 1
@@ -123,6 +134,8 @@ async def client(number: int, args: argparse.Namespace, url: str, shape: tuple[i
                         if data["choices"][0]["finish_reason"] is not None:
                             continue
                         chunks += 1
+                        if now < end:
+                            in_window = chunks
                         if last is None:
                             stats["ttft"].append(now - sent)
                         else:
@@ -137,7 +150,7 @@ async def client(number: int, args: argparse.Namespace, url: str, shape: tuple[i
 
 async def load(args: argparse.Namespace, url: str, shape: tuple[int, int]) -> dict[str, Any]:
     stats: dict[str, Any] = {"errors": [], "tokens": 0, "done": 0, "incomplete": 0,
-                             "ttft": [], "itl": [], "killed": 0}
+                             "ttft": [], "itl": [], "killed": 0, "window_tokens": 0}
     cpu = time.process_time()
     started = time.monotonic()
     end = started + args.duration
@@ -152,11 +165,82 @@ async def load(args: argparse.Namespace, url: str, shape: tuple[int, int]) -> di
         "first_errors": stats["errors"][:3],
         "incomplete": stats["incomplete"],
         "tokens": stats["tokens"],
-        "tokens_per_s": round(stats["tokens"] / wall, 1),
+        "tokens_per_s": round(stats["window_tokens"] / args.duration, 1),  # the window's
+        "tokens_per_s_with_drain": round(stats["tokens"] / wall, 1),
         "ttft_p50_s": percentile(stats["ttft"], 50),
         "ttft_p99_s": percentile(stats["ttft"], 99),
         "inter_token_p50_s": percentile(stats["itl"], 50),
         "inter_token_p99_s": percentile(stats["itl"], 99),
+        "client_cpu_s": round(time.process_time() - cpu, 1),
+    }
+
+
+async def stream_times(http: httpx.AsyncClient, url: str, body: dict[str, Any],
+                       times: list[float], stop: asyncio.Event | None = None) -> None:
+    """Streams one completion, appending each chunk's arrival time to times."""
+    async with http.stream("POST", url + "/v1/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())!r}")
+        async for line in response.aiter_lines():
+            if line.startswith("data: {") and '"finish_reason":null' in line.replace(" ", ""):
+                times.append(time.monotonic())
+            if stop is not None and stop.is_set():
+                break
+
+
+async def joiner(args: argparse.Namespace, url: str, shape: tuple[int, int]) -> dict[str, Any]:
+    """N streams decode; after a baseline window, a long prompt joins: the streams' time
+    between tokens before it and while it is read, side by side."""
+    vocab, context = shape
+    rng = random.Random(args.seed)
+    streams: list[list[float]] = []  # one list of chunk times per request
+    stop = asyncio.Event()
+
+    async def streamer() -> None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(600)) as http:
+            while not stop.is_set():
+                prompt = [rng.randrange(vocab) for _ in range(16)]
+                times: list[float] = []
+                streams.append(times)
+                await stream_times(http, url, {
+                    "prompt": prompt, "max_tokens": context - len(prompt), "ignore_eos": True,
+                    "stream": True, "temperature": 1.0, "seed": rng.randrange(2**31)},
+                    times, stop)
+
+    cpu = time.process_time()
+    tasks = [asyncio.create_task(streamer()) for _ in range(args.joiner)]
+    while sum(1 for t in streams if t) < args.joiner:  # every stream is decoding
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    start = time.monotonic()
+    await asyncio.sleep(args.joiner_baseline)
+    long_prompt = [rng.randrange(vocab) for _ in range(args.joiner_tokens)]
+    joined_at = time.monotonic()
+    first: list[float] = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600)) as http:
+        await stream_times(http, url, {
+            "prompt": long_prompt, "max_tokens": min(16, context - len(long_prompt)),
+            "ignore_eos": True, "stream": True}, first)
+    read_at = first[0]
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    def gaps(since: float, until: float) -> list[float]:
+        return [b - a for times in streams for a, b in zip(times, times[1:], strict=False)
+                if since <= b < until]
+
+    before, during = gaps(start, joined_at), gaps(joined_at, read_at)
+    p99_before, p99_during = percentile(before, 99), percentile(during, 99)
+    return {
+        "streams": args.joiner, "joiner_tokens": args.joiner_tokens,
+        "joiner_ttft_s": round(read_at - joined_at, 2),
+        "gaps_before": len(before), "gaps_during": len(during),
+        "inter_token_p50_before_s": percentile(before, 50),
+        "inter_token_p99_before_s": p99_before,
+        "inter_token_p50_during_s": percentile(during, 50),
+        "inter_token_p99_during_s": p99_during,
+        "p99_ratio": None if not p99_before or p99_during is None
+        else round(p99_during / p99_before, 2),
         "client_cpu_s": round(time.process_time() - cpu, 1),
     }
 
@@ -175,6 +259,14 @@ def main() -> int:
                         "request mid-stream")
     parser.add_argument("--repeat", type=int, default=1, help="identical runs per server")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="an argument for gpt2cpu serve, e.g. --serve-arg=--prefix-cache "
+                        "--serve-arg=0 (repeatable)")
+    parser.add_argument("--joiner", type=int, default=0, metavar="N",
+                        help="instead: N streams, then a long prompt joins")
+    parser.add_argument("--joiner-tokens", type=int, default=1000)
+    parser.add_argument("--joiner-baseline", type=float, default=15.0,
+                        help="seconds of the streams alone before the prompt joins")
     args = parser.parse_args()
     model = args.model
     if model is None:
@@ -184,15 +276,32 @@ def main() -> int:
     with open(os.path.join(model, "config.json")) as f:
         config = json.load(f)
     shape = (int(config["vocab_size"]), int(config["n_positions"]))
+    if args.joiner:
+        # Room for the streams and the joiner: queued behind them, it would wait for a
+        # stream to finish instead of being read beside them.
+        batch = max(int(args.batches.split(",")[0]), args.joiner + 1)
+        server = Server(model, args.threads, batch, args.serve_arg)
+        try:
+            print(json.dumps(asyncio.run(joiner(args, server.url, shape))), flush=True)
+        finally:
+            server.close()
+        return 0
     rates: dict[int, float] = {}
     for batch in (int(b) for b in args.batches.split(",")):
-        server = Server(model, args.threads, batch, [])
+        server = Server(model, args.threads, batch, args.serve_arg)
         try:
             for run in range(args.repeat):
+                steps = server.metric("gpt2cpu_batch_size_count")
+                rows = server.metric("gpt2cpu_batch_size_sum")
                 result = asyncio.run(load(args, server.url, shape))
+                steps = server.metric("gpt2cpu_batch_size_count") - steps
                 result.update({
+                    "server_steps": int(steps), "server_mean_batch": round(
+                        (server.metric("gpt2cpu_batch_size_sum") - rows) / max(steps, 1), 1),
                     "max_batch": batch, "run": run + 1, "server_rss_mb":
                     round(rss_bytes(server.process.pid) / 2**20, 1),
+                    # Finished sequences the prefix cache keeps count in the RSS: this part.
+                    "server_kv_mb": round(server.metric("gpt2cpu_kv_cache_bytes") / 2**20, 1),
                     "server_cancelled": server.metric(
                         'gpt2cpu_sequences_total{outcome="cancelled"}'),
                     "server_running_after": server.metric("gpt2cpu_running_sequences"),
@@ -202,10 +311,10 @@ def main() -> int:
         finally:
             server.close()
     if len(rates) > 1:
-        first, *rest = rates
+        most, least = max(rates), min(rates)  # whichever order they ran in
         print("aggregate tokens/s: " + ", ".join(f"--max-batch {b}: {r}" for b, r in
                                                   rates.items())
-              + f"; ratio {rates[first] / max(rates[rest[-1]], 1e-9):.2f}x")
+              + f"; ratio {rates[most] / max(rates[least], 1e-9):.2f}x")
     return 0
 
 

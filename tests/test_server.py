@@ -170,6 +170,34 @@ def test_prefix_cache_reuses_a_shared_prompt(model: gpt2cpu.Model, client: Any) 
     assert second.choices[0].text == want.text
 
 
+def test_requests_running_at_once_share_a_cached_prefix(model: gpt2cpu.Model) -> None:
+    """A cached header serves a request while another that took it still runs: the second
+    gets a fork of the cached sequence rather than computing the header again."""
+    def slow(items: list[Any]) -> list[Any]:
+        time.sleep(0.05)
+        return advance(items)
+
+    header = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n"
+    header_tokens = len(model.tokenizer.encode(header))
+    with serve(model, step=slow) as served:
+        url = served.v1 + "/completions"
+        assert httpx.post(url, json={"prompt": header + "Speak.", "max_tokens": 1}).is_success
+        answers: list[Any] = []
+        first = threading.Thread(target=lambda: answers.append(httpx.post(url, json={
+            "prompt": header + "Resolved.", "max_tokens": 30, "ignore_eos": True},
+            timeout=60).json()))
+        first.start()
+        assert wait_until(lambda: len(served.engine._running) == 1, 10)
+        second = httpx.post(url, json={"prompt": header + "You are all resolved.",
+                                       "max_tokens": 2, "temperature": 0}, timeout=60).json()
+        assert len(served.engine._running) == 1  # the first one still runs
+        first.join(60)
+    for got in (answers[0], second):
+        assert got["usage"]["prompt_tokens_details"]["cached_tokens"] >= header_tokens - 2
+    want = model.generate(header + "You are all resolved.", max_new_tokens=2, temperature=0)
+    assert second["choices"][0]["text"] == want.text
+
+
 def test_models_health_and_metrics(server: Served, client: Any) -> None:
     assert [m.id for m in client.models.list().data] == ["tiny"]
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
@@ -397,6 +425,19 @@ def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
         assert got.choices[0].message.content == templated.generate(ids, max_new_tokens=6,
                                                                      seed=1).text
 
+    # A checkpoint named DialoGPT (microsoft/DialoGPT-small's folder) joins turns with EOS.
+    dialog = tmp_path / "DialoGPT-small"
+    shutil.copytree(model.path, dialog)
+    dialogpt = gpt2cpu.Model.from_pretrained(dialog, threads=1)
+    assert load_template(dialogpt).kind == "eos"
+    joined = [*encode("Hi"), eos, *encode("Hello"), eos, *encode("Bye"), eos]
+    with serve(dialogpt, model_name="d") as served:
+        got = openai.OpenAI(base_url=served.v1, api_key="x", max_retries=0).chat.completions \
+            .create(model="d", messages=[m.model_dump() for m in messages], max_tokens=6,
+                    seed=1)
+        assert got.choices[0].message.content == dialogpt.generate(joined, max_new_tokens=6,
+                                                                    seed=1).text
+
 
 def test_serve_command(tmp_path: Any) -> None:
     import os
@@ -435,7 +476,10 @@ def _up(url: str) -> bool:
 def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu.Model
                                                                   ) -> None:
     """Every step advances each decoding stream by one token while a long prompt joins, and
-    runs at most --prefill-chunk prompt tokens: the prompt costs the others a bounded step."""
+    runs at most PREFILL_FLOOR decode rows' worth of prompt tokens (3 decoders are fewer):
+    the prompt at most doubles the others' step. Alone, it runs in chunks of --prefill-chunk."""
+    from gpt2cpu.server.engine import PREFILL_FLOOR
+
     steps: list[list[int]] = []
 
     def recording(items: list[Any]) -> list[Any]:
@@ -444,7 +488,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu
         return advance(items)
 
     long_prompt = model.tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
-    with serve(model, step=recording, prefill_chunk=16) as served:
+    with serve(model, step=recording, prefill_chunk=32) as served:
         streams = [threading.Thread(target=httpx.post, args=(served.v1 + "/completions",),
                                     kwargs={"json": {"prompt": "A", "max_tokens": 240,
                                                      "ignore_eos": True}, "timeout": 60})
@@ -460,7 +504,65 @@ def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu
         for t in streams:
             t.join(60)
     during = [s for s in steps[mark:] if max(s) > 1]  # the steps that read the long prompt
-    assert len(during) >= 200 // 16
+    assert len(during) >= 200 // PREFILL_FLOOR
     for step in during:
-        assert sum(n for n in step if n > 1) <= 16
+        assert sum(n for n in step if n > 1) <= PREFILL_FLOOR < 32
         assert step.count(1) == 3  # and the three streams advanced by a token each
+    chunks = [max(s) for s in during]
+    assert chunks[-1] < chunks[0]  # later prompt tokens attend to more: fewer a step
+    steps.clear()
+    with serve(model, step=recording, prefill_chunk=16) as served:
+        assert httpx.post(served.v1 + "/completions", json={"prompt": long_prompt,
+                                                            "max_tokens": 1}).status_code == 200
+    assert [s[0] for s in steps] == [16] * (200 // 16) + [200 % 16]
+
+
+def test_a_padded_vocabulary_never_serves_an_undecodable_id(tmp_path: Any) -> None:
+    """The ids past the tokenizer's vocabulary (nanoGPT pads 50257 to 50304) have no text:
+    the server's choices come from the library's one sampling path, which never picks them,
+    and equal `generate`'s at the same seed even when a logit_bias makes them favourites."""
+    import shutil
+    from pathlib import Path
+
+    from gpt2cpu.server import build
+    from gpt2cpu.server.job import Delta
+    from model_files import TINY, model_dir
+
+    bundled = Path(gpt2cpu.__file__).parent / "models" / "tiny-shakespeare"
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copyfile(bundled / name, tmp_path / name)
+    words = gpt2cpu.Tokenizer.from_pretrained(tmp_path).vocab_size
+    config = dict(TINY, vocab_size=words + 47, n_positions=64)
+    del config["bos_token_id"], config["eos_token_id"]
+    padded = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, config), threads=1)
+    favoured = {str(i): 30.0 for i in range(words, words + 47)}
+    body = {"prompt": "To be", "max_tokens": 30, "temperature": 3.0, "seed": 5,
+            "logit_bias": favoured, "ignore_eos": True, "n": 2}
+    expected = padded.generate("To be", max_new_tokens=30, temperature=3.0, seed=5, n=2,
+                               logit_bias={int(k): v for k, v in favoured.items()},
+                               ignore_eos=True)
+    with serve(padded, max_batch=4) as served:
+        got = httpx.post(served.v1 + "/completions", json=body, timeout=60).json()
+        assert [c["text"] for c in got["choices"]] == [r.text for r in expected]
+        assert got["usage"]["completion_tokens"] == 60
+        # The ids themselves, as the engine hands them to the HTTP side.
+        seen: list[int] = []
+        done = threading.Event()
+
+        def emit(index: int, event: Any) -> None:
+            if isinstance(event, Delta):
+                seen.extend(event.tokens)
+            elif type(event).__name__ in ("Finished", "Failed"):
+                done.set()
+
+        config_ = build.config_for(padded, build_request(body), 30)
+        served.engine.submit(build.jobs_for([padded.tokenizer.encode("To be")], config_, 1,
+                                            30, padded, emit, None, False))
+        assert done.wait(30)
+    assert len(seen) == 30 and max(seen) < words
+
+
+def build_request(body: dict[str, Any]) -> Any:
+    from gpt2cpu.server.schemas import CompletionRequest
+
+    return CompletionRequest.model_validate(body)

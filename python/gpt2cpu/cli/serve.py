@@ -56,9 +56,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-kv-memory", type=memory_size, default=None, metavar="SIZE",
                         help="KV-cache budget, e.g. 2G (default: half the memory available "
                         "at start)")
-    parser.add_argument("--prefill-chunk", type=positive_int, default=64, metavar="N",
-                        help="prompt tokens run per step, shared by the prompts being read, "
-                        "so that a long prompt does not stall the others (default 64)")
+    parser.add_argument("--prefill-chunk", type=positive_int, default=256, metavar="N",
+                        help="most prompt tokens run per step, shared by the prompts being "
+                        "read; while others decode, fewer (see the README), so that a long "
+                        "prompt at most doubles their step (default 256)")
     parser.add_argument("--prefix-cache", type=int, default=16, metavar="N",
                         help="finished requests' sequences kept for prompts that share "
                         "their prefix (default 16; 0: off)")

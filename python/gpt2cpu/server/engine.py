@@ -3,8 +3,8 @@
 Each iteration admits waiting choices (up to `max_batch` running, within the KV-cache
 budget), drops cancelled ones, runs one step in which every running choice advances by one
 token (or, while its prompt is prefilled, by a chunk of it, the chunks of one iteration
-sharing `prefill_chunk` tokens so that a long prompt does not stall the others), and hands
-each choice its logits. The HTTP side only enqueues choices and reads events: it never
+sharing a budget that keeps a long prompt from stalling the others: `_prefill_budget`), and
+hands each choice its logits. The HTTP side only enqueues choices and reads events: it never
 waits on a step.
 """
 
@@ -29,6 +29,18 @@ if TYPE_CHECKING:
     from ..model import Model, Sequence
 
 logger = logging.getLogger("gpt2cpu.server")
+
+
+# What prompt tokens may add to a step beside decoding rows, in decode rows: a prompt token
+# at position p costs 1 + p / PREFILL_POSITION_COST of them (it attends to the p before it),
+# and a step may take max(PREFILL_FLOOR, decoding rows) of them, since its fixed part (the
+# weights, read once) covers a few rows. Measured on the 124M shape with 2 threads: a step of
+# one decoding row and 4 short-prompt rows cost what the row alone did (~40 ms); beside 8
+# streams, 8 rows of a 1,000-token prompt a step made their p99 time between tokens 2.17x
+# (serve_load.py --joiner 8), 4 rows 1.32x, and a budget of half the decoding rows starved
+# the short prompts of staggered arrivals (time to first token 3-8 s in a ramp of 32).
+PREFILL_FLOOR = 16
+PREFILL_POSITION_COST = 128
 
 
 class QueueFull(Exception):
@@ -102,7 +114,7 @@ class Engine:
         max_batch: int = 32,
         max_queue: int = 256,
         max_kv_bytes: int | None = None,
-        prefill_chunk: int = 64,
+        prefill_chunk: int = 256,
         prefix_cache_entries: int = 16,
         metrics: Metrics | None = None,
         step: Callable[[list[StepItem]], list[np.ndarray[Any, Any]]] = advance,
@@ -226,19 +238,21 @@ class Engine:
                     self.metrics.outcome("cancelled")
                     continue
             capacity = sequence_capacity(job.capacity, self.model.config.n_positions)
-            reuse = None if job.prompt_logprobs else self._cache.take(job.prompt, job.capacity)
-            if reuse is None:
+            found = None if job.prompt_logprobs else self._cache.find(job.prompt, job.capacity)
+            if found is None:
                 while self._held_bytes() + self._bytes(capacity) > self.max_kv_bytes:
                     if not self._cache.evict_one():
                         return True  # waits for a running choice to finish
             with self._wake:
                 self._waiting.popleft()
             try:
-                if reuse is None:
+                if found is None:
                     job.sequence = self.model.new_sequence(capacity)
                 else:
-                    job.sequence, job.prefilled = reuse
-                    job.cached_tokens = job.prefilled
+                    key, shared, size = found
+                    room = self._held_bytes() + self._bytes(size) <= self.max_kv_bytes
+                    job.sequence = self._cache.use(key, shared, copy=room)
+                    job.prefilled = job.cached_tokens = shared
                 job.start(self.model)
             except (ValueError, MemoryError) as exc:
                 self._close(job, "failed")
@@ -253,15 +267,35 @@ class Engine:
             self._running.remove(job)
             self._close(job, "cancelled")
 
+    def _prefill_budget(self) -> float:
+        """Decode rows' worth of prompt this step may run (PREFILL_FLOOR says how that was
+        sized): a long prompt at most doubles the step the decoders wait on. With nobody
+        decoding, only prefill_chunk limits it."""
+        decoding = sum(1 for job in self._running if not job.prefilling)
+        return float("inf") if decoding == 0 else float(max(PREFILL_FLOOR, decoding))
+
+    def _prompt_tokens(self, job: Job, budget: float, tokens: int) -> tuple[int, float]:
+        """How many of job's next prompt tokens fit budget (at least one) and tokens, and
+        what they cost."""
+        start, left = job.prefilled, min(tokens, len(job.prompt) - job.prefilled)
+        count, spent = 0, 0.0
+        while count < left:
+            cost = 1.0 + (start + count) / PREFILL_POSITION_COST
+            if count and spent + cost > budget:
+                break
+            count, spent = count + 1, spent + cost
+        return count, spent
+
     def _iterate(self) -> None:
-        budget = self.prefill_chunk
+        budget, chunk = self._prefill_budget(), self.prefill_chunk
         work: list[tuple[Job, StepItem]] = []
         for job in self._running:
             if job.prefilling:
-                if budget <= 0:
+                if budget <= 0 or chunk <= 0:
                     continue  # its next chunk waits for the next iteration
-                tokens, rows = job.next_tokens(budget)
-                budget -= len(tokens)
+                count, spent = self._prompt_tokens(job, budget, chunk)
+                budget, chunk = budget - spent, chunk - count
+                tokens, rows = job.next_tokens(count)
             else:
                 tokens, rows = job.next_tokens(1)
             assert job.sequence is not None

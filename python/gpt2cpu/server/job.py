@@ -1,6 +1,7 @@
 """One choice of one request as the engine runs it: its prompt, its sequence, and the
-library's own sampler, stop matcher and streaming decoder, so that a served completion is
-token for token what `Model.generate` gives at the same seed.
+library's own per-sample rules (`decoding.Decoding`: sampler, banned ids, EOS, stop strings,
+streaming decoder, budget), so that a served completion is token for token what
+`Model.generate` gives at the same seed.
 
 The engine calls `next_tokens` for what to run, then `accept` with the logits the step
 returned; events go to the HTTP side through `emit`, which must be thread-safe.
@@ -16,14 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..generation.decoding import Decoding, TokenLogprob, token_logprob
 from ..generation.loop import FinishReason, GenerationConfig
-from ..generation.sampling import Sampler
-from ..generation.stopping import StopMatcher
-from ..tasks.logprobs import TokenLogprob, sequence_logprobs, token_logprob
 
 if TYPE_CHECKING:
     from ..model import Model, Sequence
-    from ..tokenizer.streaming import StreamDecoder
 
 
 @dataclass(frozen=True)
@@ -92,14 +90,8 @@ class Job:
         return max(1, len(self.prompt) + max(0, self.max_tokens - 1))
 
     def start(self, model: Model) -> None:
-        seen = self.prompt
-        tokenizer = model.tokenizer
-        self._state = _Running(
-            sampler=Sampler(self.config, model.config.vocab_size, seen),
-            decoder=tokenizer.stream_decoder() if tokenizer else None,
-            stops=StopMatcher(self.config.stop_strings),
-            eos=frozenset() if self.config.ignore_eos else model.eos_token_ids(),
-        )
+        self._state = _Running(Decoding(model, self.config, self.prompt, self.max_tokens,
+                                        logprobs=self.logprobs))
 
     @property
     def prefilling(self) -> bool:
@@ -113,8 +105,8 @@ class Job:
         if self.prefilling:
             chunk = self.prompt[self.prefilled : self.prefilled + max(1, budget)]
             return chunk, len(chunk) if self.prompt_logprobs else 1
-        assert state.pending is not None
-        return [state.pending], 1
+        # The token sampled last, not run yet (Decoding's rule: the caller runs new[-1]).
+        return [state.decoding.new[-1]], 1
 
     def accept(self, ran: list[int], logits: np.ndarray[Any, Any]) -> bool:
         """Takes the step's logits (rows, vocab) for the tokens `ran`; returns True when the
@@ -131,8 +123,6 @@ class Job:
                 self.emit(PromptScored(state.prompt_scores))
             if self.max_tokens == 0:
                 return self._finish("length")
-        else:
-            state.pending = None
         return self._sample(logits[-1])
 
     def _score_prompt_chunk(self, ran: list[int], logits: np.ndarray[Any, Any]) -> None:
@@ -143,77 +133,59 @@ class Job:
             state.prompt_scores.append(None)
         # Row i predicts prompt[start + i + 1]; the chunk's last row, the next chunk's first.
         upto = min(len(ran), len(self.prompt) - start - 1)
-        scored = sequence_logprobs(logits[: upto + 1], self.prompt[start : start + upto + 1],
-                                   self.logprobs or 0)
-        state.prompt_scores.extend(scored)
+        state.prompt_scores.extend(
+            token_logprob(logits[i], self.prompt[start + i + 1], self.logprobs or 0)
+            for i in range(upto)
+        )
 
     def _sample(self, row: np.ndarray[Any, Any]) -> bool:
         state = self._state
         assert state is not None
-        token = state.sampler.sample(row)
+        decoding = state.decoding
+        piece = decoding.take(row)
         now = time.perf_counter()
         if self.first_token_at is None:
             self.first_token_at = now
         self.last_token_at = now
-        if token in state.eos:
-            return self._finish("eos")
-        state.new.append(token)
-        state.sampler.observe(token)
-        scored = None if self.logprobs is None else token_logprob(row, token, self.logprobs)
-        state.unsent_tokens.append(token)
-        state.unsent_logprobs.append(scored)
-        if state.decoder is not None:
-            piece = state.stops.feed(state.decoder.push(token))
-            if piece or state.stops.matched is not None:
-                self._send(piece)
-            if state.stops.matched is not None:
-                return self._finish("stop")
-        else:
-            self._send("")
-        if len(state.new) >= self.max_tokens:
-            return self._finish("length")
-        state.pending = token
+        if decoding.done:
+            self._send(piece + decoding.flush())
+            self.emit(Finished(decoding.finish, len(self.prompt), len(decoding.new),
+                               self.cached_tokens))
+            return True
+        # Tokens whose text is held back (part of a character or of a possible stop) go
+        # out with the text that completes them; without a tokenizer, each one at once.
+        if piece or decoding.decoder is None:
+            self._send(piece)
         return False
+
+    def _finish(self, reason: FinishReason) -> bool:
+        """Ends a choice that sampled nothing (max_tokens 0)."""
+        self.emit(Finished(reason, len(self.prompt), 0, self.cached_tokens))
+        return True
 
     def _send(self, text: str) -> None:
         state = self._state
         assert state is not None
-        if text or state.unsent_tokens:
-            self.emit(Delta(text, state.unsent_tokens, state.unsent_logprobs))
-            state.unsent_tokens, state.unsent_logprobs = [], []
-
-    def _finish(self, reason: FinishReason) -> bool:
-        state = self._state
-        assert state is not None
-        if state.decoder is not None and reason != "stop":
-            # As the library ends a stream: the decoder's held bytes may complete a stop.
-            tail = state.stops.feed(state.decoder.flush())
-            if state.stops.matched is not None:
-                reason = "stop"
-            else:
-                tail += state.stops.flush()
-            self._send(tail)
-        else:
-            self._send("")
-        self.emit(Finished(reason, len(self.prompt), len(state.new), self.cached_tokens))
-        return True
+        decoding = state.decoding
+        new = decoding.new[state.sent :]
+        if text or new:
+            scores: list[TokenLogprob | None] = (
+                [None] * len(new) if decoding.logprobs_k is None
+                else list(decoding.logprobs[state.sent :])
+            )
+            self.emit(Delta(text, new, scores))
+            state.sent = len(decoding.new)
 
     def fail(self, status: int, message: str) -> None:
         self.emit(Failed(status, message))
 
     @property
     def generated(self) -> list[int]:
-        return [] if self._state is None else self._state.new
+        return [] if self._state is None else self._state.decoding.new
 
 
 @dataclass
 class _Running:
-    sampler: Sampler
-    decoder: StreamDecoder | None
-    stops: StopMatcher
-    eos: frozenset[int]
-    new: list[int] = field(default_factory=list)
-    pending: int | None = None  # sampled, not yet run
+    decoding: Decoding
+    sent: int = 0  # tokens of decoding.new already in a Delta
     prompt_scores: list[TokenLogprob | None] = field(default_factory=list)
-    unsent_tokens: list[int] = field(default_factory=list)
-    unsent_logprobs: list[TokenLogprob | None] = field(default_factory=list)

@@ -3,8 +3,10 @@ starts the same way (a system prompt, a few-shot header, a chat's history) skips
 that prefix: the engine takes the cached sequence with the longest common prefix, truncates
 it there and runs only the rest.
 
-A taken sequence leaves the cache: without `Sequence.fork` (issue 19) two requests cannot
-share one cache, so the prefix serves the next request that shares it, one at a time.
+When the KV budget has room, the request gets a fork of the cached sequence (a copy of its
+cache, one memcpy) and the cached one stays, so that requests running at once share a
+prefix (many chats under one system prompt); else the cached sequence itself leaves the
+cache for the request.
 """
 
 from __future__ import annotations
@@ -46,24 +48,30 @@ class PrefixCache:
         while len(self._idle) > self.entries:
             self.evict_one()
 
-    def take(self, prompt: list[int], capacity: int) -> tuple[Sequence, int] | None:
+    def find(self, prompt: list[int], capacity: int) -> tuple[int, int, int] | None:
         """The idle sequence sharing the longest prefix with prompt that has room for
-        `capacity` positions, truncated to that prefix (leaving at least the prompt's last
-        token to run, for its logits), and the number of tokens reused; None if no
-        sequence shares a token."""
-        best: tuple[int, int] | None = None
+        `capacity` positions, as (key, tokens shared, its capacity), leaving at least the
+        prompt's last token to run (for its logits); None if no sequence shares a token."""
+        best: tuple[int, int, int] | None = None
         for key, sequence in self._idle.items():
             if sequence.capacity < capacity:
                 continue
             shared = min(common_prefix(sequence.tokens, prompt), len(prompt) - 1)
             if shared > 0 and (best is None or shared > best[1]):
-                best = (key, shared)
-        if best is None:
-            return None
-        key, shared = best
-        sequence = self._idle.pop(key)
+                best = (key, shared, sequence.capacity)
+        return best
+
+    def use(self, key: int, shared: int, *, copy: bool) -> Sequence:
+        """The sequence `find` named, truncated to its `shared` tokens: a fork (the cached
+        one stays, most recently used) or, without copy, the cached one itself."""
+        if copy:
+            cached = self._idle.pop(key)
+            self._idle[key] = cached
+            sequence = cached.fork()
+        else:
+            sequence = self._idle.pop(key)
         sequence.truncate(shared)
-        return sequence, shared
+        return sequence
 
     def evict_one(self) -> bool:
         if not self._idle:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .job import Delta, Finished
 
 if TYPE_CHECKING:
-    from ..tasks.logprobs import TokenLogprob
+    from ..generation.decoding import TokenLogprob
     from ..tokenizer.tokenizer import Tokenizer
 
 # OpenAI has no "eos": the model ending its text is a "stop".
