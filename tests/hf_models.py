@@ -23,13 +23,7 @@ def make_hf_model(directory: Path, *, seed: int = 0, hub_layout: bool = False,
     torch.manual_seed(seed)
     vocab = config.get("vocab_size", 50257)
     cfg = GPT2Config(bos_token_id=vocab - 1, eos_token_id=vocab - 1, **config)
-    model = GPT2LMHeadModel(cfg).eval()
-    # HF's init leaves biases and layer-norm parameters at 0/1; randomise them too so a
-    # swapped or ignored bias cannot go unnoticed.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln_" in name:
-                p.add_(torch.randn_like(p) * 0.1)
+    model = perturb_biases(GPT2LMHeadModel(cfg).eval())
     model = model.to(getattr(torch, dtype))
     model.save_pretrained(directory, safe_serialization=True)
     if hub_layout:
@@ -38,6 +32,21 @@ def make_hf_model(directory: Path, *, seed: int = 0, hub_layout: bool = False,
         save_file({k.removeprefix("transformer."): v for k, v in tensors.items()}, path,
                   metadata={"format": "pt"})
     return model.float()
+
+
+def perturb_biases(model: Any) -> Any:
+    """Add noise from torch's global generator (the caller seeds it) to every bias and
+    layer-norm parameter of a transformers model, in place; returns the model.
+
+    HF's init leaves them at 0/1, where a swapped or ignored bias would go unnoticed.
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
 
 
 def hf_logits(model: Any, ids: Any) -> Any:

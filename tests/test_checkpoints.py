@@ -14,6 +14,7 @@ import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu.errors import ModelFormatError
+from hf_models import perturb_biases
 from model_files import TINY, model_dir
 
 torch = pytest.importorskip("torch")
@@ -31,10 +32,7 @@ def save_hf(directory: Path, seed: int = 0, **config: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln_" in name:
-                p.add_(torch.randn_like(p) * 0.1)
+    perturb_biases(model)
     model.save_pretrained(directory, safe_serialization=True)
     return model
 

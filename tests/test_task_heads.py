@@ -13,6 +13,7 @@ import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu.errors import ModelFormatError
+from hf_models import perturb_biases
 
 SHAPE = dict(n_layer=2, n_embd=48, n_head=4, vocab_size=301, n_positions=40)
 LABELS = {0: "negative", 1: "neutral", 2: "positive"}
@@ -26,11 +27,7 @@ def save(directory: Path, cls_name: str, **extra: Any) -> Any:
     torch.manual_seed(len(cls_name))
     vocab = SHAPE["vocab_size"]
     cfg = transformers.GPT2Config(bos_token_id=vocab - 1, eos_token_id=vocab - 1, **SHAPE, **extra)
-    model = getattr(transformers, cls_name)(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln_" in name:
-                p.add_(torch.randn_like(p) * 0.1)
+    model = perturb_biases(getattr(transformers, cls_name)(cfg).eval())
     model.save_pretrained(directory, safe_serialization=True)
     return model
 
