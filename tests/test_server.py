@@ -401,6 +401,15 @@ def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
 
     messages = [ChatMessage(role="user", content="Hi"), ChatMessage(role="assistant",
                 content="Hello"), ChatMessage(role="user", content="Bye")]
+
+    def chat_is_generate(served_model: gpt2cpu.Model, name: str, ids: list[int]) -> None:
+        with serve(served_model, model_name=name) as served:
+            got = openai.OpenAI(base_url=served.v1, api_key="x", max_retries=0).chat \
+                .completions.create(model=name, messages=[m.model_dump() for m in messages],
+                                    max_tokens=6, seed=1)
+            assert got.choices[0].message.content == served_model.generate(
+                ids, max_new_tokens=6, seed=1).text
+
     eos = model.tokenizer.eos_token_id
     encode = model.tokenizer.encode
     assert load_template(model, "eos").prompt_ids(model, messages) == [
@@ -418,12 +427,7 @@ def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
     ids = load_template(templated).prompt_ids(templated, messages)
     assert ids == encode("<user>Hi") + [eos] + encode("<assistant>Hello") + [eos] \
         + encode("<user>Bye") + [eos] + encode("<assistant>")
-    with serve(templated, model_name="t") as served:
-        got = openai.OpenAI(base_url=served.v1, api_key="x", max_retries=0).chat.completions \
-            .create(model="t", messages=[m.model_dump() for m in messages], max_tokens=6,
-                    seed=1)
-        assert got.choices[0].message.content == templated.generate(ids, max_new_tokens=6,
-                                                                     seed=1).text
+    chat_is_generate(templated, "t", ids)
 
     # A checkpoint named DialoGPT (microsoft/DialoGPT-small's folder) joins turns with EOS.
     dialog = tmp_path / "DialoGPT-small"
@@ -431,12 +435,7 @@ def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
     dialogpt = gpt2cpu.Model.from_pretrained(dialog, threads=1)
     assert load_template(dialogpt).kind == "eos"
     joined = [*encode("Hi"), eos, *encode("Hello"), eos, *encode("Bye"), eos]
-    with serve(dialogpt, model_name="d") as served:
-        got = openai.OpenAI(base_url=served.v1, api_key="x", max_retries=0).chat.completions \
-            .create(model="d", messages=[m.model_dump() for m in messages], max_tokens=6,
-                    seed=1)
-        assert got.choices[0].message.content == dialogpt.generate(joined, max_new_tokens=6,
-                                                                    seed=1).text
+    chat_is_generate(dialogpt, "d", joined)
 
 
 def test_serve_command(tmp_path: Any) -> None:
