@@ -35,6 +35,23 @@ def test_the_rule_would_catch_them() -> None:
         assert INTRINSICS.search(line)
 
 
+# The 256-bit code the avx2 and avx512 layers share is part of those two layers: a kernel
+# set reaches it only through them, and the neon and generic layers (built where AVX may
+# not exist) never include it.
+X86_SHARED = "vec_x86_avx.h"
+X86_LAYERS = {"vec_avx2.h", "vec_avx512.h"}
+
+
+def test_the_shared_x86_header_is_included_only_by_the_x86_layers() -> None:
+    includers = {
+        path.name
+        for path in CSRC.rglob("*")
+        if path.suffix in {".h", ".cpp", ".inc", ".cc", ".hpp"}
+        and re.search(rf'#include\s+"(\.\./)*(simd/)?{re.escape(X86_SHARED)}"', path.read_text())
+    }
+    assert (CSRC / "src" / "simd" / X86_SHARED).is_file()
+    assert includers == X86_LAYERS
+
 
 # The Python package's layers, lowest first. A module may import from its own folder and
 # from lower layers, never from a higher one nor from another folder of its own layer, so

@@ -10,6 +10,8 @@
 
 #define GPT2CPU_VEC_INLINE inline __attribute__((always_inline))
 
+#include "vec_x86_avx.h"  // vtranspose8x8
+
 namespace gpt2cpu {
 namespace {
 
@@ -73,31 +75,6 @@ GPT2CPU_VEC_INLINE VD vdadd(VD acc, VF x) {
             _mm512_add_pd(acc.hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)))};
 }
 GPT2CPU_VEC_INLINE double vdsum(VD acc) { return _mm512_reduce_add_pd(_mm512_add_pd(acc.lo, acc.hi)); }
-
-// dst (8 rows, stride ldd) = the 8x8 block at src (stride lds) transposed, src's rows past
-// kRows read as zeros (and never touched). In 256-bit registers: a 16x16 transpose would
-// need 16 rows, and a packed tile has fewer.
-template <int kRows>
-GPT2CPU_VEC_INLINE void vtranspose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  __m256 r[8];
-  for (int i = 0; i < 8; ++i) r[i] = i < kRows ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
-  __m256 u[8];
-  for (int i = 0; i < 8; i += 2) {
-    u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  __m256 s[8];
-  for (int i = 0; i < 8; i += 4) {
-    s[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44);
-    s[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
-    s[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44);
-    s[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {
-    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
-    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
-  }
-}
 
 GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
   const __m512i wide =
