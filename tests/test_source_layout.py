@@ -57,12 +57,12 @@ def test_the_shared_x86_header_is_included_only_by_the_x86_layers() -> None:
 # from lower layers, never from a higher one nor from another folder of its own layer, so
 # the folders form no cycle. model.py (with __init__.py and __main__.py) is the facade that
 # every layer is reached through: it is outside the ranks, and the layers name it for
-# types and for as_ids.
+# types and to load a model.
 PACKAGE = Path(__file__).resolve().parent.parent / "python" / "gpt2cpu"
 LAYERS: list[set[str]] = [
     {"_core", "errors", "files", "progress"},  # shared leaves
     {"tokenizer", "loading"},  # a model directory's files
-    {"engine"},  # the batched step over the core's sequences
+    {"engine"},  # the batched step over the core's sequences, and the ids it takes
     {"tasks"},  # one forward pass: score, embed, classify, perplexity, logprobs
     {"generation"},  # the token-by-token loops over the step
     {"bench", "jobs", "server"},  # applications of the model

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Iterable
 from collections.abc import Sequence as Seq
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import numpy as np
 
 from . import _core
+from .engine.ids import IdsLike, as_ids
 from .engine.threads import check_threads, default_threads
 from .errors import ModelFormatError
 from .generation.options import generation_method, signature
@@ -52,38 +51,7 @@ if TYPE_CHECKING:
     from .tasks.scoring import ScoreResult
     from .tokenizer.tokenizer import Tokenizer
 
-IdsLike = Iterable[int] | np.ndarray[Any, Any]
 _Engine = _core.Model
-
-
-def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, np.dtype[np.int64]]:
-    """Validate token ids: a 1-D sequence of integers in [0, vocab_size). Never modifies ids."""
-    if isinstance(ids, (str, bytes)):
-        raise TypeError(
-            f"{name} must be a sequence of token ids, not {type(ids).__name__}; "
-            "encode text with model.tokenizer first"
-        )
-    if isinstance(ids, np.ndarray):
-        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"{name} must hold integers, got an array of {ids.dtype}")
-        if ids.ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional, got shape {ids.shape}")
-        # Checked before the cast: a uint64 id past 2**63 would wrap to a negative int64.
-        bad = np.flatnonzero((ids < 0) | (ids >= vocab_size))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"{name}[{i}] = {int(ids[i])} is outside the vocabulary [0, {vocab_size})"
-            )
-        return ids.astype(np.int64)  # a copy: the caller's array is left alone
-    values = list(ids)
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name}[{i}] must be an integer token id, got {v!r}")
-        # Checked before numpy sees it: an int past int64 would raise OverflowError there.
-        if not 0 <= v < vocab_size:
-            raise ValueError(f"{name}[{i}] = {int(v)} is outside the vocabulary [0, {vocab_size})")
-    return np.array([operator.index(v) for v in values], dtype=np.int64)
 
 
 @dataclass

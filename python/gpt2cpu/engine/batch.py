@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .. import _core
+from .ids import IdsLike, as_ids
 
 if TYPE_CHECKING:
-    from ..model import IdsLike, Sequence
+    from ..model import Sequence
 
 Output = Literal["logits", "hidden", "all_hidden"]
 
@@ -65,8 +66,6 @@ def step(
     final layer norm's output, as Hugging Face numbers output_hidden_states); or
     "all_hidden", every one of them. hidden_states=True with "logits" returns both.
     """
-    from ..model import as_ids
-
     if isinstance(sequences, (str, bytes)) or not isinstance(sequences, Seq):
         raise TypeError("sequences must be a list of Sequence objects")
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Seq):

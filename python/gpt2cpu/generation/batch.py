@@ -27,7 +27,8 @@ from .loop import GenerationConfig, GenerationResult, new_token_budget, prompt_i
 from .sampling import sample_seed
 
 if TYPE_CHECKING:
-    from ..model import IdsLike, Model
+    from ..engine.ids import IdsLike
+    from ..model import Model
     from ..model import Sequence as ModelSequence
 
 # generate/stream's options that are the batch's, not one sample's GenerationConfig.

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..engine.ids import IdsLike, as_ids
 from .decoding import Decoding
 from .sampling import SamplingParams
 from .stopping import stop_strings
 
 if TYPE_CHECKING:
-    from ..model import IdsLike, Model, Sequence
+    from ..model import Model, Sequence
     from .decoding import TokenLogprob
 
 FinishReason = Literal["length", "stop", "eos"]
@@ -119,8 +120,6 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig,
     """The ids the model reads first: the encoded prompt, the BOS/EOS token for an empty
     one (as Hugging Face starts from bos_token_id), cut to fit the context if allowed.
     Continuing a non-empty sequence, an empty prompt stays empty."""
-    from ..model import as_ids
-
     if isinstance(prompt, str):
         ids = model.require_tokenizer("pass the prompt as a list of token ids").encode(prompt)
     else:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 if TYPE_CHECKING:
     from collections.abc import Sequence as Seq
 
-    from ..model import IdsLike, Model, Sequence
+    from ..engine.ids import IdsLike
+    from ..model import Model, Sequence
     from .decoding import LogprobsMode
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -8,9 +8,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..engine.ids import as_ids
 from ..generation.loop import GenerationConfig, new_token_budget, prompt_ids, resolve
 from ..generation.sampling import sample_seed
-from ..model import as_ids
 from .errors import ApiError
 from .job import Event, Job
 

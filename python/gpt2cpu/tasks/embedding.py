@@ -13,7 +13,8 @@ from ..engine.batch import step
 from .inputs import batch_ids, row_batches
 
 if TYPE_CHECKING:
-    from ..model import IdsLike, Model
+    from ..engine.ids import IdsLike
+    from ..model import Model
 
 Pooling = Literal["mean", "last", "none"]
 

@@ -26,8 +26,9 @@ from .embedding import hidden_rows
 from .inputs import batch_ids
 
 if TYPE_CHECKING:
+    from ..engine.ids import IdsLike
     from ..loading.safetensors import SafetensorsFile
-    from ..model import IdsLike, Model
+    from ..model import Model
 
 HeadKind = Literal["sequence_classification", "token_classification", "multiple_choice"]
 

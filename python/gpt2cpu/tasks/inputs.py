@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..engine.ids import IdsLike, as_ids
+
 if TYPE_CHECKING:
-    from ..model import IdsLike, Model
+    from ..model import Model
 
 
 def batch_ids(
@@ -17,8 +19,6 @@ def batch_ids(
     """The token ids of each element of texts (a string is encoded with the model's
     tokenizer), each holding least..most tokens; ValueError or TypeError naming the
     element otherwise."""
-    from ..model import as_ids
-
     if isinstance(texts, (str, bytes, np.ndarray)) or not isinstance(texts, Seq):
         raise TypeError(
             f"{name} must be a list of strings or of token id lists, got {type(texts).__name__}"

@@ -14,7 +14,8 @@ from .inputs import batch_ids, row_batches
 from .logprobs import log_softmax_at
 
 if TYPE_CHECKING:
-    from ..model import IdsLike, Model
+    from ..engine.ids import IdsLike
+    from ..model import Model
 
 # Rows (tokens) per step: enough for the matrix products to run at prompt speed, few enough
 # that the step's logits (rows x vocab floats, 100 MB at GPT-2's vocabulary) stay bounded.
