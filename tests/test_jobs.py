@@ -11,7 +11,7 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
-from gpt2cpu.jobs import JobSpec, RowFailed, UnsupportedTask, make_task, row_seed, run_job
+from gpt2cpu.jobs import JobSpec, RowFailed, row_seed, run_job
 from gpt2cpu.jobs.parts import JobConflict
 from gpt2cpu.tasks.logprobs import log_softmax, log_softmax_at
 from job_data import (
@@ -251,34 +251,19 @@ def test_another_jobs_parts_or_a_finished_output_are_not_overwritten(tmp_path: P
     assert summary.done_before == 1 and summary.computed == 2
 
 
-# embed and classify: adapters to the batched API's Model.embed and Model.classify
+# embed and classify: adapters to Model.embed and Model.classify
 
 
-def test_embed_and_classify_name_the_missing_method() -> None:
-    class Bare:  # a model without the batched API's methods
-        pass
-
-    for task in ("embed", "classify"):
-        with pytest.raises(UnsupportedTask, match=rf"needs Model\.{task}\(\)"):
-            make_task(task).check_api(Bare())  # type: ignore[arg-type]
-
-
-@pytest.mark.skipif(not hasattr(gpt2cpu.Model, "embed"),
-                    reason="Model.embed comes with the batched API (issue 19, branch batch); "
-                    "this passes once it is merged")
 def test_embed_rows_are_model_embed(tmp_path: Path, model: gpt2cpu.Model) -> None:
     rows = good_rows(5)
     run_job(spec(tmp_path, "embed", rows, pooling="last", normalize=True, batch_size=2))
     out = read_jsonl(tmp_path / "out.jsonl")
     tokenizer = model.require_tokenizer("")
-    want = model.embed([tokenizer.encode(r["text"]) for r in rows],  # type: ignore[attr-defined]
-                       pooling="last", normalize=True)
+    want = model.embed([tokenizer.encode(r["text"]) for r in rows], pooling="last",
+                       normalize=True)
     assert np.array_equal(np.array([r["embedding"] for r in out], dtype=np.float32), want)
 
 
-@pytest.mark.skipif(not hasattr(gpt2cpu.Model, "classify"),
-                    reason="Model.classify comes with the batched API (issue 19, branch "
-                    "batch); this passes once it is merged")
 def test_classify_rows_are_model_classify(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch", reason="the classifier checkpoint is made with torch")
     transformers = pytest.importorskip("transformers")
@@ -300,7 +285,7 @@ def test_classify_rows_are_model_classify(tmp_path: Path) -> None:
                     progress=False, batch_size=2))
     out = read_jsonl(tmp_path / "out.jsonl")
     classifier = gpt2cpu.Model.from_pretrained(directory, threads=1)
-    want = classifier.classify([r["text"] for r in rows])  # type: ignore[attr-defined]
+    want = classifier.classify([r["text"] for r in rows])
     assert [r["label"] for r in out] == [c.label for c in want]
     assert np.array_equal(np.array([r["probabilities"] for r in out]),
                           np.array([c.probabilities for c in want]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .runner import JobSpec, JobSummary, RowFailed, run_job
 from .seeds import canonical_id, row_seed
-from .tasks import TASKS, Outcome, Task, UnsupportedTask, make_task
+from .tasks import TASKS, Outcome, Task, make_task
 
 __all__ = [
     "TASKS",
@@ -23,7 +23,6 @@ __all__ = [
     "Outcome",
     "RowFailed",
     "Task",
-    "UnsupportedTask",
     "canonical_id",
     "make_task",
     "row_seed",

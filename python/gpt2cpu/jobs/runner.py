@@ -155,8 +155,6 @@ def run_job(spec: JobSpec) -> JobSummary:
 
         model = Model.from_pretrained(spec.model_dir(), threads=spec.threads, dtype=spec.dtype)
         task.check(model)
-    else:
-        task.check_api()
     store = PartStore.open(spec.output, spec.identity(), overwrite=spec.overwrite)
     done_before = len(store.done)
     counts_before = dict(store.counts)

@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 IdArray = np.ndarray[Any, np.dtype[np.int64]]
 
 
-class UnsupportedTask(ValueError):
-    """The model (or this version of gpt2cpu) cannot run the task at all."""
-
-
 @dataclass(frozen=True)
 class Outcome:
     """One row's result (the task's fields) or its error; tokens: the tokens the model
@@ -45,23 +41,10 @@ class Task:
 
     name: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]  # the result's keys, in output order
-    needs: ClassVar[str | None] = None  # the Model method the task cannot run without
 
     def check(self, model: Model) -> None:
         """Raises before any row runs if the model cannot do the task."""
         model.require_tokenizer(f"--task {self.name} reads text")
-        self.check_api(model)
-
-    def check_api(self, model: Model | None = None) -> None:
-        """UnsupportedTask if Model (or this model) lacks the method the task calls."""
-        from ..model import Model
-
-        owner: object = Model if model is None else model
-        if self.needs is not None and not callable(getattr(owner, self.needs, None)):
-            raise UnsupportedTask(
-                f"--task {self.name} needs Model.{self.needs}(), which this version of "
-                "gpt2cpu does not have (it comes with the batched API, issue 19)"
-            )
 
     def most_tokens(self, model: Model) -> int:
         return model.config.n_positions
@@ -171,7 +154,6 @@ class EmbedTask(Task):
 
     name = "embed"
     fields = ("embedding",)
-    needs = "embed"
 
     def __init__(self, pooling: Pooling = "mean", layer: int = -1, normalize: bool = False) -> None:
         self.pooling, self.layer, self.normalize = pooling, layer, normalize
@@ -190,7 +172,6 @@ class ClassifyTask(Task):
 
     name = "classify"
     fields = ("label", "label_id", "probabilities")
-    needs = "classify"
 
     def compute(self, model: Model, rows: list[Row],
                 ids: list[IdArray]) -> list[tuple[dict[str, Any], int]]:
