@@ -547,3 +547,20 @@ def test_native_vocabulary_leaves_errors_to_python(
             continue
         with pytest.raises(TokenizerFormatError, match=message):
             compile_vocabulary(_spec(dict(vocab), list(merges)), native=native)
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
+    import gc
+
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json()), encoding="utf-8")
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            Tokenizer.from_pretrained(tmp_path)
+            assert gc.isenabled() == enabled
+            with pytest.raises(FileNotFoundError):
+                Tokenizer.from_pretrained(tmp_path / "missing")
+            assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()
