@@ -939,3 +939,42 @@ def test_bpe_binding_refuses_bad_arguments() -> None:
     with pytest.raises(UnicodeEncodeError):
         merger.encode_pieces(["\ud800"])
     assert merger.merge(b"\xff\x00ab") == [255, 0, 256]
+
+
+def test_vocabulary_compiler_refuses_bad_arguments_and_declines_odd_vocabularies() -> None:
+    compile_native = getattr(_core, "compile_byte_level", None)
+    if compile_native is None:
+        pytest.skip("this build has no C++ vocabulary compiler")
+    from gpt2cpu.tokenizer.byte_level import BYTE_TO_CHAR
+
+    vocab = {c: i for i, c in enumerate(BYTE_TO_CHAR)} | {"ab": 256}
+    with pytest.raises(ValueError, match="256"):
+        compile_native(vocab, [], BYTE_TO_CHAR[:255], False, 16, 16)
+    with pytest.raises(ValueError, match="repeat"):
+        compile_native(vocab, [], ("a",) * 256, False, 16, 16)
+    with pytest.raises(ValueError, match="one-character"):
+        compile_native(vocab, [], ("ab", *BYTE_TO_CHAR[1:]), False, 16, 16)
+    with pytest.raises(ValueError, match="Multilingual"):
+        compile_native(vocab, [], ("\U0001f600", *BYTE_TO_CHAR[1:]), False, 16, 16)
+    merger, byte_ids, id_to_bytes, id_to_token, unreachable = compile_native(
+        vocab, [("a", "b")], BYTE_TO_CHAR, False, 16, 16)
+    assert byte_ids == list(range(256)) and id_to_bytes[256] == b"ab"
+    assert id_to_token[256] == "ab" and unreachable == []
+    assert merger.encode_pieces(["abab", "ba"]) == [256, 256, 98, 97]
+    declined: list[tuple[Any, Any]] = [
+        (vocab | {"\ud800": 257}, [("a", "b")]),  # no UTF-8 for a lone surrogate
+        (vocab | {"c": -1}, [("a", "b")]),
+        (vocab | {"c": 2**31}, [("a", "b")]),
+        (vocab | {"c": True}, [("a", "b")]),
+        (vocab | {"c": 2**40}, [("a", "b")]),
+        (vocab, [("a", "b", "c")]),
+        (vocab, [["a"]]),
+        (vocab, ["a b"]),
+        (vocab, [("a", b"b")]),
+        (vocab, [("a", "c")]),  # "ac" is not a token
+        ({}, []),
+    ]
+    for odd_vocab, merges in declined:
+        assert compile_native(odd_vocab, merges, BYTE_TO_CHAR, True, 16, 16) is None, odd_vocab
+    with pytest.raises(TypeError):
+        compile_native([], [], BYTE_TO_CHAR, False, 16, 16)

@@ -436,6 +436,8 @@ MERGE_LISTS: list[list[Any]] = [
     [["a", "b"], ["a", "b", "c"]],
     [["a", "b"], ["a", 3]],
     [["a", "b"], "a b"],
+    [["a", "b"], ("a", "b")],
+    [["a", "b"], ["c", "d"]],
 ]
 
 
@@ -455,7 +457,8 @@ def test_merges_read_at_once_as_one_by_one(items: list[Any]) -> None:
         assert fast is None
     elif fast is not None:
         assert fast == slow
-    if slow is not None and all(isinstance(i, str) and "\n" not in i for i in items):
+    if slow is not None and (all(isinstance(i, str) and "\n" not in i for i in items)
+                             or all(type(i) is list for i in items)):
         assert fast is not None, "a well-formed list takes the fast path"
 
 
@@ -468,3 +471,96 @@ def test_a_vocabulary_is_spelled_at_once_as_token_by_token() -> None:
     mixed = ["Ġa", "<|endoftext|>", " plain space", "é", "Ġ", "中"]  # outside the alphabet: None
     assert spelled_bytes(mixed) == [token_bytes(t) for t in mixed]
     assert spelled_bytes(mixed) == [b" a", b"<|endoftext|>", None, b"\xe9", b" ", None]
+
+
+def _spec(vocab: dict[str, Any], merges: list[Any], **fields: Any) -> Any:
+    from gpt2cpu.tokenizer.formats import TokenizerSpec
+
+    return TokenizerSpec(vocab=vocab, merges=merges, vocab_source="v", merges_source="m",
+                         **fields)
+
+
+def _odd_vocab() -> dict[str, Any]:
+    vocab: dict[str, Any] = dict(VOCAB)
+    vocab["中"] = 300  # outside the byte-level alphabet: its UTF-8
+    vocab[BYTE_TO_CHAR[0xFF] + BYTE_TO_CHAR[0xFE]] = 301  # no merge makes it, not UTF-8
+    vocab["plain text"] = 302  # no merge makes it, and it is text: special
+    vocab["Ġthe"] = 303  # a pair listed twice below
+    return vocab
+
+
+NATIVE_CASES: dict[str, Any] = {
+    "small": lambda: _spec(dict(VOCAB), list(MERGES)),
+    "odd tokens, a pair twice": lambda: _spec(
+        _odd_vocab(), [*MERGES, ("Ġ", "t"), ("Ġt", "he")]),
+    "merges as lists": lambda: _spec(dict(VOCAB), [list(m) for m in MERGES]),
+    "ignore_merges": lambda: _spec(dict(VOCAB), list(MERGES), ignore_merges=True),
+    "added tokens": lambda: _spec(dict(VOCAB), list(MERGES), added_tokens={"<pad>": 500}),
+    "sparse ids": lambda: _spec({**VOCAB, "far": 10**6}, list(MERGES)),
+    "numpy ids": lambda: _spec({t: np.int64(i) for t, i in VOCAB.items()}, list(MERGES)),
+    "str subclass token": lambda: _spec({**VOCAB, type("S", (str,), {})("x y"): 400},
+                                        list(MERGES)),
+    "unordered ids": lambda: _spec(dict(reversed(VOCAB.items())), list(MERGES)),
+}
+
+
+@pytest.mark.parametrize("case", NATIVE_CASES)
+def test_native_vocabulary_tables_match_python(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compile_vocabulary's one C++ pass gives the tables its Python passes give, or leaves a
+    vocabulary it does not take (sparse or non-int ids, str subclasses) to them."""
+    from gpt2cpu.tokenizer.vocabulary import compile_vocabulary
+
+    if native_merger_class() is None:
+        pytest.skip("the C++ engine is not built")
+    native = compile_vocabulary(NATIVE_CASES[case](), native=True)
+    python = compile_vocabulary(NATIVE_CASES[case](), native=False)
+    assert python.merger is None
+    assert (native.merger is None) == (case in ("sparse ids", "numpy ids", "str subclass token"))
+    for name in ("byte_ids", "id_to_bytes", "id_to_token", "token_to_id", "special_tokens",
+                 "eos_token_id", "bos_token_id", "vocab_size", "merge_count"):
+        got, want = getattr(native, name), getattr(python, name)
+        assert got == want, name
+        if isinstance(want, dict):
+            assert list(got) == list(want), f"{name}: order"
+    text = "the hello abc Ġthe 中 plain text" + SAMPLE
+    encoded = Tokenizer._from_spec(NATIVE_CASES[case]()).encode(text)
+    monkeypatch.setenv("GPT2CPU_BPE", "python")
+    assert encoded == Tokenizer._from_spec(NATIVE_CASES[case]()).encode(text)
+
+
+@pytest.mark.parametrize(
+    ("vocab", "merges", "message"),
+    [
+        ({**VOCAB, "again": 5}, MERGES, "share id 5"),
+        ({t: i for t, i in VOCAB.items() if t != "a"}, MERGES, "no token for byte 0x61"),
+        (VOCAB, [*MERGES, ("x", "yz")], "needs token 'yz'"),
+        (VOCAB, [*MERGES, ("x", "y")], "needs token 'xy'"),
+    ],
+)
+def test_native_vocabulary_leaves_errors_to_python(
+    vocab: dict[str, int], merges: list[tuple[str, str]], message: str
+) -> None:
+    from gpt2cpu.tokenizer.vocabulary import compile_vocabulary
+
+    for native in (True, False):
+        if native and native_merger_class() is None:
+            continue
+        with pytest.raises(TokenizerFormatError, match=message):
+            compile_vocabulary(_spec(dict(vocab), list(merges)), native=native)
+
+
+def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
+    import gc
+
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer_json()), encoding="utf-8")
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            Tokenizer.from_pretrained(tmp_path)
+            assert gc.isenabled() == enabled
+            with pytest.raises(FileNotFoundError):
+                Tokenizer.from_pretrained(tmp_path / "missing")
+            assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -270,12 +270,14 @@ class Model:
             located = locate_tensors(config, checkpoint)
             core = _core.Model(core_config(config), n_threads, weight_dtype, isa)
             # The engine reads the weights with the GIL released while this thread reads
-            # the tokenizer, which is Python's work: neither waits for the other. The pool's
-            # exit waits for the weights before the files close, whatever is raised.
+            # the tokenizer and imports what generation needs, which is Python's work:
+            # neither waits for the other. The pool's exit waits for the weights before the
+            # files close, whatever is raised.
             with ThreadPoolExecutor(1, thread_name_prefix="gpt2cpu-load") as pool:
                 weights = pool.submit(load_into, core, located, progress=progress)
                 try:
                     tok = _load_tokenizer(directory) if tokenizer else None
+                    _import_generation()
                 finally:
                     weights.result()  # a checkpoint's error comes first, as it always did
             head = load_head(directory, checkpoint.files, config.n_embd)
@@ -283,7 +285,6 @@ class Model:
             core, config, tok, directory, defaults, tokenizer_skipped=not tokenizer,
         )
         model.head = head
-        _import_generation()
         return model
 
     def require_tokenizer(self, need: str) -> Tokenizer:

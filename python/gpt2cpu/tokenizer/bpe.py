@@ -40,8 +40,8 @@ ASCII_SPLIT_PATTERN = (
 # Bounds on the per-piece cache: it must not grow without limit in a long-running process,
 # and very long pieces (runs of spaces, base64) rarely repeat, so caching them buys nothing.
 # Only speed depends on them. The piece limit counts characters here, bytes in C++.
-_CACHE_ENTRIES = 1 << 16
-_CACHE_PIECE_LENGTH = 128
+CACHE_ENTRIES = 1 << 16
+CACHE_PIECE_LENGTH = 128
 
 _NO_NEIGHBOUR = -1
 _MERGED_AWAY = -1
@@ -57,14 +57,31 @@ class NativeMerger(Protocol):
     def clear_cache(self) -> None: ...
 
 
-def native_merger_class() -> Callable[..., NativeMerger] | None:
-    """The C++ merge loop, or None where the engine is not built (or predates it)."""
+def native_core() -> object | None:
+    """The C++ engine's module, or None where it is not built."""
     try:
-        core = importlib.import_module("gpt2cpu._core")
+        return importlib.import_module("gpt2cpu._core")
     except ImportError:
         return None
-    found: Callable[..., NativeMerger] | None = getattr(core, "BytePairMerger", None)
+
+
+def native_merger_class() -> Callable[..., NativeMerger] | None:
+    """The C++ merge loop, or None where the engine is not built (or predates it)."""
+    found: Callable[..., NativeMerger] | None = getattr(native_core(), "BytePairMerger", None)
     return found
+
+
+def chosen_merger_class(
+    native: bool | None, *, required: bool = True
+) -> Callable[..., NativeMerger] | None:
+    """The C++ merge loop where `native` (see `BytePairEncoder`) picks it, else None.
+    RuntimeError when `native` is True but it is not built, unless not `required`."""
+    if native is None:
+        native = _native_from_environment()
+    merger_class = None if native is False else native_merger_class()
+    if native and merger_class is None and required:
+        raise RuntimeError("the C++ merge loop is not built (gpt2cpu._core.BytePairMerger)")
+    return merger_class
 
 
 def _native_from_environment() -> bool | None:
@@ -86,7 +103,8 @@ class BytePairEncoder:
 
     `native` picks the merge loop: True for C++ (RuntimeError where it is not built), False
     for Python, None for the environment's `GPT2CPU_BPE` ("native" or "python"), else C++
-    where built.
+    where built. `merger`, a C++ merge loop already built from these byte ids and merges
+    (by `vocabulary.compile_vocabulary`), is used as it is, and `merges` then not read.
     """
 
     def __init__(
@@ -96,28 +114,29 @@ class BytePairEncoder:
         *,
         whole_tokens: Mapping[bytes, int] | None = None,
         native: bool | None = None,
+        merger: NativeMerger | None = None,
     ) -> None:
         if len(byte_ids) != 256:
             raise ValueError(f"byte_ids must have 256 entries, got {len(byte_ids)}")
-        merge_list = list(merges)
         self._byte_ids = tuple(byte_ids)
         self._whole_tokens = dict(whole_tokens) if whole_tokens else None
         self._split_unicode: Callable[[str], list[str]] = regex.compile(SPLIT_PATTERN).findall
         self._split_ascii = re.compile(ASCII_SPLIT_PATTERN).findall
-        if native is None:
-            native = _native_from_environment()
-        merger_class = None if native is False else native_merger_class()
-        if native and merger_class is None:
-            raise RuntimeError("the C++ merge loop is not built (gpt2cpu._core.BytePairMerger)")
         self._native: NativeMerger | None = None
         self._merge: MergeFunction
+        if merger is not None:
+            self._native = merger
+            self._merge = merger.merge
+            return
+        merge_list = list(merges)
+        merger_class = chosen_merger_class(native)
         if merger_class is not None:
             self._native = merger_class(
                 self._byte_ids,
                 merge_list,
                 self._whole_tokens or {},
-                _CACHE_ENTRIES,
-                _CACHE_PIECE_LENGTH,
+                CACHE_ENTRIES,
+                CACHE_PIECE_LENGTH,
             )
             self._merge = self._native.merge
         else:
@@ -212,8 +231,8 @@ class _PieceCache(dict[str, Sequence[int]]):
 
     def __missing__(self, piece: str) -> Sequence[int]:
         ids = tuple(self._encode_piece(piece))
-        if len(piece) <= _CACHE_PIECE_LENGTH:
-            if len(self) >= _CACHE_ENTRIES:
+        if len(piece) <= CACHE_PIECE_LENGTH:
+            if len(self) >= CACHE_ENTRIES:
                 self.clear()
             self[piece] = ids
         return ids

@@ -20,8 +20,10 @@ and in Python otherwise (`GPT2CPU_BPE=python|native` forces one); the ids are th
 
 from __future__ import annotations
 
+import gc
 import numbers
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -49,6 +51,21 @@ AllowedSpecial = Set[str] | Literal["all"]
 # one file that says outright what the tokenizer is (model, pre-tokenizer, added tokens).
 _VOCAB_AND_MERGES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 _CONFIG = "tokenizer_config.json"
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Holds off the cyclic garbage collector while tokenizer files are read. json.loads
+    makes some 50k lists for GPT-2's merges (and dicts, strings, tuples after), none in a
+    cycle; the collections they trigger on the way, each over everything young and some
+    over the whole heap, took a fifth of reading tokenizer.json."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Tokenizer:
@@ -85,7 +102,10 @@ class Tokenizer:
         vocabulary = compile_vocabulary(spec)
         self._vocabulary = vocabulary
         self._bpe = BytePairEncoder(
-            vocabulary.byte_ids, vocabulary.merges, whole_tokens=vocabulary.whole_tokens
+            vocabulary.byte_ids,
+            vocabulary.merges,
+            whole_tokens=vocabulary.whole_tokens,
+            merger=vocabulary.merger,
         )
         self._id_to_bytes = vocabulary.id_to_bytes
         self._special_tokens = vocabulary.special_tokens
@@ -106,45 +126,20 @@ class Tokenizer:
         names and added tokens. Raises FileNotFoundError when the directory has none of these
         (or only half a pair), TokenizerFormatError when a file is malformed.
         """
-        folder = Path(directory)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such directory")
-
-        def present(path: Path) -> bool:  # a directory or FIFO there is an error, not absent
-            return is_present_file(path, TokenizerFormatError)
-
-        if present(folder / "tokenizer.json"):
-            spec = read_tokenizer_json(folder / "tokenizer.json")
-        else:
-            for vocab_name, merges_name in _VOCAB_AND_MERGES:
-                vocab_path, merges_path = folder / vocab_name, folder / merges_name
-                has_vocab, has_merges = present(vocab_path), present(merges_path)
-                if has_vocab or has_merges:
-                    if not (has_vocab and has_merges):
-                        missing = merges_path if has_vocab else vocab_path
-                        raise FileNotFoundError(
-                            f"{missing}: missing; {vocab_name} and {merges_name} go together"
-                        )
-                    spec = read_vocab_and_merges(vocab_path, merges_path)
-                    break
-            else:
-                raise FileNotFoundError(
-                    f"{folder}: no tokenizer files (looked for tokenizer.json, "
-                    "vocab.json + merges.txt, encoder.json + vocab.bpe)"
-                )
-        if present(folder / _CONFIG):
-            apply_tokenizer_config(spec, folder / _CONFIG)
-        return cls._from_spec(spec)
+        with _collector_paused():
+            return cls._from_spec(_read_pretrained(Path(directory)))
 
     @classmethod
     def from_files(cls, vocab_path: PathLike, merges_path: PathLike) -> Tokenizer:
         """Loads `vocab.json` + `merges.txt`, or OpenAI's `encoder.json` + `vocab.bpe`."""
-        return cls._from_spec(read_vocab_and_merges(vocab_path, merges_path))
+        with _collector_paused():
+            return cls._from_spec(read_vocab_and_merges(vocab_path, merges_path))
 
     @classmethod
     def from_tokenizer_json(cls, path: PathLike) -> Tokenizer:
         """Loads a Hugging Face `tokenizer.json` holding a GPT-2-style byte-level BPE."""
-        return cls._from_spec(read_tokenizer_json(path))
+        with _collector_paused():
+            return cls._from_spec(read_tokenizer_json(path))
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -297,6 +292,39 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return (
-            f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._vocabulary.merges)}, "
+            f"Tokenizer(vocab_size={self.vocab_size}, merges={self._vocabulary.merge_count}, "
             f"special_tokens={sorted(self._special_tokens)})"
         )
+
+
+def _read_pretrained(folder: Path) -> TokenizerSpec:
+    """The spec of the tokenizer files in a model directory (`Tokenizer.from_pretrained`)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such directory")
+
+    def present(path: Path) -> bool:  # a directory or FIFO there is an error, not absent
+        return is_present_file(path, TokenizerFormatError)
+
+    if present(folder / "tokenizer.json"):
+        spec = read_tokenizer_json(folder / "tokenizer.json")
+    else:
+        for vocab_name, merges_name in _VOCAB_AND_MERGES:
+            vocab_path, merges_path = folder / vocab_name, folder / merges_name
+            has_vocab, has_merges = present(vocab_path), present(merges_path)
+            if has_vocab or has_merges:
+                if not (has_vocab and has_merges):
+                    missing = merges_path if has_vocab else vocab_path
+                    raise FileNotFoundError(
+                        f"{missing}: missing; {vocab_name} and {merges_name} go together"
+                    )
+                spec = read_vocab_and_merges(vocab_path, merges_path)
+                break
+        else:
+            raise FileNotFoundError(
+                f"{folder}: no tokenizer files (looked for tokenizer.json, "
+                "vocab.json + merges.txt, encoder.json + vocab.bpe)"
+            )
+    if present(folder / _CONFIG):
+        apply_tokenizer_config(spec, folder / _CONFIG)
+    return spec
+
