@@ -87,7 +87,7 @@ struct PackedWeight {
                             out ? Accumulate::Yes : Accumulate::No, par);
           }
         },
-        kernels(), team ? integer_product_scratch(t, k) : 0);
+        kernels(), team ? product_scratch(t, k, matrix.type, threads) : 0);
     return result;
   }
 };

@@ -175,10 +175,9 @@ void Run::execute() {
   }
   // A few rows (a decode step) run through the blocks in one team, which keeps its threads
   // between operators; a prompt opens a region per operator.
-  // A team's integer products quantize their input into scratch the team holds.
-  const size_t team_scratch = team_ && info(w.type()).integer
-                                  ? integer_product_scratch(rows_, std::max(C, c_.mlp_width()))
-                                  : 0;
+  // A team's products prepare their input in scratch the team holds.
+  const size_t team_scratch =
+      team_ ? product_scratch(rows_, std::max(C, c_.mlp_width()), w.type(), threads_) : 0;
   with_parallel(
       threads_, team_,
       [&](const Parallel& par) {

@@ -73,7 +73,7 @@ constexpr int64_t kDepthBlock = 256;
 // per row and group of the type's group_rows, scale = max |x| / 127, q = round(x / scale),
 // and sum = the sum of the group's q.
 struct ProductRows {
-  const float* f = nullptr;   // (m, k), row stride ld
+  const float* f = nullptr;   // (m, k), row stride ld (packed for gemm_rows: WeightKernels)
   int64_t ld = 0;
   const int8_t* q = nullptr;  // (m, k padded to kDotRows), row stride ldq
   int64_t ldq = 0;
@@ -108,7 +108,8 @@ struct WeightKernels {
   void (*gemv)(const PackedMatrix& w, int64_t p, int64_t panels, const ProductRows& a,
                float* c, int64_t ahead);
   // c (m, 16; row stride ldc) += a (m rows) @ panel p of w, 1 <= m <= kMaxGemmRows;
-  // fetches panels [p + 1, p + 1 + ahead).
+  // fetches panels [p + 1, p + 1 + ahead). A float type's rows come packed: row i's input
+  // at depth r is a.f[r * a.ld + i] (gemv reads its one row plainly, a.f[r]).
   void (*gemm_rows)(const PackedMatrix& w, int64_t p, int64_t m, const ProductRows& a,
                     float* c, int64_t ldc, int64_t ahead);
   // dst (rows, 16) = rows [r0, r0 + rows) of panel p of w as float32: the weights of a

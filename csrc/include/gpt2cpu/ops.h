@@ -24,13 +24,15 @@ enum class Accumulate { No, Yes };
 
 // out (t, w.n; ldo) = [out +] inp (t, w.k; ldi) @ W + bias (w.n, may be null).
 // Each output is summed the same way whatever t (kernel_table.h: WeightKernels), so a row's
-// result never depends on the other rows. In a team, an integer-typed W needs the team's
-// scratch to hold integer_product_scratch(t, w.k) bytes.
+// result never depends on the other rows. In a team, the team's scratch must hold
+// product_scratch(t, w.k, w.type, the team's size) bytes.
 void matmul(float* out, int64_t ldo, const float* inp, int64_t ldi, int64_t t,
             const PackedMatrix& w, const float* bias, Accumulate acc, const Parallel& par);
 
-// Bytes an integer product over t rows of depth k quantizes its input into (ProductRows).
-size_t integer_product_scratch(int64_t t, int64_t k);
+// Bytes of scratch a product over t rows of depth k with weights of the type prepares its
+// input in (ProductRows) on `threads` threads: an integer type's quantized rows, a float
+// type's rows packed once per thread.
+size_t product_scratch(int64_t t, int64_t k, WeightType type, int threads);
 
 // out (t, w.n; ldo) = act(inp (t, w.k; ldi) @ W + bias): the MLP's first layer. The
 // activation is applied to each output tile as it is finished (a prompt's gelu_new while
