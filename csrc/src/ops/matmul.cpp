@@ -12,6 +12,8 @@
 //    busy machine every barrier can cost a scheduler time slice.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernel_table.h"
@@ -120,6 +122,19 @@ void pack_rows(float* dst, const float* src, int64_t ld, int64_t m, int64_t k) {
   }
 }
 
+// A team's scratch for a product of t rows with w: a team cannot allocate, so its caller
+// sized the scratch with product_scratch. One too small is a bug in the engine's own
+// planning, never in what a user passed: stop at once rather than write past it.
+void* team_scratch(const Parallel& par, int64_t t, const PackedMatrix& w) {
+  const size_t needed = product_scratch(t, w.k, w.type, par.threads());
+  if (needed > par.team()->scratch_bytes()) {
+    std::fprintf(stderr, "gpt2cpu: internal error: a team's scratch of %zu bytes for a product "
+                 "needing %zu\n", par.team()->scratch_bytes(), needed);
+    std::abort();
+  }
+  return par.team()->scratch();
+}
+
 // Bytes of weights the streaming kernels fetch ahead at most: a gemv group of panels (one
 // row), a panel (more rows); with the ones being read, well inside a core's L2. Measured at
 // 1 thread on a Zen 4 VM, (1 or 16, 768) @ (768, 32000): int4 one row 1.75x, float32 16
@@ -145,7 +160,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   Buffer packed_here;
   if (pack) {
     if (par.in_team()) {
-      packed = static_cast<float*>(par.team()->scratch());
+      packed = static_cast<float*>(team_scratch(par, t, w));
     } else {
       packed_here.resize(static_cast<size_t>(packed_floats(t, w.k) * par.threads()));
       packed = packed_here.data();
@@ -157,7 +172,7 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
     const int64_t group = w.group_rows();
     void* memory = nullptr;
     if (par.in_team()) {
-      memory = par.team()->scratch();
+      memory = team_scratch(par, t, w);
     } else {
       quantized.resize((QuantizedLayout(t, w.k, group).total + 3) / 4);
       memory = quantized.data();
