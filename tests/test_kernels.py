@@ -196,6 +196,9 @@ def test_activations(isa: str, threads: int, n: int, team: bool) -> None:
         (1, 700, 12, 64),
         (7, 333, 12, 24),
         (1, 50, 12, 64),
+        # Decode queries whose keys run past the 4 KB that attend fetches ahead, with a
+        # head width that is no whole number of vectors.
+        (3, 250, 5, 20),
         # From 16 new tokens on, blocks of queries (whole 16-column panels when d % 16 == 0).
         (16, 0, 2, 16),
         (23, 37, 3, 64),

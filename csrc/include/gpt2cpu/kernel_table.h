@@ -33,6 +33,13 @@ struct AttendBlock {
   int64_t m, pos0, d;
   float scale;
 };
+// The keys that the next attend call will read, n rows: the call before it starts fetching
+// them toward the cache, so that the next does not start cold.
+struct AttendNext {
+  const float* keys = nullptr;
+  int64_t n = 0;
+};
+
 // Floats of scratch an attend_block call over n = pos0 + m keys needs.
 inline int64_t attend_block_scratch(int64_t n, int64_t d) { return (n + d) * kAttendBlock; }
 
@@ -190,8 +197,9 @@ struct KernelTable {
   double (*exp_weights)(float* w, const float* x, int64_t n, float shift);
 
   // out (d) = softmax(scale * K (n, d) @ q (d)) @ V (n, d); scores: scratch of n floats.
+  // next: what the caller's next call reads (only fetched toward the cache, never read).
   void (*attend)(float* out, const float* q, const float* keys, const float* values, int64_t n,
-                 int64_t d, float scale, float* scores);
+                 int64_t d, float scale, float* scores, const AttendNext& next);
 
   // The prompt's attention: a block of queries at once, so that scores and the weighted sum
   // of values are matrix products. scratch: attend_block_scratch(pos0 + m, d) floats.

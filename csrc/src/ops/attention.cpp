@@ -38,9 +38,17 @@ int64_t scratch_per_thread(const AttentionShape& s) {
   return by_block(s) ? attend_block_scratch(longest, s.head_dim) : longest;
 }
 
+// The keys a decode item reads: query i = item / n_head, head h = item % n_head.
+AttendNext decode_keys(const AttentionJob& job, int64_t item) {
+  const AttentionShape& s = job.s;
+  return AttendNext{job.k + (item % s.n_head) * s.capacity * s.head_dim,
+                    s.pos0 + item / s.n_head + 1};
+}
+
 // Item `item` of one job. Later tokens see more keys: items go out the last blocks first,
-// and queries one by one, to balance the triangle.
-void run_item(const KernelTable& kt, const AttentionJob& job, int64_t item, float* scratch) {
+// and queries one by one, to balance the triangle. next: the keys the thread's next item reads.
+void run_item(const KernelTable& kt, const AttentionJob& job, int64_t item, float* scratch,
+              const AttendNext& next) {
   const AttentionShape& s = job.s;
   const int64_t width = s.n_head * s.head_dim;
   const int64_t h = item % s.n_head;
@@ -49,7 +57,7 @@ void run_item(const KernelTable& kt, const AttentionJob& job, int64_t item, floa
     const int64_t i = item / s.n_head;
     kt.attend(job.out + i * width + h * s.head_dim, job.q + i * job.ldq + h * s.head_dim,
               job.k + head_offset, job.v + head_offset, s.pos0 + i + 1, s.head_dim, s.scale,
-              scratch);
+              scratch, next);
     return;
   }
   const int64_t blocks = (s.t + kAttendBlock - 1) / kAttendBlock;
@@ -94,11 +102,23 @@ void attention_many(const AttentionJob* jobs, int64_t count, const Parallel& par
   par.run(
       [&](const Share& share) {
         float* mine = scratch + share.rank * per_thread;
-        int64_t j = 0;  // items are taken in increasing order: the job only moves forward
-        for (int64_t item = share.take(1); item < items; item = share.take(1)) {
+        // Each thread takes its next item before it runs the current one, so that the
+        // current one can fetch what the next reads. Items are taken in increasing order:
+        // the jobs only move forward.
+        int64_t j = 0, item = share.take(1);
+        while (item < items) {
           while (item >= jobs[j].items_end) ++j;
+          const int64_t next = share.take(1);
+          AttendNext reads;
+          if (next < items) {
+            int64_t jn = j;
+            while (next >= jobs[jn].items_end) ++jn;
+            const int64_t first = jn == 0 ? 0 : jobs[jn - 1].items_end;
+            if (!by_block(jobs[jn].s)) reads = decode_keys(jobs[jn], next - first);
+          }
           const int64_t first = j == 0 ? 0 : jobs[j - 1].items_end;
-          run_item(kt, jobs[j], item - first, mine);
+          run_item(kt, jobs[j], item - first, mine, reads);
+          item = next;
         }
       },
       worth_a_team(work));
