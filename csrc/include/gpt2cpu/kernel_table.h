@@ -82,7 +82,10 @@ constexpr int64_t kDepthBlock = 256;
 struct ProductRows {
   const float* f = nullptr;   // (m, k), row stride ld (packed for gemm_rows: WeightKernels)
   int64_t ld = 0;
-  const int8_t* q = nullptr;  // (m, k padded to kDotRows), row stride ldq
+  // (m, k padded to kDotRows), ldq bytes a row, as the streaming product's tiles: a tile of
+  // rows [r, r + m) at q + r * ldq keeps its rows' 4-deep blocks side by side, block b of
+  // row r + i at (b * m + i) * kDotRows (row-major where m = 1).
+  const int8_t* q = nullptr;
   int64_t ldq = 0;
   const float* scale = nullptr;  // (m, groups), row stride ldg
   const int32_t* sum = nullptr;  // (m, groups), row stride ldg

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "gpt2cpu/buffer.h"
 #include "gpt2cpu/kernel_table.h"
@@ -80,22 +81,53 @@ ProductRows quantized_view(int64_t t, int64_t k, int64_t group, void* memory) {
   return rows;
 }
 
+// The largest group of an integer type's input (quantize_rows' buffer), whose groups start
+// on a 4-deep block.
+constexpr int64_t kMaxInputGroup = 64;
+constexpr bool input_groups_fit() {
+  for (const auto& row : kWeightTypeInfo) {
+    if (row.integer && (row.group_rows > kMaxInputGroup || row.group_rows % kDotRows != 0)) {
+      return false;
+    }
+  }
+  return true;
+}
+static_assert(input_groups_fit(), "see kMaxInputGroup");
+
 // This thread's share of rows [0, t) of inp quantized into `to` (a quantized_view), group
-// by group (kt.quantize_group), zero past k.
+// by group (kt.quantize_group), zero past k, in the layout the integer kernels read
+// (ProductRows::q): each of matmul_streaming's tiles of rows [r, r + m) keeps its m rows'
+// 4-deep blocks side by side, block b's at q + r * ldq + b * m * kDotRows.
 void quantize_rows(const KernelTable& kt, const float* inp, int64_t ldi, int64_t t, int64_t k,
                    int64_t group, const ProductRows& to, const Share& share) {
   int8_t* q = const_cast<int8_t*>(to.q);
   float* scale = const_cast<float*>(to.scale);
   int32_t* sum = const_cast<int32_t*>(to.sum);
+  const int64_t tiles = (t + kt.stream_rows - 1) / kt.stream_rows;
   const int64_t items = t * to.ldg;
   for (int64_t item = share.begin(items); item < share.end(items); ++item) {
     const int64_t r = item / to.ldg, g = item % to.ldg;
     const int64_t c0 = g * group, c1 = min64(c0 + group, k);
-    int8_t* qr = q + r * to.ldq;
-    kt.quantize_group(inp + r * ldi + c0, c1 - c0, qr + c0, scale + r * to.ldg + g,
-                      sum + r * to.ldg + g);
-    if (g + 1 == to.ldg) {
-      for (int64_t c = k; c < to.ldq; ++c) qr[c] = 0;
+    // r's tile, as matmul_streaming splits the rows.
+    int64_t tile = r * tiles / t;
+    while (r >= t * (tile + 1) / tiles) ++tile;
+    while (r < t * tile / tiles) --tile;
+    const int64_t r0 = t * tile / tiles, m = t * (tile + 1) / tiles - r0;
+    float* group_scale = scale + r * to.ldg + g;
+    int32_t* group_sum = sum + r * to.ldg + g;
+    if (m == 1) {
+      int8_t* qr = q + r * to.ldq;
+      kt.quantize_group(inp + r * ldi + c0, c1 - c0, qr + c0, group_scale, group_sum);
+      if (g + 1 == to.ldg) {
+        for (int64_t c = k; c < to.ldq; ++c) qr[c] = 0;
+      }
+      continue;
+    }
+    int8_t x[kMaxInputGroup] = {};  // zero past k, to the block's end
+    kt.quantize_group(inp + r * ldi + c0, c1 - c0, x, group_scale, group_sum);
+    int8_t* tile_q = q + r0 * to.ldq + (r - r0) * kDotRows;
+    for (int64_t c = c0; c < c1; c += kDotRows) {
+      std::memcpy(tile_q + c * m, x + (c - c0), kDotRows);
     }
   }
 }
