@@ -199,6 +199,12 @@ def test_activations(isa: str, threads: int, n: int, team: bool) -> None:
         # Decode queries whose keys run past the 4 KB that attend fetches ahead, with a
         # head width that is no whole number of vectors.
         (3, 250, 5, 20),
+        # attend's score groups (a vector's lanes of keys): exactly one, several with and
+        # without a tail of keys, head widths with and without a tail of lanes.
+        (1, 15, 2, 64),
+        (1, 47, 3, 72),
+        (1, 31, 4, 20),
+        (1, 40, 2, 9),
         # From 16 new tokens on, blocks of queries (whole 16-column panels when d % 16 == 0).
         (16, 0, 2, 16),
         (23, 37, 3, 64),

@@ -194,8 +194,10 @@ std::vector<double> attend_ref(const float* q, const float* keys, const float* v
 }
 
 void check_attention(const KernelTable& kt) {
-  for (int64_t d : {7, 16, 64}) {
-    for (int64_t n : {1, 5, 37, 100}) {
+  // attend scores keys in groups of a vector's lanes (any tail key by key) and a head's
+  // width in whole vectors (any tail lane by lane): widths and key counts on either side.
+  for (int64_t d : {7, 16, 20, 64, 72}) {
+    for (int64_t n : {1, 5, 16, 17, 37, 100, 129}) {
       const Floats q = random_floats(static_cast<size_t>(d));
       const Floats k = random_floats(static_cast<size_t>(n * d)), v = random_floats(static_cast<size_t>(n * d));
       Floats out(static_cast<size_t>(d)), scores(static_cast<size_t>(n));

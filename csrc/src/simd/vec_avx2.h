@@ -63,6 +63,15 @@ GPT2CPU_VEC_INLINE void vhsum4(VF a, VF b, VF c, VF d, float* out) {
   const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
   _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
+// Lane j = the sum of v[j]'s lanes, for v[0..kLanes): a transpose-add tree, no
+// per-vector horizontal sum. Each hadd pair leaves v[0..3]'s low-half sums in the low
+// half and their high-half sums in the high half (v[4..7] likewise); the last step adds
+// the halves across.
+GPT2CPU_VEC_INLINE VF vhsum_lanes(const VF* v) {
+  const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+}
 
 // kLanes running sums in double.
 struct VD {

@@ -64,6 +64,31 @@ GPT2CPU_VEC_INLINE void vhsum4(VF a, VF b, VF c, VF d, float* out) {
                                   _mm256_hadd_ps(vhalves_sum(c), vhalves_sum(d)));
   _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
+// Lane j = the sum of v[j]'s lanes, for v[0..kLanes): a transpose-add tree, 15 adds and
+// 30 shuffles for 16 sums. Each level halves the vectors and the width each source
+// occupies (256-bit halves, 128-bit blocks, pairs, single lanes); the pairings (j with
+// j + 4, then with j + 8) leave block l holding sources 4l..4l+3, so the sums come out in
+// order with no final permute.
+GPT2CPU_VEC_INLINE VF vhsum_lanes(const VF* v) {
+  __m512 w[8];  // w[i]: v[k]'s 8-lane partial sums low, v[k + 4]'s high; k = i + (i & 4)
+  for (int i = 0; i < 8; ++i) {
+    const int k = i + (i & 4);
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[k], v[k + 4], 0x44),
+                         _mm512_shuffle_f32x4(v[k], v[k + 4], 0xEE));
+  }
+  __m512 z[4];  // z[k]: block l = v[k + 4l]'s 4-lane partial sums
+  for (int k = 0; k < 4; ++k) {
+    z[k] = _mm512_add_ps(_mm512_shuffle_f32x4(w[k], w[k + 4], 0x88),
+                         _mm512_shuffle_f32x4(w[k], w[k + 4], 0xDD));
+  }
+  __m512 r[2];  // r[h]: block l = v[4l + 2h]'s, then v[4l + 2h + 1]'s, 2-lane partial sums
+  for (int h = 0; h < 2; ++h) {
+    const __m512d a = _mm512_castps_pd(z[2 * h]), b = _mm512_castps_pd(z[2 * h + 1]);
+    r[h] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], 0x88), _mm512_shuffle_ps(r[0], r[1], 0xDD));
+}
 
 // kLanes running sums in double.
 struct VD {

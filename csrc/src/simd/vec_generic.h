@@ -102,6 +102,12 @@ GPT2CPU_VEC_INLINE void vhsum4(VF a, VF b, VF c, VF d, float* out) {
   out[2] = vhsum(c);
   out[3] = vhsum(d);
 }
+// Lane j = the sum of v[j]'s lanes, for v[0..kLanes).
+GPT2CPU_VEC_INLINE VF vhsum_lanes(const VF* v) {
+  VF r;
+  for (int j = 0; j < kLanes; ++j) r.x[j] = vhsum(v[j]);
+  return r;
+}
 
 // kLanes running sums in double.
 struct VD {

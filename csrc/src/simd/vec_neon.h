@@ -52,6 +52,11 @@ GPT2CPU_VEC_INLINE float vhmax(VF v) { return vmaxnmvq_f32(v); }
 GPT2CPU_VEC_INLINE void vhsum4(VF a, VF b, VF c, VF d, float* out) {
   vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
 }
+// Lane j = the sum of v[j]'s lanes, for v[0..kLanes): a transpose-add tree, no
+// per-vector horizontal sum.
+GPT2CPU_VEC_INLINE VF vhsum_lanes(const VF* v) {
+  return vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]));
+}
 
 // kLanes running sums in double.
 struct VD {
