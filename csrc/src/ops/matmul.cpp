@@ -94,25 +94,40 @@ constexpr bool input_groups_fit() {
 }
 static_assert(input_groups_fit(), "see kMaxInputGroup");
 
+// How matmul_streaming splits t rows into tiles of at most `most` rows: as few tiles as
+// hold them, of balanced sizes (20 rows in 10 + 10, not 16 + 4: the weights are read once a
+// tile, and a small tile is as slow for its panel as a full one). quantize_rows lays its
+// rows out by the same tiles.
+struct RowTiles {
+  int64_t t, count;
+  RowTiles(int64_t rows, int64_t most) : t(rows), count((rows + most - 1) / most) {}
+  int64_t first(int64_t i) const { return t * i / count; }
+  int64_t size(int64_t i) const { return first(i + 1) - first(i); }
+  // The tile that holds row r: the rounding of first() can put r one tile off r's share.
+  int64_t of(int64_t r) const {
+    int64_t i = r * count / t;
+    while (r >= first(i + 1)) ++i;
+    while (r < first(i)) --i;
+    return i;
+  }
+};
+
 // This thread's share of rows [0, t) of inp quantized into `to` (a quantized_view), group
 // by group (kt.quantize_group), zero past k, in the layout the integer kernels read
-// (ProductRows::q): each of matmul_streaming's tiles of rows [r, r + m) keeps its m rows'
-// 4-deep blocks side by side, block b's at q + r * ldq + b * m * kDotRows.
+// (ProductRows::q): each tile of rows [r, r + m) (RowTiles) keeps its m rows' 4-deep
+// blocks side by side, block b's at q + r * ldq + b * m * kDotRows.
 void quantize_rows(const KernelTable& kt, const float* inp, int64_t ldi, int64_t t, int64_t k,
                    int64_t group, const ProductRows& to, const Share& share) {
   int8_t* q = const_cast<int8_t*>(to.q);
   float* scale = const_cast<float*>(to.scale);
   int32_t* sum = const_cast<int32_t*>(to.sum);
-  const int64_t tiles = (t + kt.stream_rows - 1) / kt.stream_rows;
+  const RowTiles tiles(t, kt.stream_rows);
   const int64_t items = t * to.ldg;
   for (int64_t item = share.begin(items); item < share.end(items); ++item) {
     const int64_t r = item / to.ldg, g = item % to.ldg;
     const int64_t c0 = g * group, c1 = min64(c0 + group, k);
-    // r's tile, as matmul_streaming splits the rows.
-    int64_t tile = r * tiles / t;
-    while (r >= t * (tile + 1) / tiles) ++tile;
-    while (r < t * tile / tiles) --tile;
-    const int64_t r0 = t * tile / tiles, m = t * (tile + 1) / tiles - r0;
+    const int64_t tile = tiles.of(r);
+    const int64_t r0 = tiles.first(tile), m = tiles.size(tile);
     float* group_scale = scale + r * to.ldg + g;
     int32_t* group_sum = sum + r * to.ldg + g;
     if (m == 1) {
@@ -224,55 +239,41 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   const int64_t chunks = 8 * static_cast<int64_t>(par.threads());
   const int64_t chunk = t == 1 ? (panels / chunks / kGemvPanels + 1) * kGemvPanels
                                : panels / chunks + 1;
-  // Tile row i (kPanel floats) starts as [out row +] bias for the columns of panel p.
-  auto start_row = [&](float* row, int64_t out_row, int64_t p) {
-    const int64_t col0 = p * kPanel;
-    const int64_t cols = min64(kPanel, w.n - col0);
-    padded_bias(row, bias == nullptr ? nullptr : bias + col0, cols);
-    if (acc == Accumulate::Yes) {
-      for (int64_t j = 0; j < cols; ++j) row[j] += out[out_row * ldo + col0 + j];
-    }
-  };
-  auto finish_row = [&](float* row, int64_t out_row, int64_t p) {
-    const int64_t col0 = p * kPanel;
-    const int64_t cols = min64(kPanel, w.n - col0);
-    // The whole tile row, padding included: a last panel's few columns then take the
-    // vector code too, as the blocked GEMM's in-register activation does.
-    if (act != nullptr) activate_here(row, kPanel, *act, kt);
-    for (int64_t j = 0; j < cols; ++j) out[out_row * ldo + col0 + j] = row[j];
-  };
-  // start_row and finish_row for rows [r, r + m) of a tile, a full panel's in loops of
-  // kPanel (the compiler's vectors, no tail), where a row at a time had taken ~6% of an
-  // int8 16-sequence step.
+  // Tile rows [0, m) (kPanel floats each) start as bias [+ out rows [r, r + m)] for the
+  // columns of panel p, zero past them; finish_tile stores them, activated. A full panel's
+  // copies take constant lengths, which the compiler turns into vector moves: a copy of
+  // `cols` floats compiled to scalar ones, ~5% of an int8 16-sequence step.
   auto start_tile = [&](float* tile, int64_t r, int64_t m, int64_t p) {
     const int64_t col0 = p * kPanel;
-    if (col0 + kPanel > w.n) {
-      for (int64_t i = 0; i < m; ++i) start_row(tile + i * kPanel, r + i, p);
-      return;
-    }
+    const int64_t cols = min64(kPanel, w.n - col0);
     alignas(64) float start[kPanel];
-    padded_bias(start, bias == nullptr ? nullptr : bias + col0, kPanel);
+    padded_bias(start, bias == nullptr ? nullptr : bias + col0, cols);
     for (int64_t i = 0; i < m; ++i) {
       float* row = tile + i * kPanel;
       const float* o = out + (r + i) * ldo + col0;
-      if (acc == Accumulate::Yes) {
-        for (int64_t j = 0; j < kPanel; ++j) row[j] = start[j] + o[j];
+      std::memcpy(row, start, sizeof(start));
+      if (acc == Accumulate::No) continue;
+      if (cols == kPanel) {
+        for (int64_t j = 0; j < kPanel; ++j) row[j] += o[j];
       } else {
-        for (int64_t j = 0; j < kPanel; ++j) row[j] = start[j];
+        for (int64_t j = 0; j < cols; ++j) row[j] += o[j];
       }
     }
   };
   auto finish_tile = [&](float* tile, int64_t r, int64_t m, int64_t p) {
     const int64_t col0 = p * kPanel;
-    if (col0 + kPanel > w.n) {
-      for (int64_t i = 0; i < m; ++i) finish_row(tile + i * kPanel, r + i, p);
-      return;
-    }
+    const int64_t cols = min64(kPanel, w.n - col0);
+    // Whole tile rows, padding included: a last panel's few columns then take the vector
+    // code too, as the blocked GEMM's in-register activation does.
     if (act != nullptr) activate_here(tile, m * kPanel, *act, kt);
     for (int64_t i = 0; i < m; ++i) {
       float* o = out + (r + i) * ldo + col0;
       const float* row = tile + i * kPanel;
-      for (int64_t j = 0; j < kPanel; ++j) o[j] = row[j];
+      if (cols == kPanel) {
+        std::memcpy(o, row, sizeof(float) * kPanel);
+      } else {
+        std::memcpy(o, row, sizeof(float) * static_cast<size_t>(cols));
+      }
     }
   };
   // How many panels the kernels fetch ahead (WeightKernels): the next ones of the thread's
@@ -283,28 +284,25 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   auto stream_row = [&](int64_t p0, int64_t p1, float* tile) {
     for (int64_t p = p0; p < p1; p += kGemvPanels) {
       const int64_t group = min64(kGemvPanels, p1 - p);
-      for (int64_t q = 0; q < group; ++q) start_row(tile + q * kPanel, 0, p + q);
+      for (int64_t q = 0; q < group; ++q) start_tile(tile + q * kPanel, 0, 1, p + q);
       wk.gemv(w, p, group, a, tile, min64(group_ahead, p1 - p - group));
-      for (int64_t q = 0; q < group; ++q) finish_row(tile + q * kPanel, 0, p + q);
+      for (int64_t q = 0; q < group; ++q) finish_tile(tile + q * kPanel, 0, 1, p + q);
     }
   };
-  // Every row of panel p's columns, through the register tile: as few tiles as hold the
-  // rows, of balanced sizes (20 rows in 10 + 10, not 16 + 4: the weights are read once a
-  // tile, and a small tile is as slow for its panel as a full one).
-  const int64_t tiles = (t + kt.stream_rows - 1) / kt.stream_rows;
+  // Every row of panel p's columns, through the register tile, a RowTiles tile at a time.
+  const RowTiles tiles(t, kt.stream_rows);
   // The first tile fetches the next panel; the others read this one from L2.
-  // A float type's tile i0 reads its rows packed (pack_rows) at mine + r * k.
+  // A float type's tile i reads its rows packed (pack_rows) at mine + first row * k.
   auto stream_panel = [&](int64_t p, int64_t p1, float* tile, const float* mine) {
-    for (int64_t i0 = 0; i0 < tiles; ++i0) {
-      const int64_t r = t * i0 / tiles;
-      const int64_t m = t * (i0 + 1) / tiles - r;
+    for (int64_t i = 0; i < tiles.count; ++i) {
+      const int64_t r = tiles.first(i), m = tiles.size(i);
       ProductRows rows = a.from(r);
       if (pack) {
         rows.f = mine + r * w.k;
         rows.ld = m;
       }
       start_tile(tile, r, m, p);
-      wk.gemm_rows(w, p, m, rows, tile, kPanel, i0 == 0 ? min64(panel_ahead, p1 - p - 1) : 0);
+      wk.gemm_rows(w, p, m, rows, tile, kPanel, i == 0 ? min64(panel_ahead, p1 - p - 1) : 0);
       finish_tile(tile, r, m, p);
     }
   };
@@ -321,9 +319,9 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
       // Only once this thread has panels to do: a late one may find none left.
       if (pack && !packed_yet) {
         mine = packed + packed_floats(t, w.k) * share.rank;
-        for (int64_t i0 = 0; i0 < tiles; ++i0) {
-          const int64_t r = t * i0 / tiles;
-          pack_rows(mine + r * w.k, inp + r * ldi, ldi, t * (i0 + 1) / tiles - r, w.k);
+        for (int64_t i = 0; i < tiles.count; ++i) {
+          const int64_t r = tiles.first(i);
+          pack_rows(mine + r * w.k, inp + r * ldi, ldi, tiles.size(i), w.k);
         }
         packed_yet = true;
       }
