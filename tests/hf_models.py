@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 SMALL = dict(n_layer=2, n_embd=72, n_head=6, vocab_size=1001, n_positions=64)
 GPT2_124M = dict(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)
@@ -49,10 +52,11 @@ def perturb_biases(model: Any) -> Any:
     return model
 
 
-def hf_logits(model: Any, ids: Any) -> Any:
-    import numpy as np
+def hf_logits(model: Any, ids: Sequence[int] | np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A transformers model's float32 logits (len(ids), vocab) for one sequence of ids."""
     import torch
 
     with torch.no_grad():
         out = model(torch.as_tensor(np.asarray(ids, dtype=np.int64))[None]).logits[0]
-    return out.float().numpy()
+    logits: np.ndarray[Any, Any] = out.float().numpy()
+    return logits

@@ -14,7 +14,7 @@ import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu.errors import ModelFormatError
-from hf_models import perturb_biases
+from hf_models import hf_logits, perturb_biases
 from model_files import TINY, model_dir
 
 torch = pytest.importorskip("torch")
@@ -35,12 +35,6 @@ def save_hf(directory: Path, seed: int = 0, **config: Any) -> Any:
     perturb_biases(model)
     model.save_pretrained(directory, safe_serialization=True)
     return model
-
-
-def hf_logits(model: Any, ids: list[int]) -> np.ndarray[Any, Any]:
-    with torch.no_grad():
-        out: np.ndarray[Any, Any] = model(torch.tensor([ids])).logits[0].float().numpy()
-    return out
 
 
 def load_quietly(directory: Path) -> gpt2cpu.Model:

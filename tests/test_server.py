@@ -172,28 +172,51 @@ def test_prefix_cache_reuses_a_shared_prompt(model: gpt2cpu.Model, client: Any) 
 
 def test_requests_running_at_once_share_a_cached_prefix(model: gpt2cpu.Model) -> None:
     """A cached header serves a request while another that took it still runs: the second
-    gets a fork of the cached sequence rather than computing the header again."""
-    def slow(items: list[Any]) -> list[Any]:
-        time.sleep(0.05)
+    gets a fork of the cached sequence rather than computing the header again.
+
+    The step hook holds the first request's steps, not the clock: while it runs alone they
+    wait for the second to queue, and once the second has run beside it and left, for the
+    test to release it, so the first is running throughout the second's admission and run."""
+    armed, joined, release = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_first(items: list[Any]) -> list[Any]:
+        if armed.is_set() and len(items) == 1:
+            if not joined.is_set():  # the first alone, the second not yet admitted
+                wait_until(lambda: served.engine.queue_length > 0, 30)
+            else:  # the first alone again: the second has finished
+                release.wait(30)
+        elif armed.is_set() and len(items) == 2:
+            joined.set()
         return advance(items)
 
     header = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n"
-    header_tokens = len(model.tokenizer.encode(header))
-    with serve(model, step=slow) as served:
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    header_tokens = len(tokenizer.encode(header))
+    with serve(model, step=hold_the_first) as served:
         url = served.v1 + "/completions"
         assert httpx.post(url, json={"prompt": header + "Speak.", "max_tokens": 1}).is_success
+        armed.set()
         answers: list[Any] = []
         first = threading.Thread(target=lambda: answers.append(httpx.post(url, json={
             "prompt": header + "Resolved.", "max_tokens": 30, "ignore_eos": True},
             timeout=60).json()))
         first.start()
-        assert wait_until(lambda: len(served.engine._running) == 1, 10)
-        second = httpx.post(url, json={"prompt": header + "You are all resolved.",
-                                       "max_tokens": 2, "temperature": 0}, timeout=60).json()
-        assert len(served.engine._running) == 1  # the first one still runs
-        first.join(60)
+        try:
+            assert wait_until(lambda: len(served.engine._running) == 1, 10)
+            second = httpx.post(url, json={"prompt": header + "You are all resolved.",
+                                           "max_tokens": 2, "temperature": 0}, timeout=60).json()
+            assert joined.is_set()  # the two ran in one batch
+            # The second has left the batch (its engine bookkeeping may trail its answer by
+            # an instant); the first, held, still runs.
+            assert wait_until(lambda: len(served.engine._running) == 1, 10)
+            assert served.engine._running[0].prompt == tokenizer.encode(header + "Resolved.")
+        finally:
+            release.set()
+            first.join(60)
     for got in (answers[0], second):
         assert got["usage"]["prompt_tokens_details"]["cached_tokens"] >= header_tokens - 2
+    assert answers[0]["usage"]["completion_tokens"] == 30
     want = model.generate(header + "You are all resolved.", max_new_tokens=2, temperature=0)
     assert second["choices"][0]["text"] == want.text
 
