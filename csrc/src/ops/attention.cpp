@@ -38,30 +38,21 @@ int64_t scratch_per_thread(const AttentionShape& s) {
   return by_block(s) ? attend_block_scratch(longest, s.head_dim) : longest;
 }
 
-// The keys a decode item reads: query i = item / n_head, head h = item % n_head.
-AttendNext decode_keys(const AttentionJob& job, int64_t item) {
-  const AttentionShape& s = job.s;
-  return AttendNext{job.k + (item % s.n_head) * s.capacity * s.head_dim,
-                    s.pos0 + item / s.n_head + 1};
-}
-
-// Item `item` of one job. Later tokens see more keys: items go out the last blocks first,
-// and queries one by one, to balance the triangle. next: the keys the thread's next item reads.
-void run_item(const KernelTable& kt, const AttentionJob& job, int64_t item, float* scratch,
-              const AttendNext& next) {
+// Item `item` of one job as the run of queries it is, all of one head h = item % n_head: a
+// block of up to kAttendBlock, or a decode item's single query i = item / n_head. Later
+// tokens see more keys: blocks go out the last first, and queries one by one, to balance
+// the triangle. Together its queries read the first pos0 + m keys and values of h's cache.
+AttendBlock item_block(const AttentionJob& job, int64_t item) {
   const AttentionShape& s = job.s;
   const int64_t width = s.n_head * s.head_dim;
   const int64_t h = item % s.n_head;
   const int64_t head_offset = h * s.capacity * s.head_dim;
-  if (!by_block(s)) {
-    const int64_t i = item / s.n_head;
-    kt.attend(job.out + i * width + h * s.head_dim, job.q + i * job.ldq + h * s.head_dim,
-              job.k + head_offset, job.v + head_offset, s.pos0 + i + 1, s.head_dim, s.scale,
-              scratch, next);
-    return;
+  int64_t i0 = item / s.n_head, m = 1;
+  if (by_block(s)) {
+    const int64_t blocks = (s.t + kAttendBlock - 1) / kAttendBlock;
+    i0 = (blocks - 1 - i0) * kAttendBlock;
+    m = s.t - i0 < kAttendBlock ? s.t - i0 : kAttendBlock;
   }
-  const int64_t blocks = (s.t + kAttendBlock - 1) / kAttendBlock;
-  const int64_t i0 = (blocks - 1 - item / s.n_head) * kAttendBlock;
   AttendBlock block;
   block.out = job.out + i0 * width + h * s.head_dim;
   block.ldo = width;
@@ -69,11 +60,41 @@ void run_item(const KernelTable& kt, const AttentionJob& job, int64_t item, floa
   block.ldq = job.ldq;
   block.keys = job.k + head_offset;
   block.values = job.v + head_offset;
-  block.m = s.t - i0 < kAttendBlock ? s.t - i0 : kAttendBlock;
+  block.m = m;
   block.pos0 = s.pos0 + i0;
   block.d = s.head_dim;
   block.scale = s.scale;
-  kt.attend_block(block, scratch);
+  return block;
+}
+
+// The keys a decode item reads.
+AttendNext decode_keys(const AttentionJob& job, int64_t item) {
+  const AttendBlock block = item_block(job, item);
+  return AttendNext{block.keys, block.pos0 + block.m};
+}
+
+// next: the keys the thread's next item reads, which a decode item starts fetching.
+void run_item(const KernelTable& kt, const AttentionJob& job, int64_t item, float* scratch,
+              const AttendNext& next) {
+  const AttendBlock block = item_block(job, item);
+  if (by_block(job.s)) {
+    kt.attend_block(block, scratch);
+    return;
+  }
+  kt.attend(block.out, block.q, block.keys, block.values, block.pos0 + 1, block.d, block.scale,
+            scratch, next);
+}
+
+// Which job item `item` of all the jobs' belongs to, and its index there; job is count for
+// an item past the last. The search goes on from job `from`: a thread takes its items in
+// increasing order, so the jobs only move forward.
+struct JobItem {
+  int64_t job, item;
+};
+JobItem locate(const AttentionJob* jobs, int64_t count, int64_t from, int64_t item) {
+  int64_t j = from;
+  while (j < count && item >= jobs[j].items_end) ++j;
+  return JobItem{j, item - (j == 0 ? 0 : jobs[j - 1].items_end)};
 }
 
 }  // namespace
@@ -98,27 +119,20 @@ void attention_many(const AttentionJob* jobs, int64_t count, const Parallel& par
     const int64_t need = scratch_per_thread(jobs[j].s);
     if (need > per_thread) per_thread = need;
   }
-  const int64_t items = jobs[count - 1].items_end;
   par.run(
       [&](const Share& share) {
         float* mine = scratch + share.rank * per_thread;
         // Each thread takes its next item before it runs the current one, so that the
-        // current one can fetch what the next reads. Items are taken in increasing order:
-        // the jobs only move forward.
-        int64_t j = 0, item = share.take(1);
-        while (item < items) {
-          while (item >= jobs[j].items_end) ++j;
-          const int64_t next = share.take(1);
+        // current one can fetch what the next reads.
+        JobItem at = locate(jobs, count, 0, share.take(1));
+        while (at.job < count) {
+          const JobItem next = locate(jobs, count, at.job, share.take(1));
           AttendNext reads;
-          if (next < items) {
-            int64_t jn = j;
-            while (next >= jobs[jn].items_end) ++jn;
-            const int64_t first = jn == 0 ? 0 : jobs[jn - 1].items_end;
-            if (!by_block(jobs[jn].s)) reads = decode_keys(jobs[jn], next - first);
+          if (next.job < count && !by_block(jobs[next.job].s)) {
+            reads = decode_keys(jobs[next.job], next.item);
           }
-          const int64_t first = j == 0 ? 0 : jobs[j - 1].items_end;
-          run_item(kt, jobs[j], item - first, mine, reads);
-          item = next;
+          run_item(kt, jobs[at.job], at.item, mine, reads);
+          at = next;
         }
       },
       worth_a_team(work));
