@@ -328,18 +328,36 @@ def test_full_queue_answers_429_at_once(model: gpt2cpu.Model) -> None:
 
 
 def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
-    def slow(items: list[Any]) -> list[Any]:
-        time.sleep(0.01)
+    """A client that leaves mid-stream has its request dropped at the engine's next step.
+
+    The step hook holds the request once its first token is out until the server has seen
+    the client leave and cancelled it (on the HTTP thread, which the hold does not stall), so
+    however slow the machine it cannot run out its 200 tokens first. Were the cancel never
+    to come, the hold gives up after 10 s and the request runs on: the checks below fail
+    rather than hang."""
+    steps_after_cancel: list[int] = []
+
+    def hold_until_cancelled(items: list[Any]) -> list[Any]:
+        job = served.engine._running[0]
+        if job.generated:
+            job.cancelled.wait(10)
+        if job.cancelled.is_set():
+            steps_after_cancel.append(len(job.generated))
         return advance(items)
 
-    with serve(model, step=slow) as served:
-        body = {"prompt": "A", "max_tokens": 200, "ignore_eos": True, "stream": True}
+    with serve(model, step=hold_until_cancelled) as served:
+        # Greedy, so that the first token is the same every time and whole text (" man"),
+        # which goes out at once: a held-back piece would leave the client waiting.
+        body = {"prompt": "A", "max_tokens": 200, "ignore_eos": True, "stream": True,
+                "temperature": 0}
         with httpx.Client(timeout=30) as http, http.stream(
             "POST", served.v1 + "/completions", json=body
         ) as response:
             lines = response.iter_lines()
             assert next(lines).startswith("data: ")
         assert wait_until(lambda: not served.engine._running, 5)
+        # At most the step that was held when the cancel came ran after it.
+        assert len(steps_after_cancel) <= 1, steps_after_cancel
         metrics = httpx.get(served.url + "/metrics").text
         assert 'gpt2cpu_sequences_total{outcome="cancelled"} 1' in metrics
         assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
