@@ -364,37 +364,58 @@ def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
 
 
 def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:
-    def slow(items: list[Any]) -> list[Any]:
-        time.sleep(0.003)
+    """A request that comes while 8 streams run joins their batch and finishes while they
+    still run: it does not wait for them.
+
+    The step hook holds the long streams, not the clock: before the newcomer has joined, a
+    step in which every running one has its first token out waits for the next request to
+    queue (not to join: the engine admits on this thread, after the step), and once the
+    newcomer has run beside the 8 and left, they wait for the test to see it done. So none of the 8
+    can run out its tokens first however slow the machine, and if the newcomer is made to
+    wait for them, nothing holds them and the order shows it."""
+    long = 150
+    joined, release = threading.Event(), threading.Event()
+
+    def hold_the_long_ones(items: list[Any]) -> list[Any]:
+        running = served.engine._running
+        if len(running) == 9:
+            joined.set()
+        elif all(job.max_tokens == long and job.generated for job in running):
+            if not joined.is_set():
+                wait_until(lambda: served.engine.queue_length > 0, 30)
+            else:  # the 8 alone again: the newcomer has finished
+                release.wait(30)
         return advance(items)
 
     async def scenario(url: str) -> None:
-        first_tokens: list[float] = []
-        finished: list[float] = []
+        started: list[int] = []  # the newcomer is sent once all 8 stream
+        ended: list[int] = []  # each stream's max_tokens as it ends: the order is the test
 
-        async def stream(client: Any, tokens: int) -> float:  # its first token's time
-            body = {"prompt": "A", "max_tokens": tokens, "ignore_eos": True, "stream": True}
-            first = None
+        async def stream(client: Any, tokens: int) -> None:
+            # Greedy: the first token is whole text (" man") and reaches the client at once.
+            body = {"prompt": "A", "max_tokens": tokens, "ignore_eos": True, "stream": True,
+                    "temperature": 0}
+            first = True
             async with client.stream("POST", url, json=body) as response:
                 async for line in response.aiter_lines():
-                    if line.startswith("data: {") and first is None:
-                        first = time.monotonic()
-                        first_tokens.append(first)
-            finished.append(time.monotonic())
-            assert first is not None
-            return first
+                    if line.startswith("data: {") and first:
+                        first = False
+                        started.append(tokens)
+            ended.append(tokens)
 
         async with httpx.AsyncClient(timeout=60) as client:
-            streams = [asyncio.create_task(stream(client, 150)) for _ in range(8)]
-            while len(first_tokens) < 8:
-                await asyncio.sleep(0.005)
-            newcomer = await stream(client, 2)
-            others_done = min(finished[:-1]) if len(finished) > 1 else None
-            await asyncio.gather(*streams)
-        # The newcomer finished first of all (2 tokens), unless one of the 8 beat it.
-        assert others_done is None or newcomer < others_done
+            streams = [asyncio.create_task(stream(client, long)) for _ in range(8)]
+            try:
+                assert await asyncio.to_thread(wait_until, lambda: len(started) >= 8, 30)
+                await stream(client, 2)
+                assert joined.is_set()  # it ran in the 8's batch
+                assert ended == [2]  # and ended while they still ran
+            finally:
+                release.set()
+                await asyncio.gather(*streams, return_exceptions=True)
+        assert ended == [2] + [long] * 8
 
-    with serve(model, step=slow, max_batch=16) as served:
+    with serve(model, step=hold_the_long_ones, max_batch=16) as served:
         asyncio.run(scenario(served.v1 + "/completions"))
 
 
