@@ -328,55 +328,94 @@ def test_full_queue_answers_429_at_once(model: gpt2cpu.Model) -> None:
 
 
 def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
-    def slow(items: list[Any]) -> list[Any]:
-        time.sleep(0.01)
+    """A client that leaves mid-stream has its request dropped at the engine's next step.
+
+    The step hook holds the request once its first token is out until the server has seen
+    the client leave and cancelled it (on the HTTP thread, which the hold does not stall), so
+    however slow the machine it cannot run out its 200 tokens first. Were the cancel never
+    to come, the hold gives up after 10 s and the request runs on: the checks below fail
+    rather than hang."""
+    steps_after_cancel: list[int] = []
+
+    def hold_until_cancelled(items: list[Any]) -> list[Any]:
+        job = served.engine._running[0]
+        if job.generated:
+            job.cancelled.wait(10)
+        if job.cancelled.is_set():
+            steps_after_cancel.append(len(job.generated))
         return advance(items)
 
-    with serve(model, step=slow) as served:
-        body = {"prompt": "A", "max_tokens": 200, "ignore_eos": True, "stream": True}
+    with serve(model, step=hold_until_cancelled) as served:
+        # Greedy, so that the first token is the same every time and whole text (" man"),
+        # which goes out at once: a held-back piece would leave the client waiting.
+        body = {"prompt": "A", "max_tokens": 200, "ignore_eos": True, "stream": True,
+                "temperature": 0}
         with httpx.Client(timeout=30) as http, http.stream(
             "POST", served.v1 + "/completions", json=body
         ) as response:
             lines = response.iter_lines()
             assert next(lines).startswith("data: ")
         assert wait_until(lambda: not served.engine._running, 5)
+        # At most the step that was held when the cancel came ran after it.
+        assert len(steps_after_cancel) <= 1, steps_after_cancel
         metrics = httpx.get(served.url + "/metrics").text
         assert 'gpt2cpu_sequences_total{outcome="cancelled"} 1' in metrics
         assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
 
 
 def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:
-    def slow(items: list[Any]) -> list[Any]:
-        time.sleep(0.003)
+    """A request that comes while 8 streams run joins their batch and finishes while they
+    still run: it does not wait for them.
+
+    The step hook holds the long streams, not the clock: before the newcomer has joined, a
+    step in which every running one has its first token out waits for the next request to
+    queue (not to join: the engine admits on this thread, after the step), and once the
+    newcomer has run beside the 8 and left, they wait for the test to see it done. So none of the 8
+    can run out its tokens first however slow the machine, and if the newcomer is made to
+    wait for them, nothing holds them and the order shows it."""
+    long = 150
+    joined, release = threading.Event(), threading.Event()
+
+    def hold_the_long_ones(items: list[Any]) -> list[Any]:
+        running = served.engine._running
+        if len(running) == 9:
+            joined.set()
+        elif all(job.max_tokens == long and job.generated for job in running):
+            if not joined.is_set():
+                wait_until(lambda: served.engine.queue_length > 0, 30)
+            else:  # the 8 alone again: the newcomer has finished
+                release.wait(30)
         return advance(items)
 
     async def scenario(url: str) -> None:
-        first_tokens: list[float] = []
-        finished: list[float] = []
+        started: list[int] = []  # the newcomer is sent once all 8 stream
+        ended: list[int] = []  # each stream's max_tokens as it ends: the order is the test
 
-        async def stream(client: Any, tokens: int) -> float:  # its first token's time
-            body = {"prompt": "A", "max_tokens": tokens, "ignore_eos": True, "stream": True}
-            first = None
+        async def stream(client: Any, tokens: int) -> None:
+            # Greedy: the first token is whole text (" man") and reaches the client at once.
+            body = {"prompt": "A", "max_tokens": tokens, "ignore_eos": True, "stream": True,
+                    "temperature": 0}
+            first = True
             async with client.stream("POST", url, json=body) as response:
                 async for line in response.aiter_lines():
-                    if line.startswith("data: {") and first is None:
-                        first = time.monotonic()
-                        first_tokens.append(first)
-            finished.append(time.monotonic())
-            assert first is not None
-            return first
+                    if line.startswith("data: {") and first:
+                        first = False
+                        started.append(tokens)
+            ended.append(tokens)
 
         async with httpx.AsyncClient(timeout=60) as client:
-            streams = [asyncio.create_task(stream(client, 150)) for _ in range(8)]
-            while len(first_tokens) < 8:
-                await asyncio.sleep(0.005)
-            newcomer = await stream(client, 2)
-            others_done = min(finished[:-1]) if len(finished) > 1 else None
-            await asyncio.gather(*streams)
-        # The newcomer finished first of all (2 tokens), unless one of the 8 beat it.
-        assert others_done is None or newcomer < others_done
+            streams = [asyncio.create_task(stream(client, long)) for _ in range(8)]
+            try:
+                assert await asyncio.to_thread(wait_until, lambda: len(started) >= 8, 30)
+                await stream(client, 2)
+                assert joined.is_set()  # it ran in the 8's batch
+                assert ended == [2]  # and ended while they still ran
+            finally:
+                release.set()
+                await asyncio.gather(*streams, return_exceptions=True)
+        assert ended == [2] + [long] * 8
 
-    with serve(model, step=slow, max_batch=16) as served:
+    with serve(model, step=hold_the_long_ones, max_batch=16) as served:
         asyncio.run(scenario(served.v1 + "/completions"))
 
 
