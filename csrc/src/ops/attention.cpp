@@ -38,6 +38,22 @@ int64_t scratch_per_thread(const AttentionShape& s) {
   return by_block(s) ? attend_block_scratch(longest, s.head_dim) : longest;
 }
 
+// The same for all the jobs of one call: plan_attention sizes the scratch by it and
+// attention_many splits the scratch by it, so the two must agree.
+int64_t scratch_per_thread(const AttentionJob* jobs, int64_t count) {
+  int64_t most = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t need = scratch_per_thread(jobs[j].s);
+    if (need > most) most = need;
+  }
+  return most;
+}
+
+// Where head h's position pos sits in a cache (n_head, capacity, head_dim).
+int64_t cache_offset(const AttentionShape& s, int64_t h, int64_t pos) {
+  return (h * s.capacity + pos) * s.head_dim;
+}
+
 // Item `item` of one job as the run of queries it is, all of one head h = item % n_head: a
 // block of up to kAttendBlock, or a decode item's single query i = item / n_head. Later
 // tokens see more keys: blocks go out the last first, and queries one by one, to balance
@@ -46,7 +62,7 @@ AttendBlock item_block(const AttentionJob& job, int64_t item) {
   const AttentionShape& s = job.s;
   const int64_t width = s.n_head * s.head_dim;
   const int64_t h = item % s.n_head;
-  const int64_t head_offset = h * s.capacity * s.head_dim;
+  const int64_t head_offset = cache_offset(s, h, 0);
   int64_t i0 = item / s.n_head, m = 1;
   if (by_block(s)) {
     const int64_t blocks = (s.t + kAttendBlock - 1) / kAttendBlock;
@@ -100,25 +116,20 @@ JobItem locate(const AttentionJob* jobs, int64_t count, int64_t from, int64_t it
 }  // namespace
 
 size_t plan_attention(AttentionJob* jobs, int64_t count, int threads) {
-  int64_t items = 0, per_thread = 0;
+  int64_t items = 0;
   for (int64_t j = 0; j < count; ++j) {
     items += items_of(jobs[j].s);
     jobs[j].items_end = items;
-    const int64_t need = scratch_per_thread(jobs[j].s);
-    if (need > per_thread) per_thread = need;
   }
-  return static_cast<size_t>(per_thread) * static_cast<size_t>(threads);
+  return static_cast<size_t>(scratch_per_thread(jobs, count)) * static_cast<size_t>(threads);
 }
 
 void attention_many(const AttentionJob* jobs, int64_t count, const Parallel& par, float* scratch) {
   if (count == 0) return;
   const KernelTable& kt = par.kernels();
-  int64_t work = 0, per_thread = 0;
-  for (int64_t j = 0; j < count; ++j) {
-    work += attention_work(jobs[j].s);
-    const int64_t need = scratch_per_thread(jobs[j].s);
-    if (need > per_thread) per_thread = need;
-  }
+  int64_t work = 0;
+  for (int64_t j = 0; j < count; ++j) work += attention_work(jobs[j].s);
+  const int64_t per_thread = scratch_per_thread(jobs, count);
   par.run(
       [&](const Share& share) {
         float* mine = scratch + share.rank * per_thread;
@@ -155,8 +166,8 @@ void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parall
           const AttentionShape& s = job.s;
           const int64_t h = item - first;
           const size_t row_bytes = static_cast<size_t>(s.head_dim) * sizeof(float);
-          float* k_head = job.k + (h * s.capacity + s.pos0) * s.head_dim;
-          float* v_head = job.v + (h * s.capacity + s.pos0) * s.head_dim;
+          float* k_head = job.k + cache_offset(s, h, s.pos0);
+          float* v_head = job.v + cache_offset(s, h, s.pos0);
           for (int64_t i = 0; i < s.t; ++i) {
             std::memcpy(k_head + i * s.head_dim, job.new_k + i * job.ld + h * s.head_dim,
                         row_bytes);
