@@ -32,6 +32,7 @@ def worker(name: str, path: str | None, mine: Any, theirs: Any, out: Any, args: 
         seq = model.new_sequence()
         seq.append(rng.integers(0, 50257, 64))
         core = seq._core
+        assert core is not None
         for i in range(args.steps):
             mine.wait()
             mine.clear()

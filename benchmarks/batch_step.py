@@ -95,13 +95,13 @@ def main() -> None:
     base = rss_mib()
     seq = model.new_sequence()
     seq.append(rng.integers(0, 50257, 1023))
-    seqs = [seq] + [seq.fork() for _ in range(63)]
+    family = [seq] + [seq.fork() for _ in range(63)]
     held = rss_mib()
     kv = 64 * 1023 * 12 * 2 * 768 * 4 / 2**20
     print(f"64 sequences x 1023 tokens: RSS {held:.0f} MiB, {held - base:.0f} MiB over the "
           f"loaded model ({kv:.0f} MiB of keys and values)")
     start = time.perf_counter()
-    out = model.step(seqs, [[int(t)] for t in rng.integers(0, 50257, 64)])
+    out = model.step(family, [[int(t)] for t in rng.integers(0, 50257, 64)])
     print(f"one decode step of all 64 at position 1023: {time.perf_counter() - start:.2f} s, "
           f"RSS {rss_mib():.0f} MiB; {len(out)} rows of logits")
 

@@ -16,7 +16,7 @@ import pytest
 from gpt2cpu.generation.sampling import Sampler, SamplingParams
 
 VOCAB = 50257
-CONTROLS = {
+CONTROLS: dict[str, dict[str, Any]] = {
     "greedy": dict(temperature=0.0),
     "top_k": dict(temperature=0.8, top_k=50),
     "top_p": dict(top_p=0.95),

@@ -153,8 +153,9 @@ def split_text(text: str) -> tuple[str, str, int]:
 
 def train_tokenizer(train_text: str, vocab_size: int, n_positions: int, out: Path) -> Any:
     """Byte-level BPE as GPT-2 builds it, trained on the training split only."""
+    # transformers 5 names GPT2TokenizerFast only at run time (an alias of GPT2Tokenizer).
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined, unused-ignore]
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     # One sequence rather than lines: the GPT-2 regex then sees the same newline runs at
@@ -364,7 +365,10 @@ def write_card(out: Path, text: str, sample_tokens: int) -> dict[str, str]:
     from training, so `--card-only` can redo the card of an existing model without retraining.
     Returns the samples it generated.
     """
-    from transformers import GPT2LMHeadModel, GPT2TokenizerFast
+    from transformers import (  # type: ignore[attr-defined, unused-ignore]  # as above
+        GPT2LMHeadModel,
+        GPT2TokenizerFast,
+    )
 
     ev = json.loads((out / "eval.json").read_text())
     tr = ev["training"]

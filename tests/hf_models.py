@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,9 @@ import numpy as np
 
 SMALL = dict(n_layer=2, n_embd=72, n_head=6, vocab_size=1001, n_positions=64)
 GPT2_124M = dict(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)
+
+# The hf_model_dir fixture (conftest.py): make(**shape) -> (directory, torch model).
+HfModelDir = Callable[..., tuple[Path, Any]]
 
 
 def make_hf_model(directory: Path, *, seed: int = 0, hub_layout: bool = False,

@@ -28,7 +28,7 @@ def tensor_shapes(config: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
     """GPT2LMHeadModel's tensors as save_pretrained names them ("transformer." prefix)."""
     c, v, p = config["n_embd"], config["vocab_size"], config["n_positions"]
     f = config.get("n_inner") or 4 * c
-    shapes = [("wte.weight", (v, c)), ("wpe.weight", (p, c))]
+    shapes: list[tuple[str, tuple[int, ...]]] = [("wte.weight", (v, c)), ("wpe.weight", (p, c))]
     for i in range(config["n_layer"]):
         h = f"h.{i}."
         shapes += [

@@ -6,18 +6,21 @@ import numpy as np
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    y: np.ndarray = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    return y
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    y: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return y
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     var = x.var(axis=-1, keepdims=True)
-    return g * (x - mean) / np.sqrt(var + eps) + b
+    y: np.ndarray = g * (x - mean) / np.sqrt(var + eps) + b
+    return y
 
 
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
@@ -26,7 +29,8 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
     t, n = q.shape[0], k.shape[0]
     visible = np.arange(n)[None, :] <= (pos0 + np.arange(t))[:, None]
     scores = np.where(visible, q @ k.T * scale, -np.inf)
-    return softmax(scores) @ v
+    y: np.ndarray = softmax(scores) @ v
+    return y
 
 
 def gpt2_forward(ids: np.ndarray, params: dict[str, np.ndarray], n_head: int,
@@ -49,4 +53,5 @@ def gpt2_forward(ids: np.ndarray, params: dict[str, np.ndarray], n_head: int,
         x = x + gelu(h @ p["mlp.c_fc.weight"] + p["mlp.c_fc.bias"]) @ p["mlp.c_proj.weight"] \
             + p["mlp.c_proj.bias"]
     x = layer_norm(x, params["ln_f.weight"], params["ln_f.bias"], eps)
-    return x @ params["wte.weight"].T
+    logits: np.ndarray = x @ params["wte.weight"].T
+    return logits

@@ -543,7 +543,7 @@ def test_decode_takes_integer_ids_only(ids: Any, message: str) -> None:
     with pytest.raises(TypeError, match=re.escape(message)):
         tokenizer.decode(ids)
     assert tokenizer.decode(np.array([40, 41])) == tokenizer.decode([40, 41])
-    assert tokenizer.decode([np.int64(40), 41]) == tokenizer.decode([40, 41])
+    assert tokenizer.decode([np.int64(40), 41]) == tokenizer.decode([40, 41])  # type: ignore[list-item]
     for call in (tokenizer.token_bytes, tokenizer.id_to_token):
         with pytest.raises(TypeError, match="a token id must be an integer, got 1.0"):
             call(1.0)  # type: ignore[arg-type]
@@ -739,11 +739,11 @@ def test_core_config_is_validated(fields: dict[str, Any], pattern: str) -> None:
 
 
 def test_core_config_rejects_unknown_activation() -> None:
-    config = raw_config(activation=_core.Activation(7))
+    config = raw_config(activation=_core.Activation(7))  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="activation"):
         _core.Model(config, 1)
     with pytest.raises(ValueError, match="activation"):
-        _core.testing.activation(np.ones(4, np.float32), _core.Activation(-1))
+        _core.testing.activation(np.ones(4, np.float32), _core.Activation(-1))  # type: ignore[call-arg]
 
 
 def test_core_config_fields_reject_out_of_range_integers() -> None:
@@ -751,7 +751,7 @@ def test_core_config_fields_reject_out_of_range_integers() -> None:
     with pytest.raises(TypeError):
         config.n_layer = 2**64
     with pytest.raises(TypeError):
-        config.n_embd = "16"
+        config.n_embd = "16"  # type: ignore[assignment]
 
 
 @pytest.mark.parametrize("threads", [0, -1, 4097])
@@ -810,7 +810,7 @@ def test_core_sequence_capacity(model: gpt2cpu.Model, capacity: int) -> None:
 
 def test_core_sequence_needs_a_model() -> None:
     with pytest.raises((TypeError, ValueError)):
-        _core.Sequence(None, 4)
+        _core.Sequence(None, 4)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("ids", [[V], [-1], [2**63 - 1], [-(2**63)], [0, 1, V + 1000]])

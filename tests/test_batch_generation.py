@@ -100,7 +100,8 @@ def test_stream_yields_index_and_piece(model: gpt2cpu.Model) -> None:
 def _log_softmax(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     x = x.astype(np.float64)
     x = x - x.max()
-    return x - np.log(np.exp(x).sum())
+    logprobs: np.ndarray[Any, Any] = x - np.log(np.exp(x).sum())
+    return logprobs
 
 
 def test_raw_logprobs_are_log_softmax_of_forward(model: gpt2cpu.Model) -> None:

@@ -16,8 +16,10 @@ from gpt2cpu.engine import step
 from model_files import model_dir
 
 # Wide enough (C % 16 == 0, several panels) for every matmul path, small enough to be quick.
-SHAPE = dict(model_type="gpt2", n_layer=2, n_embd=64, n_head=4, n_positions=256,
-             vocab_size=503, activation_function="gelu_new", layer_norm_epsilon=1e-5)
+SHAPE: dict[str, Any] = dict(
+    model_type="gpt2", n_layer=2, n_embd=64, n_head=4, n_positions=256, vocab_size=503,
+    activation_function="gelu_new", layer_norm_epsilon=1e-5,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from hf_models import SMALL
+from hf_models import SMALL, HfModelDir
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -17,7 +17,7 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
+def test_reports_both_engines_on_the_same_workload(hf_model_dir: HfModelDir) -> None:
     directory, reference = hf_model_dir(**SMALL)
     out = bench(
         "--model",
@@ -89,7 +89,7 @@ def test_reports_both_engines_on_the_same_workload(hf_model_dir) -> None:
     assert report["multiply_add_peak_flops_per_s"] > 0 and report["prompt_peak_share"] > 0
 
 
-def test_text_report(hf_model_dir) -> None:
+def test_text_report(hf_model_dir: HfModelDir) -> None:
     directory, _ = hf_model_dir(**SMALL)
     out = bench(
         "--model", str(directory), "--threads", "1", "--prompt-tokens", "8", "--new-tokens",
@@ -105,7 +105,7 @@ def test_text_report(hf_model_dir) -> None:
     assert "decode at position 5 " in out.stdout
 
 
-def test_a_workload_longer_than_the_context_is_refused(hf_model_dir) -> None:
+def test_a_workload_longer_than_the_context_is_refused(hf_model_dir: HfModelDir) -> None:
     directory, _ = hf_model_dir(**SMALL)
     out = bench("--model", str(directory), "--prompt-tokens", "65", "--new-tokens", "5")
     assert out.returncode == 2

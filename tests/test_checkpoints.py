@@ -194,6 +194,8 @@ def test_a_vocabulary_padded_past_the_tokenizer_never_samples_an_undecodable_id(
     for result in (greedy, sampled):
         assert result.token_ids and max(result.token_ids) < words
         assert result.text == tokenizer.decode(result.token_ids)
-    streamed = "".join(model.stream("To be", max_new_tokens=40, temperature=3.0, seed=0,
-                                    logit_bias=favoured, ignore_eos=True))
+    stream = model.stream("To be", max_new_tokens=40, temperature=3.0, seed=0,
+                          logit_bias=favoured, ignore_eos=True)
+    assert isinstance(stream, gpt2cpu.GenerationStream)
+    streamed = "".join(stream)
     assert streamed == sampled.text

@@ -11,6 +11,7 @@ import gc
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from gpt2cpu import _core
 from model_files import model_dir
 
 # Big enough that one forward pass is a long stretch of C++ (tens of milliseconds or more).
-MEDIUM = dict(model_type="gpt2", n_layer=4, n_embd=256, n_head=4, n_positions=512,
-              vocab_size=3001, activation_function="gelu_new", layer_norm_epsilon=1e-5)
+MEDIUM: dict[str, Any] = dict(
+    model_type="gpt2", n_layer=4, n_embd=256, n_head=4, n_positions=512, vocab_size=3001,
+    activation_function="gelu_new", layer_norm_epsilon=1e-5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,7 @@ def test_threads_get_exactly_what_they_get_alone(medium_dir: Path, python_thread
     seeds = list(range(python_threads))
     alone = [workload(model, s) for s in seeds]
     for _ in range(2):
-        together = run_threads([lambda s=s: workload(model, s) for s in seeds])
+        together = run_threads([partial(workload, model, s) for s in seeds])
         for seed, mine, reference in zip(seeds, together, alone, strict=True):
             assert len(mine) == len(reference)
             for i, (x, y) in enumerate(zip(mine, reference, strict=True)):

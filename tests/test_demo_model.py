@@ -42,7 +42,8 @@ def data_file() -> Path | None:
 
 @pytest.fixture(scope="module")
 def eval_info() -> dict[str, Any]:
-    return json.loads((MODEL_DIR / "eval.json").read_text())
+    info: dict[str, Any] = json.loads((MODEL_DIR / "eval.json").read_text())
+    return info
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,8 @@ def torch_logits(model: Any) -> Logits:
 
     def run(ids: list[int]) -> np.ndarray:
         with torch.no_grad():
-            return model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+            logits: np.ndarray = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+            return logits
 
     return run
 

@@ -193,7 +193,7 @@ def test_dir_shows_the_public_names() -> None:
 
 
 def test_help_of_model_hides_the_constructor() -> None:
-    text = pydoc.render_doc(gpt2cpu.Model, renderer=pydoc.plaintext)
+    text = pydoc.render_doc(gpt2cpu.Model, renderer=pydoc.plaintext)  # type: ignore[attr-defined, unused-ignore]  # not in typeshed
     assert "from_pretrained(" in text and "core" not in text.split("from_pretrained(")[0]
     assert not inspect.signature(gpt2cpu.Model).parameters
     with pytest.raises(TypeError, match="from_pretrained"):
@@ -372,7 +372,7 @@ def test_help_documents_every_option(method: str) -> None:
     parameters = inspect.signature(function).parameters
     assert list(parameters)[:2] == ["self", "prompt"]
     assert tuple(parameters)[2:] == option_names()
-    text = pydoc.render_doc(function, renderer=pydoc.plaintext)
+    text = pydoc.render_doc(function, renderer=pydoc.plaintext)  # type: ignore[attr-defined, unused-ignore]  # not in typeshed
     documented = re.findall(r"^ {4}(\w+(?:, \w+)*):", text, re.MULTILINE)
     options = {name for line in documented for name in line.split(", ")}
     assert set(option_names()) | {"prompt"} <= options
@@ -395,8 +395,10 @@ def test_a_misspelled_option_names_itself_and_the_method(model: gpt2cpu.Model,
 
 
 def test_stream_takes_the_options_of_generate(model: gpt2cpu.Model) -> None:
-    options = dict(max_new_tokens=12, temperature=0.7, top_p=0.9, seed=5, stop="\n\n")
+    options: dict[str, Any] = dict(max_new_tokens=12, temperature=0.7, top_p=0.9, seed=5,
+                                   stop="\n\n")
     pieces = model.stream("ROMEO:", **options)
+    assert isinstance(pieces, gpt2cpu.GenerationStream)
     text = "".join(pieces)
     assert pieces.result is not None
     assert text == model.generate("ROMEO:", **options).text == pieces.result.text
@@ -423,6 +425,7 @@ def test_generate_continues_a_sequence(model: gpt2cpu.Model) -> None:
         before = list(chat.tokens)
         three = model.stream("", sequence=chat, max_new_tokens=5, temperature=0,
                              ignore_eos=True)
+        assert isinstance(three, gpt2cpu.GenerationStream)
         "".join(three)
         assert three.result is not None
         assert three.result.token_ids == model.generate(before, max_new_tokens=5, temperature=0,

@@ -166,7 +166,10 @@ def some_bytes(rng: random.Random, n: int) -> bytes:
 def mutate_bytes(rng: random.Random, blob: bytes) -> bytes:
     out = bytearray(blob)
     op = rng.randrange(7)
-    hot = lambda: rng.randrange(min(len(out), 8 + HEADER_LEN + 8))  # noqa: E731
+
+    def hot() -> int:
+        return rng.randrange(min(len(out), 8 + HEADER_LEN + 8))
+
     if op == 0:
         # Mostly the low 7 bits: JSON text stays ASCII and gets past the UTF-8 decoder.
         for _ in range(rng.randint(1, 8)):
@@ -449,19 +452,20 @@ def test_files_cut_short_while_loading(workdir: Path, cut: int, when: str) -> No
     path.write_bytes(VALID)
     real = loading.locate_tensors
 
-    def locate_then_cut(*args: Any) -> Any:
-        located = real(*args)
+    def locate_then_cut(*args: Any, **kwargs: Any) -> Any:
+        located = real(*args, **kwargs)
         os.truncate(path, cut)
         return located
 
     if when == "before":
         os.truncate(path, cut)
-    original = model_module.locate_tensors
-    model_module.locate_tensors = locate_then_cut if when == "after" else original
+    # model.py's own name for it, which the load calls; not a public attribute of the module.
+    original = model_module.locate_tensors  # type: ignore[attr-defined]
+    model_module.locate_tensors = locate_then_cut if when == "after" else original  # type: ignore[attr-defined]
     try:
         assert load(workdir) is None  # every tensor is used: any cut loses some
     finally:
-        model_module.locate_tensors = original
+        model_module.locate_tensors = original  # type: ignore[attr-defined]
 
 
 # -- tokenizer files ---------------------------------------------------------------------------

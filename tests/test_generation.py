@@ -188,7 +188,8 @@ def test_generation_runs_the_prompt_once_then_one_token_a_step(
         return sequence
 
     monkeypatch.setattr(small, "new_sequence", recording)
-    prompt = small.tokenizer.encode(PROMPT)  # type: ignore[union-attr]
+    assert small.tokenizer is not None
+    prompt = small.tokenizer.encode(PROMPT)
     result = small.generate(prompt, max_new_tokens=10, seed=0, logit_bias=NO_EOS)
     assert sizes == [len(prompt)] + [1] * 9
     assert capacities == [len(prompt) + 9]
@@ -220,13 +221,15 @@ def test_stream_equals_generate(small: gpt2cpu.Model) -> None:
                                    stop=["\n\n", "zz"])
     result = small.generate(PROMPT, **options)
     stream = small.stream(PROMPT, **options)
+    assert isinstance(stream, gpt2cpu.GenerationStream)
     pieces = list(stream)
     assert "".join(pieces) == result.text
     assert all(pieces)
     assert stream.result is not None
     timing = dict(prefill_seconds=result.prefill_seconds, decode_seconds=result.decode_seconds)
     assert dataclasses.replace(stream.result, **timing) == result
-    assert result.text == small.tokenizer.decode(result.token_ids)[: len(result.text)]  # type: ignore[union-attr]
+    assert small.tokenizer is not None
+    assert result.text == small.tokenizer.decode(result.token_ids)[: len(result.text)]
 
 
 def boundary_stop(model: gpt2cpu.Model, token_ids: list[int], text: str) -> str:
@@ -251,9 +254,12 @@ def test_stop_string_spanning_tokens(small: gpt2cpu.Model, seed: int) -> None:
     result = small.generate(PROMPT, stop=["never-there", stop], **options)
     assert (result.text, result.finish_reason, result.stop) == (expected, "stop", stop)
     assert result.token_ids == full.token_ids[: len(result.token_ids)]
-    decode = small.tokenizer.decode  # type: ignore[union-attr]
+    assert small.tokenizer is not None
+    decode = small.tokenizer.decode
     assert stop in decode(result.token_ids) and stop not in decode(result.token_ids[:-1])
-    assert "".join(small.stream(PROMPT, stop=stop, **options)) == expected
+    stream = small.stream(PROMPT, stop=stop, **options)
+    assert isinstance(stream, gpt2cpu.GenerationStream)
+    assert "".join(stream) == expected
 
 
 def test_a_stop_prefix_is_held_back_then_released(small: gpt2cpu.Model) -> None:
@@ -261,6 +267,7 @@ def test_a_stop_prefix_is_held_back_then_released(small: gpt2cpu.Model) -> None:
     full = small.generate(PROMPT, **options)
     near_miss = boundary_stop(small, full.token_ids, full.text) + "\x00never"
     stream = small.stream(PROMPT, stop=near_miss, **options)
+    assert isinstance(stream, gpt2cpu.GenerationStream)
     assert "".join(stream) == full.text
     assert stream.result is not None and stream.result.finish_reason == "length"
 
@@ -280,7 +287,8 @@ def test_eos_ends_generation_unless_ignored(small: gpt2cpu.Model) -> None:
 def test_length_limit(small: gpt2cpu.Model) -> None:
     result = small.generate(PROMPT, max_new_tokens=7, seed=0, logit_bias=NO_EOS)
     assert result.finish_reason == "length" and len(result.token_ids) == 7
-    assert result.prompt_tokens == len(small.tokenizer.encode(PROMPT))  # type: ignore[union-attr]
+    assert small.tokenizer is not None
+    assert result.prompt_tokens == len(small.tokenizer.encode(PROMPT))
     assert result.prefill_tokens_per_second and result.prefill_tokens_per_second > 0
     assert result.decode_tokens_per_second and result.decode_tokens_per_second > 0
 
@@ -405,7 +413,7 @@ def test_a_model_without_tokenizer_generates_ids(hf_model_dir: Any) -> None:
         model.generate([1, 2, 3], max_new_tokens=8, stop="x")
 
 
-def test_model_methods_and_config_agree(small_text_model) -> None:
+def test_model_methods_and_config_agree(small_text_model: tuple[Path, Any]) -> None:
     """Model.generate and Model.stream list GenerationConfig's options with its defaults
     (and the sequence to continue), so an unknown option fails before anything runs."""
     config = inspect.signature(GenerationConfig)
@@ -420,7 +428,7 @@ def test_model_methods_and_config_agree(small_text_model) -> None:
         assert param.default == config.parameters[name].default, name
     model = gpt2cpu.Model.from_pretrained(small_text_model[0])
     with pytest.raises(TypeError, match="top_q"):
-        model.stream("text", top_q=0.5)
+        model.stream("text", top_q=0.5)  # type: ignore[call-arg]
 
 
 def test_type_checkers_read_the_same_options() -> None:

@@ -25,7 +25,7 @@ from job_data import (
     write_parquet,
 )
 
-GENERATE = {"max_new_tokens": 6, "temperature": 0.9, "top_k": 40}
+GENERATE: dict[str, Any] = {"max_new_tokens": 6, "temperature": 0.9, "top_k": 40}
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@ counts, with shapes that are not multiples of the SIMD width or the matmul tile.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 from gpt2cpu import _core
@@ -59,7 +62,7 @@ def test_matmul(isa: str, threads: int, t: int, k: int, n: int, team: bool) -> N
     rng = np.random.default_rng(t * 1000 + k * 10 + n)
     a, w, b = rand(rng, t, k), rand(rng, k, n), rand(rng, n)
     expect = a.astype(np.float64) @ w.astype(np.float64)
-    run = {"threads": threads, "team": team}
+    run: dict[str, Any] = {"threads": threads, "team": team}
     close(K.matmul(a, w, **run), expect, atol=1e-5 * np.sqrt(k))
     close(K.matmul(a, w, b, **run), expect + b, atol=1e-5 * np.sqrt(k))
     out = rand(rng, t, n)
@@ -90,7 +93,7 @@ def test_a_row_alone_gets_the_bits_it_gets_among_others(isa: str, t: int) -> Non
         assert np.array_equal(K.matmul(a[r : r + 1], w, b, threads=2)[0], together[r])
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "gelu_tanh": gelu,
     "gelu_erf": lambda x: 0.5 * x * (1 + erf(x / np.sqrt(2))),
     "relu": lambda x: np.maximum(x, 0),
@@ -285,7 +288,7 @@ def test_attention_large_scores_do_not_overflow(isa: str) -> None:
         ),
     ],
 )
-def test_kernels_reject_bad_shapes(call, match: str) -> None:  # type: ignore[no-untyped-def]
+def test_kernels_reject_bad_shapes(call: Callable[[], object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
 

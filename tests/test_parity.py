@@ -9,11 +9,14 @@ keeps the bound meaningful for small logits and fair for large ones.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu import _core
-from hf_models import GPT2_124M, SMALL, hf_logits
+from hf_models import GPT2_124M, SMALL, HfModelDir, hf_logits
 
 
 def assert_logits_close(ours: np.ndarray, ref: np.ndarray) -> None:
@@ -28,7 +31,7 @@ def random_ids(n: int, vocab: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_small_full_sequence(hf_model_dir, isa: str, threads: int) -> None:
+def test_small_full_sequence(hf_model_dir: HfModelDir, isa: str, threads: int) -> None:
     directory, ref_model = hf_model_dir(**SMALL)
     model = gpt2cpu.Model.from_pretrained(directory, threads=threads)
     ids = random_ids(SMALL["n_positions"], SMALL["vocab_size"])
@@ -37,7 +40,7 @@ def test_small_full_sequence(hf_model_dir, isa: str, threads: int) -> None:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_small_incremental_matches_forward_at_every_position(
-    hf_model_dir, isa: str, threads: int
+    hf_model_dir: HfModelDir, isa: str, threads: int
 ) -> None:
     directory, ref_model = hf_model_dir(**SMALL)
     model = gpt2cpu.Model.from_pretrained(directory, threads=threads)
@@ -55,7 +58,7 @@ def test_small_incremental_matches_forward_at_every_position(
         seq.append([0])
 
 
-def test_124m_full_context(hf_model_dir, isa: str) -> None:
+def test_124m_full_context(hf_model_dir: HfModelDir, isa: str) -> None:
     """The GPT-2 124M shape over the full 1024-token context, then the same positions fed
     in uneven chunks through the cache (batched and one-token appends mixed)."""
     directory, ref_model = hf_model_dir(**GPT2_124M)
@@ -83,7 +86,7 @@ def test_124m_full_context(hf_model_dir, isa: str) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_124m_threads_agree(hf_model_dir, threads: int) -> None:
+def test_124m_threads_agree(hf_model_dir: HfModelDir, threads: int) -> None:
     directory, ref_model = hf_model_dir(**GPT2_124M)
     model = gpt2cpu.Model.from_pretrained(directory, threads=threads)
     ids = random_ids(40, GPT2_124M["vocab_size"], seed=3)
@@ -104,14 +107,14 @@ def test_124m_threads_agree(hf_model_dir, threads: int) -> None:
     ],
     ids=lambda v: "-".join(f"{k}={val}" for k, val in v.items()),
 )
-def test_checkpoint_variants(hf_model_dir, variant: dict) -> None:
+def test_checkpoint_variants(hf_model_dir: HfModelDir, variant: dict[str, Any]) -> None:
     directory, ref_model = hf_model_dir(**SMALL, **variant)
     model = gpt2cpu.Model.from_pretrained(directory, threads=2)
     ids = random_ids(SMALL["n_positions"], SMALL["vocab_size"], seed=4)
     assert_logits_close(model.forward(ids), hf_logits(ref_model, ids))
 
 
-def test_sharded_checkpoint(hf_model_dir, tmp_path) -> None:
+def test_sharded_checkpoint(hf_model_dir: HfModelDir, tmp_path: Path) -> None:
     _, ref_model = hf_model_dir(**SMALL)
     ref_model.save_pretrained(tmp_path, safe_serialization=True, max_shard_size="100KB")
     assert (tmp_path / "model.safetensors.index.json").is_file()
@@ -121,7 +124,7 @@ def test_sharded_checkpoint(hf_model_dir, tmp_path) -> None:
     assert_logits_close(model.forward(ids), hf_logits(ref_model, ids))
 
 
-def test_numpy_reference_agrees_with_transformers(hf_model_dir) -> None:
+def test_numpy_reference_agrees_with_transformers(hf_model_dir: HfModelDir) -> None:
     """The small numpy GPT-2 used as a kernel reference is itself right."""
     from reference import gpt2_forward
 
@@ -136,7 +139,7 @@ def test_numpy_reference_agrees_with_transformers(hf_model_dir) -> None:
     )
 
 
-def test_sequences_are_independent(hf_model_dir) -> None:
+def test_sequences_are_independent(hf_model_dir: HfModelDir) -> None:
     directory, _ = hf_model_dir(**SMALL)
     model = gpt2cpu.Model.from_pretrained(directory, threads=1)
     a_ids, b_ids = random_ids(20, 1001, seed=7), random_ids(20, 1001, seed=8)
@@ -148,7 +151,7 @@ def test_sequences_are_independent(hf_model_dir) -> None:
     np.testing.assert_allclose(lb, model.forward(b_ids)[-1], atol=1e-5)
 
 
-def test_truncate_reuses_prefix(hf_model_dir) -> None:
+def test_truncate_reuses_prefix(hf_model_dir: HfModelDir) -> None:
     directory, _ = hf_model_dir(**SMALL)
     model = gpt2cpu.Model.from_pretrained(directory)
     ids = random_ids(30, 1001, seed=9)
@@ -159,7 +162,7 @@ def test_truncate_reuses_prefix(hf_model_dir) -> None:
     assert seq.tokens == ids.tolist()
 
 
-def test_logits_are_bit_identical_on_any_thread_count(hf_model_dir) -> None:
+def test_logits_are_bit_identical_on_any_thread_count(hf_model_dir: HfModelDir) -> None:
     """Seeded sampling gives the same text on any thread count only if the logits are the
     same bits: every prompt length, whichever matmul path it takes, on every ISA."""
     directory, _ = hf_model_dir(**SMALL)
@@ -172,7 +175,7 @@ def test_logits_are_bit_identical_on_any_thread_count(hf_model_dir) -> None:
                 assert np.array_equal(first, other), f"{isa}, {n} tokens"
 
 
-def test_models_with_different_kernel_sets_run_side_by_side(hf_model_dir) -> None:
+def test_models_with_different_kernel_sets_run_side_by_side(hf_model_dir: HfModelDir) -> None:
     """Each model keeps the set it was loaded with, whatever the process default is since:
     every set's logits match transformers', interleaved in one process."""
     directory, ref_model = hf_model_dir(**SMALL)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import gpt2cpu
 import pytest
@@ -32,12 +33,14 @@ def test_windows_score_every_target_once(n: int, window: int, stride: int) -> No
 
 
 @pytest.mark.parametrize("window,stride", [(64, 32), (64, 63), (40, 13), (40, 40)])
-def test_matches_pytorch_reference(small_text_model, window: int, stride: int) -> None:
+def test_matches_pytorch_reference(small_text_model: tuple[Path, Any], window: int,
+                                   stride: int) -> None:
     from sliding_window_eval import sliding_window_nll
 
     directory, torch_model = small_text_model
     model = gpt2cpu.Model.from_pretrained(directory)
     ours = perplexity(model, TEXT, window=window, stride=stride)
+    assert model.tokenizer is not None
     tokens = model.tokenizer.encode(TEXT)
     assert ours.tokens == len(tokens) > 3 * window
     ref = sliding_window_nll(torch_model, tokens, window, stride)
@@ -49,7 +52,7 @@ def test_matches_pytorch_reference(small_text_model, window: int, stride: int) -
     assert ours.perplexity == pytest.approx(ref.perplexity, rel=1e-5)
 
 
-def test_rejects_bad_windows(small_text_model) -> None:
+def test_rejects_bad_windows(small_text_model: tuple[Path, Any]) -> None:
     model = gpt2cpu.Model.from_pretrained(small_text_model[0])
     with pytest.raises(ValueError, match="window"):
         perplexity(model, TEXT, window=65)
@@ -59,7 +62,7 @@ def test_rejects_bad_windows(small_text_model) -> None:
         perplexity(model, "")
 
 
-def test_cli(small_text_model, tmp_path: Path) -> None:
+def test_cli(small_text_model: tuple[Path, Any], tmp_path: Path) -> None:
     text_file = tmp_path / "text.txt"
     text_file.write_text(TEXT, encoding="utf-8")
     out = subprocess.run(

@@ -33,12 +33,15 @@ pytestmark = pytest.mark.skipif(sanitized(), reason="RSS means nothing under ASa
 MiB = 1 << 20
 
 # A per-sequence KV cache of 1 MiB at full context: a leak of one per call would be a GiB.
-GEN = dict(model_type="gpt2", n_layer=2, n_embd=128, n_head=4, n_positions=512,
-           vocab_size=701, activation_function="gelu_new", layer_norm_epsilon=1e-5,
-           bos_token_id=700, eos_token_id=700)
+GEN: dict[str, Any] = dict(
+    model_type="gpt2", n_layer=2, n_embd=128, n_head=4, n_positions=512, vocab_size=701,
+    activation_function="gelu_new", layer_norm_epsilon=1e-5, bos_token_id=700, eos_token_id=700,
+)
 # Weights of ~120 MB: enough to see leave, quick to write and load.
-BIG = dict(model_type="gpt2", n_layer=4, n_embd=512, n_head=8, n_positions=512,
-           vocab_size=32000, activation_function="gelu_new", layer_norm_epsilon=1e-5)
+BIG: dict[str, Any] = dict(
+    model_type="gpt2", n_layer=4, n_embd=512, n_head=8, n_positions=512, vocab_size=32000,
+    activation_function="gelu_new", layer_norm_epsilon=1e-5,
+)
 
 
 def rss() -> int:
@@ -120,7 +123,7 @@ print(peak() - before, model.weight_bytes)
 
 
 # For the per-model pool of caches: 4 KiB of keys and values per position, 1024 positions.
-POOLED = dict(GEN, n_layer=4, n_positions=1024)
+POOLED: dict[str, Any] = dict(GEN, n_layer=4, n_positions=1024)
 KV_PER_POSITION = 2 * POOLED["n_layer"] * POOLED["n_embd"] * 4
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -31,11 +32,12 @@ def hf_filtered(processors: list[Any], logits: np.ndarray[Any, Any],
     scores = torch.from_numpy(logits.copy())[None]
     for processor in processors:
         scores = processor(ids, scores)
-    return scores[0].numpy()
+    filtered: np.ndarray[Any, Any] = scores[0].numpy()
+    return filtered
 
 
-def ours(logits: np.ndarray[Any, Any], prompt_ids: list[int] = (), **params: Any
-         ) -> np.ndarray[Any, Any]:  # type: ignore[assignment]
+def ours(logits: np.ndarray[Any, Any], prompt_ids: Iterable[int] = (), **params: Any
+         ) -> np.ndarray[Any, Any]:
     return Sampler(SamplingParams(**params), logits.size, prompt_ids).filtered_logits(logits)
 
 
@@ -399,7 +401,7 @@ def test_top_p_with_tied_probabilities_keeps_as_few_as_transformers(vocab: int,
 
 
 def test_controls_are_normalised() -> None:
-    config = GenerationConfig(temperature=1, top_p=1, stop="x", seed=np.int64(3))
+    config = GenerationConfig(temperature=1, top_p=1, stop="x", seed=np.int64(3))  # type: ignore[arg-type]
     assert isinstance(config.temperature, float) and config.stop == ("x",)
     assert config.seed == 3 and type(config.seed) is int
     assert GenerationConfig(stop=["a", "b", "a"]).stop == ("a", "b")

@@ -10,6 +10,7 @@ from typing import Any
 import gpt2cpu
 import numpy as np
 import pytest
+from gpt2cpu.tasks.embedding import Pooling
 from hf_models import SMALL
 from text_models import small_text_model_fixture, text_model_dir_fixture  # noqa: F401
 
@@ -115,11 +116,11 @@ def test_forward_hidden_states_match_transformers(small: tuple[gpt2cpu.Model, An
 
 @pytest.mark.parametrize("pooling", ["mean", "last", "none"])
 @pytest.mark.parametrize("layer", [0, 1, -1])
-def test_embed_matches_transformers(small: tuple[gpt2cpu.Model, Any], pooling: str,
+def test_embed_matches_transformers(small: tuple[gpt2cpu.Model, Any], pooling: Pooling,
                                     layer: int) -> None:
     model, torch_model = small
     texts = batch(5, 7, 40)
-    got = model.embed(texts, pooling=pooling, layer=layer)  # type: ignore[arg-type]
+    got = model.embed(texts, pooling=pooling, layer=layer)
     for i, ids in enumerate(texts):
         states = reference(torch_model, ids).hidden_states[layer][0].numpy()
         want = {"mean": states.mean(axis=0), "last": states[-1], "none": states}[pooling]
@@ -166,7 +167,7 @@ def test_bad_elements_are_named(small: tuple[gpt2cpu.Model, Any]) -> None:
     with pytest.raises(ValueError, match=r"texts\[0\]\[1\] = 1001 is outside"):
         model.embed([[1, 1001]])
     with pytest.raises(TypeError, match="texts must be a list"):
-        model.score("a text")  # type: ignore[arg-type]
+        model.score("a text")
     with pytest.raises(ValueError, match="texts.*no tokenizer"):
         model.embed([[1], "text"])
     with pytest.raises(ValueError, match="pooling must be"):

@@ -44,17 +44,20 @@ def client(server: Served) -> Any:
 def reference_log_softmax(logits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     x = logits.astype(np.float64)
     top = x.max(axis=-1, keepdims=True)
-    return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
+    logprobs: np.ndarray[Any, Any] = x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
+    return logprobs
 
 
 def test_completion_matches_generate(model: gpt2cpu.Model, client: Any) -> None:
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
     for seed, temperature in ((5, 0.9), (11, 1.3), (0, 0.0)):
         want = model.generate("ROMEO:", max_new_tokens=24, temperature=temperature, seed=seed)
         got = client.completions.create(model="tiny", prompt="ROMEO:", max_tokens=24,
                                         temperature=temperature, seed=seed, logprobs=0)
         choice = got.choices[0]
         assert choice.text == want.text
-        assert choice.logprobs.tokens == [model.tokenizer.decode([t]) for t in want.token_ids]
+        assert choice.logprobs.tokens == [tokenizer.decode([t]) for t in want.token_ids]
         assert choice.finish_reason == {"eos": "stop"}.get(want.finish_reason, want.finish_reason)
         assert got.usage.completion_tokens == len(want.token_ids)
         assert got.usage.prompt_tokens == want.prompt_tokens
@@ -62,7 +65,8 @@ def test_completion_matches_generate(model: gpt2cpu.Model, client: Any) -> None:
 
 def test_stream_matches_generate_and_hides_the_stop(model: gpt2cpu.Model, client: Any) -> None:
     # "ou" is held back at every "o" until the next piece shows whether a "u" follows.
-    options = dict(max_new_tokens=60, temperature=1.0, top_k=40, seed=7, stop=["ou", "\n\n"])
+    options: dict[str, Any] = dict(max_new_tokens=60, temperature=1.0, top_k=40, seed=7,
+                                   stop=["ou", "\n\n"])
     want = model.generate("JULIET:", **options)
     pieces, reasons = [], []
     for chunk in client.completions.create(
@@ -93,7 +97,9 @@ def test_chat_matches_generate_with_the_plain_template(model: gpt2cpu.Model, cli
 
 
 def test_echo_with_max_tokens_0_scores_the_prompt(model: gpt2cpu.Model, client: Any) -> None:
-    ids = model.tokenizer.encode("KING RICHARD III:\nNow is the winter of our discontent")
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    ids = tokenizer.encode("KING RICHARD III:\nNow is the winter of our discontent")
     got = client.completions.create(model="tiny", prompt=ids, max_tokens=0, echo=True,
                                     logprobs=2, temperature=0)
     scores = got.choices[0].logprobs
@@ -104,7 +110,7 @@ def test_echo_with_max_tokens_0_scores_the_prompt(model: gpt2cpu.Model, client: 
     for i, top in enumerate(scores.top_logprobs[1:]):
         assert len(top) == 2
         assert max(top.values()) == pytest.approx(want[i].max(), abs=1e-5)
-    assert got.choices[0].text == model.tokenizer.decode(ids)
+    assert got.choices[0].text == tokenizer.decode(ids)
     echoed = client.completions.create(model="tiny", prompt="ROMEO:", max_tokens=6, echo=True,
                                        seed=2)
     want_text = model.generate("ROMEO:", max_new_tokens=6, seed=2).text
@@ -115,7 +121,9 @@ def test_echo_with_max_tokens_0_scores_the_prompt(model: gpt2cpu.Model, client: 
 
 def test_prompt_scoring_survives_chunked_prefill(model: gpt2cpu.Model) -> None:
     # A prompt longer than the prefill chunk is scored across chunk boundaries.
-    ids = model.tokenizer.encode("To be, or not to be, that is the question: " * 6)[:120]
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    ids = tokenizer.encode("To be, or not to be, that is the question: " * 6)[:120]
     with serve(model, prefill_chunk=16) as served:
         got = httpx.post(served.v1 + "/completions", json={
             "prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0}, timeout=60).json()
@@ -162,7 +170,9 @@ def test_prefix_cache_reuses_a_shared_prompt(model: gpt2cpu.Model, client: Any) 
                                       max_tokens=4, temperature=0)
     second = client.completions.create(model="tiny", prompt=header + "Resolved.",
                                        max_tokens=8, temperature=0)
-    header_tokens = len(model.tokenizer.encode(header))
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    header_tokens = len(tokenizer.encode(header))
     cached = second.usage.prompt_tokens_details.cached_tokens
     assert first.usage.prompt_tokens_details.cached_tokens < header_tokens
     assert header_tokens - 2 <= cached < second.usage.prompt_tokens
@@ -472,8 +482,11 @@ def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
             assert got.choices[0].message.content == served_model.generate(
                 ids, max_new_tokens=6, seed=1).text
 
-    eos = model.tokenizer.eos_token_id
-    encode = model.tokenizer.encode
+    tokenizer = model.tokenizer
+    assert tokenizer is not None and model.path is not None
+    eos = tokenizer.eos_token_id
+    assert eos is not None
+    encode = tokenizer.encode
     assert load_template(model, "eos").prompt_ids(model, messages) == [
         *encode("Hi"), eos, *encode("Hello"), eos, *encode("Bye"), eos]
     assert load_template(model).kind == "plain"  # the bundled model has no template
@@ -548,7 +561,9 @@ def test_a_long_prompt_is_prefilled_in_chunks_beside_the_decoders(model: gpt2cpu
         time.sleep(0.005)
         return advance(items)
 
-    long_prompt = model.tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    long_prompt = tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
     with serve(model, step=recording, prefill_chunk=32) as served:
         streams = [threading.Thread(target=httpx.post, args=(served.v1 + "/completions",),
                                     kwargs={"json": {"prompt": "A", "max_tokens": 240,
@@ -602,6 +617,7 @@ def test_a_padded_vocabulary_never_serves_an_undecodable_id(tmp_path: Any) -> No
     expected = padded.generate("To be", max_new_tokens=30, temperature=3.0, seed=5, n=2,
                                logit_bias={int(k): v for k, v in favoured.items()},
                                ignore_eos=True)
+    assert isinstance(expected, list) and padded.tokenizer is not None
     with serve(padded, max_batch=4) as served:
         got = httpx.post(served.v1 + "/completions", json=body, timeout=60).json()
         assert [c["text"] for c in got["choices"]] == [r.text for r in expected]

@@ -35,7 +35,7 @@ def save(directory: Path, cls_name: str, **extra: Any) -> Any:
 @pytest.fixture(scope="module")
 def heads(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Any]]:
     cache: dict[str, tuple[Path, Any]] = {}
-    extras = {
+    extras: dict[str, dict[str, Any]] = {
         "GPT2ForSequenceClassification": dict(id2label=LABELS, label2id={v: k for k, v in
                                               LABELS.items()}, pad_token_id=PAD),
         "GPT2ForTokenClassification": dict(id2label=LABELS, label2id={v: k for k, v in

@@ -185,7 +185,7 @@ def test_default_threads_follow_affinity_and_the_env_var(monkeypatch: pytest.Mon
 def test_cgroup_quota_caps_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cpu_max = tmp_path / "cpu.max"
     cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: rounded up to 2
-    real_path = threads.Path
+    real_path = Path  # what threads.Path is
 
     def fake_path(p: str) -> Path:
         return cpu_max if p == "/sys/fs/cgroup/cpu.max" else real_path(p)

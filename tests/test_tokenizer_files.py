@@ -258,8 +258,8 @@ def test_malformed_vocab_and_merges_name_the_file(tmp_path: Path, case: str) -> 
     vocab_path = write(tmp_path / "vocab.json", vocab)
     merges_path = write(tmp_path / "merges.txt", merges)
     for load in (
-        lambda: Tokenizer.from_files(vocab_path, merges_path),
-        lambda: Tokenizer.from_pretrained(tmp_path),
+        partial(Tokenizer.from_files, vocab_path, merges_path),
+        partial(Tokenizer.from_pretrained, tmp_path),
     ):
         with pytest.raises(TokenizerFormatError, match=message) as raised:
             load()
@@ -303,8 +303,8 @@ def test_malformed_tokenizer_json_names_the_file(tmp_path: Path, case: str) -> N
     content, message = MALFORMED_TOKENIZER_JSON[case]
     path = write(tmp_path / "tokenizer.json", content)
     for load in (
-        lambda: Tokenizer.from_tokenizer_json(path),
-        lambda: Tokenizer.from_pretrained(tmp_path),
+        partial(Tokenizer.from_tokenizer_json, path),
+        partial(Tokenizer.from_pretrained, tmp_path),
     ):
         with pytest.raises(TokenizerFormatError, match=message) as raised:
             load()

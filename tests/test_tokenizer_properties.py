@@ -8,7 +8,7 @@ import re
 import time
 
 import pytest
-import regex
+import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs unless types-regex
 from gpt2cpu import Tokenizer
 from gpt2cpu.tokenizer.bpe import ASCII_SPLIT_PATTERN, SPLIT_PATTERN
 from gpt2cpu.tokenizer.byte_level import BYTE_TO_CHAR, spell

@@ -6,10 +6,12 @@ bounds docs/precisions.md states."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 from gpt2cpu import Model, _core
+from hf_models import HfModelDir
 
 K = _core.testing
 DTYPES = ["float32", "bfloat16", "float16", "int8", "int4"]
@@ -222,7 +224,8 @@ def heldout() -> tuple[Model, str, dict[str, float]]:
 
 
 @pytest.mark.parametrize("dtype", sorted(PERPLEXITY_BOUND))
-def test_bundled_model_perplexity_within_bound(heldout, dtype: str) -> None:  # type: ignore[no-untyped-def]
+def test_bundled_model_perplexity_within_bound(heldout: tuple[Model, str, dict[str, float]],
+                                               dtype: str) -> None:
     from gpt2cpu.tasks.perplexity import perplexity
 
     fp32, text, base = heldout
@@ -233,11 +236,12 @@ def test_bundled_model_perplexity_within_bound(heldout, dtype: str) -> None:  # 
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "int8"])
-def test_bundled_model_greedy_agrees_with_float32(heldout, dtype: str) -> None:  # type: ignore[no-untyped-def]
+def test_bundled_model_greedy_agrees_with_float32(heldout: tuple[Model, str, dict[str, float]],
+                                                  dtype: str) -> None:
     fp32 = heldout[0]
     model = Model.from_pretrained(fp32.path, dtype=dtype)
     for prompt in ("ROMEO:", "First Citizen:\nBefore we proceed"):
-        run = {"max_new_tokens": 32, "temperature": 0.0, "ignore_eos": True}
+        run: dict[str, Any] = {"max_new_tokens": 32, "temperature": 0.0, "ignore_eos": True}
         assert model.generate(prompt, **run).token_ids == fp32.generate(prompt, **run).token_ids
 
 
@@ -267,7 +271,8 @@ def logit_errors(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
          "n_inner": 100},
     ],
 )
-def test_small_odd_shapes_stay_within_the_logit_bounds(hf_model_dir, isa: str, shape) -> None:  # type: ignore[no-untyped-def]
+def test_small_odd_shapes_stay_within_the_logit_bounds(hf_model_dir: HfModelDir, isa: str,
+                                                       shape: dict[str, Any]) -> None:
     directory, _ = hf_model_dir(**shape)
     ids = np.random.default_rng(0).integers(0, shape["vocab_size"], 30)
     ref = Model.from_pretrained(directory, threads=2).forward(ids)
@@ -277,7 +282,7 @@ def test_small_odd_shapes_stay_within_the_logit_bounds(hf_model_dir, isa: str, s
         assert rms <= rms_bound and worst <= max_bound * 2, (dtype, rms, worst)
 
 
-def test_124m_logits_weight_bytes_and_one_precision_per_matrix(hf_model_dir) -> None:  # type: ignore[no-untyped-def]
+def test_124m_logits_weight_bytes_and_one_precision_per_matrix(hf_model_dir: HfModelDir) -> None:
     directory, _ = hf_model_dir(n_layer=12, n_embd=768, n_head=12, n_positions=1024,
                                 vocab_size=50257)
     ids = np.random.default_rng(0).integers(0, 50257, 64)
