@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_type
 
 import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu.generation.batch import BatchStream
-from gpt2cpu.generation.loop import GenerationResult
+from gpt2cpu.generation.loop import GenerationResult, GenerationStream
 from gpt2cpu.generation.sampling import sample_seed
 
 PROMPTS = ["ROMEO:", "JULIET: O Romeo", "First Citizen:\nWe are", ""]
@@ -87,7 +87,6 @@ def test_sample_seed() -> None:
 def test_stream_yields_index_and_piece(model: gpt2cpu.Model) -> None:
     run = model.stream(PROMPTS[:3], max_new_tokens=10, seed=1)
     pieces: dict[int, str] = {}
-    assert isinstance(run, BatchStream)
     for index, piece in run:
         pieces[index] = pieces.get(index, "") + piece
     results = run.results
@@ -95,6 +94,21 @@ def test_stream_yields_index_and_piece(model: gpt2cpu.Model) -> None:
     assert [pieces.get(i, "") for i in range(3)] == [r.text for r in results]
     assert [r.text for r in results] == [one(model, p, max_new_tokens=10, seed=1).text
                                          for p in PROMPTS[:3]]
+
+
+def test_stream_is_typed_as_it_runs(model: gpt2cpu.Model) -> None:
+    """Model.stream's overloads follow batch.wants_batch: mypy checks the assert_type calls
+    (this file is in its files) and the run checks that each type is the one returned."""
+    single = model.stream("ROMEO:", max_new_tokens=2, seed=1)
+    assert_type(single, GenerationStream)
+    listed = model.stream(PROMPTS[:2], max_new_tokens=2)
+    assert_type(listed, BatchStream)
+    either = model.stream("ROMEO:", max_new_tokens=2, n=2)
+    assert_type(either, GenerationStream | BatchStream)
+    assert isinstance(single, GenerationStream) and isinstance(listed, BatchStream)
+    assert isinstance(either, BatchStream)
+    for run in (single, listed, either):
+        run.close()
 
 
 def _log_softmax(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -179,7 +193,6 @@ def test_sequence_goes_with_one_prompt_only(model: gpt2cpu.Model) -> None:
 
 def test_a_stream_closed_early_has_no_results(model: gpt2cpu.Model) -> None:
     run = model.stream(PROMPTS[:2], max_new_tokens=30, ignore_eos=True, seed=1)
-    assert isinstance(run, BatchStream)
     first = next(run)
     assert first[0] in (0, 1)
     run.close()

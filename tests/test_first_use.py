@@ -398,7 +398,6 @@ def test_stream_takes_the_options_of_generate(model: gpt2cpu.Model) -> None:
     options: dict[str, Any] = dict(max_new_tokens=12, temperature=0.7, top_p=0.9, seed=5,
                                    stop="\n\n")
     pieces = model.stream("ROMEO:", **options)
-    assert isinstance(pieces, gpt2cpu.GenerationStream)
     text = "".join(pieces)
     assert pieces.result is not None
     assert text == model.generate("ROMEO:", **options).text == pieces.result.text
@@ -425,7 +424,6 @@ def test_generate_continues_a_sequence(model: gpt2cpu.Model) -> None:
         before = list(chat.tokens)
         three = model.stream("", sequence=chat, max_new_tokens=5, temperature=0,
                              ignore_eos=True)
-        assert isinstance(three, gpt2cpu.GenerationStream)
         "".join(three)
         assert three.result is not None
         assert three.result.token_ids == model.generate(before, max_new_tokens=5, temperature=0,

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .generation.batch import BatchStream
     from .generation.loop import GenerationResult, GenerationStream
-    from .generation.options import OneSampleOptions, Options
+    from .generation.options import OneSampleOptions, Options, UnbatchedOptions
     from .tasks.embedding import ForwardOutput, Pooling
     from .tasks.heads import Choice, Classification, TaskHead, TokenClassification
     from .tasks.scoring import ScoreResult
@@ -478,9 +478,27 @@ class Model:
         sequence = options.pop("sequence", None)
         return generate(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
 
+    # As generate's, by batch.wants_batch: one prompt with options that cannot batch it (n
+    # 1, logprobs None, one seed): a GenerationStream; a list of prompts: a BatchStream; one
+    # prompt with other options: either.
+    @overload
+    def stream(  # type: ignore[overload-overlap]  # a str is also a Seq[str]
+        self, prompt: str | IdsLike, **options: Unpack[UnbatchedOptions]
+    ) -> GenerationStream: ...
+
+    @overload
+    def stream(  # type: ignore[overload-overlap]  # the same
+        self, prompt: str | IdsLike, **options: Unpack[Options]
+    ) -> GenerationStream | BatchStream: ...
+
+    @overload
+    def stream(
+        self, prompt: Seq[str | IdsLike], **options: Unpack[Options]
+    ) -> BatchStream: ...
+
     @generation_method(signature)
     def stream(
-        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Unpack[Options]
+        self, prompt: str | IdsLike | Seq[str | IdsLike], **options: Any
     ) -> GenerationStream | BatchStream:
         """Like `generate`, with the same options, but yields the new text in pieces as it
         is produced; a stop string never appears, even in part. Bad options raise here,
@@ -499,12 +517,11 @@ class Model:
         from .generation.batch import batch_stream, wants_batch
         from .generation.loop import resolve, stream
 
-        given = cast("dict[str, Any]", options)
-        if wants_batch(prompt, given):
-            return batch_stream(self, prompt, given, text=True)
+        if wants_batch(prompt, options):
+            return batch_stream(self, prompt, options, text=True)
 
-        sequence = given.pop("sequence", None)
-        return stream(self, cast("str | IdsLike", prompt), resolve(self, given), sequence)
+        sequence = options.pop("sequence", None)
+        return stream(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
 
     def classify(self, texts: Seq[str | IdsLike]) -> list[Classification]:
         """Each text's label and class probabilities from a GPT2ForSequenceClassification

@@ -4,8 +4,9 @@
 that receives only the options its caller passed (so a model's generation_config.json can
 supply the rest), for IDEs and `help()`, and composes the method's help from the option and
 result descriptions that `SamplingParams`, `GenerationConfig` and `GenerationResult`
-document. Type checkers read the same options from `Options` (a test holds the two equal),
-which lets the methods' overloads type a single prompt's result apart from a list's.
+document. Type checkers read the same options from `Options` (a test holds their names equal),
+and from its narrower variants, which let the methods' overloads type a single prompt's
+result apart from a list's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import difflib
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast
 
 if TYPE_CHECKING:
     from collections.abc import Sequence as Seq
@@ -75,11 +76,11 @@ def signature(
     """
 
 
-class OneSampleOptions(TypedDict, total=False):
-    """The options of `signature` but n, for type checkers (**options: Unpack[...])."""
+class _SharedOptions(TypedDict, total=False):
+    """The options of `signature` that every call may pass as they are: all but n, logprobs
+    and seed, whose values decide whether a single prompt's call is batched."""
 
     sequence: Sequence | None
-    logprobs: int | None
     logprobs_mode: LogprobsMode
     max_new_tokens: int | None
     temperature: float
@@ -92,14 +93,29 @@ class OneSampleOptions(TypedDict, total=False):
     logit_bias: Mapping[int, float] | None
     stop: str | Iterable[str] | None
     ignore_eos: bool
-    seed: int | Seq[int] | None
     truncate: bool
+
+
+class OneSampleOptions(_SharedOptions, total=False):
+    """The options of `signature` but n, for type checkers (**options: Unpack[...])."""
+
+    logprobs: int | None
+    seed: int | Seq[int] | None
 
 
 class Options(OneSampleOptions, total=False):
     """Every option of `signature`, for type checkers."""
 
     n: int
+
+
+class UnbatchedOptions(_SharedOptions, total=False):
+    """Every option of `signature`, with the values that keep a single prompt off the
+    batched path (batch.wants_batch): one sample, no logprobs, one seed."""
+
+    n: Literal[1]
+    logprobs: None
+    seed: int | None
 
 
 def _entries(cls: type) -> str:
