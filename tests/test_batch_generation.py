@@ -111,6 +111,23 @@ def test_stream_is_typed_as_it_runs(model: gpt2cpu.Model) -> None:
         run.close()
 
 
+def test_one_prompt_takes_the_batch_options_at_their_defaults(model: gpt2cpu.Model) -> None:
+    """n=1, logprobs=None and a logprobs_mode leave one prompt on the one-prompt path with
+    its plain result (they once reached GenerationConfig, a TypeError), and are checked."""
+    plain = model.generate("ROMEO:", max_new_tokens=4, temperature=0)
+    given = model.generate("ROMEO:", max_new_tokens=4, temperature=0, n=1, logprobs=None,
+                           logprobs_mode="processed")
+    assert given.token_ids == plain.token_ids and given.text == plain.text
+    streamed = model.stream("ROMEO:", max_new_tokens=4, temperature=0, n=1, logprobs=None,
+                            logprobs_mode="processed")
+    assert "".join(streamed) == plain.text
+    with pytest.raises(ValueError, match="logprobs_mode"):
+        model.generate("ROMEO:", max_new_tokens=4,
+                       logprobs_mode="bad")  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="n must be"):
+        model.generate("ROMEO:", max_new_tokens=4, n=True)
+
+
 def _log_softmax(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     x = x.astype(np.float64)
     x = x - x.max()

@@ -466,7 +466,7 @@ class Model:
 
         Returns a GenerationResult; a list of them for a list of prompts or n > 1.
         """
-        from .generation.batch import batch_stream, wants_batch
+        from .generation.batch import batch_stream, pop_batch_options, wants_batch
         from .generation.loop import generate, resolve
 
         if wants_batch(prompt, options):
@@ -475,6 +475,7 @@ class Model:
                 pass
             assert run.results is not None
             return run.results if run.listed else run.results[0]
+        pop_batch_options(options)
         sequence = options.pop("sequence", None)
         return generate(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
 
@@ -514,12 +515,13 @@ class Model:
         of prompts, n > 1 or logprobs: a BatchStream, an iterator of (index, piece) whose
         `results` hold the GenerationResults once it is exhausted.
         """
-        from .generation.batch import batch_stream, wants_batch
+        from .generation.batch import batch_stream, pop_batch_options, wants_batch
         from .generation.loop import resolve, stream
 
         if wants_batch(prompt, options):
             return batch_stream(self, prompt, options, text=True)
 
+        pop_batch_options(options)
         sequence = options.pop("sequence", None)
         return stream(self, cast("str | IdsLike", prompt), resolve(self, options), sequence)
 

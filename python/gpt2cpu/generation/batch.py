@@ -59,6 +59,17 @@ def check_batch_options(n: object, logprobs: object, logprobs_mode: object) -> N
         raise ValueError(f"logprobs_mode must be 'raw' or 'processed', got {logprobs_mode!r}")
 
 
+def pop_batch_options(options: dict[str, Any]) -> tuple[int, int | None, LogprobsMode]:
+    """n, logprobs and logprobs_mode taken out of options (their defaults where absent) and
+    checked. The one-prompt path drops them too: there they can only hold their defaults
+    (wants_batch), which GenerationConfig does not take."""
+    n = options.pop("n", 1)
+    logprobs = options.pop("logprobs", None)
+    mode = options.pop("logprobs_mode", "raw")
+    check_batch_options(n, logprobs, mode)
+    return n, logprobs, mode
+
+
 def prompt_seeds(seed: object, count: int) -> list[int | None]:
     """One seed per prompt from seed: None, an int for every prompt, or a list of count."""
     if isinstance(seed, (list, tuple)):
@@ -206,10 +217,7 @@ def batch_stream(model: Model, prompt: Any, options: dict[str, Any], *,
     """A BatchStream for Model.generate/stream's prompt and options (which it consumes)."""
     from .loop import resolve
 
-    n = options.pop("n", 1)
-    logprobs = options.pop("logprobs", None)
-    mode = options.pop("logprobs_mode", "raw")
-    check_batch_options(n, logprobs, mode)
+    n, logprobs, mode = pop_batch_options(options)
     if options.pop("sequence", None) is not None:
         raise ValueError("sequence continues one prompt; pass it without a list of prompts, "
                          "n or logprobs")
