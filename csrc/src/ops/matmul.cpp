@@ -199,31 +199,25 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
   ProductRows a;
   a.f = inp;
   a.ld = ldi;
-  Buffer quantized;
-  // Float types over several rows: each thread packs the rows for itself (a few us, against
-  // a barrier to share one copy), into its part of the team's scratch or of `packed_here`.
-  const bool pack = !info(w.type).integer && t > 1;
-  float* packed = nullptr;
-  Buffer packed_here;
-  if (pack) {
-    if (par.in_team()) {
-      packed = static_cast<float*>(team_scratch(par, t, w));
-    } else {
-      packed_here.resize(static_cast<size_t>(packed_floats(t, w.k) * par.threads()));
-      packed = packed_here.data();
-    }
-  }
-  if (info(w.type).integer) {
-    // Quantized once, before the product: O(t k) against its O(t k n). A team cannot
-    // allocate, so it uses the scratch its caller sized with product_scratch.
-    const int64_t group = w.group_rows();
-    void* memory = nullptr;
+  // The input's prepared form (ProductRows): an integer type's rows quantized once, before
+  // the product (O(t k) against its O(t k n)); a float type's rows over several rows packed
+  // by each thread for itself (a few us, against a barrier to share one copy). A team
+  // cannot allocate, so it uses the scratch its caller sized with product_scratch.
+  const bool integer = info(w.type).integer;
+  const bool pack = !integer && t > 1;
+  Buffer own;
+  void* memory = nullptr;
+  if (integer || pack) {
     if (par.in_team()) {
       memory = team_scratch(par, t, w);
     } else {
-      quantized.resize((QuantizedLayout(t, w.k, group).total + 3) / 4);
-      memory = quantized.data();
+      own.resize((product_scratch(t, w.k, w.type, par.threads()) + 3) / 4);
+      memory = own.data();
     }
+  }
+  float* packed = pack ? static_cast<float*>(memory) : nullptr;
+  if (integer) {
+    const int64_t group = w.group_rows();
     a = quantized_view(t, w.k, group, memory);
     // Shared by the threads in a team (which meet at a barrier after it either way), or
     // where the rows are many enough to pay for a region.
