@@ -239,3 +239,43 @@ def test_loading_races_are_refused(medium_dir: Path) -> None:
         core.finalize()
     assert all("already loaded" in m for m in outcomes)
     assert _core.Sequence(core, 4).append(np.array([1, 2]), 1).shape == (1, MEDIUM["vocab_size"])
+
+
+def test_tokens_and_cache_change_together(medium_dir: Path) -> None:
+    """A Sequence's tokens list changes after the C++ call returns: a truncate or fork from
+    another thread in that moment must be refused, not leave the tokens and the cache
+    disagreeing. The moment is held open here by a C++ sequence that waits after append."""
+    model = gpt2cpu.Model.from_pretrained(medium_dir, threads=1)
+    seq = model.new_sequence()
+    seq.append([1, 2, 3])
+    inside, release = threading.Event(), threading.Event()
+
+    class Waiting:
+        def __init__(self, real: _core.Sequence) -> None:
+            self.real = real
+
+        def append(self, ids: np.ndarray[Any, Any], n: int) -> np.ndarray[Any, Any]:
+            out = self.real.append(ids, n)
+            inside.set()
+            release.wait(10)
+            return out
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    real = seq._core
+    assert real is not None
+    seq._core = Waiting(real)  # type: ignore[assignment]
+    worker = threading.Thread(target=seq.append, args=([4, 5],))
+    worker.start()
+    assert inside.wait(10)
+    try:
+        for call in (lambda: seq.truncate(1), seq.fork, lambda: seq.append([6])):
+            with pytest.raises(RuntimeError, match="in use by another thread"):
+                call()
+        with pytest.raises(RuntimeError, match=r"sequences\[1\]: .*in use by another thread"):
+            gpt2cpu.engine.step([model.new_sequence(), seq], [[1], [2]])
+    finally:
+        release.set()
+        worker.join()
+    assert seq.tokens == [1, 2, 3, 4, 5] and real.length == 5

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from collections.abc import Sequence as Seq
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
@@ -88,6 +91,7 @@ class Sequence:
         self._core: _core.Sequence | None = _core.Sequence(model._core, capacity)
         self._capacity = capacity
         self.tokens: list[int] = []
+        self._busy = threading.Lock()
 
     @property
     def length(self) -> int:
@@ -118,6 +122,20 @@ class Sequence:
             raise ValueError("this sequence is closed")
         return core
 
+    @contextmanager
+    def _in_use(self) -> Iterator[_core.Sequence]:
+        """The open C++ sequence, held by this thread for one call. The C++ core refuses a
+        second thread's call while one runs, but `tokens` changes after it returns: held
+        here, the cache and `tokens` change together, and a call from another thread in
+        between raises instead of leaving them disagreeing."""
+        core = self._open_core()
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("this sequence is in use by another thread")
+        try:
+            yield core
+        finally:
+            self._busy.release()
+
     def append(
         self, ids: IdsLike, *, all_logits: bool = False, last_n: int | None = None
     ) -> np.ndarray[Any, Any]:
@@ -125,7 +143,7 @@ class Sequence:
         with all_logits=True those of every new position (len(ids), vocab_size); with
         last_n=n those of the last n new positions (n, vocab_size). The LM head runs only
         for the positions returned."""
-        core = self._open_core()
+        self._open_core()
         arr = as_ids(ids, self.model.config.vocab_size)
         if arr.size == 0:
             raise ValueError("ids must not be empty")
@@ -138,12 +156,13 @@ class Sequence:
                 or not 1 <= last_n <= arr.size
             ):
                 raise ValueError(f"last_n must be an integer in [1, {arr.size}], got {last_n!r}")
-        self._check_room(arr.size)
         rows = arr.size if all_logits else (last_n or 1)
-        if not self.tokens:
-            self.model.stats.prefills += 1
-        logits = core.append(arr, rows)
-        self.tokens.extend(arr.tolist())
+        with self._in_use() as core:
+            self._check_room(arr.size)
+            if not self.tokens:
+                self.model.stats.prefills += 1
+            logits = core.append(arr, rows)
+            self.tokens.extend(arr.tolist())
         return logits if all_logits or last_n is not None else logits[0]
 
     def _check_room(self, n: int) -> None:
@@ -157,10 +176,10 @@ class Sequence:
         """append([token]) for a token the sampler picked, so an id of the vocabulary (and
         the C++ core checks it again): the generation loop's step, without as_ids, whose
         numpy checks take some 50 us on the caches a decode step leaves cold."""
-        core = self._open_core()
-        self._check_room(1)
-        row: np.ndarray[Any, Any] = core.append(np.array([token], dtype=np.int64), 1)[0]
-        self.tokens.append(token)
+        with self._in_use() as core:
+            self._check_room(1)
+            row: np.ndarray[Any, Any] = core.append(np.array([token], dtype=np.int64), 1)[0]
+            self.tokens.append(token)
         return row
 
     def fork(self) -> Sequence:
@@ -168,25 +187,28 @@ class Sequence:
         that a shared prefix (a few-shot prompt, one prompt sampled several times) is
         computed once. The two are independent from then on. Copying the cache is one
         memcpy, about 1% of computing the prefix again (README: measured)."""
-        core = self._open_core()
         twin = object.__new__(Sequence)
         twin.model = self.model
-        twin._core = core.fork()
+        with self._in_use() as core:
+            twin._core = core.fork()
+            twin.tokens = list(self.tokens)
         twin._capacity = self._capacity
-        twin.tokens = list(self.tokens)
+        twin._busy = threading.Lock()
         return twin
 
     def truncate(self, length: int) -> None:
         """Forget every token from position `length` on (to re-use a shared prefix)."""
-        core = self._open_core()
-        if (
-            isinstance(length, bool)
-            or not isinstance(length, int)
-            or not 0 <= length <= self.length
-        ):
-            raise ValueError(f"length must be an integer in [0, {self.length}], got {length!r}")
-        core.truncate(length)
-        del self.tokens[length:]
+        with self._in_use() as core:
+            if (
+                isinstance(length, bool)
+                or not isinstance(length, int)
+                or not 0 <= length <= self.length
+            ):
+                raise ValueError(
+                    f"length must be an integer in [0, {self.length}], got {length!r}"
+                )
+            core.truncate(length)
+            del self.tokens[length:]
 
 
 class Model:

@@ -5,12 +5,14 @@ cache; their rows share every matrix product, so a step of 16 decoding sequences
 weights once. A sequence's outputs are the same bits whatever else shares its step.
 
 Every input is checked before anything runs: a bad one raises (naming its index) and no
-sequence changes.
+sequence changes. Each sequence is held for the step (Sequence._in_use): one that another
+thread is running raises RuntimeError naming it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,44 +88,51 @@ def step(
         isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= n_layer
     ):
         raise ValueError(f"layer must be an integer in [0, {n_layer}], got {layer!r}")
-    arrays: list[np.ndarray[Any, Any]] = []
-    cores: list[_core.Sequence] = []
-    seen: set[int] = set()
-    for i, seq in enumerate(sequences):
-        if seq.model is not model:
-            raise ValueError(f"sequences[{i}] belongs to another model than sequences[0]")
-        if id(seq) in seen:
-            raise ValueError(f"sequences[{i}] appears twice; a sequence takes one step at a time")
-        seen.add(id(seq))
-        if seq.closed:
-            raise ValueError(f"sequences[{i}] is closed")
-        cores.append(seq._open_core())
-        arr = as_ids(ids[i], model.config.vocab_size, f"ids[{i}]")
-        if arr.size == 0:
-            raise ValueError(f"ids[{i}] must not be empty")
-        if seq.length + arr.size > seq.capacity:
-            raise ValueError(
-                f"ids[{i}]: appending {arr.size} tokens to a sequence of {seq.length} would "
-                f"exceed its capacity of {seq.capacity} tokens"
-            )
-        arrays.append(arr)
-    if isinstance(last_n, Seq):
-        if len(last_n) != len(sequences):
-            raise ValueError(
-                f"last_n must hold one entry per sequence: {len(last_n)} for {len(sequences)}"
-            )
-        rows = [
-            _positive_rows(n, f"last_n[{i}]", a.size)
-            for i, (n, a) in enumerate(zip(last_n, arrays, strict=True))
-        ]
-    else:
-        rows = [_positive_rows(last_n, "last_n", a.size) for a in arrays]
-    result = _core.step(model._core, cores, arrays, rows, output, layer, hidden_states)
-    model.stats.steps += 1
-    model.stats.prefills += sum(1 for seq in sequences if not seq.tokens)
+    with ExitStack() as held:
+        arrays: list[np.ndarray[Any, Any]] = []
+        cores: list[_core.Sequence] = []
+        seen: set[int] = set()
+        for i, seq in enumerate(sequences):
+            if seq.model is not model:
+                raise ValueError(f"sequences[{i}] belongs to another model than sequences[0]")
+            if id(seq) in seen:
+                raise ValueError(
+                    f"sequences[{i}] appears twice; a sequence takes one step at a time"
+                )
+            seen.add(id(seq))
+            if seq.closed:
+                raise ValueError(f"sequences[{i}] is closed")
+            try:
+                cores.append(held.enter_context(seq._in_use()))
+            except RuntimeError as exc:
+                raise RuntimeError(f"sequences[{i}]: {exc}") from None
+            arr = as_ids(ids[i], model.config.vocab_size, f"ids[{i}]")
+            if arr.size == 0:
+                raise ValueError(f"ids[{i}] must not be empty")
+            if seq.length + arr.size > seq.capacity:
+                raise ValueError(
+                    f"ids[{i}]: appending {arr.size} tokens to a sequence of {seq.length} "
+                    f"would exceed its capacity of {seq.capacity} tokens"
+                )
+            arrays.append(arr)
+        if isinstance(last_n, Seq):
+            if len(last_n) != len(sequences):
+                raise ValueError(
+                    f"last_n must hold one entry per sequence: {len(last_n)} for "
+                    f"{len(sequences)}"
+                )
+            rows = [
+                _positive_rows(n, f"last_n[{i}]", a.size)
+                for i, (n, a) in enumerate(zip(last_n, arrays, strict=True))
+            ]
+        else:
+            rows = [_positive_rows(last_n, "last_n", a.size) for a in arrays]
+        result = _core.step(model._core, cores, arrays, rows, output, layer, hidden_states)
+        model.stats.steps += 1
+        model.stats.prefills += sum(1 for seq in sequences if not seq.tokens)
+        for seq, arr in zip(sequences, arrays, strict=True):
+            seq.tokens.extend(arr.tolist())
     out, hidden = result if hidden_states else (result, None)
-    for seq, arr in zip(sequences, arrays, strict=True):
-        seq.tokens.extend(arr.tolist())
     bounds = np.cumsum(rows)[:-1]
     outputs = np.split(out, bounds)
     return StepOutputs(outputs, None if hidden is None else np.split(hidden, bounds))
