@@ -166,6 +166,20 @@ def test_processed_logprobs_follow_the_sampler(model: gpt2cpu.Model) -> None:
     assert processed.logprobs[0].logprob > raw.logprobs[0].logprob
 
 
+def test_tied_alternatives_go_lowest_id_first() -> None:
+    from gpt2cpu.generation.decoding import token_logprob
+
+    # argpartition alone picks any of the tied values at the k-th place.
+    assert [t for t, _ in token_logprob(np.zeros(4096, np.float32), 7, 5).top] == [0, 1, 2, 3, 4]
+    row = np.full(300, -np.inf, np.float32)
+    row[[250, 40]] = (1.0, 2.0)
+    assert [t for t, _ in token_logprob(row, 40, 4).top] == [40, 250, 0, 1]
+    noisy = np.random.default_rng(1).standard_normal(5000).astype(np.float32)
+    noisy[100:140] = noisy.max()
+    best = np.argsort(-noisy, kind="stable")[:20]
+    assert [t for t, _ in token_logprob(noisy, 3, 20).top] == best.tolist()
+
+
 def test_without_logprobs_there_are_none(model: gpt2cpu.Model) -> None:
     assert one(model, "ROMEO:", max_new_tokens=2).logprobs is None
 
@@ -201,6 +215,22 @@ def test_a_prompt_that_does_not_fit_is_named_before_anything_runs(
     results = many(model, [near, tok.encode("ROMEO:")], max_new_tokens=None,
                    ignore_eos=True, temperature=0)
     assert len(results[0].token_ids) == 3 and results[0].finish_reason == "length"
+
+
+def test_bad_prompts_and_seeds_are_named_by_index(model: gpt2cpu.Model) -> None:
+    for prompts in (["a", "b", "c", [1, "x"]], ["a", "b", "c", 5], ["a", "b", "c", None]):
+        with pytest.raises(TypeError, match=r"^prompts\[3\]: "):
+            model.generate(prompts, max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"^seed\[1\]: "):
+        model.generate(["a", "b"], seed=[1, -1], max_new_tokens=2)
+
+
+def test_options_given_as_iterators_serve_every_prompt(model: gpt2cpu.Model) -> None:
+    options: dict[str, Any] = dict(seed=1, max_new_tokens=40)
+    listed = many(model, ["ROMEO:"] * 3, stop=["\n"], **options)
+    assert [r.finish_reason for r in listed] == ["stop"] * 3
+    once = many(model, ["ROMEO:"] * 3, stop=iter(["\n"]), **options)
+    assert [r.token_ids for r in once] == [r.token_ids for r in listed]
 
 
 def test_sequence_goes_with_one_prompt_only(model: gpt2cpu.Model) -> None:

@@ -33,6 +33,8 @@ def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, 
                 f"{name}[{i}] = {int(ids[i])} is outside the vocabulary [0, {vocab_size})"
             )
         return ids.astype(np.int64)  # a copy: the caller's array is left alone
+    if not isinstance(ids, Iterable):
+        raise TypeError(f"{name} must be a sequence of token ids, got {type(ids).__name__}")
     values = list(ids)
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):

@@ -125,8 +125,8 @@ class BatchStream:
                 model.require_tokenizer("stop strings need one")
             try:
                 ids = prompt_ids(model, prompt, config)
-            except ValueError as exc:
-                raise ValueError(f"prompts[{i}]: {exc}") from None
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"prompts[{i}]: {exc}") from None
             budget = new_token_budget(model, ids, config)
             for k in range(n):
                 sample = replace(config, seed=sample_seed(config.seed, k))
@@ -223,8 +223,17 @@ def batch_stream(model: Model, prompt: Any, options: dict[str, Any], *,
                          "n or logprobs")
     listed = is_batch(prompt) or n > 1
     prompts: list[Any] = list(prompt) if is_batch(prompt) else [prompt]
-    seeds = prompt_seeds(options.pop("seed", None), len(prompts))
-    configs = [resolve(model, options if s is None else {**options, "seed": s}) for s in seeds]
+    seed = options.pop("seed", None)
+    # Resolved once: an option given as an iterator (stop) would be used up by the first
+    # prompt's config, leaving the others without it.
+    base = resolve(model, options)
+    configs = []
+    for i, s in enumerate(prompt_seeds(seed, len(prompts))):
+        try:
+            configs.append(base if s is None else replace(base, seed=s))
+        except ValueError as exc:
+            raise ValueError(f"seed[{i}]: {exc}" if isinstance(seed, (list, tuple))
+                             else str(exc)) from None
     run = BatchStream(model, prompts, configs, n=n, logprobs=logprobs, logprobs_mode=mode,
                       text=text)
     run._listed = listed

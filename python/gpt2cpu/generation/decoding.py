@@ -39,11 +39,23 @@ class TokenLogprob:
     top: list[tuple[int, float]]
 
 
+def _best(lp: np.ndarray[Any, Any], k: int) -> np.ndarray[Any, Any]:
+    """The ids of the k largest values of lp, of equal ones the lowest ids: argpartition
+    alone picks any of the values equal to the k-th (many, where a processed distribution
+    leaves -inf)."""
+    if k >= lp.size:
+        return np.arange(lp.size)
+    key = np.where(np.isnan(lp), -np.inf, lp)
+    kth = np.partition(key, key.size - k)[key.size - k]
+    above = np.flatnonzero(key > kth)
+    return np.concatenate((above, np.flatnonzero(key == kth)[: k - above.size]))
+
+
 def token_logprob(row: np.ndarray[Any, Any], token: int, k: int) -> TokenLogprob:
     """token's log-probability under the distribution of row (logits), and row's k best."""
     lp = log_softmax(row)
     if k:
-        best = np.argpartition(-lp, k - 1)[:k] if k < lp.size else np.arange(lp.size)
+        best = _best(lp, k)
         best = best[np.lexsort((best, -lp[best]))]  # most likely first, ties by id
         top = [(int(i), float(lp[i])) for i in best]
     else:
