@@ -91,3 +91,48 @@ def test_bench_batch_reports_each_size(capsys: pytest.CaptureFixture[str]) -> No
     assert "decode batch 2" in capsys.readouterr().out
     assert main([*args, "--batch", "x"]) == 2
     assert "--batch must be integers" in capsys.readouterr().err
+
+
+def test_lines_end_at_newlines_only(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    model: gpt2cpu.Model) -> None:
+    # json.dumps(ensure_ascii=False) writes U+2028 raw; str.splitlines would cut there.
+    path = tmp_path / "texts.jsonl"
+    texts = ["first\u2028part", "page one\x0cpage two", "second"]
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\r\n"
+                            for t in texts), encoding="utf-8")
+    code, records, _ = run(capsys, "score", str(path))
+    assert code == 0
+    assert [r["token_ids"] for r in records] == [s.token_ids for s in model.score(texts)]
+    plain = tmp_path / "texts.txt"
+    plain.write_text("page one\x0cpage two\nline two\n", encoding="utf-8")
+    code, records, _ = run(capsys, "score", str(plain))
+    assert code == 0 and len(records) == 2
+
+
+def test_each_prompt_gets_its_own_room(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       model: gpt2cpu.Model) -> None:
+    tokenizer = model.require_tokenizer("the test writes text")
+    context = model.config.n_positions
+    long = tokenizer.decode(tokenizer.encode("x " * 400)[: context - 17])
+    # The last new token is never run: a prompt of L tokens leaves room for context + 1 - L.
+    room = context + 1 - len(tokenizer.encode(long))
+    assert 0 < room < 40
+    path = tmp_path / "prompts.txt"
+    path.write_text(f"ROMEO:\n{long}\n", encoding="utf-8")
+    code, records, err = run(capsys, "generate", "--prompts-file", str(path), "-n", "40",
+                             "--temperature", "0", "--ignore-eos")
+    assert code == 0
+    assert [len(r["token_ids"]) for r in records] == [40, room]
+    assert [r["finish_reason"] for r in records] == ["length", "length"]
+    assert "lowered for 1 of 2 prompts" in err and f"(down to {room})" in err
+
+
+def test_errors_name_the_file_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "prompts.txt"
+    path.write_text("ROMEO:\n\n\n" + "x " * 600 + "\n", encoding="utf-8")
+    assert main(["generate", "--prompts-file", str(path)]) == 2
+    assert f"--prompts-file {path}:4: the prompt has" in capsys.readouterr().err
+    texts = tmp_path / "texts.txt"
+    texts.write_text("ROMEO:\n\n" + "x " * 600 + "\n", encoding="utf-8")
+    assert main(["score", str(texts)]) == 2
+    assert f"{texts}:3" in capsys.readouterr().err

@@ -78,33 +78,38 @@ def with_flag(message: str, flags: Mapping[str, str]) -> str:
 
 
 def fit_to_context(model: Model, prompts: Sequence[list[int]], options: dict[str, Any],
-                   flags: Mapping[str, str], label: str = "") -> None:
+                   flags: Mapping[str, str], names: Sequence[str] | None = None) -> None:
     """The library's one context rule (generation.loop: prompt_ids, new_token_budget) in the
     CLI's words. A prompt longer than the context (without --truncate) is a CliError naming
-    it ("LABEL N: ..." for the Nth of several prompts); -n beyond the room the longest
-    prompt leaves is capped by the library (finish reason "length"), and a notice on stderr
-    says so. Bad options are a CliError naming their flags."""
+    it (names[i]: ..., for several prompts); -n beyond the room a prompt leaves is capped by
+    the library for that prompt (finish reason "length"), and a notice on stderr says so.
+    Bad options are a CliError naming their flags."""
     from ..generation.loop import new_token_budget, prompt_ids, resolve
     from . import CliError
 
     rooms = []
     try:
         config = resolve(model, options)
-        for number, ids in enumerate(prompts, 1):
+        for i, ids in enumerate(prompts):
             try:
                 rooms.append(new_token_budget(model, prompt_ids(model, ids, config), config))
             except ValueError as exc:
-                if label:
-                    raise ValueError(f"{label} {number}: {exc}") from None
+                if names:
+                    raise ValueError(f"{names[i]}: {exc}") from None
                 raise
     except ValueError as exc:
         raise CliError(with_flag(str(exc), flags)) from None
     n, context = config.max_new_tokens, model.config.n_positions
-    if n is not None and rooms and n > min(rooms):
-        which = "the longest prompt" if len(prompts) > 1 else "the prompt"
-        print(f"gpt2cpu: --max-new-tokens {n} lowered to {min(rooms)}, "
-              f"what the model's context of {context} tokens leaves after {which}",
-              file=sys.stderr)
+    capped = [room for room in rooms if n is not None and n > room]
+    if not capped:
+        return
+    if len(prompts) == 1:
+        print(f"gpt2cpu: --max-new-tokens {n} lowered to {capped[0]}, what the model's "
+              f"context of {context} tokens leaves after the prompt", file=sys.stderr)
+    else:
+        print(f"gpt2cpu: --max-new-tokens {n} lowered for {len(capped)} of {len(prompts)} "
+              f"prompts to what the model's context of {context} tokens leaves after each "
+              f"(down to {min(capped)})", file=sys.stderr)
 
 
 def read_text_argument(value: str) -> str:

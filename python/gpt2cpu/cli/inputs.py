@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,24 @@ def add_file_argument(parser: argparse.ArgumentParser, field: str) -> None:
     )
 
 
-def read_texts(path: str, field: str, flag: str = "FILE") -> list[str]:
+@dataclass(frozen=True)
+class InputTexts:
+    """A file's texts, and for each the line it came from (1-based), for errors."""
+
+    path: str
+    texts: list[str]
+    lines: list[int]
+
+    def where(self, index: int) -> str:
+        return f"{self.path}:{self.lines[index]}"
+
+    def reword(self, message: str, name: str = "texts") -> str:
+        """An API error about name[i] (the i-th text) reworded to name its file and line."""
+        return re.sub(rf"^{name}\[(\d+)\]",
+                      lambda m: self.where(int(m.group(1))), message)
+
+
+def read_texts(path: str, field: str, flag: str = "FILE") -> InputTexts:
     """The texts of a file: JSONL when every non-blank line starts with "{" (each an
     object with a string `field`), else one text a line. Blank lines are skipped, so a
     trailing newline adds no empty text. Errors name the file and line."""
@@ -28,11 +47,16 @@ def read_texts(path: str, field: str, flag: str = "FILE") -> list[str]:
         content = read_text_argument(path) if path == "-" else Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"{flag} {path}: {exc}") from None
-    lines = [(n, line) for n, line in enumerate(content.splitlines(), 1) if line.strip()]
+    # Lines end at "\n" (or "\r\n") only: str.splitlines also breaks at U+2028, form feeds
+    # and other separators, which a JSON string may hold raw (json.dumps(ensure_ascii=False)
+    # writes them so) and a text may too.
+    split = (line.removesuffix("\r") for line in content.split("\n"))
+    lines = [(n, line) for n, line in enumerate(split, 1) if line.strip()]
     if not lines:
         raise CliError(f"{flag} {path}: no texts in it")
+    numbers = [n for n, _ in lines]
     if not all(line.lstrip().startswith("{") for _, line in lines):
-        return [line for _, line in lines]
+        return InputTexts(path, [line for _, line in lines], numbers)
     texts = []
     for n, line in lines:
         try:
@@ -42,7 +66,7 @@ def read_texts(path: str, field: str, flag: str = "FILE") -> list[str]:
         if not isinstance(value, str):
             raise CliError(f'{path}:{n}: needs a string "{field}" field')
         texts.append(value)
-    return texts
+    return InputTexts(path, texts, numbers)
 
 
 def write_jsonl(records: list[dict[str, Any]]) -> None:

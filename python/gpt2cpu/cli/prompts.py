@@ -7,22 +7,24 @@ from typing import TYPE_CHECKING, Any
 
 from . import CliError
 from .common import fit_to_context, with_flag
-from .inputs import write_jsonl
+from .inputs import InputTexts, write_jsonl
 
 if TYPE_CHECKING:
     from ..model import Model
 
 
-def run_batch(model: Model, prompts: list[str], options: dict[str, Any],
+def run_batch(model: Model, inputs: InputTexts, options: dict[str, Any],
               flags: dict[str, str]) -> int:
     tokenizer = model.require_tokenizer(f"{model.path} cannot generate text")
+    prompts = inputs.texts
     ids = [tokenizer.encode(p) for p in prompts]
-    fit_to_context(model, ids, options, flags, "--prompts-file prompt")
+    names = [f"--prompts-file {inputs.where(i)}" for i in range(len(prompts))]
+    fit_to_context(model, ids, options, flags, names)
     try:
         results = model.generate(ids, **options)
         assert isinstance(results, list)  # a list of prompts
     except ValueError as exc:
-        raise CliError(with_flag(str(exc), flags)) from None
+        raise CliError(with_flag(inputs.reword(str(exc), "prompts"), flags)) from None
     write_jsonl([
         {"index": i, "prompt": p, "text": r.text, "token_ids": r.token_ids,
          "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens}

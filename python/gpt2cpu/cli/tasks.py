@@ -4,10 +4,13 @@ line per text out, all run in batched steps."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from . import CliError
 from .common import (
     add_dtype_argument,
     add_model_argument,
@@ -15,7 +18,7 @@ from .common import (
     model_directory,
     threads_of,
 )
-from .inputs import add_file_argument, read_texts, write_jsonl
+from .inputs import InputTexts, add_file_argument, read_texts, write_jsonl
 
 
 def register(subparsers: Any) -> None:
@@ -47,7 +50,7 @@ def _parser(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPars
     return parser
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
+def _load(args: argparse.Namespace) -> tuple[Any, InputTexts]:
     from ..model import Model
 
     texts = read_texts(args.file, "text")
@@ -56,9 +59,19 @@ def _load(args: argparse.Namespace) -> tuple[Any, list[str]]:
     return model, texts
 
 
+@contextmanager
+def _lines_named(texts: InputTexts) -> Iterator[None]:
+    """An error about texts[i] names the file and line the text came from."""
+    try:
+        yield
+    except ValueError as exc:
+        raise CliError(texts.reword(str(exc))) from None
+
+
 def run_score(args: argparse.Namespace) -> int:
     model, texts = _load(args)
-    results = model.score(texts, prepend_bos=args.prepend_bos)
+    with _lines_named(texts):
+        results = model.score(texts.texts, prepend_bos=args.prepend_bos)
     write_jsonl([
         {"index": i, "token_ids": r.token_ids, "logprobs": r.logprobs.tolist(),
          "total": r.total, "is_greedy": r.is_greedy}
@@ -69,8 +82,9 @@ def run_score(args: argparse.Namespace) -> int:
 
 def run_embed(args: argparse.Namespace) -> int:
     model, texts = _load(args)
-    vectors = model.embed(texts, pooling=args.pooling, layer=args.layer,
-                          normalize=args.normalize)
+    with _lines_named(texts):
+        vectors = model.embed(texts.texts, pooling=args.pooling, layer=args.layer,
+                              normalize=args.normalize)
     write_jsonl([{"index": i, "embedding": np.asarray(v).tolist()}
                  for i, v in enumerate(vectors)])
     return 0
@@ -78,9 +92,11 @@ def run_embed(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     model, texts = _load(args)
+    with _lines_named(texts):
+        classes = model.classify(texts.texts)
     write_jsonl([
         {"index": i, "label": c.label, "label_id": c.label_id,
          "probabilities": c.probabilities.tolist()}
-        for i, c in enumerate(model.classify(texts))
+        for i, c in enumerate(classes)
     ])
     return 0
