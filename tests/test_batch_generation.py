@@ -218,9 +218,10 @@ def test_a_prompt_that_does_not_fit_is_named_before_anything_runs(
 
 
 def test_bad_prompts_and_seeds_are_named_by_index(model: gpt2cpu.Model) -> None:
-    for prompts in (["a", "b", "c", [1, "x"]], ["a", "b", "c", 5], ["a", "b", "c", None]):
+    bad: list[Any] = [[1, "x"], 5, None]
+    for last in bad:
         with pytest.raises(TypeError, match=r"^prompts\[3\]: "):
-            model.generate(prompts, max_new_tokens=2)
+            model.generate(["a", "b", "c", last], max_new_tokens=2)
     with pytest.raises(ValueError, match=r"^seed\[1\]: "):
         model.generate(["a", "b"], seed=[1, -1], max_new_tokens=2)
 
