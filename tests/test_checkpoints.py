@@ -14,6 +14,7 @@ import gpt2cpu
 import numpy as np
 import pytest
 from gpt2cpu.errors import ModelFormatError
+from gpt2cpu.loading.safetensors import SafetensorsFile
 from hf_models import hf_logits, perturb_biases
 from model_files import TINY, model_dir
 
@@ -162,13 +163,36 @@ def test_a_tied_config_with_a_distinct_stored_head_computes_as_transformers(
         model = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
     np.testing.assert_allclose(model.forward(IDS), hf_logits(hf, IDS), atol=1e-4, rtol=0)
 
-    # A stored head equal to the embedding is the tie itself: no warning.
+    # A stored head equal to the embedding is the tie itself: no warning. Nor is either
+    # read whole into float32 to find out (a vocabulary-sized copy each).
     tensors["lm_head.weight"] = tensors["transformer.wte.weight"].clone()
     safetensors_torch.save_file(tensors, path, metadata={"format": "pt"})
-    with warnings.catch_warnings():
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tensor read whole into float32")
+
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
         warnings.simplefilter("error")
+        patch.setattr(SafetensorsFile, "to_float32", whole)
         tied = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
     assert tied.config.tie_word_embeddings
+
+    # One element apart, at the very end: not the same head.
+    tensors["lm_head.weight"][-1, -1] += 1.0
+    safetensors_torch.save_file(tensors, path, metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match="tie_word_embeddings"):
+        assert not gpt2cpu.Model.from_pretrained(tmp_path, threads=1).config.tie_word_embeddings
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_float32_chunks_are_the_tensor_in_pieces(tmp_path: Path, dtype: Any) -> None:
+    values = torch.randn(13, 7).to(dtype)
+    safetensors_torch.save_file({"t": values}, tmp_path / "t.safetensors")
+    with SafetensorsFile(tmp_path / "t.safetensors") as f:
+        chunks = [c.copy() for c in f.float32_chunks("t", elements=10)]
+        assert [c.size for c in chunks] == [10] * 9 + [1]
+        np.testing.assert_array_equal(np.concatenate(chunks), f.to_float32("t").reshape(-1))
+    np.testing.assert_array_equal(np.concatenate(chunks), values.float().reshape(-1).numpy())
 
 
 BUNDLED = Path(gpt2cpu.__file__).parent / "models" / "tiny-shakespeare"

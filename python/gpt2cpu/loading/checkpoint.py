@@ -147,7 +147,10 @@ def untie_distinct_head(config: GPT2Config, checkpoint: Checkpoint) -> GPT2Confi
             f"{head.tensors['lm_head.weight'].shape}, but config.json ties it to {key!r} of "
             f"shape {wte.tensors[key].shape}"
         )
-    if np.array_equal(head.to_float32("lm_head.weight"), wte.to_float32(key)):
+    # Compared a chunk at a time: two whole float32 copies of a vocabulary-sized matrix
+    # would outweigh the packed weights of a quantized load several times.
+    chunks = zip(head.float32_chunks("lm_head.weight"), wte.float32_chunks(key), strict=True)
+    if all(np.array_equal(a, b) for a, b in chunks):
         return config
     warnings.warn(
         f"{checkpoint.where}: config.json sets tie_word_embeddings, but the checkpoint holds an "

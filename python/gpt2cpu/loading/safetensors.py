@@ -18,6 +18,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -209,12 +210,24 @@ class SafetensorsFile:
                 f"tensor {name!r}: dtype {info.dtype} is not a floating-point weight type"
                 f" (supported: {', '.join(FLOAT_DTYPES)})"
             )
-        bits = self.array(name, scratch)
-        if info.dtype == "F32":
-            return bits
-        if info.dtype == "F16":
-            return bits.astype(np.float32)
-        return (bits.astype(np.uint32) << 16).view(np.float32)
+        return _widened(info.dtype, self.array(name, scratch))
+
+    def float32_chunks(self, name: str, elements: int = 1 << 20) -> Iterator[np.ndarray[Any, Any]]:
+        """The tensor as float32, flattened, at most `elements` at a time, each chunk valid
+        until the next: to compare or scan a tensor without holding it whole."""
+        info = self.tensors[name]
+        if info.dtype not in FLOAT_DTYPES:
+            raise self._fail(f"tensor {name!r}: dtype {info.dtype} is not a floating-point type")
+        dtype, _ = DTYPES[info.dtype]
+        total = (info.end - info.begin) // dtype.itemsize
+        buffer = np.empty(min(elements, total), dtype=dtype)
+        for start in range(0, total, elements):
+            part = buffer[: min(elements, total - start)]
+            offset = info.begin + start * dtype.itemsize
+            if self._read_into(offset, part.view(np.uint8).data) < part.nbytes:
+                raise self._fail(f"tensor {name!r}: the file ends before the tensor's end at "
+                                 f"{info.end}; it was truncated while being read")
+            yield _widened(info.dtype, part)
 
     def fileno(self) -> int:
         """The open file's descriptor, for the engine to read tensors from with pread."""
@@ -228,3 +241,12 @@ class SafetensorsFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _widened(dtype: str, bits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Stored floats as float32: F32 bits as they are, F16/BF16 converted."""
+    if dtype == "F32":
+        return bits
+    if dtype == "F16":
+        return bits.astype(np.float32)
+    return (bits.astype(np.uint32) << 16).view(np.float32)
