@@ -136,3 +136,20 @@ def test_errors_name_the_file_line(tmp_path: Path, capsys: pytest.CaptureFixture
     texts.write_text("ROMEO:\n\n" + "x " * 600 + "\n", encoding="utf-8")
     assert main(["score", str(texts)]) == 2
     assert f"{texts}:3" in capsys.readouterr().err
+
+
+def test_bench_every_dtype_fails_as_one_run_does(capfd: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The children run main's own arguments, not sys.argv (a program calling main has its
+    # own), and a child's failure is its one error line and exit status, not a traceback.
+    monkeypatch.setattr("sys.argv", ["program.py", "--not-a-gpt2cpu-flag"])
+    code = main(["bench", "--dtype", "all", "--isa", "bogus", "-t", "1", "--repeats", "1",
+                 "--prompt-tokens", "8", "--new-tokens", "4"])
+    assert code == 2
+    err = capfd.readouterr().err  # the child's, written to the file descriptor
+    assert "isa 'bogus' is not a kernel set" in err and "Traceback" not in err
+
+
+def test_dtypes_are_exported() -> None:
+    assert gpt2cpu.DTYPES == ("float32", "bfloat16", "float16", "int8", "int4")
+    assert "DTYPES" in gpt2cpu.__all__ and "DTYPES" in dir(gpt2cpu)

@@ -215,3 +215,20 @@ def test_openmp_threads_wait_passively_unless_the_user_chose(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(policy)
+
+
+def test_a_bad_isa_argument_is_named_before_any_file_is_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpt2cpu
+
+    def never(*args: object) -> None:
+        raise AssertionError("the checkpoint was opened")
+
+    monkeypatch.setattr("gpt2cpu.model.open_checkpoint", never)
+    isas = ", ".join(gpt2cpu.available_isas())
+    with pytest.raises(TypeError, match=rf"^isa must be a string, one of {isas}; got 2$"):
+        gpt2cpu.Model.from_pretrained(isa=2)  # type: ignore[arg-type]
+    unknown = "neon" if "neon" not in isas else "avx512"
+    with pytest.raises(ValueError, match=rf"^isa '{unknown}' is not a kernel set this CPU can "
+                                         rf"run; it can run: {isas}$"):
+        gpt2cpu.Model.from_pretrained(isa=unknown)

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from .generation.loop import GenerationConfig, GenerationResult, GenerationStream
     from .generation.sampling import Sampler, SamplingParams
     from .loading.bundled import BUNDLED_MODEL_DIR
-    from .model import Model, Sequence
+    from .model import DTYPES, Model, Sequence
     from .tokenizer.tokenizer import Tokenizer
 
 _LAZY = {
+    "DTYPES": "model",
     "Model": "model",
     "Sequence": "model",
     "Tokenizer": "tokenizer.tokenizer",
@@ -42,6 +43,7 @@ _LAZY = {
 
 __all__ = [
     "BUNDLED_MODEL_DIR",
+    "DTYPES",
     "GenerationConfig",
     "GenerationResult",
     "GenerationStream",

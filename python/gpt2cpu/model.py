@@ -43,6 +43,21 @@ def check_dtype(dtype: str | None) -> str:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     return dtype
 
+
+def check_isa(isa: str | None) -> str | None:
+    """isa as given (None: the process's default), checked before any file is read:
+    ValueError (TypeError for a non-string) listing the sets this CPU can run."""
+    if isa is None or isa == "auto":
+        return isa
+    available = list(_core.available_isas())
+    if not isinstance(isa, str):
+        raise TypeError(f"isa must be a string, one of {', '.join(available)}; got {isa!r}")
+    if isa not in available:
+        raise ValueError(f"isa {isa!r} is not a kernel set this CPU can run; it can run: "
+                         f"{', '.join(available)}")
+    return isa
+
+
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
@@ -285,6 +300,7 @@ class Model:
             raise FileNotFoundError(f"{directory}: model directory not found")
         n_threads = default_threads() if threads is None else check_threads(threads)
         weight_dtype = check_dtype(dtype)
+        isa = check_isa(isa)
         config = GPT2Config.from_file(directory / "config.json")
         defaults = _generation_defaults(directory, config)
         with open_checkpoint(directory) as checkpoint:

@@ -54,6 +54,8 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # As given, for a command that runs itself again in child processes (bench --dtype all).
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2

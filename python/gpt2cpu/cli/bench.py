@@ -14,6 +14,7 @@ from ..bench.random_model import (
     random_model_path,
     remove_random_models,
 )
+from . import CliError
 from .common import (
     DTYPE_NAMES,
     add_dtype_argument,
@@ -143,7 +144,7 @@ def run_every_dtype(args: argparse.Namespace) -> int:
     import subprocess
     import sys
 
-    argv = [a for a in sys.argv[1:] if a != "--json"]
+    argv = [a for a in args.argv if a != "--json"]
     at = argv.index("--dtype") if "--dtype" in argv else -1
     if at >= 0:
         del argv[at : at + 2]
@@ -153,8 +154,12 @@ def run_every_dtype(args: argparse.Namespace) -> int:
         print(f"gpt2cpu bench: running --dtype {dtype}", file=sys.stderr, flush=True)
         done = subprocess.run(
             [sys.executable, "-m", "gpt2cpu", *argv, "--dtype", dtype, "--json"],
-            check=True, stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, text=True,
         )
+        if done.returncode > 0:
+            return done.returncode  # the child has said why, on stderr
+        if done.returncode < 0:
+            raise CliError(f"the --dtype {dtype} run was killed by signal {-done.returncode}")
         reports.append(json.loads(done.stdout))
     if args.json:
         print(json.dumps(reports, indent=2))
