@@ -251,6 +251,21 @@ def test_another_jobs_parts_or_a_finished_output_are_not_overwritten(tmp_path: P
     assert summary.done_before == 1 and summary.computed == 2
 
 
+def test_a_job_that_cannot_run_leaves_no_parts(tmp_path: Path) -> None:
+    rows = good_rows(2)
+    job = spec(tmp_path, "embed", rows, layer=99)
+    with pytest.raises(ValueError, match=r"layer must be an integer in \[-7, 6\], got 99"):
+        run_job(job)
+    with pytest.raises(ValueError, match="--task classify needs a task-head checkpoint"):
+        run_job(JobSpec(**{**job.__dict__, "task": "classify"}))  # the bundled model has none
+    assert not (tmp_path / "out.jsonl.parts").exists()
+    assert run_job(JobSpec(**{**job.__dict__, "layer": -1})).computed == 2  # the fixed command
+    missing = tmp_path / "no-such-dir" / "out.jsonl"
+    with pytest.raises(FileNotFoundError, match="the output's directory .*no-such-dir"):
+        run_job(JobSpec(**{**job.__dict__, "output": missing}))
+    assert not missing.parent.exists()
+
+
 # embed and classify: adapters to Model.embed and Model.classify
 
 
