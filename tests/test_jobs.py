@@ -206,6 +206,20 @@ def test_csv_and_parquet_in_and_out_give_the_jsonl_rows(tmp_path: Path) -> None:
             assert got == want, (source, fmt)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    rows = good_rows(3)
+    run_job(spec(tmp_path, "score", rows))
+    want = read_jsonl(tmp_path / "out.jsonl")
+    csv_source = write_csv(tmp_path / "in.csv", rows)
+    jsonl_source = write_jsonl(tmp_path / "in-bom.jsonl", rows)
+    for source in (csv_source, jsonl_source):  # as Excel and some Windows tools save them
+        source.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+        output = tmp_path / f"bom-{source.suffix[1:]}.jsonl"
+        summary = run_job(JobSpec(source, output, "score", model=Path(MODEL), threads=1,
+                                  progress=False))
+        assert summary.errors == 0 and read_jsonl(output) == want, source
+
+
 def test_help_lists_the_job_and_generation_flags() -> None:
     run = run_batch("--help")
     assert run.returncode == 0
