@@ -122,6 +122,22 @@ def test_new_tokens_past_the_context_are_capped_with_finish_reason_length(
     assert out["finish_reason"] == "length" and out["new_tokens"] == 256 + 1 - prompt
 
 
+def test_a_prompt_of_exactly_the_context_gets_one_token(tmp_path: Path,
+                                                        model: gpt2cpu.Model) -> None:
+    text = "O" + " O" * 255
+    assert len(model.require_tokenizer("").encode(text)) == 256  # the context
+    run_job(spec(tmp_path, "generate", [{"id": 0, "text": text}],
+                 options={"max_new_tokens": 5}))
+    (out,) = read_jsonl(tmp_path / "out.jsonl")
+    want = model.generate(text, max_new_tokens=5, seed=row_seed(0, 0))
+    assert (out["finish_reason"], out["new_tokens"]) == ("length", 1)
+    assert out["text"] == want.text and len(want.token_ids) == 1  # as the API does
+    # What the help says, then: only a prompt longer than the context is a bad row.
+    help_text = " ".join(run_batch("--help").stdout.split())
+    assert "fills the context" not in help_text
+    assert "a prompt longer than the context is a bad row" in help_text
+
+
 # score
 
 
