@@ -283,6 +283,15 @@ def test_errors_in_openai_shape(model: gpt2cpu.Model, server: Served, client: An
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="tiny", prompt="A", max_tokens=-1)
     assert _error(httpx.post(url, json={"prompt": "A", "n": 0}), 400)["param"] == "n"
+    # A union's member ("stop.str") is no parameter of the request.
+    assert _error(httpx.post(url, json={"prompt": "A", "stop": ["x"] * 17}), 400)["param"] \
+        == "stop"
+    # A token outside the vocabulary: refused before anything runs, streamed or not.
+    vocab = model.config.vocab_size
+    for stream in (False, True):
+        body = {"prompt": "A", "max_tokens": 2, "stream": stream, "logit_bias": {str(vocab): 1}}
+        error = _error(httpx.post(url, json=body), 400)
+        assert error["param"] == "logit_bias" and f"[0, {vocab})" in error["message"]
     assert _error(httpx.post(server.v1 + "/chat/completions", json={"messages": []}), 400)
     assert _error(httpx.post(server.v1 + "/chat/completions", json={
         "messages": [{"role": "wizard", "content": "x"}]}), 400)
