@@ -381,6 +381,15 @@ def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
         assert 'gpt2cpu_sequences_total{outcome="cancelled"} 1' in metrics
         assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
 
+        def gauge(name: str) -> int:
+            text = httpx.get(served.url + "/metrics").text
+            return int(next(line.split()[1] for line in text.splitlines()
+                            if line.startswith(f"gpt2cpu_{name} ")))
+
+        # The batch emptied without a step after it: the gauges still say so.
+        assert wait_until(lambda: gauge("running_sequences") == 0, 5)
+        assert gauge("queue_length") == 0 and gauge("kv_cache_bytes") == 0
+
 
 def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:
     """A request that comes while 8 streams run joins their batch and finishes while they

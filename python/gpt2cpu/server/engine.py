@@ -214,6 +214,9 @@ class Engine:
                     self._close(job, "failed")
                     job.fail(500, f"internal error in the engine: {type(exc).__name__}: {exc}")
                 self._running.clear()
+            # Every iteration, not only those that step: admitting, cancelling or failing
+            # may have emptied the batch, and the gauges must then say so.
+            self.metrics.gauges(len(self._waiting), len(self._running), self._held_bytes())
             if blocked and not self._running:
                 # Only choices that do not fit yet (the cache was evicted already): wait for
                 # a submission or a cancellation instead of spinning.
@@ -318,7 +321,7 @@ class Engine:
             if done:
                 self._running.remove(job)
                 self._close(job, "finished")
-        self.metrics.step(len(work), len(self._waiting), len(self._running), self._held_bytes())
+        self.metrics.step(len(work))
 
     def _close(self, job: Job, outcome: str) -> None:
         """A choice leaves: a finished one's sequence goes to the prefix cache, the others'
