@@ -346,6 +346,17 @@ def test_full_queue_answers_429_at_once(model: gpt2cpu.Model) -> None:
         assert answers == [200, 200]
 
 
+def test_more_choices_than_the_queue_holds_is_a_400_naming_n(model: gpt2cpu.Model) -> None:
+    with serve(model, max_queue=2) as served:  # idle: a 429 here could never clear
+        refused = httpx.post(served.v1 + "/completions", timeout=30,
+                             json={"prompt": "A", "max_tokens": 1, "n": 3})
+        error = _error(refused, 400)
+        assert error["param"] == "n" and "--max-queue" in error["message"]
+        fits = httpx.post(served.v1 + "/completions", timeout=30,
+                          json={"prompt": "A", "max_tokens": 1, "n": 2})
+        assert fits.status_code == 200
+
+
 def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
     """A client that leaves mid-stream has its request dropped at the engine's next step.
 

@@ -51,6 +51,10 @@ class TooLarge(Exception):
     """A choice whose KV cache alone exceeds the whole budget: it could never run."""
 
 
+class TooManyChoices(Exception):
+    """More choices in one request than the queue holds: it could never be queued."""
+
+
 @dataclass(frozen=True)
 class StepItem:
     sequence: Sequence
@@ -148,7 +152,14 @@ class Engine:
         self._thread.join()
 
     def submit(self, jobs: list[Job]) -> None:
-        """Queues a request's choices, all or none. Raises QueueFull or TooLarge."""
+        """Queues a request's choices, all or none. Raises QueueFull, TooLarge or
+        TooManyChoices."""
+        if len(jobs) > self.max_queue:  # a 429 would invite retries that cannot succeed
+            raise TooManyChoices(
+                f"this request has {len(jobs)} choices (n times the prompts), more than "
+                f"the server's queue holds ({self.max_queue}, --max-queue); lower n or send "
+                "fewer prompts"
+            )
         n_positions = self.model.config.n_positions
         for job in jobs:
             need = self._bytes(sequence_capacity(job.capacity, n_positions))
