@@ -119,6 +119,33 @@ def test_echo_with_max_tokens_0_scores_the_prompt(model: gpt2cpu.Model, client: 
     assert offsets[0] == 0 and offsets == sorted(offsets)
 
 
+def test_text_offset_counts_a_character_split_over_tokens_once(model: gpt2cpu.Model,
+                                                               server: Served) -> None:
+    from gpt2cpu.server.responses import TextOffsets
+
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    text = "ROMEO: \U0001f642 \u00e9 x"  # the emoji is 4 byte tokens, the accent 2
+    ids = tokenizer.encode(text)
+    # Where each token's character starts: a character's later byte tokens share it.
+    want = [0, 5, 6, 7, 7, 7, 7, 8, 9, 9, 10, 11]
+    assert len(ids) == len(want)
+    body = {"prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0}
+    got = httpx.post(server.v1 + "/completions", json=body, timeout=60).json()["choices"][0]
+    assert got["text"] == text and got["logprobs"]["text_offset"] == want
+    with httpx.stream("POST", server.v1 + "/completions", json={**body, "stream": True},
+                      timeout=60) as response:
+        chunks = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: {")]
+    streamed = [o for c in chunks for ch in c["choices"] if ch["logprobs"]
+                for o in ch["logprobs"]["text_offset"]]
+    assert streamed == want
+    # Tokens whose text a stop string cut off start no further than the text's end.
+    offsets = TextOffsets()
+    scored = offsets.completion_logprobs(tokenizer, ids, [None] * len(ids), text[:8])
+    assert scored["text_offset"] == [min(o, 8) for o in want]
+
+
 def test_prompt_scoring_survives_chunked_prefill(model: gpt2cpu.Model) -> None:
     # A prompt longer than the prefill chunk is scored across chunk boundaries.
     tokenizer = model.tokenizer
