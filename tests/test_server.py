@@ -332,6 +332,12 @@ def test_api_key(model: gpt2cpu.Model) -> None:
             wrong.completions.create(model="tiny-shakespeare", prompt="A", max_tokens=1)
         right = openai.OpenAI(base_url=served.v1, api_key="sesame", max_retries=0)
         assert right.completions.create(model="tiny-shakespeare", prompt="A", max_tokens=1)
+        body = {"prompt": "A", "max_tokens": 1}
+        for header, status in (("bearer sesame", 200), ("BEARER sesame", 200),
+                               ("Bearer Sesame", 401), ("Basic sesame", 401), ("sesame", 401)):
+            answer = httpx.post(served.v1 + "/completions", json=body,
+                                headers={"Authorization": header})
+            assert answer.status_code == status, header  # the scheme's case does not matter
         assert httpx.get(served.url + "/health").status_code == 200  # not behind the key
 
 
