@@ -122,6 +122,22 @@ def test_new_tokens_past_the_context_are_capped_with_finish_reason_length(
     assert out["finish_reason"] == "length" and out["new_tokens"] == 256 + 1 - prompt
 
 
+def test_a_prompt_of_exactly_the_context_gets_one_token(tmp_path: Path,
+                                                        model: gpt2cpu.Model) -> None:
+    text = "O" + " O" * 255
+    assert len(model.require_tokenizer("").encode(text)) == 256  # the context
+    run_job(spec(tmp_path, "generate", [{"id": 0, "text": text}],
+                 options={"max_new_tokens": 5}))
+    (out,) = read_jsonl(tmp_path / "out.jsonl")
+    want = model.generate(text, max_new_tokens=5, seed=row_seed(0, 0))
+    assert (out["finish_reason"], out["new_tokens"]) == ("length", 1)
+    assert out["text"] == want.text and len(want.token_ids) == 1  # as the API does
+    # What the help says, then: only a prompt longer than the context is a bad row.
+    help_text = " ".join(run_batch("--help").stdout.split())
+    assert "fills the context" not in help_text
+    assert "a prompt longer than the context is a bad row" in help_text
+
+
 # score
 
 
@@ -206,6 +222,20 @@ def test_csv_and_parquet_in_and_out_give_the_jsonl_rows(tmp_path: Path) -> None:
             assert got == want, (source, fmt)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    rows = good_rows(3)
+    run_job(spec(tmp_path, "score", rows))
+    want = read_jsonl(tmp_path / "out.jsonl")
+    csv_source = write_csv(tmp_path / "in.csv", rows)
+    jsonl_source = write_jsonl(tmp_path / "in-bom.jsonl", rows)
+    for source in (csv_source, jsonl_source):  # as Excel and some Windows tools save them
+        source.write_bytes(b"\xef\xbb\xbf" + source.read_bytes())
+        output = tmp_path / f"bom-{source.suffix[1:]}.jsonl"
+        summary = run_job(JobSpec(source, output, "score", model=Path(MODEL), threads=1,
+                                  progress=False))
+        assert summary.errors == 0 and read_jsonl(output) == want, source
+
+
 def test_help_lists_the_job_and_generation_flags() -> None:
     run = run_batch("--help")
     assert run.returncode == 0
@@ -249,6 +279,21 @@ def test_another_jobs_parts_or_a_finished_output_are_not_overwritten(tmp_path: P
         [Outcome(0, first.pop("id"), first)])
     summary = run_job(JobSpec(**{**job.__dict__, "overwrite": True}))
     assert summary.done_before == 1 and summary.computed == 2
+
+
+def test_a_job_that_cannot_run_leaves_no_parts(tmp_path: Path) -> None:
+    rows = good_rows(2)
+    job = spec(tmp_path, "embed", rows, layer=99)
+    with pytest.raises(ValueError, match=r"layer must be an integer in \[-7, 6\], got 99"):
+        run_job(job)
+    with pytest.raises(ValueError, match="--task classify needs a task-head checkpoint"):
+        run_job(JobSpec(**{**job.__dict__, "task": "classify"}))  # the bundled model has none
+    assert not (tmp_path / "out.jsonl.parts").exists()
+    assert run_job(JobSpec(**{**job.__dict__, "layer": -1})).computed == 2  # the fixed command
+    missing = tmp_path / "no-such-dir" / "out.jsonl"
+    with pytest.raises(FileNotFoundError, match="the output's directory .*no-such-dir"):
+        run_job(JobSpec(**{**job.__dict__, "output": missing}))
+    assert not missing.parent.exists()
 
 
 # embed and classify: adapters to Model.embed and Model.classify

@@ -119,6 +119,33 @@ def test_echo_with_max_tokens_0_scores_the_prompt(model: gpt2cpu.Model, client: 
     assert offsets[0] == 0 and offsets == sorted(offsets)
 
 
+def test_text_offset_counts_a_character_split_over_tokens_once(model: gpt2cpu.Model,
+                                                               server: Served) -> None:
+    from gpt2cpu.server.responses import TextOffsets
+
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    text = "ROMEO: \U0001f642 \u00e9 x"  # the emoji is 4 byte tokens, the accent 2
+    ids = tokenizer.encode(text)
+    # Where each token's character starts: a character's later byte tokens share it.
+    want = [0, 5, 6, 7, 7, 7, 7, 8, 9, 9, 10, 11]
+    assert len(ids) == len(want)
+    body = {"prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 0}
+    got = httpx.post(server.v1 + "/completions", json=body, timeout=60).json()["choices"][0]
+    assert got["text"] == text and got["logprobs"]["text_offset"] == want
+    with httpx.stream("POST", server.v1 + "/completions", json={**body, "stream": True},
+                      timeout=60) as response:
+        chunks = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: {")]
+    streamed = [o for c in chunks for ch in c["choices"] if ch["logprobs"]
+                for o in ch["logprobs"]["text_offset"]]
+    assert streamed == want
+    # Tokens whose text a stop string cut off start no further than the text's end.
+    offsets = TextOffsets()
+    scored = offsets.completion_logprobs(tokenizer, ids, [None] * len(ids), text[:8])
+    assert scored["text_offset"] == [min(o, 8) for o in want]
+
+
 def test_prompt_scoring_survives_chunked_prefill(model: gpt2cpu.Model) -> None:
     # A prompt longer than the prefill chunk is scored across chunk boundaries.
     tokenizer = model.tokenizer
@@ -283,6 +310,15 @@ def test_errors_in_openai_shape(model: gpt2cpu.Model, server: Served, client: An
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model="tiny", prompt="A", max_tokens=-1)
     assert _error(httpx.post(url, json={"prompt": "A", "n": 0}), 400)["param"] == "n"
+    # A union's member ("stop.str") is no parameter of the request.
+    assert _error(httpx.post(url, json={"prompt": "A", "stop": ["x"] * 17}), 400)["param"] \
+        == "stop"
+    # A token outside the vocabulary: refused before anything runs, streamed or not.
+    vocab = model.config.vocab_size
+    for stream in (False, True):
+        body = {"prompt": "A", "max_tokens": 2, "stream": stream, "logit_bias": {str(vocab): 1}}
+        error = _error(httpx.post(url, json=body), 400)
+        assert error["param"] == "logit_bias" and f"[0, {vocab})" in error["message"]
     assert _error(httpx.post(server.v1 + "/chat/completions", json={"messages": []}), 400)
     assert _error(httpx.post(server.v1 + "/chat/completions", json={
         "messages": [{"role": "wizard", "content": "x"}]}), 400)
@@ -296,6 +332,12 @@ def test_api_key(model: gpt2cpu.Model) -> None:
             wrong.completions.create(model="tiny-shakespeare", prompt="A", max_tokens=1)
         right = openai.OpenAI(base_url=served.v1, api_key="sesame", max_retries=0)
         assert right.completions.create(model="tiny-shakespeare", prompt="A", max_tokens=1)
+        body = {"prompt": "A", "max_tokens": 1}
+        for header, status in (("bearer sesame", 200), ("BEARER sesame", 200),
+                               ("Bearer Sesame", 401), ("Basic sesame", 401), ("sesame", 401)):
+            answer = httpx.post(served.v1 + "/completions", json=body,
+                                headers={"Authorization": header})
+            assert answer.status_code == status, header  # the scheme's case does not matter
         assert httpx.get(served.url + "/health").status_code == 200  # not behind the key
 
 
@@ -337,6 +379,17 @@ def test_full_queue_answers_429_at_once(model: gpt2cpu.Model) -> None:
         assert answers == [200, 200]
 
 
+def test_more_choices_than_the_queue_holds_is_a_400_naming_n(model: gpt2cpu.Model) -> None:
+    with serve(model, max_queue=2) as served:  # idle: a 429 here could never clear
+        refused = httpx.post(served.v1 + "/completions", timeout=30,
+                             json={"prompt": "A", "max_tokens": 1, "n": 3})
+        error = _error(refused, 400)
+        assert error["param"] == "n" and "--max-queue" in error["message"]
+        fits = httpx.post(served.v1 + "/completions", timeout=30,
+                          json={"prompt": "A", "max_tokens": 1, "n": 2})
+        assert fits.status_code == 200
+
+
 def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
     """A client that leaves mid-stream has its request dropped at the engine's next step.
 
@@ -371,6 +424,15 @@ def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
         metrics = httpx.get(served.url + "/metrics").text
         assert 'gpt2cpu_sequences_total{outcome="cancelled"} 1' in metrics
         assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
+
+        def gauge(name: str) -> int:
+            text = httpx.get(served.url + "/metrics").text
+            return int(next(line.split()[1] for line in text.splitlines()
+                            if line.startswith(f"gpt2cpu_{name} ")))
+
+        # The batch emptied without a step after it: the gauges still say so.
+        assert wait_until(lambda: gauge("running_sequences") == 0, 5)
+        assert gauge("queue_length") == 0 and gauge("kv_cache_bytes") == 0
 
 
 def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:

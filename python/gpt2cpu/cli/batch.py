@@ -36,9 +36,9 @@ interruption (Ctrl-C, kill -9, a full disk) the same command runs only the rows 
 written. At the end the parts are merged into OUTPUT and OUTPUT.errors.jsonl and removed.
 
 Bad rows (no text, empty text, longer than the context) go to OUTPUT.errors.jsonl with the
-reason and the job goes on; --strict stops at the first. With generate, a prompt that fills
-the context is a bad row and -n beyond the room it leaves is lowered to fit (the finish
-reason is then "length").
+reason and the job goes on; --strict stops at the first. With generate, a prompt longer
+than the context is a bad row (unless --truncate) and -n beyond the room it leaves is lowered
+to fit (the finish reason is then "length"; a prompt of exactly the context gets 1 token).
 
 --ray runs the batches on Ray Data actors (pip install 'gpt2cpu[ray]'): --ray alone starts
 a local cluster; --ray auto joins the cluster of `ray start` on this machine; --ray

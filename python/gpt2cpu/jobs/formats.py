@@ -46,7 +46,8 @@ def read_records(path: Path) -> Iterator[dict[str, Any] | BadLine]:
     if fmt == "jsonl":
         yield from _read_jsonl(path)
     elif fmt == "csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: Excel's CSV starts with a BOM, which would become part of the first key.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             yield from csv.DictReader(f, restval=None)
     else:
         import pyarrow.parquet as pq
@@ -56,7 +57,7 @@ def read_records(path: Path) -> Iterator[dict[str, Any] | BadLine]:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any] | BadLine]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a leading BOM is no JSON
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue  # a blank line (often the last) is no row
@@ -78,9 +79,9 @@ def count_records(path: Path) -> int:
 
         return int(pq.ParquetFile(path).metadata.num_rows)
     if fmt == "csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             return max(0, sum(1 for _ in csv.reader(f)) - 1)
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         return sum(1 for line in f if line.strip())
 
 

@@ -85,7 +85,7 @@ class PartStore:
                 "absent): a finished job's output is not overwritten; delete it or pass "
                 "--overwrite"
             )
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(exist_ok=True)
         store = cls(output, directory)
         try:
             store._load(identity)

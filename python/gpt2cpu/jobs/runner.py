@@ -148,6 +148,10 @@ def run_job(spec: JobSpec) -> JobSummary:
     table_format(spec.input, "input")
     if not spec.input.is_file():
         raise FileNotFoundError(f"{spec.input}: input file not found")
+    table_format(spec.output, "output")
+    if not spec.output.parent.is_dir():  # a typo in the path should not become a directory
+        raise FileNotFoundError(f"{spec.output}: the output's directory {spec.output.parent} "
+                                "does not exist")
     task = spec.make_task()
     model = None
     if spec.ray is None:  # loaded first: a model that cannot do the task leaves no parts

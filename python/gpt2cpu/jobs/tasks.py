@@ -158,6 +158,12 @@ class EmbedTask(Task):
     def __init__(self, pooling: Pooling = "mean", layer: int = -1, normalize: bool = False) -> None:
         self.pooling, self.layer, self.normalize = pooling, layer, normalize
 
+    def check(self, model: Model) -> None:
+        super().check(model)
+        from ..tasks.embedding import check_layer
+
+        check_layer(model, self.layer)  # the range depends on the model: checked on it
+
     def compute(self, model: Model, rows: list[Row],
                 ids: list[IdArray]) -> list[tuple[dict[str, Any], int]]:
         vectors = model.embed(ids, pooling=self.pooling, layer=self.layer,
@@ -172,6 +178,12 @@ class ClassifyTask(Task):
 
     name = "classify"
     fields = ("label", "label_id", "probabilities")
+
+    def check(self, model: Model) -> None:
+        super().check(model)
+        from ..tasks.heads import require_head
+
+        require_head(model, "sequence_classification", "--task classify")
 
     def compute(self, model: Model, rows: list[Row],
                 ids: list[IdArray]) -> list[tuple[dict[str, Any], int]]:

@@ -115,11 +115,13 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
         if logprobs is not None:
             offsets = TextOffsets()
             tokens, values = list(choice.tokens), list(choice.logprobs)
+            text = "".join(choice.text)
             if choice.prompt_logprobs is not None:
                 tokens, values = prompt + tokens, [*choice.prompt_logprobs, *values]
+                text = echo + text
             elif echo:
-                offsets.position = len(echo)
-            scores = offsets.completion_logprobs(tokenizer, tokens, values)
+                offsets.position = offsets.shown = len(echo)
+            scores = offsets.completion_logprobs(tokenizer, tokens, values, text)
         reason = choice.finished.reason if choice.finished else "length"
         return {"index": index, "text": echo + "".join(choice.text), "logprobs": scores,
                 "finish_reason": FINISH[reason]}
@@ -142,13 +144,13 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
                     ids = prompts[index // body.n]
                     piece["text"] = echoed[index // body.n]
                     piece["logprobs"] = offsets[index].completion_logprobs(
-                        tokenizer, ids, event.logprobs)
+                        tokenizer, ids, event.logprobs, piece["text"])
                 elif isinstance(event, Delta):
                     choices[index].add(event)
                     piece["text"] = event.text
                     if body.logprobs is not None:
                         piece["logprobs"] = offsets[index].completion_logprobs(
-                            tokenizer, event.tokens, event.logprobs)
+                            tokenizer, event.tokens, event.logprobs, event.text)
                 elif isinstance(event, Finished):
                     choices[index].finished = event
                     piece["finish_reason"] = FINISH[event.reason]

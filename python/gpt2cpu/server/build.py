@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .schemas import CompletionRequest, _Sampling
 
 
-def options(request: _Sampling) -> dict[str, Any]:
+def options(request: _Sampling, vocab_size: int) -> dict[str, Any]:
     """The request's sampling options under the library's names; only those it set, so
     that the model's generation_config.json supplies the rest, as with `generate`."""
     out: dict[str, Any] = {}
@@ -34,17 +34,22 @@ def options(request: _Sampling) -> dict[str, Any]:
         bias: dict[int, float] = {}
         for key, value in request.logit_bias.items():
             try:
-                bias[int(key)] = value
+                token = int(key)
             except ValueError:
                 raise ApiError(400, f"logit_bias keys must be token ids, got {key!r}",
                                "logit_bias") from None
+            # Here, not in the engine: a stream's status line would already be sent.
+            if not 0 <= token < vocab_size:
+                raise ApiError(400, f"logit_bias key {key} is outside the vocabulary "
+                               f"[0, {vocab_size})", "logit_bias")
+            bias[token] = value
         out["logit_bias"] = bias
     return out
 
 
 def config_for(model: Model, request: _Sampling, max_tokens: int | None,
                extra_stop: tuple[str, ...] = ()) -> GenerationConfig:
-    given = options(request)
+    given = options(request, model.config.vocab_size)
     if extra_stop:
         stop = given.get("stop")
         mine = [stop] if isinstance(stop, str) else list(stop or [])

@@ -51,6 +51,10 @@ class TooLarge(Exception):
     """A choice whose KV cache alone exceeds the whole budget: it could never run."""
 
 
+class TooManyChoices(Exception):
+    """More choices in one request than the queue holds: it could never be queued."""
+
+
 @dataclass(frozen=True)
 class StepItem:
     sequence: Sequence
@@ -148,7 +152,14 @@ class Engine:
         self._thread.join()
 
     def submit(self, jobs: list[Job]) -> None:
-        """Queues a request's choices, all or none. Raises QueueFull or TooLarge."""
+        """Queues a request's choices, all or none. Raises QueueFull, TooLarge or
+        TooManyChoices."""
+        if len(jobs) > self.max_queue:  # a 429 would invite retries that cannot succeed
+            raise TooManyChoices(
+                f"this request has {len(jobs)} choices (n times the prompts), more than "
+                f"the server's queue holds ({self.max_queue}, --max-queue); lower n or send "
+                "fewer prompts"
+            )
         n_positions = self.model.config.n_positions
         for job in jobs:
             need = self._bytes(sequence_capacity(job.capacity, n_positions))
@@ -214,6 +225,9 @@ class Engine:
                     self._close(job, "failed")
                     job.fail(500, f"internal error in the engine: {type(exc).__name__}: {exc}")
                 self._running.clear()
+            # Every iteration, not only those that step: admitting, cancelling or failing
+            # may have emptied the batch, and the gauges must then say so.
+            self.metrics.gauges(len(self._waiting), len(self._running), self._held_bytes())
             if blocked and not self._running:
                 # Only choices that do not fit yet (the cache was evicted already): wait for
                 # a submission or a cancellation instead of spinning.
@@ -318,7 +332,7 @@ class Engine:
             if done:
                 self._running.remove(job)
                 self._close(job, "finished")
-        self.metrics.step(len(work), len(self._waiting), len(self._running), self._held_bytes())
+        self.metrics.step(len(work))
 
     def _close(self, job: Job, outcome: str) -> None:
         """A choice leaves: a finished one's sequence goes to the prefix cache, the others'

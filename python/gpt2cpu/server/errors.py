@@ -41,10 +41,18 @@ def error_response(status: int, message: str, param: str | None = None,
     return JSONResponse(error_body(status, message, param, code), status_code=status)
 
 
-def _location(loc: tuple[Any, ...]) -> str | None:
-    # FastAPI prefixes "body"; pydantic appends the union member it tried ("str", "list[int]").
-    parts = [str(p) for p in loc if p != "body"]
+_SCALARS = {"str", "int", "float", "bool"}
+
+
+def _location(loc: tuple[Any, ...], members: bool = True) -> str | None:
+    # FastAPI prefixes "body"; pydantic appends the union member it tried ("str", "list[int]"),
+    # which the message keeps (it says which form failed how) and `param` drops.
+    parts = [str(p) for p in loc if p != "body" and (members or not _is_member(p))]
     return ".".join(parts) or None
+
+
+def _is_member(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part in _SCALARS)
 
 
 def install(app: FastAPI) -> None:
@@ -59,7 +67,7 @@ def install(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             return error_response(400, f"the body is not valid JSON: {first.get('msg')}",
                                   code="invalid_json")
-        param = _location(tuple(first.get("loc", ())))
+        param = _location(tuple(first.get("loc", ())), members=False)
         message = "; ".join(
             f"{_location(tuple(e.get('loc', ()))) or 'body'}: {e.get('msg')}" for e in errors[:4]
         )

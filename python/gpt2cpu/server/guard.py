@@ -45,9 +45,11 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         if self.api_key is not None and path.startswith("/v1/"):
-            given = headers.get("authorization", "")
-            expected = f"Bearer {self.api_key}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            scheme, _, given = headers.get("authorization", "").partition(" ")
+            # The scheme is case-insensitive (RFC 7235); the key is not.
+            right = scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip(" ").encode(), self.api_key.encode())
+            if not right:
                 await refuse(401, "missing or wrong API key (Authorization: Bearer KEY)",
                              "invalid_api_key")
                 return

@@ -64,9 +64,12 @@ class Metrics:
             self.cached_tokens += cached
             self.generated_tokens += generated
 
-    def step(self, batch: int, queue: int, running: int, kv_bytes: int) -> None:
+    def step(self, batch: int) -> None:
         with self._lock:
             self.batch_size.observe(batch)
+
+    def gauges(self, queue: int, running: int, kv_bytes: int) -> None:
+        with self._lock:
             self.queue_length, self.running, self.kv_bytes = queue, running, kv_bytes
 
     def first_token(self, seconds: float) -> None:

@@ -3,6 +3,7 @@ chunks of a stream, for completions and chat."""
 
 from __future__ import annotations
 
+import codecs
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,19 +51,30 @@ class Choice:
 
 @dataclass
 class TextOffsets:
-    """Completion logprobs' text_offset: where each token starts in the choice's text."""
+    """Completion logprobs' text_offset: where each token starts in the choice's text, the
+    length of what the tokens before it decode to (as OpenAI and vLLM count), so that a
+    character split over several tokens counts once: a token that starts inside a character
+    gets the offset where that character starts. No offset is past the end of the text (a
+    stop string cut from it may have begun in an earlier token)."""
 
-    position: int = 0
+    position: int = 0  # where the next token starts
+    shown: int = 0  # the length of the choice's text so far
+    _decoder: codecs.IncrementalDecoder = field(
+        init=False, repr=False,
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
     def completion_logprobs(self, tokenizer: Tokenizer | None, tokens: list[int],
-                            scores: list[TokenLogprob | None]) -> dict[str, Any]:
-        texts = [token_text(tokenizer, t) for t in tokens]
+                            scores: list[TokenLogprob | None], text: str) -> dict[str, Any]:
+        """The logprobs of `tokens`, which come with `text` (the choice's text grows by it)."""
+        self.shown += len(text)
         offsets = []
-        for text in texts:
-            offsets.append(self.position)
-            self.position += len(text)
+        for token in tokens:
+            offsets.append(min(self.position, self.shown))
+            if tokenizer is not None:
+                # Only completed characters count: a partial one's bytes wait in the decoder.
+                self.position += len(self._decoder.decode(tokenizer.token_bytes(token)))
         return {
-            "tokens": texts,
+            "tokens": [token_text(tokenizer, t) for t in tokens],
             "token_logprobs": [None if s is None else s.logprob for s in scores],
             "top_logprobs": [
                 None if s is None else {token_text(tokenizer, i): v for i, v in s.top}

@@ -196,7 +196,7 @@ class Choice:
     logits: np.ndarray[Any, Any]
 
 
-def _head(model: Model, kind: HeadKind, method: str) -> TaskHead:
+def require_head(model: Model, kind: HeadKind, method: str) -> TaskHead:
     head = model.head
     if head is None:
         raise ValueError(
@@ -225,7 +225,7 @@ def pooled_position(ids: np.ndarray[Any, Any], pad_token_id: int | None) -> int:
 
 
 def classify(model: Model, texts: Seq[str | IdsLike]) -> list[Classification]:
-    head = _head(model, "sequence_classification", "classify")
+    head = require_head(model, "sequence_classification", "classify")
     all_ids = batch_ids(model, texts, "texts", most=model.config.n_positions)
     # Only the prefix up to the pooled token matters: causal attention never looks ahead.
     prefixes = [ids[: pooled_position(ids, head.pad_token_id) + 1] for ids in all_ids]
@@ -240,7 +240,7 @@ def classify(model: Model, texts: Seq[str | IdsLike]) -> list[Classification]:
 
 
 def classify_tokens(model: Model, texts: Seq[str | IdsLike]) -> list[TokenClassification]:
-    head = _head(model, "token_classification", "classify_tokens")
+    head = require_head(model, "token_classification", "classify_tokens")
     all_ids = batch_ids(model, texts, "texts", most=model.config.n_positions)
     states = hidden_rows(model, all_ids, [ids.size for ids in all_ids], model.config.n_layer)
     out = []
@@ -253,7 +253,7 @@ def classify_tokens(model: Model, texts: Seq[str | IdsLike]) -> list[TokenClassi
 
 
 def choose(model: Model, choices: Seq[str | IdsLike], cls_index: Seq[int] | None = None) -> Choice:
-    head = _head(model, "multiple_choice", "choose")
+    head = require_head(model, "multiple_choice", "choose")
     all_ids = batch_ids(model, choices, "choices", most=model.config.n_positions)
     if cls_index is None:
         positions = [ids.size - 1 for ids in all_ids]
