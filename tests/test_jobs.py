@@ -296,6 +296,38 @@ def test_a_job_that_cannot_run_leaves_no_parts(tmp_path: Path) -> None:
     assert not missing.parent.exists()
 
 
+def test_a_job_that_fails_before_its_first_row_leaves_no_parts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a model that cannot do the task fails under Ray: in the actors, once parts exist.
+    from gpt2cpu.jobs.tasks import ScoreTask
+
+    def fail(*args: object) -> None:
+        raise ValueError("the actor cannot do the task")
+
+    job = spec(tmp_path, "score", good_rows(3), batch_size=2)
+    with monkeypatch.context() as patch:
+        patch.setattr(ScoreTask, "run", fail)
+        with pytest.raises(ValueError, match="cannot do the task"):
+            run_job(job)
+    assert not (tmp_path / "out.jsonl.parts").exists()
+    # Once a row is written, a failure keeps the parts for the resume.
+    calls = []
+    real = ScoreTask.run
+
+    def second_fails(self: ScoreTask, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("the second batch fails")
+        return real(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ScoreTask, "run", second_fails)
+        with pytest.raises(ValueError, match="second batch"):
+            run_job(job)
+    assert (tmp_path / "out.jsonl.parts").exists()
+    assert run_job(job).done_before == 2
+
+
 # embed and classify: adapters to Model.embed and Model.classify
 
 

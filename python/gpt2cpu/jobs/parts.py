@@ -100,6 +100,15 @@ class PartStore:
             store._load(identity)
         return store
 
+    def discard_if_empty(self) -> None:
+        """Removes the parts directory if it holds no row (only the manifest): a job that
+        failed before its first row then leaves nothing that would refuse the corrected
+        command as a different job, and loses nothing."""
+        if self.done or self.orphaned:
+            return
+        if all(p.name == MANIFEST for p in self.directory.iterdir()):
+            shutil.rmtree(self.directory, ignore_errors=True)
+
     def _load(self, identity: dict[str, Any]) -> None:
         # As it reads back: a logit bias's int keys become strings, and -inf (a ban) is
         # kept, which strict JSON (`dumps`) would refuse.

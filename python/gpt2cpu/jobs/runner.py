@@ -178,6 +178,11 @@ def run_job(spec: JobSpec) -> JobSummary:
                 outcomes = task.run(model, batch)
                 commit(store, outcomes, spec.strict)
                 progress.add(outcomes)
+    except BaseException:
+        # Under Ray the model loads in the actors only, so a model that cannot do the task
+        # fails here, after the parts directory was made: it goes if no row was written.
+        store.discard_if_empty()
+        raise
     finally:
         progress.close()
     seconds = time.perf_counter() - started
