@@ -114,6 +114,19 @@ def test_overlapping_tensors(tiny: Path) -> None:
     assert "overlap" in message and repr(WTE) in message and repr(C_ATTN) in message
 
 
+def test_a_tensor_named_twice(tiny: Path) -> None:
+    """json.loads alone keeps the last entry of a name. Both entries here are well formed and
+    point at bytes of their own, so the name appearing twice is the only fault."""
+    path = tiny / "model.safetensors"
+    header, data = split_file(path.read_bytes())
+    begin, end = header[WTE]["data_offsets"]
+    second = dict(header[WTE], data_offsets=[len(data), len(data) + end - begin])
+    text = (json.dumps(header)[:-1] + ", " + json.dumps({WTE: second})[1:]).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data + bytes(end - begin))
+    message = load_error(tiny)
+    assert message.startswith(str(path)) and f"names {WTE!r} twice" in message
+
+
 @pytest.mark.parametrize("offsets", [[0, 10**12], [10**12, 10**12 + 64], [2**64, 2**64 + 64]])
 def test_offsets_past_the_end(tiny: Path, offsets: list[int]) -> None:
     rewrite(tiny, lambda h: h[WTE].update(data_offsets=offsets))
