@@ -114,6 +114,19 @@ def test_overlapping_tensors(tiny: Path) -> None:
     assert "overlap" in message and repr(WTE) in message and repr(C_ATTN) in message
 
 
+def test_a_tensor_named_twice(tiny: Path) -> None:
+    """json.loads alone keeps the last entry of a name. Both entries here are well formed and
+    point at bytes of their own, so the name appearing twice is the only fault."""
+    path = tiny / "model.safetensors"
+    header, data = split_file(path.read_bytes())
+    begin, end = header[WTE]["data_offsets"]
+    second = dict(header[WTE], data_offsets=[len(data), len(data) + end - begin])
+    text = (json.dumps(header)[:-1] + ", " + json.dumps({WTE: second})[1:]).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data + bytes(end - begin))
+    message = load_error(tiny)
+    assert message.startswith(str(path)) and f"names {WTE!r} twice" in message
+
+
 @pytest.mark.parametrize("offsets", [[0, 10**12], [10**12, 10**12 + 64], [2**64, 2**64 + 64]])
 def test_offsets_past_the_end(tiny: Path, offsets: list[int]) -> None:
     rewrite(tiny, lambda h: h[WTE].update(data_offsets=offsets))
@@ -833,6 +846,36 @@ def test_core_append_bad_arguments(model: gpt2cpu.Model) -> None:
         seq.append(np.array(["a"]), 1)
     assert seq.append(np.zeros(0, np.int64), 0).shape == (0, V)
     assert seq.length == 0
+
+
+@pytest.mark.parametrize("ids", [np.array([1.0, 2.0]), np.array([1.5]), np.array([True, False]),
+                                 np.array([1 + 0j]), np.array(["1"]), [1.0], [None]])
+def test_core_ids_must_be_integers(model: gpt2cpu.Model, ids: Any) -> None:
+    """A cast to int64 would truncate floats and take bools, complex numbers and strings."""
+    seq = _core.Sequence(model._core, 8)
+    with pytest.raises(TypeError, match="^ids must hold integers"):
+        seq.append(ids, 1)
+    with pytest.raises(TypeError, match=r"^inputs\[0\]: ids must hold integers"):
+        _core.step(model._core, [seq], [ids], [1])
+    assert seq.length == 0
+
+
+def test_core_ids_of_any_integer_dtype(model: gpt2cpu.Model) -> None:
+    core = model._core
+    want = _core.Sequence(core, 8).append(np.array([5, 9]), 2)
+    cases: list[Any] = [np.array([5, 9], np.int8), np.array([5, 9], ">i8"),
+                        np.array([5, 9], np.uint16), np.array([5, 9], np.uint64), [5, 9]]
+    for ids in cases:
+        np.testing.assert_array_equal(_core.Sequence(core, 8).append(ids, 2), want)
+        np.testing.assert_array_equal(_core.step(core, [_core.Sequence(core, 8)], [ids], [2]), want)
+    no_ids: Any = []  # numpy's float64, but holding no id that is not an integer
+    assert _core.Sequence(core, 8).append(no_ids, 0).shape == (0, V)
+    # Cast to int64 it would be -1, and reported as that.
+    big = np.array([3, 2**64 - 1], np.uint64)
+    with pytest.raises(IndexError, match=r"^ids\[1\] = 18446744073709551615 is out of range"):
+        _core.Sequence(core, 8).append(big, 1)
+    with pytest.raises(IndexError, match=r"^inputs\[0\]: ids\[1\] = 18446744073709551615"):
+        _core.step(core, [_core.Sequence(core, 8)], [big], [1])
 
 
 def test_core_append_past_capacity_allocates_nothing(model: gpt2cpu.Model) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -205,6 +206,46 @@ def test_close_and_delete_while_another_thread_computes(medium_dir: Path) -> Non
         assert np.array_equal(result[0], expected)
     with pytest.raises(ValueError, match="closed"):
         seq.append([1])
+
+
+def test_step_keeps_its_sequences_alive_when_the_caller_drops_them(medium_dir: Path) -> None:
+    """_core.step releases the GIL while it computes: another thread emptying the list it was
+    given, so dropping the sequences' last references, must not free them under the step."""
+    core = gpt2cpu.Model.from_pretrained(medium_dir, threads=1)._core
+    ids = np.arange(400) % MEDIUM["vocab_size"]
+    expected = _core.Sequence(core, 400).append(ids, 1)
+
+    def computing(seq: _core.Sequence) -> bool:
+        """The step holds each of its sequences' locks while it computes."""
+        try:
+            seq.truncate(seq.length)
+        except RuntimeError as exc:
+            assert "in use by another thread" in str(exc)
+            return True
+        return False
+
+    def work(seqs: list[_core.Sequence], result: list[np.ndarray]) -> None:
+        result.append(_core.step(core, seqs, [ids] * 4, [1] * 4))
+
+    for _ in range(5):
+        probe = _core.Sequence(core, 400)
+        seqs = [_core.Sequence(core, 400) for _ in range(3)] + [probe]
+        weak = [weakref.ref(s) for s in seqs[:3]]
+        result: list[np.ndarray] = []
+        worker = threading.Thread(target=work, args=(seqs, result))
+        worker.start()
+        while worker.is_alive() and not computing(probe):
+            pass
+        seqs.clear()  # the only strong references to three of the four
+        alive = [w() is not None for w in weak]
+        caught = computing(probe)
+        worker.join()
+        assert len(result) == 1
+        np.testing.assert_array_equal(result[0], np.repeat(expected, 4, axis=0))
+        if caught:  # the list was emptied mid-step
+            assert all(alive)
+            return
+    pytest.fail("the step was never caught computing")
 
 
 def test_loading_races_are_refused(medium_dir: Path) -> None:

@@ -115,6 +115,16 @@ def test_a_bad_tensor_list_is_refused_before_anything_is_read(tmp_path: Path) ->
             core.load_files([("wpe.weight", (40, 72), fd, 0, "F64", "x")])
         with pytest.raises(_core.FileReadError, match="^here: read failed at byte 8"):
             core.load_files([("wpe.weight", (40, 72), -1, 8, "F32", "here")])
-        with pytest.raises(_core.FileReadError, match="^here: the file ends at byte"):
+        with pytest.raises(_core.FileReadError,
+                           match=r"^here: the tensor starts at byte 1099511627776, past the end"):
             core.load_files([("wpe.weight", (40, 72), fd, 1 << 40, "F32", "here")])
+        # offset + bytes past int64: refused before any read adds the two
+        with pytest.raises(ValueError, match="^here: offset 9223372036854775000 plus the "
+                                             "tensor's 11520 bytes overflows"):
+            core.load_files([("wpe.weight", (40, 72), fd, 2**63 - 808, "F32", "here")])
+        with pytest.raises(TypeError, match=r"^tensors\[1\] \('wpe.weight'\): the shape must"):
+            core.load_files([("wte.weight", (301, 72), fd, 0, "F32", "x"),
+                             ("wpe.weight", (2**64, 72), fd, 0, "F32", "x")])
+        with pytest.raises(TypeError, match=r"^tensors\[0\] \('wpe.weight'\): the offset must"):
+            core.load_files([("wpe.weight", (40, 72), fd, 2**63, "F32", "x")])
     assert not core.ready

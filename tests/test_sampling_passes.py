@@ -91,6 +91,20 @@ def test_repetition_penalty_rejects_ids_outside_the_row(bad: int) -> None:
         S.repetition_penalty(x, np.array([1, bad]), 1.2)
 
 
+@pytest.mark.parametrize("ids", [np.array([1.7]), np.array([True]), [1.0]])
+def test_repetition_penalty_takes_integer_ids_only(ids: Any) -> None:
+    with pytest.raises(TypeError, match="^ids must hold integers"):
+        S.repetition_penalty(np.ones(3, np.float32), ids, 1.2)
+
+
+def test_repetition_penalty_reports_a_uint64_id_as_itself() -> None:
+    x = np.ones(3, np.float32)
+    np.testing.assert_array_equal(S.repetition_penalty(x, np.array([1], np.uint8), 2.0),
+                                  [1, 0.5, 1])
+    with pytest.raises(IndexError, match=r"^ids\[0\] = 18446744073709551615 is out of range"):
+        S.repetition_penalty(x, np.array([2**64 - 1], np.uint64), 1.2)
+
+
 def full_sort_floor(values: np.ndarray[Any, Any], mass: np.ndarray[Any, Any],
                     budget: float) -> float:
     """The floor rule on a full sort: drop from the smallest up while the running total,

@@ -25,6 +25,11 @@ constexpr int kArrayFlags =
 using FloatArray = py::array_t<float, kArrayFlags>;
 using IdArray = py::array_t<int64_t, kArrayFlags>;
 
+// Token ids as an IdArray, from an array of any integer dtype or what numpy makes one of.
+// IdArray's own conversion is forcecast's, which would truncate floats and take bools,
+// strings and complex numbers; those are a TypeError here. name prefixes the messages.
+IdArray id_array(const py::handle& ids, const std::string& name);
+
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }

@@ -3,10 +3,29 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common.h"
 
 namespace gpt2cpu::bindings {
+
+namespace {
+
+// One field of a load_files item, cast on its own: a bad one (a dimension past int64, say)
+// then names itself and its tensor, where pybind11 would say only "Unable to cast".
+template <typename T>
+T item_field(const py::tuple& item, size_t k, const std::string& at, const char* what) {
+  try {
+    return item[k].cast<T>();
+  } catch (const py::cast_error&) {
+    std::string got = py::repr(item[k]);
+    if (got.size() > 60) got = got.substr(0, 57) + "...";
+    throw py::type_error(at + ": " + what + ", got " + got);
+  }
+}
+
+}  // namespace
 
 void bind_model(py::module_& m) {
   py::enum_<Activation>(m, "Activation")
@@ -98,18 +117,25 @@ void bind_model(py::module_& m) {
           [](Model& self, const py::list& items) {
             require(!self.ready(), "the model is already loaded; tensors cannot be replaced");
             std::vector<FileTensor> tensors;
-            for (const py::handle item : items) {
-              const auto t = item.cast<py::tuple>();
+            for (size_t i = 0; i < items.size(); ++i) {
+              const auto t = items[i].cast<py::tuple>();
               require(t.size() == 6, "each tensor is (name, shape, fd, offset, dtype, label)");
-              const auto dtype = t[4].cast<std::string>();
+              std::string at = "tensors[" + std::to_string(i) + "]";
+              auto name = item_field<std::string>(t, 0, at, "the name must be a str");
+              at += " ('" + name + "')";
+              auto shape = item_field<std::vector<int64_t>>(
+                  t, 1, at, "the shape must be a sequence of integers in the int64 range");
+              const int fd = item_field<int>(t, 2, at, "the fd must be an int");
+              const auto offset =
+                  item_field<int64_t>(t, 3, at, "the offset must be an integer in the int64 range");
+              const auto dtype = item_field<std::string>(t, 4, at, "the dtype must be a str");
               require(dtype == "F32" || dtype == "F16" || dtype == "BF16",
                       "dtype must be 'F32', 'F16' or 'BF16', got '" + dtype + "'");
               tensors.push_back(FileTensor{
-                  t[0].cast<std::string>(), t[1].cast<std::vector<int64_t>>(), t[2].cast<int>(),
-                  t[3].cast<int64_t>(),
+                  std::move(name), std::move(shape), fd, offset,
                   dtype == "F32" ? SourceType::F32
                                  : dtype == "F16" ? SourceType::F16 : SourceType::BF16,
-                  t[5].cast<std::string>()});
+                  item_field<std::string>(t, 5, at, "the label must be a str")});
               require(tensors.back().offset >= 0, "offsets must not be negative");
             }
             warn_if_forked();

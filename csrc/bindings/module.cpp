@@ -1,6 +1,9 @@
 // The `gpt2cpu._core` extension: a thin layer that converts numpy arrays, checks their
 // shapes and releases the GIL around compute.
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
+#include <string>
 
 #include "common.h"
 #include "gpt2cpu/kernel_table.h"
@@ -20,6 +23,33 @@ void warn_if_forked() {
                    1) != 0) {
     throw py::error_already_set();
   }
+}
+
+IdArray id_array(const py::handle& ids, const std::string& name) {
+  const auto a = py::array::ensure(ids);
+  if (!a) throw py::type_error(name + " must be an array of integer token ids");
+  const char kind = a.dtype().kind();
+  // numpy makes an empty list float64: with nothing in it, no id is a non-integer.
+  const bool empty_list = a.size() == 0 && !py::isinstance<py::array>(ids);
+  if (kind != 'i' && kind != 'u' && !empty_list) {
+    throw py::type_error(name + " must hold integers, got an array of " +
+                         py::str(a.dtype()).cast<std::string>());
+  }
+  if (kind == 'u' && a.itemsize() == 8) {
+    // Cast to int64, these would wrap around to negative ids and be reported as such.
+    const auto wide = py::array_t<uint64_t, kArrayFlags>::ensure(a);
+    if (!wide) throw py::type_error(name + " could not be read as integers");
+    const uint64_t* v = wide.data();
+    for (py::ssize_t i = 0; i < wide.size(); ++i) {
+      if (v[i] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        throw std::out_of_range(name + "[" + std::to_string(i) + "] = " + std::to_string(v[i]) +
+                                " is out of range");
+      }
+    }
+  }
+  auto out = IdArray::ensure(a);
+  if (!out) throw py::type_error(name + " could not be read as integers");
+  return out;
 }
 
 }  // namespace gpt2cpu::bindings

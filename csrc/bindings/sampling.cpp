@@ -23,8 +23,9 @@ int64_t row_length(const FloatArray& a, const char* name) {
 void bind_sampling(py::module_& m) {
   m.def(
       "repetition_penalty",
-      [](FloatArray x, IdArray ids, float penalty) {
+      [](FloatArray x, const py::object& id_list, float penalty) {
         const int64_t n = row_length(x, "x");
+        const IdArray ids = id_array(id_list, "ids");
         require(ids.ndim() == 1, "ids must be one-dimensional");
         require(std::isfinite(penalty) && penalty > 0.0f, "penalty must be > 0 and finite");
         FloatArray out(n);

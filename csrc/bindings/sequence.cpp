@@ -18,7 +18,8 @@ void bind_sequence(py::module_& m) {
            py::arg("model"), py::arg("capacity"))
       .def(
           "append",
-          [](Sequence& self, IdArray ids, int64_t n_logits) {
+          [](Sequence& self, const py::object& id_list, int64_t n_logits) {
+            const IdArray ids = id_array(id_list, "ids");
             require(ids.ndim() == 1, "ids must be one-dimensional");
             const int64_t n = ids.shape(0);
             require(n_logits >= 0 && n_logits <= n, "n_logits must be in [0, len(ids)]");
@@ -54,11 +55,11 @@ void bind_sequence(py::module_& m) {
 
   m.def(
       "step",
-      [](std::shared_ptr<Model> model, std::vector<Sequence*> sequences, std::vector<IdArray> ids,
-         std::vector<int64_t> n_out, const std::string& output, int64_t layer,
-         bool hidden_states) -> py::object {
+      [](std::shared_ptr<Model> model, std::vector<py::object> sequences,
+         std::vector<py::object> id_lists, std::vector<int64_t> n_out, const std::string& output,
+         int64_t layer, bool hidden_states) -> py::object {
         require(model != nullptr, "model must not be None");
-        require(ids.size() == sequences.size() && n_out.size() == sequences.size(),
+        require(id_lists.size() == sequences.size() && n_out.size() == sequences.size(),
                 "sequences, ids and n_out must have the same length");
         StepRequest request;
         if (output == "logits") {
@@ -81,18 +82,26 @@ void bind_sequence(py::module_& m) {
         int64_t out_rows = 0;
         for (size_t i = 0; i < sequences.size(); ++i) {
           const std::string name = "inputs[" + std::to_string(i) + "]: ";
-          require(sequences[i] != nullptr, name + "sequence must not be None");
-          require(ids[i].ndim() == 1, name + "ids must be one-dimensional");
-          const int64_t n = ids[i].shape(0);
+          require(!sequences[i].is_none(), name + "sequence must not be None");
+          if (!py::isinstance<Sequence>(sequences[i])) {
+            throw py::type_error(name + "sequence must be a Sequence, got " +
+                                 Py_TYPE(sequences[i].ptr())->tp_name);
+          }
+          // A pointer only: `sequences` holds the references that keep it alive, past the
+          // caller's list being emptied by another thread while the GIL is released.
+          Sequence* seq = sequences[i].cast<Sequence*>();
+          const IdArray ids = id_array(id_lists[i], name + "ids");
+          require(ids.ndim() == 1, name + "ids must be one-dimensional");
+          const int64_t n = ids.shape(0);
           require(n_out[i] >= 0 && n_out[i] <= n, name + "n_out must be in [0, len(ids)]");
           // Before the output is allocated: its size is bounded only by this check.
-          if (n > sequences[i]->capacity()) {
+          if (n > seq->capacity()) {
             throw std::out_of_range(name + "cannot append " + std::to_string(n) +
                                     " tokens to a sequence of capacity " +
-                                    std::to_string(sequences[i]->capacity()));
+                                    std::to_string(seq->capacity()));
           }
-          local[i].assign(ids[i].data(), ids[i].data() + n);
-          inputs[i] = StepInput{sequences[i], local[i].data(), n, n_out[i]};
+          local[i].assign(ids.data(), ids.data() + n);
+          inputs[i] = StepInput{seq, local[i].data(), n, n_out[i]};
           out_rows += n_out[i];
         }
         std::vector<py::ssize_t> shape{out_rows, width};

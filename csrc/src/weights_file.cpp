@@ -14,6 +14,8 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 
 #include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/parallel.h"
@@ -71,7 +73,18 @@ struct Failure {
 void Weights::load_files(const std::vector<FileTensor>& tensors, int threads,
                          const KernelTable& kt) {
   std::vector<size_t> index;
-  for (const auto& t : tensors) index.push_back(checked_index(t.name, t.shape));
+  for (const auto& t : tensors) {
+    index.push_back(checked_index(t.name, t.shape));
+    // The shape is the spec's now, its bytes bounded by the config's checks; the offset is
+    // the caller's, and the reads below add the two.
+    int64_t bytes = element_bytes(t.dtype);
+    for (int64_t d : t.shape) bytes *= d;
+    if (t.offset < 0 || t.offset > std::numeric_limits<int64_t>::max() - bytes) {
+      throw std::invalid_argument(t.label + ": offset " + std::to_string(t.offset) +
+                                  " plus the tensor's " + std::to_string(bytes) +
+                                  " bytes overflows a file offset");
+    }
+  }
 
   // The bands, and the most bytes of file, floats widened and floats of panel one takes.
   std::vector<Band> bands;
@@ -220,6 +233,10 @@ void Weights::load_files(const std::vector<FileTensor>& tensors, int threads,
     for (int64_t d : t.shape) total *= d;
     struct stat st {};
     const int64_t size = fstat(t.fd, &st) == 0 ? static_cast<int64_t>(st.st_size) : failure.at;
+    if (t.offset >= size) {
+      throw FileReadError(t.label + ": the tensor starts at byte " + std::to_string(t.offset) +
+                          ", past the end of the file (" + std::to_string(size) + " bytes)");
+    }
     throw FileReadError(t.label + ": the file ends at byte " + std::to_string(size) +
                         ", before the tensor's end at " + std::to_string(t.offset + total) +
                         "; it was truncated while being read");

@@ -49,6 +49,20 @@ DTYPES: dict[str, tuple[np.dtype[Any], int]] = {
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: json.loads alone keeps the last of two entries of one name."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -94,7 +108,9 @@ class SafetensorsFile:
         if len(raw) < header_len:
             raise self._fail(f"the file shrank to {len(raw) + 8} bytes while its header was read")
         try:
-            header = json.loads(raw.decode("utf-8"))
+            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            raise self._fail(f"header names {exc.args[0]!r} twice") from None
         # ValueError covers JSONDecodeError, UnicodeDecodeError and integers too long to
         # convert (sys.set_int_max_str_digits); RecursionError, nesting too deep.
         except (ValueError, RecursionError) as exc:
