@@ -294,6 +294,8 @@ void bind_isa(py::module_& m) {
   m.def("init_default_isa", &init_default_isa,
         "Choose the default kernel set now (GPT2CPU_ISA, else the best): ValueError if "
         "GPT2CPU_ISA names a set this CPU cannot run.");
+  m.def("check_isa", [](const std::string& name) { kernels_named(name); },
+        "ValueError unless this CPU can run the kernel set `name` (or it is \"auto\").");
   m.def("default_isa", []() { return std::string(kernels().name); },
         "The kernel set models use when loaded without an isa.");
   m.def(

@@ -47,14 +47,12 @@ def check_dtype(dtype: str | None) -> str:
 def check_isa(isa: str | None) -> str | None:
     """isa as given (None: the process's default), checked before any file is read:
     ValueError (TypeError for a non-string) listing the sets this CPU can run."""
-    if isa is None or isa == "auto":
+    if isa is None:
         return isa
-    available = list(_core.available_isas())
     if not isinstance(isa, str):
-        raise TypeError(f"isa must be a string, one of {', '.join(available)}; got {isa!r}")
-    if isa not in available:
-        raise ValueError(f"isa {isa!r} is not a kernel set this CPU can run; it can run: "
-                         f"{', '.join(available)}")
+        raise TypeError(f"isa must be a string, one of {', '.join(_core.available_isas())}; "
+                        f"got {isa!r}")
+    _core.check_isa(isa)  # the engine's rule and words: unknown, or not on this CPU
     return isa
 
 
