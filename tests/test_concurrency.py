@@ -8,6 +8,8 @@ harmless, never corrupts memory. No assertion depends on how fast anything runs.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -320,3 +322,45 @@ def test_tokens_and_cache_change_together(medium_dir: Path) -> None:
         release.set()
         worker.join()
     assert seq.tokens == [1, 2, 3, 4, 5] and real.length == 5
+
+
+EXIT_WITH_A_DAEMON_IN_THE_ENGINE = """
+import atexit, threading, time
+import numpy as np
+
+last_words = []
+# Registered before the engine loads, so it runs after the engine's own atexit hook: the
+# thread finalizing the interpreter still computes.
+atexit.register(lambda: print("at exit:", model.generate([1, 2, 3], max_new_tokens=3,
+                                                         temperature=0).token_ids, flush=True))
+import gpt2cpu
+from gpt2cpu import _core
+
+model = gpt2cpu.Model.from_pretrained(threads=2)
+inside = threading.Event()
+
+def loop():
+    seq = _core.Sequence(model._core, 256)
+    ids = np.arange(200)
+    while True:
+        seq.truncate(0)
+        inside.set()
+        seq.append(ids, 1)
+
+threading.Thread(target=loop, daemon=True).start()
+inside.wait()
+time.sleep(0.2)
+print("main done", flush=True)
+"""
+
+
+def test_a_daemon_thread_in_the_engine_at_exit_does_not_abort_the_process() -> None:
+    # Python ends a daemon thread that wants the GIL back during finalization with
+    # pthread_exit; unwound through the binding's GIL guard, that aborted the process.
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", EXIT_WITH_A_DAEMON_IN_THE_ENGINE],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0] == "main done" and len(lines) == 2, out.stdout
+        assert lines[1].startswith("at exit: [") and lines[1].count(",") == 2, out.stdout

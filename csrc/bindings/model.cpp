@@ -108,7 +108,7 @@ void bind_model(py::module_& m) {
             require(!self.ready(), "the model is already loaded; tensors cannot be replaced");
             const auto shape = shape_of(array);
             warn_if_forked();
-            py::gil_scoped_release release;
+            ReleaseGil release;
             self.load_tensor(name, array.data(), shape);
           },
           py::arg("name"), py::arg("array"))
@@ -139,7 +139,7 @@ void bind_model(py::module_& m) {
               require(tensors.back().offset >= 0, "offsets must not be negative");
             }
             warn_if_forked();
-            py::gil_scoped_release release;
+            ReleaseGil release;
             self.load_files(tensors);
           },
           py::arg("tensors"),
@@ -147,7 +147,7 @@ void bind_model(py::module_& m) {
           "'F16' or 'BF16', little-endian) and stores them, on the model's threads with the "
           "GIL released. Raises ValueError for an unknown name or a wrong shape before "
           "reading anything, FileReadError (label first) when a file ends early or fails.")
-      .def("finalize", &Model::finalize, py::call_guard<py::gil_scoped_release>())
+      .def("finalize", &Model::finalize, py::call_guard<ReleaseGil>())
       .def_property_readonly("ready", &Model::ready)
       .def_property("threads", &Model::threads, &Model::set_threads)
       .def_property_readonly("weight_bytes",

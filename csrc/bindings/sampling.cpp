@@ -34,7 +34,7 @@ void bind_sampling(py::module_& m) {
         std::vector<int64_t> local(ids.data(), ids.data() + ids.shape(0));
         float* o = out.mutable_data();
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           apply_repetition_penalty(o, x.data(), n, local.data(),
                                    static_cast<int64_t>(local.size()), penalty);
         }
@@ -52,7 +52,7 @@ void bind_sampling(py::module_& m) {
         FloatArray w(n);
         double total = 0.0;
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           total = softmax_weights(w.mutable_data(), x.data(), n);
         }
         return py::make_tuple(w, total);
@@ -67,7 +67,7 @@ void bind_sampling(py::module_& m) {
       [](FloatArray w, double budget) {
         const int64_t n = row_length(w, "w");
         require(std::isfinite(budget), "budget must be finite");
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return top_p_floor(w.data(), n, budget);
       },
       py::arg("w"), py::arg("budget"),
@@ -82,7 +82,7 @@ void bind_sampling(py::module_& m) {
         require(std::isfinite(budget), "budget must be finite");
         TopPCut cut{};
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           cut = top_p_cut(w.data(), n, budget);
         }
         return py::make_tuple(cut.floor, cut.drop);
@@ -97,7 +97,7 @@ void bind_sampling(py::module_& m) {
       [](FloatArray x, int64_t k) {
         const int64_t n = row_length(x, "x");
         require(k >= 1 && k <= n, "k must be in [1, len(x)]");
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return kth_largest(x.data(), n, k);
       },
       py::arg("x"), py::arg("k"), "The k-th largest value of x: top-k keeps x >= it.");
@@ -108,7 +108,7 @@ void bind_sampling(py::module_& m) {
         const int64_t n = row_length(w, "w");
         require(floor >= 0.0f, "floor must be >= 0");
         require(u >= 0.0 && u < 1.0, "u must be in [0, 1)");
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return draw(w.data(), n, floor, u);
       },
       py::arg("w"), py::arg("floor"), py::arg("u"),

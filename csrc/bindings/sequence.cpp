@@ -38,7 +38,7 @@ void bind_sequence(py::module_& m) {
             py::array_t<float> logits({n_logits, vocab});
             float* out = logits.mutable_data();
             {
-              py::gil_scoped_release release;
+              ReleaseGil release;
               self.append(local.data(), n, out, n_logits);
             }
             return logits;
@@ -46,7 +46,7 @@ void bind_sequence(py::module_& m) {
           py::arg("ids"), py::arg("n_logits") = 1,
           "Run ids through the model; returns the logits of the last n_logits positions.")
       .def("truncate", &Sequence::truncate, py::arg("length"))
-      .def("fork", &Sequence::fork, py::call_guard<py::gil_scoped_release>(),
+      .def("fork", &Sequence::fork, py::call_guard<ReleaseGil>(),
            "A new sequence holding a copy of this one's tokens' keys and values.")
       .def_property_readonly("length", &Sequence::length)
       .def_property_readonly("capacity", &Sequence::capacity)
@@ -116,7 +116,7 @@ void bind_sequence(py::module_& m) {
           request.hidden = hidden.mutable_data();
         }
         {
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_step(*model, inputs, request, data);
         }
         if (hidden_states) return py::make_tuple(out, hidden);

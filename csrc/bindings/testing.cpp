@@ -45,7 +45,7 @@ struct PackedWeight {
     uint8_t* base = reinterpret_cast<uint8_t*>(storage.data());
     matrix = PackedMatrix{type, base, scales != 0 ? reinterpret_cast<float*>(base + data) : nullptr,
                           k, n};
-    py::gil_scoped_release release;
+    ReleaseGil release;
     matrix.pack_from_k_by_n(weight.data(), threads);
   }
 
@@ -76,7 +76,7 @@ struct PackedWeight {
     FloatArray result = out ? copy_of(*out) : FloatArray({t, n});
     float* c = result.mutable_data();
     const float* b = bias ? bias->data() : nullptr;
-    py::gil_scoped_release release;
+    ReleaseGil release;
     with_parallel(
         threads, team,
         [&](const Parallel& par) {
@@ -141,7 +141,7 @@ void bind_testing(py::module_& m) {
       [](FloatArray x, int64_t streams) {
         require(streams >= 1 && streams <= 64, "streams must be in [1, 64]");
         const auto n = static_cast<int64_t>(x.size());
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return kernels().sum(x.data(), n, streams);
       },
       py::arg("x"), py::arg("streams") = 1,
@@ -155,7 +155,7 @@ void bind_testing(py::module_& m) {
         require(bytes >= 4096 && bytes <= (size_t{1} << 36), "bytes must be in [4 KiB, 64 GiB]");
         require(repeats >= 1, "repeats must be >= 1");
         const KernelTable& kt = isa ? kernels_named(*isa) : kernels();
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return measure_read_bandwidth(bytes, threads, repeats, kt);
       },
       py::arg("bytes"), py::arg("threads"), py::arg("repeats") = 5, py::arg("isa") = py::none(),
@@ -165,7 +165,7 @@ void bind_testing(py::module_& m) {
       "multiply_add",
       [](int64_t rounds, float x) {
         require(rounds >= 0, "rounds must be >= 0");
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return kernels().multiply_add(rounds, x);
       },
       py::arg("rounds"), py::arg("x"),
@@ -185,7 +185,7 @@ void bind_testing(py::module_& m) {
         require(rounds >= 1, "rounds must be >= 1");
         require(repeats >= 1, "repeats must be >= 1");
         const KernelTable& kt = isa ? kernels_named(*isa) : kernels();
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return measure_multiply_add_peak(threads, rounds, repeats, kt);
       },
       py::arg("threads"), py::arg("rounds") = 10'000'000, py::arg("repeats") = 3,
@@ -203,7 +203,7 @@ void bind_testing(py::module_& m) {
         std::vector<std::atomic<int64_t>> arrived(static_cast<size_t>(rounds));
         std::vector<std::atomic<int64_t>> taken(static_cast<size_t>(rounds));
         std::atomic<int64_t> failures{0};
-        py::gil_scoped_release release;
+        ReleaseGil release;
         in_team(threads, [&](const Parallel& par) {
           for (int r = 0; r < rounds; ++r) {
             par.run([&](const Share& share) {
@@ -236,7 +236,7 @@ void bind_testing(py::module_& m) {
         require(eps > 0.0f, "eps must be positive");
         checked_threads(threads);
         FloatArray out({t, n});
-        py::gil_scoped_release release;
+        ReleaseGil release;
         float* o = out.mutable_data();
         with_parallel(threads, team, [&](const Parallel& par) {
           layernorm(o, x.data(), weight.data(), bias.data(), t, n, eps, par);
@@ -254,7 +254,7 @@ void bind_testing(py::module_& m) {
         FloatArray out = copy_of(x);
         float* o = out.mutable_data();
         const auto n = static_cast<int64_t>(out.size());
-        py::gil_scoped_release release;
+        ReleaseGil release;
         with_parallel(threads, team, [&](const Parallel& par) { activate(o, n, kind, par); });
         return out;
       },
@@ -279,7 +279,7 @@ void bind_testing(py::module_& m) {
         Buffer scratch(attention_scratch(shape, threads));
         FloatArray out({t, H * D});
         float* o = out.mutable_data();
-        py::gil_scoped_release release;
+        ReleaseGil release;
         with_parallel(threads, team, [&](const Parallel& par) {
           attention(o, q.data(), H * D, k.data(), v.data(), shape, par, scratch.data());
         });
