@@ -46,25 +46,22 @@ inline void require_shape(const py::array& a, const char* name, std::vector<int6
   require(shape == expected, std::string(name) + " must have shape " + want + "), got " + got + ")");
 }
 
-// The GIL released around compute, as py::gil_scoped_release does, for any thread but the
-// one finalizing the interpreter once it has begun (the atexit hook in module.cpp): Python
-// ends a thread that asks for the GIL back then with pthread_exit, whose forced unwind
-// through this destructor (noexcept, as destructors are) aborted the whole process
-// ("terminate called without an active exception") when a daemon thread was in the engine
-// at exit. Such a thread waits here for the process to end instead.
+// The GIL released around compute, as py::gil_scoped_release does, but with a destructor
+// that may throw. Python ends a daemon thread that asks for the GIL back while the
+// interpreter finalizes with pthread_exit, a forced unwind; through gil_scoped_release's
+// destructor (noexcept, as destructors are) that called std::terminate and aborted the
+// process at exit. Through this one the unwind goes on, pybind11's dispatcher rethrows it,
+// and the thread ends as a C extension's would.
 class ReleaseGil {
  public:
   ReleaseGil() : state_(PyEval_SaveThread()) {}
-  ~ReleaseGil();
+  ~ReleaseGil() noexcept(false) { PyEval_RestoreThread(state_); }
   ReleaseGil(const ReleaseGil&) = delete;
   ReleaseGil& operator=(const ReleaseGil&) = delete;
 
  private:
   PyThreadState* state_;
 };
-
-// Called by an atexit hook: from then on ReleaseGil parks every thread but this one.
-void interpreter_exiting();
 
 // Warns, once per process, that a forked child computes on one thread (parallel.h says
 // why). Call with the GIL held, before compute; raises if warnings are errors.

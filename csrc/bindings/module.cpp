@@ -1,36 +1,15 @@
 // The `gpt2cpu._core` extension: a thin layer that converts numpy arrays, checks their
 // shapes and releases the GIL around compute.
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 #include "common.h"
 #include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/parallel.h"
 
 namespace gpt2cpu::bindings {
-
-namespace {
-std::atomic<bool> g_exiting{false};
-std::thread::id g_finalizing_thread;  // written before g_exiting is set
-}  // namespace
-
-void interpreter_exiting() {
-  g_finalizing_thread = std::this_thread::get_id();
-  g_exiting.store(true, std::memory_order_release);
-}
-
-ReleaseGil::~ReleaseGil() {
-  if (g_exiting.load(std::memory_order_acquire) &&
-      std::this_thread::get_id() != g_finalizing_thread) {
-    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
-  }
-  PyEval_RestoreThread(state_);
-}
 
 void warn_if_forked() {
   static bool warned = false;  // guarded by the GIL
@@ -88,10 +67,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("forked_after_threads", &gpt2cpu::forked_after_threads,
         "Whether this process was forked after the engine ran on several threads, so that it "
         "computes on one.");
-  // atexit hooks run on the thread finalizing the interpreter, after non-daemon threads
-  // have been joined and before finalization begins (ReleaseGil says why).
-  pybind11::module_::import("atexit").attr("register")(
-      pybind11::cpp_function(&gpt2cpu::bindings::interpreter_exiting));
   // A bad GPT2CPU_ISA is reported as a ValueError by the first call that needs the default
   // set (the Python layer calls init_default_isa() as it loads); an exception here would be
   // an ImportError.
