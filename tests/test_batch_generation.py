@@ -222,6 +222,12 @@ def test_bad_prompts_and_seeds_are_named_by_index(model: gpt2cpu.Model) -> None:
     for last in bad:
         with pytest.raises(TypeError, match=r"^prompts\[3\]: "):
             model.generate(["a", "b", "c", last], max_new_tokens=2)
+    class Unreadable:  # as a file of invalid UTF-8 read as ids: its own exception type
+        def __iter__(self) -> Any:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    with pytest.raises(ValueError, match=r"^prompts\[1\]: .*invalid start byte"):
+        model.generate(["a", Unreadable()], max_new_tokens=2)
     with pytest.raises(ValueError, match=r"^seed\[1\]: "):
         model.generate(["a", "b"], seed=[1, -1], max_new_tokens=2)
 
@@ -247,3 +253,12 @@ def test_a_stream_closed_early_has_no_results(model: gpt2cpu.Model) -> None:
     assert run.results is None
     with pytest.raises(StopIteration):
         next(run)
+
+
+def test_numpy_integers_serve_as_counts(model: gpt2cpu.Model) -> None:
+    plain = many(model, PROMPTS[:2], n=2, logprobs=3, max_new_tokens=3, seed=4)
+    numpy = many(model, PROMPTS[:2], n=np.int64(2), logprobs=np.int32(3),
+                 max_new_tokens=np.int64(3), seed=np.int64(4))
+    assert [r.token_ids for r in numpy] == [r.token_ids for r in plain]
+    assert one(model, "ROMEO:", max_new_tokens=np.int16(2), seed=1).token_ids == \
+        one(model, "ROMEO:", max_new_tokens=2, seed=1).token_ids

@@ -104,7 +104,7 @@ def test_lines_end_at_newlines_only(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 0
     assert [r["token_ids"] for r in records] == [s.token_ids for s in model.score(texts)]
     plain = tmp_path / "texts.txt"
-    plain.write_text("page one\x0cpage two\nline two\n", encoding="utf-8")
+    plain.write_bytes(b"page one\x0cpage two\rstill one\nline two\r\n")
     code, records, _ = run(capsys, "score", str(plain))
     assert code == 0 and len(records) == 2
 

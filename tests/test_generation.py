@@ -552,3 +552,32 @@ def test_python_overhead_per_token_is_small(gpt2: gpt2cpu.Model) -> None:
         steps.append(time.perf_counter() - sampled)
     overhead, step = float(np.median(overheads)), float(np.median(steps))
     assert overhead < 0.05 * step, f"{overhead * 1e6:.0f} us a token, {step * 1e3:.1f} ms a step"
+
+
+def test_a_text_prompt_beyond_the_models_vocabulary_is_named(tmp_path: Path) -> None:
+    """A tokenizer with more tokens than the model (4096 against 300 here): a text prompt
+    that encodes past the vocabulary is a ValueError naming the token, not an IndexError
+    from the sampler, in every generation path."""
+    import shutil
+
+    from model_files import TINY, model_dir
+
+    directory = model_dir(tmp_path, {**TINY, "vocab_size": 300, "bos_token_id": 0,
+                                     "eos_token_id": 0})
+    bundled = Path(gpt2cpu.__file__).parent / "models" / "tiny-shakespeare"
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(bundled / name, directory / name)
+    model = gpt2cpu.Model.from_pretrained(directory, threads=1)
+    tokenizer = model.require_tokenizer("the test encodes text")
+    text = "ROMEO: zebra quixotic"
+    assert max(tokenizer.encode(text)) >= 300
+    calls: list[Callable[[], object]] = [
+        lambda: model.generate(text, max_new_tokens=2),
+        lambda: model.stream(text, max_new_tokens=2),
+        lambda: model.generate([text, "a"], max_new_tokens=2),
+        lambda: model.generate(text, n=2, max_new_tokens=2),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"encodes to token \d+, outside the model's "
+                                             r"vocabulary \[0, 300\)"):
+            call()

@@ -226,7 +226,8 @@ def test_a_bad_isa_argument_is_named_before_any_file_is_read(
 
     monkeypatch.setattr("gpt2cpu.model.open_checkpoint", never)
     isas = ", ".join(gpt2cpu.available_isas())
-    with pytest.raises(TypeError, match=rf"^isa must be a string, one of {isas}; got 2$"):
+    with pytest.raises(TypeError, match=rf"^isa must be a string, one of {isas} or 'auto'; "
+                                        r"got 2$"):
         gpt2cpu.Model.from_pretrained(isa=2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=rf"^unknown ISA 'avx9000'; this CPU can run: {isas}$"):
         gpt2cpu.Model.from_pretrained(isa="avx9000")

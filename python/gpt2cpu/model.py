@@ -50,8 +50,8 @@ def check_isa(isa: str | None) -> str | None:
     if isa is None:
         return isa
     if not isinstance(isa, str):
-        raise TypeError(f"isa must be a string, one of {', '.join(_core.available_isas())}; "
-                        f"got {isa!r}")
+        raise TypeError(f"isa must be a string, one of {', '.join(_core.available_isas())} "
+                        f"or 'auto'; got {isa!r}")
     _core.check_isa(isa)  # the engine's rule and words: unknown, or not on this CPU
     return isa
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from . import CliError
-from .common import read_text_argument
 
 
 def add_file_argument(parser: argparse.ArgumentParser, field: str) -> None:
@@ -44,7 +43,9 @@ def read_texts(path: str, field: str, flag: str = "FILE") -> InputTexts:
     object with a string `field`), else one text a line. Blank lines are skipped, so a
     trailing newline adds no empty text. Errors name the file and line."""
     try:
-        content = read_text_argument(path) if path == "-" else Path(path).read_text("utf-8")
+        # Bytes, decoded here: text mode's universal newlines would split at a lone "\r".
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        content = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"{flag} {path}: {exc}") from None
     # Lines end at "\n" (or "\r\n") only: str.splitlines also breaks at U+2028, form feeds

@@ -15,6 +15,7 @@ Sample k draws with `sample_seed(seed, k)` (k = 0: seed itself, so n=1 is a plai
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
@@ -46,12 +47,12 @@ def is_batch(prompt: object) -> bool:
 
 def check_batch_options(n: object, logprobs: object, logprobs_mode: object) -> None:
     """ValueError naming the argument for n, logprobs and logprobs_mode."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if (
         isinstance(logprobs, bool)
-        or not isinstance(logprobs, int)
-        or not 0 <= logprobs <= MAX_LOGPROBS
+        or not isinstance(logprobs, numbers.Integral)
+        or not 0 <= int(logprobs) <= MAX_LOGPROBS
     ) and logprobs is not None:
         raise ValueError(f"logprobs must be None or an integer in [0, {MAX_LOGPROBS}], "
                          f"got {logprobs!r}")
@@ -67,7 +68,7 @@ def pop_batch_options(options: dict[str, Any]) -> tuple[int, int | None, Logprob
     logprobs = options.pop("logprobs", None)
     mode = options.pop("logprobs_mode", "raw")
     check_batch_options(n, logprobs, mode)
-    return n, logprobs, mode
+    return int(n), None if logprobs is None else int(logprobs), mode  # numpy integers too
 
 
 def prompt_seeds(seed: object, count: int) -> list[int | None]:
@@ -126,7 +127,8 @@ class BatchStream:
             try:
                 ids = prompt_ids(model, prompt, config)
             except (ValueError, TypeError) as exc:
-                raise type(exc)(f"prompts[{i}]: {exc}") from None
+                kind = TypeError if isinstance(exc, TypeError) else ValueError
+                raise kind(f"prompts[{i}]: {exc}") from None
             budget = new_token_budget(model, ids, config)
             for k in range(n):
                 sample = replace(config, seed=sample_seed(config.seed, k))

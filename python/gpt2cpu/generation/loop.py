@@ -11,6 +11,7 @@ The prompt runs through the model once; each step then runs only the newest toke
 from __future__ import annotations
 
 import contextlib
+import numbers
 import time
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -50,8 +51,11 @@ class GenerationConfig(SamplingParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         n = self.max_new_tokens
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)
+                              or n < 1):
             raise ValueError(f"max_new_tokens must be a positive integer or None, got {n!r}")
+        if n is not None:
+            object.__setattr__(self, "max_new_tokens", int(n))  # a numpy integer too
         object.__setattr__(self, "stop", stop_strings(self.stop))
         for name in ("ignore_eos", "truncate"):
             if not isinstance(getattr(self, name), bool):
@@ -122,6 +126,12 @@ def prompt_ids(model: Model, prompt: str | IdsLike, config: GenerationConfig,
     Continuing a non-empty sequence, an empty prompt stays empty."""
     if isinstance(prompt, str):
         ids = model.require_tokenizer("pass the prompt as a list of token ids").encode(prompt)
+        vocab_size = model.config.vocab_size
+        if ids and max(ids) >= vocab_size:  # a tokenizer with more tokens than the model
+            raise ValueError(
+                f"the prompt encodes to token {max(ids)}, outside the model's vocabulary "
+                f"[0, {vocab_size}): its tokenizer has tokens the model does not"
+            )
     else:
         ids = as_ids(prompt, model.config.vocab_size, "prompt").tolist()
     if sequence is not None:

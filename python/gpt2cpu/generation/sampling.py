@@ -279,7 +279,7 @@ class Sampler:
             if not x[best] < np.inf:
                 raise self._not_finite(logits)
             if x[best] == -np.inf:
-                raise ValueError("no token can be picked: logit_bias bans every candidate")
+                raise _all_banned()
             return np.array([best], dtype=np.int64), x[best : best + 1], None, 0.0
         if p.temperature < 1.0:
             # An overflow to +inf is reported below as an error naming the temperature, not
@@ -340,7 +340,7 @@ class Sampler:
         except ValueError:  # NaN or +inf
             raise self._not_finite(logits) from None
         if total == 0.0:
-            raise ValueError("no token can be picked: logit_bias bans every candidate")
+            raise _all_banned()
         return weights, total
 
     def _not_finite(self, logits: np.ndarray[Any, Any]) -> ValueError:
@@ -362,6 +362,13 @@ class Sampler:
             f"{NOT_FINITE} (temperature={self.params.temperature} is too small for these "
             "logits: dividing by it overflows float32; use temperature=0 for greedy decoding)"
         )
+
+
+def _all_banned() -> ValueError:
+    # -inf everywhere: from logit_bias, from the ban on ids the tokenizer cannot decode, or
+    # in the logits themselves.
+    return ValueError("no token can be picked: every candidate's logit is -inf (banned by "
+                      "logit_bias, an id the tokenizer cannot decode, or the model's own)")
 
 
 def _keep(ids: IntArray | None, x: FloatArray, mask: BoolArray) -> tuple[IntArray, FloatArray]:

@@ -205,14 +205,7 @@ class SafetensorsFile:
             out = scratch.reshape(-1).view(np.uint8)[:size].view(dtype).reshape(info.shape)
         else:
             out = np.empty(info.shape, dtype=dtype)
-        if size:
-            got = self._read_into(info.begin, out.reshape(-1).view(np.uint8).data)
-            if got < size:
-                # Checked against the header when the file was opened: it was cut short since.
-                raise self._fail(
-                    f"tensor {name!r}: the file ends at byte {info.begin + got}, before the "
-                    f"tensor's end at {info.end}; it was truncated while being read"
-                )
+        self._read_tensor_part(info, info.begin, out.reshape(-1).view(np.uint8))
         return out
 
     def to_float32(
@@ -220,30 +213,39 @@ class SafetensorsFile:
     ) -> np.ndarray[Any, Any]:
         """The tensor as float32: the bits read for F32 data (into scratch, see array), a
         converted copy for F16/BF16."""
+        return _widened(self._float_info(name).dtype, self.array(name, scratch))
+
+    def float32_chunks(self, name: str, elements: int = 1 << 20) -> Iterator[np.ndarray[Any, Any]]:
+        """The tensor as float32, flattened, at most `elements` at a time, each chunk valid
+        until the next: to compare or scan a tensor without holding it whole."""
+        info = self._float_info(name)
+        dtype, _ = DTYPES[info.dtype]
+        total = (info.end - info.begin) // dtype.itemsize
+        buffer = np.empty(min(elements, total), dtype=dtype)
+        for start in range(0, total, elements):
+            part = buffer[: min(elements, total - start)]
+            self._read_tensor_part(info, info.begin + start * dtype.itemsize,
+                                   part.view(np.uint8))
+            yield _widened(info.dtype, part)
+
+    def _float_info(self, name: str) -> TensorInfo:
         info = self.tensors[name]
         if info.dtype not in FLOAT_DTYPES:
             raise self._fail(
                 f"tensor {name!r}: dtype {info.dtype} is not a floating-point weight type"
                 f" (supported: {', '.join(FLOAT_DTYPES)})"
             )
-        return _widened(info.dtype, self.array(name, scratch))
+        return info
 
-    def float32_chunks(self, name: str, elements: int = 1 << 20) -> Iterator[np.ndarray[Any, Any]]:
-        """The tensor as float32, flattened, at most `elements` at a time, each chunk valid
-        until the next: to compare or scan a tensor without holding it whole."""
-        info = self.tensors[name]
-        if info.dtype not in FLOAT_DTYPES:
-            raise self._fail(f"tensor {name!r}: dtype {info.dtype} is not a floating-point type")
-        dtype, _ = DTYPES[info.dtype]
-        total = (info.end - info.begin) // dtype.itemsize
-        buffer = np.empty(min(elements, total), dtype=dtype)
-        for start in range(0, total, elements):
-            part = buffer[: min(elements, total - start)]
-            offset = info.begin + start * dtype.itemsize
-            if self._read_into(offset, part.view(np.uint8).data) < part.nbytes:
-                raise self._fail(f"tensor {name!r}: the file ends before the tensor's end at "
-                                 f"{info.end}; it was truncated while being read")
-            yield _widened(info.dtype, part)
+    def _read_tensor_part(self, info: TensorInfo, offset: int, out: np.ndarray[Any, Any]) -> None:
+        """Fills out (bytes) from offset, inside tensor info."""
+        got = self._read_into(offset, out.data) if out.nbytes else 0
+        if got < out.nbytes:
+            # Checked against the header when the file was opened: it was cut short since.
+            raise self._fail(
+                f"tensor {info.name!r}: the file ends at byte {offset + got}, before the "
+                f"tensor's end at {info.end}; it was truncated while being read"
+            )
 
     def fileno(self) -> int:
         """The open file's descriptor, for the engine to read tensors from with pread."""
