@@ -482,7 +482,15 @@ def test_config_aliases_and_id_lists(tiny: Path) -> None:
     """transformers' generic names and eos lists are read, not refused."""
     config = {k: v for k, v in TINY.items() if k not in ("n_layer", "n_embd", "eos_token_id")}
     write_config(tiny, dict(config, num_hidden_layers=2, hidden_size=16, eos_token_id=[36, 0]))
-    assert gpt2cpu.Model.from_pretrained(tiny).config.eos_token_id == 36
+    model = gpt2cpu.Model.from_pretrained(tiny)
+    assert model.config.eos_token_id == 36 and model.config.eos_token_ids == (36, 0)
+    # Every listed id ends a generation, as transformers' generation_config takes the list.
+    assert model.eos_token_ids() == {36, 0}
+    result = model.generate([1, 2], max_new_tokens=5, temperature=0, logit_bias={0: 100.0})
+    assert not isinstance(result, list)
+    assert (result.token_ids, result.finish_reason) == ([], "eos")
+    write_config(tiny, dict(TINY, eos_token_id=[True]))
+    assert "'eos_token_id' must hold token ids" in load_error(tiny, ConfigError)
 
 
 def test_model_directory_missing(tmp_path: Path) -> None:

@@ -337,13 +337,11 @@ class Model:
     def eos_token_ids(self) -> frozenset[int]:
         """The tokens that end a generation: generation_config.json's, else config.json's,
         else the tokenizer's end-of-text token."""
-        listed = self.generation_defaults.eos_token_ids
+        listed = self.generation_defaults.eos_token_ids or self.config.eos_token_ids
         if listed:
             return frozenset(listed)
-        candidates = (self.config.eos_token_id,
-                      self.tokenizer.eos_token_id if self.tokenizer else None)
-        first = next((i for i in candidates if i is not None), None)
-        return frozenset() if first is None else frozenset((first,))
+        tokenizer_eos = self.tokenizer.eos_token_id if self.tokenizer else None
+        return frozenset() if tokenizer_eos is None else frozenset((tokenizer_eos,))
 
     @property
     def threads(self) -> int:

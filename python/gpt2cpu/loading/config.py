@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -70,6 +69,29 @@ _GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p
                        "repetition_penalty")
 
 
+def token_ids(data: dict[str, Any], name: str, where: object,
+              vocab_size: int) -> tuple[int, ...]:
+    """Field `name` of a config file `where`: a token id or a list of them (transformers
+    takes both), those in the vocabulary; () for none. transformers saves its default 50256
+    even for a small vocabulary and runs such a model without that token; so do we, and
+    warn."""
+    value = data.get(name)
+    if value is None:
+        return ()
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{where}: field {name!r} must hold token ids, got {value!r}")
+    kept = [v for v in values if 0 <= v < vocab_size]
+    if len(kept) < len(values):
+        warnings.warn(
+            f"{where}: field {name!r} = {value!r} is outside the vocabulary "
+            f"[0, {vocab_size}); the model is used without that token",
+            stacklevel=3,
+        )
+    return tuple(kept)
+
+
 @dataclass(frozen=True)
 class GenerationDefaults:
     """What a model directory's generation_config.json says, where it says it.
@@ -94,35 +116,15 @@ class GenerationDefaults:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
 
-        def token_ids(name: str) -> tuple[int, ...] | None:
-            value = data.get(name)
-            if value is None:
-                return None
-            values = value if isinstance(value, list) else [value]
-            for v in values:
-                if isinstance(v, bool) or not isinstance(v, int):
-                    raise ConfigError(
-                        f"{path}: field {name!r} must hold token ids, got {value!r}"
-                    )
-            # As in config.json: transformers saves its default 50256 even for a small
-            # vocabulary, and runs such a model without that token; so do we, and warn.
-            kept = [v for v in values if 0 <= v < vocab_size]
-            if len(kept) < len(values):
-                warnings.warn(
-                    f"{path}: field {name!r} = {value!r} is outside the vocabulary "
-                    f"[0, {vocab_size}); the model is used without that token",
-                    stacklevel=2,
-                )
-            return tuple(kept) or None
-
         options = {name: data[name] for name in _GENERATION_OPTIONS if data.get(name) is not None}
         if data.get("do_sample") is False:
             options["temperature"] = 0.0  # greedy, however the file's temperature reads
-        bos, pad = token_ids("bos_token_id"), token_ids("pad_token_id")
+        bos = token_ids(data, "bos_token_id", path, vocab_size)
+        pad = token_ids(data, "pad_token_id", path, vocab_size)
         return cls(
             options=options,
             bos_token_id=bos[0] if bos else None,
-            eos_token_ids=token_ids("eos_token_id"),
+            eos_token_ids=token_ids(data, "eos_token_id", path, vocab_size) or None,
             pad_token_id=pad[0] if pad else None,
         )
 
@@ -142,6 +144,8 @@ class GPT2Config:
     tie_word_embeddings: bool = True
     bos_token_id: int | None = None
     eos_token_id: int | None = None
+    # Every id config.json lists as ending a generation (eos_token_id is the first).
+    eos_token_ids: tuple[int, ...] = ()
 
     @property
     def head_dim(self) -> int:
@@ -194,14 +198,6 @@ class GPT2Config:
                 raise ConfigError(f"{source}: field {name!r} must be true or false, got {value!r}")
             return value
 
-        def optional_id(name: str) -> int | None:
-            value = data.get(name)
-            if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-                return value
-            if isinstance(value, list) and value and isinstance(value[0], int):
-                return int(value[0])  # some configs list several; the first is the main one
-            raise ConfigError(f"{source}: field {name!r} must be an integer, got {value!r}")
-
         n_embd = size("n_embd", _MAX_DIM)
         n_head = size("n_head", _MAX_DIM)
         if n_embd % n_head:
@@ -227,20 +223,24 @@ class GPT2Config:
                 f"{source}: activation_function {activation!r} is not supported "
                 f"(supported: {', '.join(sorted(ACTIVATIONS))})"
             )
+        vocab_size = size("vocab_size", _MAX_VOCAB)
+        bos = token_ids(data, "bos_token_id", source, vocab_size)
+        eos = token_ids(data, "eos_token_id", source, vocab_size)
         config = cls(
             n_layer=size("n_layer", _MAX_LAYERS),
             n_head=n_head,
             n_embd=n_embd,
             n_positions=size("n_positions", _MAX_DIM),
-            vocab_size=size("vocab_size", _MAX_VOCAB),
+            vocab_size=vocab_size,
             n_inner=n_inner,
             layer_norm_epsilon=float(eps),
             activation_function=activation,
             scale_attn_weights=flag("scale_attn_weights", True),
             scale_attn_by_inverse_layer_idx=flag("scale_attn_by_inverse_layer_idx", False),
             tie_word_embeddings=flag("tie_word_embeddings", True),
-            bos_token_id=optional_id("bos_token_id"),
-            eos_token_id=optional_id("eos_token_id"),
+            bos_token_id=bos[0] if bos else None,
+            eos_token_id=eos[0] if eos else None,
+            eos_token_ids=eos,
         )
         # Each size is bounded alone; together they may still describe terabytes.
         weights = config.parameter_count()
@@ -258,19 +258,4 @@ class GPT2Config:
                 f"n_positions={config.n_positions} need a {cache * 4 / 2**30:,.0f} GiB KV cache "
                 f"per sequence, beyond the {MAX_FLOATS * 4 >> 30} GiB this engine accepts"
             )
-        # transformers' GPT2Config defaults both to 50256 whatever the vocabulary, so a small
-        # model saved with save_pretrained names ids it does not have. transformers warns and
-        # runs it; so do we, with no such token (no EOS stop, no BOS start).
-        for name in ("bos_token_id", "eos_token_id"):
-            token_id = getattr(config, name)
-            if token_id is not None and not 0 <= token_id < config.vocab_size:
-                warnings.warn(
-                    f"{source}: field {name!r} = {token_id} is outside the vocabulary "
-                    f"[0, {config.vocab_size}); the model is used without that token",
-                    stacklevel=2,
-                )
-                if name == "bos_token_id":
-                    config = dataclasses.replace(config, bos_token_id=None)
-                else:
-                    config = dataclasses.replace(config, eos_token_id=None)
         return config
