@@ -212,6 +212,30 @@ def test_no_weights_file(tiny: Path) -> None:
     message = load_error(tiny)
     assert message.startswith(str(tiny)) and "model.safetensors" in message
     assert "safe_serialization" in message
+    (tiny / "pytorch_model.bin").rename(tiny / "pytorch_model-00001-of-00001.bin")
+    (tiny / "pytorch_model.bin.index.json").write_text("{}")
+    assert "only pytorch_model.bin.index.json is there; re-save" in load_error(tiny)
+
+
+def test_a_dangling_link_is_named_not_taken_for_absent(tiny: Path) -> None:
+    # A Hugging Face cache snapshot whose blob is missing: no silent fallback to other files.
+    (tiny / "model.safetensors").rename(tiny / "blob")
+    (tiny / "model.safetensors").symlink_to(tiny / "missing-blob")
+    assert load_error(tiny) == (f"{tiny / 'model.safetensors'}: a symbolic link to "
+                                f"{tiny / 'missing-blob'}, which does not exist")
+    (tiny / "model.safetensors").unlink()
+    (tiny / "blob").rename(tiny / "model.safetensors")
+    bundled = Path(gpt2cpu.__file__).parent / "models" / "tiny-shakespeare"
+    for name in ("vocab.json", "merges.txt"):
+        (tiny / name).write_bytes((bundled / name).read_bytes())
+    (tiny / "tokenizer.json").symlink_to(tiny / "missing-tokenizer")
+    message = load_error(tiny, TokenizerFormatError)
+    assert message.startswith(f"{tiny / 'tokenizer.json'}: a symbolic link")
+
+
+def test_a_file_given_as_the_model_directory(tiny: Path) -> None:
+    with pytest.raises(NotADirectoryError, match="config.json: not a directory"):
+        gpt2cpu.Model.from_pretrained(tiny / "config.json")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")

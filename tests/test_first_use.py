@@ -339,6 +339,7 @@ def test_generation_config_sampling_only_where_named(tmp_path: Path) -> None:
     ({"top_p": 2}, "top_p must be in (0, 1]"),
     ({"eos_token_id": 1.5}, "'eos_token_id' must hold token ids"),
     ({"eos_token_id": [0, "1"]}, "'eos_token_id' must hold token ids"),
+    ({"do_sample": "false"}, "'do_sample' must be true or false"),
     ([1, 2], "expected a JSON object"),
 ])
 def test_bad_generation_config_names_the_file(tmp_path: Path, fields: Any,

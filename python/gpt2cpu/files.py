@@ -34,11 +34,16 @@ def _not_regular(path: PathLike, detail: str, error: type[Exception]) -> Excepti
 
 
 def is_present_file(path: PathLike, error: type[Exception]) -> bool:
-    """True for a regular file, False when nothing (or a dangling link) is there; raises
-    `error` for anything else in its place (a directory, a FIFO, a symbolic link loop)."""
+    """True for a regular file, False when nothing is there; raises `error` for anything
+    else in its place (a directory, a FIFO, a symbolic link loop, a dangling link: a Hugging
+    Face cache snapshot whose blob is missing, which must not pass for an absent file and
+    make a loader fall back to another)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise error(f"{os.fspath(path)}: a symbolic link to {os.readlink(path)}, which "
+                        "does not exist") from None
         return False
     except OSError as exc:
         if exc.errno == errno.ELOOP:

@@ -295,6 +295,9 @@ class Model:
 
         directory = default_model_dir() if path is None else Path(path)
         if not directory.is_dir():
+            if directory.exists():
+                raise NotADirectoryError(f"{directory}: not a directory; give the model's "
+                                         "directory (config.json's folder)")
             raise FileNotFoundError(f"{directory}: model directory not found")
         n_threads = default_threads() if threads is None else check_threads(threads)
         weight_dtype = check_dtype(dtype)

@@ -71,8 +71,10 @@ def shard_paths(directory: Path) -> tuple[list[Path], dict[str, str] | None]:
     index = directory / INDEX_FILE
     if not is_present_file(index, ModelFormatError):
         hint = ""
-        if (directory / "pytorch_model.bin").exists():
-            hint = (" (only pytorch_model.bin is there; re-save the model with "
+        pickled = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json")
+                   if (directory / n).exists()]
+        if pickled:
+            hint = (f" (only {pickled[0]} is there; re-save the model with "
                     "safe_serialization=True)")
         raise ModelFormatError(f"{directory}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
     raw = read_regular(index, ModelFormatError, MAX_INDEX_BYTES, "a shard index")

@@ -117,7 +117,11 @@ class GenerationDefaults:
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
 
         options = {name: data[name] for name in _GENERATION_OPTIONS if data.get(name) is not None}
-        if data.get("do_sample") is False:
+        do_sample = data.get("do_sample")
+        if do_sample is not None and not isinstance(do_sample, bool):
+            raise ConfigError(f"{path}: field 'do_sample' must be true or false, got "
+                              f"{do_sample!r}")
+        if do_sample is False:
             options["temperature"] = 0.0  # greedy, however the file's temperature reads
         bos = token_ids(data, "bos_token_id", path, vocab_size)
         pad = token_ids(data, "pad_token_id", path, vocab_size)
