@@ -291,6 +291,10 @@ MALFORMED_TOKENIZER_JSON: dict[str, tuple[Any, str]] = {
     "merge unknown": (tokenizer_json(**{"model.merges": [["q", "zz"]]}), "'zz'"),
     "vocab missing": (tokenizer_json(**{"model.vocab": None}), "model.vocab"),
     "added token no id": (tokenizer_json(added_tokens=[{"content": "<x>"}]), "'<x>'"),
+    "added token option not a boolean": (
+        tokenizer_json(added_tokens=[{"content": "<x>", "id": 300, "lstrip": "yes"}]),
+        "added token '<x>' has lstrip 'yes'",
+    ),
     "added token twice": (
         tokenizer_json(added_tokens=[{"content": "<x>", "id": 300}, {"content": "<x>", "id": 301}]),
         "two ids",

@@ -12,6 +12,7 @@ exception.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tokenizer_references import (
     ENDOFTEXT,
     MERGE_LOOPS,
     gpt2_tokenizer,
+    hf_gpt2_directory,
     hf_gpt2_fast,
     tiktoken_gpt2,
     tokenizers_gpt2_json,
@@ -268,3 +270,71 @@ def test_arbitrary_ids_decode_like_the_references(
     ours = tok.decode(ids)
     assert ours == tiktoken_enc.decode(ids)
     assert ours == hf_fast.backend_tokenizer.decode(ids, skip_special_tokens=False)
+
+
+# -- added tokens' options ------------------------------------------------------------------------
+
+OPTION_TEXTS = [
+    "a <|sep|> b", "<|sep|>", " <|sep|> ", "a<|sep|>b", "a  \t<|sep|>\n\n b", "<|sep|><|sep|>",
+    "<|sep|> <|sep|>", "  <|sep|>  <|user|>  ", "hi\u3000<|sep|>\u00a0there", "\x1c<|sep|>\x85",
+    "x<|user|>y", "<|user|>", "x <|user|> y", "<|user|>y", "x<|user|>", "é<|user|>", "_<|user|>",
+    "1<|user|>", "-<|user|>-", "<|user|><|user|>", " <|user|><|sep|> ", "a\u0301<|user|>",
+    "<|l|>", " <|l|> ", "a   <|l|>   b", "<|r|> ", "<|r|><|l|>", "<|r|>   <|l|>", "tok<|r|>  x",
+    "word", "a word b", "awordb", "x word<|sep|>word y", f"{ENDOFTEXT} <|sep|> {ENDOFTEXT}",
+]
+
+
+def option_tokens(case: str) -> tuple[list[Any], bool]:
+    """(AddedTokens, whether added as special) for each case of `test_added_token_options`."""
+    added_token = pytest.importorskip("tokenizers").AddedToken
+    if case == "special":
+        return [added_token("<|sep|>", lstrip=True, rstrip=True),
+                added_token("<|user|>", single_word=True), added_token("<|l|>", lstrip=True),
+                added_token("<|r|>", rstrip=True)], True
+    if case == "special, some normalized":
+        # Normalized tokens are looked for after the others, in the text between them.
+        return [added_token("<|sep|>", lstrip=True, rstrip=True, normalized=True),
+                added_token("<|user|>", single_word=True, lstrip=True),
+                added_token("<|l|>", lstrip=True, normalized=True),
+                added_token("<|r|>", rstrip=True),
+                added_token("word", single_word=True, normalized=True)], True
+    return [added_token("<|sep|>", lstrip=True, rstrip=True),
+            added_token("<|user|>", single_word=True),
+            added_token("word", single_word=True, rstrip=True),
+            added_token("<|l|>", lstrip=True, normalized=False)], False
+
+
+@pytest.mark.parametrize("source", ["tokenizer.json", "tokenizer_config.json"])
+@pytest.mark.parametrize("case", ["special", "special, some normalized", "not special"])
+def test_added_token_options_match_hugging_face(tmp_path: Path, case: str, source: str) -> None:
+    """lstrip, rstrip and single_word were ignored: "a <|sep|> b" was [64, 220, 50257, 275]."""
+    transformers = pytest.importorskip("transformers")
+    tokens, special = option_tokens(case)
+    hf = hf_gpt2_fast(tmp_path / "gpt2")
+    if special:
+        hf.add_special_tokens({"additional_special_tokens": tokens})
+    else:
+        hf.add_tokens(tokens)
+    saved = tmp_path / "saved"
+    hf.save_pretrained(saved)
+    if source == "tokenizer_config.json":
+        # As transformers 4 saved a slow tokenizer: the options in added_tokens_decoder.
+        tokenizer_json = json.loads((saved / "tokenizer.json").read_text(encoding="utf-8"))
+        config = json.loads((saved / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config["added_tokens_decoder"] = {
+            str(item.pop("id")): item for item in tokenizer_json["added_tokens"]
+        }
+        (saved / "tokenizer.json").unlink()
+        hf_gpt2_directory(saved)
+        (saved / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    reference = transformers.AutoTokenizer.from_pretrained(saved)
+    ours = Tokenizer.from_pretrained(saved)
+    for text in OPTION_TEXTS:
+        assert ours.encode(text, allowed_special="all") == reference.encode(text), text
+    if case == "special":
+        assert ours.encode("a <|sep|> b", allowed_special="all") == [64, 50257, 65]
+        assert ours.encode("x<|user|>y", allowed_special="all") == [87, 27, 91, 7220, 91, 29, 88]
+    # A token not allowed is ordinary text, and an allowed one keeps its options.
+    assert ours.encode(" <|sep|> <|l|>", allowed_special={"<|sep|>"}) == (
+        [50257] + ours.encode("<|l|>"))
+

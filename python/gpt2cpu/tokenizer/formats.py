@@ -34,6 +34,23 @@ MAX_TOKENIZER_FILE_BYTES = 256 << 20
 
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
+@dataclass(frozen=True)
+class AddedTokenOptions:
+    """How an added token is found in text, as Hugging Face `tokenizers` defines it."""
+
+    single_word: bool = False
+    """Matches only where neither neighbouring character is a word character."""
+    lstrip: bool = False
+    """Takes the whitespace just before it."""
+    rstrip: bool = False
+    """Takes the whitespace just after it."""
+    normalized: bool = False
+    """Searched for after the tokens that are not, in the text between them. There is no
+    normalizer (read_tokenizer_json refuses one), so this decides only that order."""
+
+
+PLAIN_TOKEN = AddedTokenOptions()
+
 
 @dataclass
 class TokenizerSpec:
@@ -45,6 +62,8 @@ class TokenizerSpec:
     merges_source: str
     added_tokens: dict[str, int] = field(default_factory=dict)
     """Tokens outside BPE (special tokens), as the text they stand for -> id."""
+    added_token_options: dict[str, AddedTokenOptions] = field(default_factory=dict)
+    """How each of `added_tokens` matches; PLAIN_TOKEN for one not listed."""
     ignore_merges: bool = False
     eos_token: str | None = None
     bos_token: str | None = None
@@ -122,6 +141,7 @@ def read_tokenizer_json(path: PathLike) -> TokenizerSpec:
         merges = [_merge_from(item, number, source) for number, item in enumerate(raw_merges, 1)]
 
     added: dict[str, int] = {}
+    options: dict[str, AddedTokenOptions] = {}
     raw_added = data.get("added_tokens") or []
     if not isinstance(raw_added, list):
         raise TokenizerFormatError(f"{source}: added_tokens must be a list")
@@ -129,6 +149,7 @@ def read_tokenizer_json(path: PathLike) -> TokenizerSpec:
         if not isinstance(item, dict):
             raise TokenizerFormatError(f"{source}: added_tokens entry {item!r} is not an object")
         _add_token(added, item.get("content"), item.get("id"), source)
+        options[item["content"]] = _token_options(item, source)
 
     return TokenizerSpec(
         vocab=_vocab_from(model.get("vocab"), f"{source}: model.vocab"),
@@ -136,6 +157,7 @@ def read_tokenizer_json(path: PathLike) -> TokenizerSpec:
         vocab_source=source,
         merges_source=source,
         added_tokens=added,
+        added_token_options=options,
         ignore_merges=bool(model.get("ignore_merges", False)),
     )
 
@@ -161,6 +183,8 @@ def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> None:
                 f"is beyond the largest token id supported ({MAX_TOKEN_ID})"
             )
         _add_token(spec.added_tokens, item.get("content"), int(key), source)
+        # A token tokenizer.json already has keeps its options there, as in transformers.
+        spec.added_token_options.setdefault(item["content"], _token_options(item, source))
     spec.eos_token = _token_name(data.get("eos_token"), "eos_token", source) or spec.eos_token
     spec.bos_token = _token_name(data.get("bos_token"), "bos_token", source) or spec.bos_token
     spec.names_source = source
@@ -259,6 +283,26 @@ def _add_token(added: dict[str, int], content: Any, token_id: Any, source: str) 
             f"{source}: added token {content!r} has two ids, {added[content]} and {token_id}"
         )
     added[content] = token_id
+
+
+def _token_options(item: dict[str, Any], source: str) -> AddedTokenOptions:
+    flags: dict[str, bool] = {}
+    for flag in ("single_word", "lstrip", "rstrip", "normalized", "special"):
+        value = item.get(flag)
+        if value is not None and not isinstance(value, bool):
+            raise TokenizerFormatError(
+                f"{source}: added token {item.get('content')!r} has {flag} {value!r}, not a "
+                "boolean"
+            )
+        flags[flag] = bool(value)
+    # tokenizers' and transformers' default: special tokens are not normalized.
+    normalized = item.get("normalized")
+    return AddedTokenOptions(
+        single_word=flags["single_word"],
+        lstrip=flags["lstrip"],
+        rstrip=flags["rstrip"],
+        normalized=not flags["special"] if normalized is None else normalized,
+    )
 
 
 def _token_name(value: Any, key: str, source: str) -> str | None:
