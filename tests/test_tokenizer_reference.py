@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from gpt2cpu import Tokenizer
+from gpt2cpu.errors import TokenizerFormatError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizer_corpus import KINDS, corpus
@@ -272,7 +273,7 @@ def test_arbitrary_ids_decode_like_the_references(
     assert ours == hf_fast.backend_tokenizer.decode(ids, skip_special_tokens=False)
 
 
-# -- added tokens' options ------------------------------------------------------------------------
+# -- added tokens' options and transformers' legacy files -------------------------------------
 
 OPTION_TEXTS = [
     "a <|sep|> b", "<|sep|>", " <|sep|> ", "a<|sep|>b", "a  \t<|sep|>\n\n b", "<|sep|><|sep|>",
@@ -338,3 +339,68 @@ def test_added_token_options_match_hugging_face(tmp_path: Path, case: str, sourc
     assert ours.encode(" <|sep|> <|l|>", allowed_special={"<|sep|>"}) == (
         [50257] + ours.encode("<|l|>"))
 
+
+def legacy_directory(directory: Path, special_tokens_map: dict[str, Any]) -> Path:
+    """What transformers 4's slow GPT2Tokenizer saved for a fine-tune with an added token."""
+    hf_gpt2_directory(directory)
+    (directory / "added_tokens.json").write_text(json.dumps({"<|end|>": 50257, "<|x|>": 50258}))
+    (directory / "special_tokens_map.json").write_text(json.dumps(special_tokens_map))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024})
+    )
+    return directory
+
+
+LEGACY_MAPS: dict[str, dict[str, Any]] = {
+    "strings": {"bos_token": ENDOFTEXT, "eos_token": "<|end|>", "unk_token": ENDOFTEXT,
+                "pad_token": ENDOFTEXT},
+    "objects": {"bos_token": {"content": ENDOFTEXT, "lstrip": False, "normalized": True,
+                              "rstrip": False, "single_word": False},
+                "eos_token": {"content": "<|end|>", "lstrip": False, "normalized": False,
+                              "rstrip": False, "single_word": False},
+                "pad_token": "<|x|>"},
+}
+LEGACY_TEXTS = ["hi<|end|>", "a <|end|> b<|x|>c", "<|end|><|x|><|end|>", f"x{ENDOFTEXT}<|end|>"]
+
+
+@pytest.mark.parametrize("case", LEGACY_MAPS)
+def test_legacy_added_tokens_and_special_tokens_map(tmp_path: Path, case: str) -> None:
+    """added_tokens.json and special_tokens_map.json were ignored: no <|end|>, eos 50256."""
+    transformers = pytest.importorskip("transformers")
+    directory = legacy_directory(tmp_path, LEGACY_MAPS[case])
+    reference = transformers.AutoTokenizer.from_pretrained(directory)
+    ours = Tokenizer.from_pretrained(directory)
+    assert ours.vocab_size == len(reference) == 50259
+    assert ours.eos_token_id == reference.eos_token_id == 50257
+    assert ours.bos_token_id == reference.bos_token_id == 50256
+    for text in LEGACY_TEXTS:
+        assert ours.encode(text, allowed_special="all") == reference.encode(text), text
+    assert ours.decode([50257, 50258]) == reference.decode([50257, 50258]) == "<|end|><|x|>"
+
+
+def test_legacy_files_beside_tokenizer_json_and_added_tokens_decoder(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    hf = hf_gpt2_fast(tmp_path / "gpt2")
+    directory = legacy_directory(tmp_path / "both", LEGACY_MAPS["strings"])
+    hf.backend_tokenizer.save(str(directory / "tokenizer.json"))
+    # transformers adds added_tokens.json's tokens to those of tokenizer.json.
+    reference = transformers.AutoTokenizer.from_pretrained(directory)
+    ours = Tokenizer.from_pretrained(directory)
+    assert ours.vocab_size == len(reference) == 50259
+    assert ours.eos_token_id == reference.eos_token_id == 50257
+    for text in LEGACY_TEXTS:
+        assert ours.encode(text, allowed_special="all") == reference.encode(text), text
+    # One id for two tokens: transformers renumbers one, which no model was trained with.
+    hf.add_special_tokens({"additional_special_tokens": ["<|y|>"]})  # 50257
+    hf.backend_tokenizer.save(str(directory / "tokenizer.json"))
+    with pytest.raises(TokenizerFormatError, match="'<|end|>' has id 50257") as raised:
+        Tokenizer.from_pretrained(directory)
+    assert str(raised.value).startswith(str(directory / "added_tokens.json"))
+    # With added_tokens_decoder in tokenizer_config.json, transformers reads neither file.
+    (directory / "tokenizer.json").unlink()
+    config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": {}}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    reference = transformers.AutoTokenizer.from_pretrained(directory)
+    ours = Tokenizer.from_pretrained(directory)
+    assert ours.vocab_size == len(reference) == 50257
+    assert ours.eos_token_id == reference.eos_token_id == 50256

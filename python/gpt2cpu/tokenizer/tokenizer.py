@@ -40,6 +40,7 @@ from .formats import (
     AddedTokenOptions,
     PathLike,
     TokenizerSpec,
+    apply_legacy_files,
     apply_tokenizer_config,
     read_tokenizer_json,
     read_vocab_and_merges,
@@ -55,6 +56,9 @@ AllowedSpecial = Set[str] | Literal["all"]
 # one file that says outright what the tokenizer is (model, pre-tokenizer, added tokens).
 _VOCAB_AND_MERGES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 _CONFIG = "tokenizer_config.json"
+# Written by transformers' slow tokenizers (4.x) beside vocab.json and merges.txt.
+_SPECIAL_TOKENS_MAP = "special_tokens_map.json"
+_ADDED_TOKENS = "added_tokens.json"
 
 
 # Rust regex's \s (tokenizers' strip) is Unicode White_Space, which differs from str.isspace.
@@ -190,8 +194,10 @@ class Tokenizer:
 
         Uses `tokenizer.json` if present, else `vocab.json` + `merges.txt`, else
         `encoder.json` + `vocab.bpe`; a `tokenizer_config.json` beside them adds its eos/bos
-        names and added tokens. Raises FileNotFoundError when the directory has none of these
-        (or only half a pair), TokenizerFormatError when a file is malformed.
+        names and added tokens, and, when it lists no added tokens, `special_tokens_map.json`
+        and `added_tokens.json` do, as transformers reads them. Raises FileNotFoundError when
+        the directory has none of these (or only half a pair), TokenizerFormatError when a
+        file is malformed.
         """
         with _collector_paused():
             return cls._from_spec(_read_pretrained(Path(directory)))
@@ -383,7 +389,11 @@ def _read_pretrained(folder: Path) -> TokenizerSpec:
                 f"{folder}: no tokenizer files (looked for tokenizer.json, "
                 "vocab.json + merges.txt, encoder.json + vocab.bpe)"
             )
-    if present(folder / _CONFIG):
-        apply_tokenizer_config(spec, folder / _CONFIG)
+    has_decoder = present(folder / _CONFIG) and apply_tokenizer_config(spec, folder / _CONFIG)
+    if not has_decoder:  # transformers reads the legacy files only then
+        special_map, added = folder / _SPECIAL_TOKENS_MAP, folder / _ADDED_TOKENS
+        apply_legacy_files(
+            spec, special_map if present(special_map) else None, added if present(added) else None
+        )
     return spec
 
