@@ -291,6 +291,10 @@ MALFORMED_TOKENIZER_JSON: dict[str, tuple[Any, str]] = {
     "merge unknown": (tokenizer_json(**{"model.merges": [["q", "zz"]]}), "'zz'"),
     "vocab missing": (tokenizer_json(**{"model.vocab": None}), "model.vocab"),
     "added token no id": (tokenizer_json(added_tokens=[{"content": "<x>"}]), "'<x>'"),
+    "added token option not a boolean": (
+        tokenizer_json(added_tokens=[{"content": "<x>", "id": 300, "lstrip": "yes"}]),
+        "added token '<x>' has lstrip 'yes'",
+    ),
     "added token twice": (
         tokenizer_json(added_tokens=[{"content": "<x>", "id": 300}, {"content": "<x>", "id": 301}]),
         "two ids",
@@ -327,6 +331,39 @@ def test_malformed_tokenizer_config(tmp_path: Path, config: Any, message: str) -
     with pytest.raises(TokenizerFormatError, match=message) as raised:
         Tokenizer.from_pretrained(tmp_path)
     assert str(raised.value).startswith(str(tmp_path / "tokenizer_config.json"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("added_tokens.json", ["<x>"], "JSON object"),
+        ("added_tokens.json", {"<x>": "300"}, "'<x>' has id '300'"),
+        ("added_tokens.json", {"<x>": VOCAB[EOT]}, "'<x>' has id 263, which .* gives"),
+        ("special_tokens_map.json", {"eos_token": 5}, "eos_token must be"),
+        ("special_tokens_map.json", {"eos_token": "<|missing|>"}, "eos token '<|missing|>'"),
+    ],
+)
+def test_malformed_legacy_files(tmp_path: Path, name: str, content: Any, message: str) -> None:
+    write(tmp_path / "vocab.json", VOCAB)
+    write(tmp_path / "merges.txt", merges_txt())
+    write(tmp_path / name, content)
+    with pytest.raises(TokenizerFormatError, match=message) as raised:
+        Tokenizer.from_pretrained(tmp_path)
+    assert str(raised.value).startswith(str(tmp_path / name))
+
+
+def test_legacy_files_only_without_added_tokens_decoder(tmp_path: Path) -> None:
+    write(tmp_path / "vocab.json", VOCAB)
+    write(tmp_path / "merges.txt", merges_txt())
+    write(tmp_path / "added_tokens.json", {"<x>": len(VOCAB)})
+    write(tmp_path / "special_tokens_map.json", {"eos_token": {"content": "<x>"}})
+    write(tmp_path / "tokenizer_config.json", {"eos_token": EOT})
+    tok = Tokenizer.from_pretrained(tmp_path)
+    assert (tok.vocab_size, tok.eos_token_id) == (len(VOCAB) + 1, len(VOCAB))
+    assert tok.encode("a<x>", allowed_special="all") == [VOCAB["a"], len(VOCAB)]
+    write(tmp_path / "tokenizer_config.json", {"eos_token": EOT, "added_tokens_decoder": {}})
+    tok = Tokenizer.from_pretrained(tmp_path)
+    assert (tok.vocab_size, tok.eos_token_id) == (len(VOCAB), VOCAB[EOT])
 
 
 def test_missing_file_is_file_not_found(tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ exception.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gpt2cpu import Tokenizer
+from gpt2cpu.errors import TokenizerFormatError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizer_corpus import KINDS, corpus
@@ -25,6 +27,7 @@ from tokenizer_references import (
     ENDOFTEXT,
     MERGE_LOOPS,
     gpt2_tokenizer,
+    hf_gpt2_directory,
     hf_gpt2_fast,
     tiktoken_gpt2,
     tokenizers_gpt2_json,
@@ -268,3 +271,136 @@ def test_arbitrary_ids_decode_like_the_references(
     ours = tok.decode(ids)
     assert ours == tiktoken_enc.decode(ids)
     assert ours == hf_fast.backend_tokenizer.decode(ids, skip_special_tokens=False)
+
+
+# -- added tokens' options and transformers' legacy files -------------------------------------
+
+OPTION_TEXTS = [
+    "a <|sep|> b", "<|sep|>", " <|sep|> ", "a<|sep|>b", "a  \t<|sep|>\n\n b", "<|sep|><|sep|>",
+    "<|sep|> <|sep|>", "  <|sep|>  <|user|>  ", "hi\u3000<|sep|>\u00a0there", "\x1c<|sep|>\x85",
+    "x<|user|>y", "<|user|>", "x <|user|> y", "<|user|>y", "x<|user|>", "é<|user|>", "_<|user|>",
+    "1<|user|>", "-<|user|>-", "<|user|><|user|>", " <|user|><|sep|> ", "a\u0301<|user|>",
+    "<|l|>", " <|l|> ", "a   <|l|>   b", "<|r|> ", "<|r|><|l|>", "<|r|>   <|l|>", "tok<|r|>  x",
+    "word", "a word b", "awordb", "x word<|sep|>word y", f"{ENDOFTEXT} <|sep|> {ENDOFTEXT}",
+]
+
+
+def option_tokens(case: str) -> tuple[list[Any], bool]:
+    """(AddedTokens, whether added as special) for each case of `test_added_token_options`."""
+    added_token = pytest.importorskip("tokenizers").AddedToken
+    if case == "special":
+        return [added_token("<|sep|>", lstrip=True, rstrip=True),
+                added_token("<|user|>", single_word=True), added_token("<|l|>", lstrip=True),
+                added_token("<|r|>", rstrip=True)], True
+    if case == "special, some normalized":
+        # Normalized tokens are looked for after the others, in the text between them.
+        return [added_token("<|sep|>", lstrip=True, rstrip=True, normalized=True),
+                added_token("<|user|>", single_word=True, lstrip=True),
+                added_token("<|l|>", lstrip=True, normalized=True),
+                added_token("<|r|>", rstrip=True),
+                added_token("word", single_word=True, normalized=True)], True
+    return [added_token("<|sep|>", lstrip=True, rstrip=True),
+            added_token("<|user|>", single_word=True),
+            added_token("word", single_word=True, rstrip=True),
+            added_token("<|l|>", lstrip=True, normalized=False)], False
+
+
+@pytest.mark.parametrize("source", ["tokenizer.json", "tokenizer_config.json"])
+@pytest.mark.parametrize("case", ["special", "special, some normalized", "not special"])
+def test_added_token_options_match_hugging_face(tmp_path: Path, case: str, source: str) -> None:
+    """lstrip, rstrip and single_word were ignored: "a <|sep|> b" was [64, 220, 50257, 275]."""
+    transformers = pytest.importorskip("transformers")
+    tokens, special = option_tokens(case)
+    hf = hf_gpt2_fast(tmp_path / "gpt2")
+    if special:
+        hf.add_special_tokens({"additional_special_tokens": tokens})
+    else:
+        hf.add_tokens(tokens)
+    saved = tmp_path / "saved"
+    hf.save_pretrained(saved)
+    if source == "tokenizer_config.json":
+        # As transformers 4 saved a slow tokenizer: the options in added_tokens_decoder.
+        tokenizer_json = json.loads((saved / "tokenizer.json").read_text(encoding="utf-8"))
+        config = json.loads((saved / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config["added_tokens_decoder"] = {
+            str(item.pop("id")): item for item in tokenizer_json["added_tokens"]
+        }
+        (saved / "tokenizer.json").unlink()
+        hf_gpt2_directory(saved)
+        (saved / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    reference = transformers.AutoTokenizer.from_pretrained(saved)
+    ours = Tokenizer.from_pretrained(saved)
+    for text in OPTION_TEXTS:
+        assert ours.encode(text, allowed_special="all") == reference.encode(text), text
+    if case == "special":
+        assert ours.encode("a <|sep|> b", allowed_special="all") == [64, 50257, 65]
+        assert ours.encode("x<|user|>y", allowed_special="all") == [87, 27, 91, 7220, 91, 29, 88]
+    # A token not allowed is ordinary text, and an allowed one keeps its options.
+    assert ours.encode(" <|sep|> <|l|>", allowed_special={"<|sep|>"}) == (
+        [50257] + ours.encode("<|l|>"))
+
+
+def legacy_directory(directory: Path, special_tokens_map: dict[str, Any]) -> Path:
+    """What transformers 4's slow GPT2Tokenizer saved for a fine-tune with an added token."""
+    hf_gpt2_directory(directory)
+    (directory / "added_tokens.json").write_text(json.dumps({"<|end|>": 50257, "<|x|>": 50258}))
+    (directory / "special_tokens_map.json").write_text(json.dumps(special_tokens_map))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024})
+    )
+    return directory
+
+
+LEGACY_MAPS: dict[str, dict[str, Any]] = {
+    "strings": {"bos_token": ENDOFTEXT, "eos_token": "<|end|>", "unk_token": ENDOFTEXT,
+                "pad_token": ENDOFTEXT},
+    "objects": {"bos_token": {"content": ENDOFTEXT, "lstrip": False, "normalized": True,
+                              "rstrip": False, "single_word": False},
+                "eos_token": {"content": "<|end|>", "lstrip": False, "normalized": False,
+                              "rstrip": False, "single_word": False},
+                "pad_token": "<|x|>"},
+}
+LEGACY_TEXTS = ["hi<|end|>", "a <|end|> b<|x|>c", "<|end|><|x|><|end|>", f"x{ENDOFTEXT}<|end|>"]
+
+
+@pytest.mark.parametrize("case", LEGACY_MAPS)
+def test_legacy_added_tokens_and_special_tokens_map(tmp_path: Path, case: str) -> None:
+    """added_tokens.json and special_tokens_map.json were ignored: no <|end|>, eos 50256."""
+    transformers = pytest.importorskip("transformers")
+    directory = legacy_directory(tmp_path, LEGACY_MAPS[case])
+    reference = transformers.AutoTokenizer.from_pretrained(directory)
+    ours = Tokenizer.from_pretrained(directory)
+    assert ours.vocab_size == len(reference) == 50259
+    assert ours.eos_token_id == reference.eos_token_id == 50257
+    assert ours.bos_token_id == reference.bos_token_id == 50256
+    for text in LEGACY_TEXTS:
+        assert ours.encode(text, allowed_special="all") == reference.encode(text), text
+    assert ours.decode([50257, 50258]) == reference.decode([50257, 50258]) == "<|end|><|x|>"
+
+
+def test_legacy_files_beside_tokenizer_json_and_added_tokens_decoder(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    hf = hf_gpt2_fast(tmp_path / "gpt2")
+    directory = legacy_directory(tmp_path / "both", LEGACY_MAPS["strings"])
+    hf.backend_tokenizer.save(str(directory / "tokenizer.json"))
+    # transformers adds added_tokens.json's tokens to those of tokenizer.json.
+    reference = transformers.AutoTokenizer.from_pretrained(directory)
+    ours = Tokenizer.from_pretrained(directory)
+    assert ours.vocab_size == len(reference) == 50259
+    assert ours.eos_token_id == reference.eos_token_id == 50257
+    for text in LEGACY_TEXTS:
+        assert ours.encode(text, allowed_special="all") == reference.encode(text), text
+    # One id for two tokens: transformers renumbers one, which no model was trained with.
+    hf.add_special_tokens({"additional_special_tokens": ["<|y|>"]})  # 50257
+    hf.backend_tokenizer.save(str(directory / "tokenizer.json"))
+    with pytest.raises(TokenizerFormatError, match="'<|end|>' has id 50257") as raised:
+        Tokenizer.from_pretrained(directory)
+    assert str(raised.value).startswith(str(directory / "added_tokens.json"))
+    # With added_tokens_decoder in tokenizer_config.json, transformers reads neither file.
+    (directory / "tokenizer.json").unlink()
+    config = {"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": {}}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    reference = transformers.AutoTokenizer.from_pretrained(directory)
+    ours = Tokenizer.from_pretrained(directory)
+    assert ours.vocab_size == len(reference) == 50257
+    assert ours.eos_token_id == reference.eos_token_id == 50256

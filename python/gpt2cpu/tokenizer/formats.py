@@ -10,6 +10,9 @@ names the file it comes from.
 - `tokenizer.json` (Hugging Face `tokenizers`) holds both, plus added tokens, in one file.
 - `tokenizer_config.json` (Hugging Face `transformers`) may name the eos/bos tokens and list
   added tokens; it is optional beside either of the above.
+- `special_tokens_map.json` and `added_tokens.json`, written by transformers' slow tokenizers
+  (4.x), name the special tokens and list added tokens; transformers reads them, and so do
+  we, only when tokenizer_config.json has no `added_tokens_decoder`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,29 @@ MAX_TOKENIZER_FILE_BYTES = 256 << 20
 
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
+# transformers' SPECIAL_TOKENS_ATTRIBUTES (4.x and 5.x): the names that make a token special.
+_NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                   "mask_token")
+_SPECIAL_LISTS = ("additional_special_tokens", "extra_special_tokens")
+
+
+@dataclass(frozen=True)
+class AddedTokenOptions:
+    """How an added token is found in text, as Hugging Face `tokenizers` defines it."""
+
+    single_word: bool = False
+    """Matches only where neither neighbouring character is a word character."""
+    lstrip: bool = False
+    """Takes the whitespace just before it."""
+    rstrip: bool = False
+    """Takes the whitespace just after it."""
+    normalized: bool = False
+    """Searched for after the tokens that are not, in the text between them. There is no
+    normalizer (read_tokenizer_json refuses one), so this decides only that order."""
+
+
+PLAIN_TOKEN = AddedTokenOptions()
+
 
 @dataclass
 class TokenizerSpec:
@@ -45,11 +71,16 @@ class TokenizerSpec:
     merges_source: str
     added_tokens: dict[str, int] = field(default_factory=dict)
     """Tokens outside BPE (special tokens), as the text they stand for -> id."""
+    added_token_options: dict[str, AddedTokenOptions] = field(default_factory=dict)
+    """How each of `added_tokens` matches; PLAIN_TOKEN for one not listed."""
     ignore_merges: bool = False
     eos_token: str | None = None
     bos_token: str | None = None
     names_source: str | None = None
     """The file that named eos_token/bos_token, when it is not the vocabulary's."""
+    special_names: set[str] = field(default_factory=set)
+    """Every token the files name special (eos, pad, ...): added_tokens.json's are special,
+    so not normalized, when named here."""
 
 
 def read_vocab_json(path: PathLike) -> dict[str, int]:
@@ -122,6 +153,7 @@ def read_tokenizer_json(path: PathLike) -> TokenizerSpec:
         merges = [_merge_from(item, number, source) for number, item in enumerate(raw_merges, 1)]
 
     added: dict[str, int] = {}
+    options: dict[str, AddedTokenOptions] = {}
     raw_added = data.get("added_tokens") or []
     if not isinstance(raw_added, list):
         raise TokenizerFormatError(f"{source}: added_tokens must be a list")
@@ -129,6 +161,7 @@ def read_tokenizer_json(path: PathLike) -> TokenizerSpec:
         if not isinstance(item, dict):
             raise TokenizerFormatError(f"{source}: added_tokens entry {item!r} is not an object")
         _add_token(added, item.get("content"), item.get("id"), source)
+        options[item["content"]] = _token_options(item, source)
 
     return TokenizerSpec(
         vocab=_vocab_from(model.get("vocab"), f"{source}: model.vocab"),
@@ -136,12 +169,15 @@ def read_tokenizer_json(path: PathLike) -> TokenizerSpec:
         vocab_source=source,
         merges_source=source,
         added_tokens=added,
+        added_token_options=options,
         ignore_merges=bool(model.get("ignore_merges", False)),
     )
 
 
-def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> None:
-    """Adds what a `tokenizer_config.json` declares (eos/bos names, added tokens) to `spec`."""
+def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> bool:
+    """Adds what a `tokenizer_config.json` declares (eos/bos names, added tokens) to `spec`.
+    Returns whether it has `added_tokens_decoder`, which makes transformers skip the legacy
+    files (`apply_legacy_files`)."""
     source = os.fspath(path)
     data = _read_json(path)
     if not isinstance(data, dict):
@@ -161,9 +197,66 @@ def apply_tokenizer_config(spec: TokenizerSpec, path: PathLike) -> None:
                 f"is beyond the largest token id supported ({MAX_TOKEN_ID})"
             )
         _add_token(spec.added_tokens, item.get("content"), int(key), source)
-    spec.eos_token = _token_name(data.get("eos_token"), "eos_token", source) or spec.eos_token
-    spec.bos_token = _token_name(data.get("bos_token"), "bos_token", source) or spec.bos_token
-    spec.names_source = source
+        # A token tokenizer.json already has keeps its options there, as in transformers.
+        spec.added_token_options.setdefault(item["content"], _token_options(item, source))
+    _apply_names(spec, data, source)
+    return "added_tokens_decoder" in data
+
+
+def apply_legacy_files(
+    spec: TokenizerSpec, special_tokens_map: PathLike | None, added_tokens: PathLike | None
+) -> None:
+    """Adds what transformers' slow tokenizers saved beside their vocabulary: the special
+    tokens' names (`special_tokens_map.json`, over tokenizer_config.json's) and the added
+    tokens (`added_tokens.json`, token -> id). Where tokenizer.json lists a token or id too,
+    its entry stands, as in transformers."""
+    if special_tokens_map is not None:
+        source = os.fspath(special_tokens_map)
+        data = _read_json(special_tokens_map)
+        if not isinstance(data, dict):
+            raise TokenizerFormatError(f"{source}: expected a JSON object at the top level")
+        _apply_names(spec, data, source)
+    if added_tokens is None:
+        return
+    source = os.fspath(added_tokens)
+    data = _read_json(added_tokens)
+    if not isinstance(data, dict):
+        raise TokenizerFormatError(f"{source}: expected a JSON object mapping tokens to ids")
+    taken = {token_id: content for content, token_id in spec.vocab.items()}
+    taken.update((token_id, content) for content, token_id in spec.added_tokens.items())
+    for content, token_id in data.items():
+        if content in spec.added_tokens:
+            continue  # tokenizer.json's id wins, as in transformers
+        _add_token(spec.added_tokens, content, token_id, source)
+        if taken.get(token_id, content) != content:
+            # transformers would give the token a new id, which the model was not trained on.
+            raise TokenizerFormatError(
+                f"{source}: added token {content!r} has id {token_id}, which "
+                f"{spec.vocab_source} gives {taken[token_id]!r}"
+            )
+        # transformers: no strip, single_word off, normalized unless named special.
+        spec.added_token_options[content] = AddedTokenOptions(
+            normalized=content not in spec.special_names
+        )
+
+
+def _apply_names(spec: TokenizerSpec, data: dict[str, Any], source: str) -> None:
+    eos = _token_name(data.get("eos_token"), "eos_token", source)
+    bos = _token_name(data.get("bos_token"), "bos_token", source)
+    if eos or bos or spec.names_source is None:
+        spec.names_source = source  # the file to blame for a name not in the vocabulary
+    spec.eos_token = eos or spec.eos_token
+    spec.bos_token = bos or spec.bos_token
+    for key in _NAMED_SPECIALS:
+        name = _token_name(data.get(key), key, source)
+        if name is not None:
+            spec.special_names.add(name)
+    for key in _SPECIAL_LISTS:
+        listed = data.get(key)
+        if isinstance(listed, list):
+            spec.special_names.update(
+                name for name in (_token_name(item, key, source) for item in listed) if name
+            )
 
 
 def _read_text(path: PathLike) -> str:
@@ -259,6 +352,26 @@ def _add_token(added: dict[str, int], content: Any, token_id: Any, source: str) 
             f"{source}: added token {content!r} has two ids, {added[content]} and {token_id}"
         )
     added[content] = token_id
+
+
+def _token_options(item: dict[str, Any], source: str) -> AddedTokenOptions:
+    flags: dict[str, bool] = {}
+    for flag in ("single_word", "lstrip", "rstrip", "normalized", "special"):
+        value = item.get(flag)
+        if value is not None and not isinstance(value, bool):
+            raise TokenizerFormatError(
+                f"{source}: added token {item.get('content')!r} has {flag} {value!r}, not a "
+                "boolean"
+            )
+        flags[flag] = bool(value)
+    # tokenizers' and transformers' default: special tokens are not normalized.
+    normalized = item.get("normalized")
+    return AddedTokenOptions(
+        single_word=flags["single_word"],
+        lstrip=flags["lstrip"],
+        rstrip=flags["rstrip"],
+        normalized=not flags["special"] if normalized is None else normalized,
+    )
 
 
 def _token_name(value: Any, key: str, source: str) -> str | None:

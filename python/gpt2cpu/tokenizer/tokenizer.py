@@ -10,7 +10,9 @@ Special tokens. `encode` treats special-token text in its input as ordinary text
 does; it never adds special tokens of its own. The special tokens are those the files declare
 as added tokens (tokenizer.json's `added_tokens`, tokenizer_config.json's
 `added_tokens_decoder`) and vocabulary entries no merge produces, such as "<|endoftext|>" in
-encoder.json. Unlike Hugging Face, non-special added tokens are treated the same way.
+encoder.json. Unlike Hugging Face, non-special added tokens are treated the same way. An added
+token's `lstrip`, `rstrip`, `single_word` and `normalized` options act as in Hugging Face's
+`tokenizers` (see `_AddedTokenSplitter`).
 
 Decoding turns bytes that are not valid UTF-8 into U+FFFD, as Hugging Face and tiktoken do,
 and raises ValueError for an id the tokenizer does not have; `stream_decoder()` yields text
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import gc
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
@@ -34,8 +36,11 @@ from ..errors import TokenizerFormatError
 from ..files import is_present_file
 from .bpe import BytePairEncoder
 from .formats import (
+    PLAIN_TOKEN,
+    AddedTokenOptions,
     PathLike,
     TokenizerSpec,
+    apply_legacy_files,
     apply_tokenizer_config,
     read_tokenizer_json,
     read_vocab_and_merges,
@@ -51,6 +56,71 @@ AllowedSpecial = Set[str] | Literal["all"]
 # one file that says outright what the tokenizer is (model, pre-tokenizer, added tokens).
 _VOCAB_AND_MERGES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 _CONFIG = "tokenizer_config.json"
+# Written by transformers' slow tokenizers (4.x) beside vocab.json and merges.txt.
+_SPECIAL_TOKENS_MAP = "special_tokens_map.json"
+_ADDED_TOKENS = "added_tokens.json"
+
+
+# Rust regex's \s (tokenizers' strip) is Unicode White_Space, which differs from str.isspace.
+_WHITE_SPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# Rust regex's \w, which tokenizers' single_word tests the neighbouring characters against.
+_WORD_CHARACTER = regex.compile(r"[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]")
+
+
+class _AddedTokenSplitter:
+    """Finds added tokens in text as `tokenizers`' AddedVocabulary does: the tokens not
+    normalized first, over the whole text, then the normalized ones in the text between,
+    each pass taking the leftmost match, the longest there, without overlap. A single_word
+    match next to a word character is dropped (its text stays ordinary); lstrip and rstrip
+    widen a match over the whitespace beside it, on the left only back to the last match."""
+
+    def __init__(self, tokens: Mapping[str, int], options: Mapping[str, AddedTokenOptions]):
+        self._tokens = tokens
+        self._options = options
+        passes = ([t for t in tokens if not options.get(t, PLAIN_TOKEN).normalized],
+                  [t for t in tokens if options.get(t, PLAIN_TOKEN).normalized])
+        self._patterns = [
+            # Longest first, so of two tokens starting at one place the longer one wins.
+            regex.compile("|".join(map(regex.escape, sorted(names, key=len, reverse=True))))
+            for names in passes
+            if names
+        ]
+
+    def split(self, text: str, bpe: Callable[[str], list[int]]) -> list[int]:
+        """The ids of `text`, with `bpe` encoding the text between added tokens."""
+        ids: list[int] = []
+        self._split(text, 0, bpe, ids)
+        return ids
+
+    def _split(self, text: str, depth: int, bpe: Callable[[str], list[int]], ids: list[int]
+               ) -> None:
+        if depth == len(self._patterns):
+            ids += bpe(text)
+            return
+        offset = 0
+        for match in self._patterns[depth].finditer(text):
+            start, stop = match.span()
+            options = self._options.get(match.group(), PLAIN_TOKEN)
+            if options.single_word and (
+                (start > 0 and _WORD_CHARACTER.match(text, start - 1))
+                or (stop < len(text) and _WORD_CHARACTER.match(text, stop))
+            ):
+                continue
+            if options.lstrip:
+                while start > offset and text[start - 1] in _WHITE_SPACE:
+                    start -= 1
+            if options.rstrip:
+                while stop < len(text) and text[stop] in _WHITE_SPACE:
+                    stop += 1
+            if offset < start:
+                self._split(text[offset:start], depth + 1, bpe, ids)
+            ids.append(self._tokens[match.group()])
+            offset = stop
+        if offset < len(text):
+            self._split(text[offset:], depth + 1, bpe, ids)
 
 
 @contextmanager
@@ -109,7 +179,8 @@ class Tokenizer:
         )
         self._id_to_bytes = vocabulary.id_to_bytes
         self._special_tokens = vocabulary.special_tokens
-        self._special_splitters: dict[frozenset[str], regex.Pattern[str]] = {}
+        self._token_options = vocabulary.token_options
+        self._special_splitters: dict[frozenset[str], _AddedTokenSplitter] = {}
 
     @classmethod
     def _from_spec(cls, spec: TokenizerSpec) -> Tokenizer:
@@ -123,8 +194,10 @@ class Tokenizer:
 
         Uses `tokenizer.json` if present, else `vocab.json` + `merges.txt`, else
         `encoder.json` + `vocab.bpe`; a `tokenizer_config.json` beside them adds its eos/bos
-        names and added tokens. Raises FileNotFoundError when the directory has none of these
-        (or only half a pair), TokenizerFormatError when a file is malformed.
+        names and added tokens, and, when it lists no added tokens, `special_tokens_map.json`
+        and `added_tokens.json` do, as transformers reads them. Raises FileNotFoundError when
+        the directory has none of these (or only half a pair), TokenizerFormatError when a
+        file is malformed.
         """
         with _collector_paused():
             return cls._from_spec(_read_pretrained(Path(directory)))
@@ -159,21 +232,14 @@ class Tokenizer:
     def _encode(self, text: str, allowed_special: AllowedSpecial) -> list[int]:
         if not allowed_special:
             return self._bpe.encode(text)
-        ids: list[int] = []
-        start = 0
-        for match in self._special_splitter(allowed_special).finditer(text):
-            ids += self._bpe.encode(text[start : match.start()])
-            ids.append(self._special_tokens[match.group()])
-            start = match.end()
-        ids += self._bpe.encode(text[start:])
-        return ids
+        return self._special_splitter(allowed_special).split(text, self._bpe.encode)
 
     def encode_batch(
         self, texts: Iterable[str], *, allowed_special: AllowedSpecial = frozenset()
     ) -> list[list[int]]:
         return [self.encode(text, allowed_special=allowed_special) for text in texts]
 
-    def _special_splitter(self, allowed: AllowedSpecial) -> regex.Pattern[str]:
+    def _special_splitter(self, allowed: AllowedSpecial) -> _AddedTokenSplitter:
         if isinstance(allowed, str) and allowed != "all":
             raise ValueError(f"allowed_special must be 'all' or a set of texts, not {allowed!r}")
         names = frozenset(self._special_tokens) if allowed == "all" else frozenset(allowed)
@@ -182,9 +248,8 @@ class Tokenizer:
             unknown = names - self._special_tokens.keys()
             if unknown:
                 raise ValueError(f"not special tokens of this tokenizer: {sorted(unknown)}")
-            # Longest first, so of two specials starting at one place the longer one wins.
-            alternatives = sorted(names, key=len, reverse=True)
-            splitter = regex.compile("|".join(map(regex.escape, alternatives)))
+            allowed_tokens = {name: self._special_tokens[name] for name in names}
+            splitter = _AddedTokenSplitter(allowed_tokens, self._token_options)
             self._special_splitters[names] = splitter
         return splitter
 
@@ -324,7 +389,11 @@ def _read_pretrained(folder: Path) -> TokenizerSpec:
                 f"{folder}: no tokenizer files (looked for tokenizer.json, "
                 "vocab.json + merges.txt, encoder.json + vocab.bpe)"
             )
-    if present(folder / _CONFIG):
-        apply_tokenizer_config(spec, folder / _CONFIG)
+    has_decoder = present(folder / _CONFIG) and apply_tokenizer_config(spec, folder / _CONFIG)
+    if not has_decoder:  # transformers reads the legacy files only then
+        special_map, added = folder / _SPECIAL_TOKENS_MAP, folder / _ADDED_TOKENS
+        apply_legacy_files(
+            spec, special_map if present(special_map) else None, added if present(added) else None
+        )
     return spec
 

@@ -14,7 +14,7 @@ from .bpe import (
     native_core,
 )
 from .byte_level import BYTE_TO_CHAR, spelled_bytes
-from .formats import TokenizerSpec
+from .formats import AddedTokenOptions, TokenizerSpec
 
 DEFAULT_SPECIAL = "<|endoftext|>"
 """GPT-2's only special token; its eos and bos when the files declare neither."""
@@ -34,6 +34,8 @@ class Vocabulary:
     id_to_token: dict[int, str]
     token_to_id: dict[str, int]
     special_tokens: dict[str, int]
+    token_options: dict[str, AddedTokenOptions]
+    """The options of those special tokens the files give any; others match plainly."""
     eos_token_id: int | None
     bos_token_id: int | None
     vocab_size: int
@@ -193,6 +195,7 @@ def _finish(spec: TokenizerSpec, tables: _Tables) -> Vocabulary:
         id_to_token=id_to_token,
         token_to_id=token_to_id,
         special_tokens=special_tokens,
+        token_options=dict(spec.added_token_options),
         eos_token_id=declared(spec.eos_token, "eos"),
         bos_token_id=declared(spec.bos_token, "bos"),
         vocab_size=max(id_to_bytes) + 1,
