@@ -153,3 +153,41 @@ def test_bench_every_dtype_fails_as_one_run_does(capfd: pytest.CaptureFixture[st
 def test_dtypes_are_exported() -> None:
     assert gpt2cpu.DTYPES == ("float32", "bfloat16", "float16", "int8", "int4")
     assert "DTYPES" in gpt2cpu.__all__ and "DTYPES" in dir(gpt2cpu)
+
+
+def test_bench_fits_its_default_prompt_to_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    # The bundled model's context is 256: the default 512-token prompt is cut to it, while
+    # a length asked for is not.
+    args = ["bench", "--repeats", "1", "--new-tokens", "4", "-t", "1"]
+    assert main(args) == 0
+    assert "prompt (256 tokens)" in capsys.readouterr().out
+    assert main([*args, "--prompt-tokens", "300"]) == 2
+    assert "needs 300 positions but the model has 256" in capsys.readouterr().err
+    # Counts are checked before anything loads (a zero-repeat load had no spread to take).
+    assert main([*args, "--repeats", "0"]) == 2
+    assert "repeats must be at least 1" in capsys.readouterr().err
+    assert main([*args, "--positions", "0"]) == 2
+    assert "--positions must be at least 1" in capsys.readouterr().err
+
+
+def test_perplexity_scores_the_bytes_given(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def perplexity(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "gpt2cpu", "perplexity", *args, "--json"],
+                              input=stdin, capture_output=True, timeout=120)
+
+    text = b"ROMEO:\r\nHello there friend.\r\n"
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(text)
+    from_file, from_stdin = perplexity(str(path)), perplexity("-", stdin=text)
+    assert from_file.returncode == 0 and from_stdin.returncode == 0, from_file.stderr
+    model = gpt2cpu.Model.from_pretrained()
+    tokens = len(model.require_tokenizer("").encode(text.decode()))
+    assert json.loads(from_file.stdout)["tokens"] == tokens  # "\r" kept, as in the API
+    assert json.loads(from_file.stdout) == json.loads(from_stdin.stdout)
+    latin = perplexity("-", stdin="caf\xe9\n".encode("latin-1"))
+    assert latin.returncode == 2
+    assert latin.stderr.decode().strip() == ("gpt2cpu perplexity: error: stdin: not UTF-8 "
+                                             "text (invalid continuation byte at byte 3)")

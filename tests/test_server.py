@@ -566,6 +566,27 @@ def test_chat_templates(model: gpt2cpu.Model, tmp_path: Any) -> None:
         + encode("<user>Bye") + [eos] + encode("<assistant>")
     chat_is_generate(templated, "t", ids)
 
+    # transformers' environment: loop controls, its tojson, {% generation %}, strftime_now.
+    def rendered(source: str) -> str:
+        path = tmp_path / "template.jinja"
+        path.write_text(source)
+        return tokenizer.decode(load_template(model, str(path)).prompt_ids(model, messages))
+
+    assert rendered("{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}"
+                    "{{ m.content }}{% endfor %}") == "Hi"
+    assert rendered("{{ messages[:1] | tojson }}") == '[{"role": "user", "content": "Hi"}]'
+    assert rendered("{% generation %}<{{ messages[1].content }}>{% endgeneration %}") == \
+        "<Hello>"
+    assert rendered("{{ strftime_now('%Y') | length }}") == "4"
+    # The template's own failure is the request's fault (400), found when it renders; one
+    # that does not compile is found when the server starts.
+    with pytest.raises(ValueError, match="the chat template failed: TypeError"):
+        rendered("{{ messages[0]['content'] + 1 }}")
+    with pytest.raises(ValueError, match="refused the messages: no"):
+        rendered("{{ raise_exception('no') }}")
+    with pytest.raises(ValueError, match="does not compile"):
+        rendered("{% for m in messages %}")
+
     # A checkpoint named DialoGPT (microsoft/DialoGPT-small's folder) joins turns with EOS.
     dialog = tmp_path / "DialoGPT-small"
     shutil.copytree(model.path, dialog)

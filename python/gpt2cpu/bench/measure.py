@@ -9,6 +9,7 @@ a machine whose speed drifts.
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import statistics
 import subprocess
@@ -83,13 +84,30 @@ class Workload:
     seed: int = 0
     isa: str | None = None  # the kernel set (None: the default)
     batches: tuple[int, ...] = ()  # batch sizes of the batched-decode measurement
+    # prompt_tokens is the default, not asked for: a shorter context cuts it (the bundled
+    # model's is 256) rather than refusing the workload.
+    fit_prompt: bool = False
 
 
 def _ids(n: int, vocab: int, seed: int) -> list[int]:
     return [int(i) for i in np.random.default_rng(seed).integers(0, vocab, n)]
 
 
-def _check(work: Workload, n_positions: int) -> None:
+def _check(work: Workload) -> None:
+    """The workload's own counts, checked before anything loads."""
+    if min(work.prompt_tokens, work.decode_prompt_tokens, work.new_tokens, work.repeats) < 1:
+        raise ValueError("token counts and repeats must be at least 1")
+    if any(p < 1 for p in work.positions):
+        raise ValueError(f"--positions must be at least 1, got {work.positions}")
+    if any(b < 1 for b in work.batches):
+        raise ValueError(f"--batch sizes must be at least 1, got {work.batches}")
+
+
+def _fitted(work: Workload, n_positions: int) -> Workload:
+    """work against the model's context: a default prompt length cut to it, anything else
+    that does not fit an error."""
+    if work.fit_prompt and work.prompt_tokens > n_positions:
+        work = dataclasses.replace(work, prompt_tokens=n_positions)
     need = max(
         work.prompt_tokens,
         work.decode_prompt_tokens + work.new_tokens,
@@ -97,10 +115,7 @@ def _check(work: Workload, n_positions: int) -> None:
     )
     if need > n_positions:
         raise ValueError(f"the workload needs {need} positions but the model has {n_positions}")
-    if min(work.prompt_tokens, work.decode_prompt_tokens, work.new_tokens, work.repeats) < 1:
-        raise ValueError("token counts and repeats must be at least 1")
-    if any(b < 1 for b in work.batches):
-        raise ValueError(f"--batch sizes must be at least 1, got {work.batches}")
+    return work
 
 
 @dataclass(frozen=True)
@@ -266,7 +281,6 @@ def load_gpt2cpu(directory: Path, work: Workload) -> tuple[Model, tuple[float, S
         ),
         work.repeats,
     )
-    _check(work, model.config.n_positions)
     return model, (first, warm)
 
 
@@ -381,9 +395,11 @@ def run(
     """gpt2cpu alone first: its peak memory and bandwidth share are its own. With
     `compare`, then the workload again with each repeat run on gpt2cpu and on the other
     engine in turn: the ratios come from that part."""
+    _check(work)
     stages = work.repeats * 2 + len(set(work.positions))
     with Progress(stages * (3 if compare else 1), "benchmarking", enabled=progress) as bar:
         model, loads = load_gpt2cpu(directory, work)
+        work = _fitted(work, model.config.n_positions)
         engine = _Gpt2cpuEngine(model)
         probes = Probes(
             partial(read_bandwidth, work.threads, model.isa),

@@ -56,9 +56,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--prompt-tokens",
         type=int,
-        default=512,
+        default=None,
         metavar="P",
-        help="prompt length for the prompt-processing measurement (default 512)",
+        help="prompt length for the prompt-processing measurement (default 512, or the "
+        "model's context where shorter)",
     )
     p.add_argument(
         "--new-tokens",
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     work = Workload(
         threads=threads,
         dtype=args.dtype,
-        prompt_tokens=args.prompt_tokens,
+        prompt_tokens=512 if args.prompt_tokens is None else args.prompt_tokens,
+        fit_prompt=args.prompt_tokens is None,
         new_tokens=args.new_tokens,
         repeats=args.repeats,
         positions=positions,

@@ -112,9 +112,22 @@ def fit_to_context(model: Model, prompts: Sequence[list[int]], options: dict[str
               f"(down to {min(capped)})", file=sys.stderr)
 
 
+def read_stdin() -> str:
+    """All of stdin, as UTF-8 decoded strictly with its line ends kept: text mode would turn
+    "\r\n" into "\n" and pass undecodable bytes on as lone surrogates, which the tokenizer
+    would then encode as text that is not in the input."""
+    from . import CliError
+
+    raw = sys.stdin.buffer.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"stdin: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def read_text_argument(value: str) -> str:
     """A text argument as given, or all of stdin for "-"."""
-    return sys.stdin.read() if value == "-" else value
+    return read_stdin() if value == "-" else value
 
 
 # The engine's weight types (gpt2cpu._core.DTYPES, which a test holds this to), spelled out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import CliError
+from .common import read_stdin
 
 
 def add_file_argument(parser: argparse.ArgumentParser, field: str) -> None:
@@ -44,8 +45,7 @@ def read_texts(path: str, field: str, flag: str = "FILE") -> InputTexts:
     trailing newline adds no empty text. Errors name the file and line."""
     try:
         # Bytes, decoded here: text mode's universal newlines would split at a lone "\r".
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-        content = raw.decode("utf-8")
+        content = read_stdin() if path == "-" else Path(path).read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"{flag} {path}: {exc}") from None
     # Lines end at "\n" (or "\r\n") only: str.splitlines also breaks at U+2028, form feeds

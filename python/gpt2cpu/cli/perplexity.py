@@ -13,6 +13,7 @@ from .common import (
     add_model_argument,
     add_threads_argument,
     model_directory,
+    read_stdin,
     threads_of,
     with_flag,
 )
@@ -39,17 +40,17 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from ..model import Model
     from ..tasks.perplexity import perplexity
 
     if args.file == "-":
-        text = sys.stdin.read()
+        text = read_stdin()
     else:
         path = Path(args.file)
         try:
-            text = path.read_text(encoding="utf-8")
+            # Bytes, decoded here: the text's line ends are part of what is scored, and
+            # read_text would turn "\r\n" into "\n".
+            text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except FileNotFoundError:

@@ -2,8 +2,10 @@
 
 In order of preference:
 - the Jinja `chat_template` of the model's tokenizer_config.json (rendered in a sandbox,
-  with `messages`, `add_generation_prompt=True`, `bos_token` and `eos_token`, as
-  transformers' `apply_chat_template` does; needs jinja2, in the server extra);
+  with `messages`, `add_generation_prompt=True`, `bos_token` and `eos_token`, in the
+  environment transformers' `apply_chat_template` gives it: loop controls, its `tojson`,
+  `raise_exception`, `strftime_now` and the `{% generation %}` block; compiled when the
+  server starts; needs jinja2, in the server extra);
 - "eos": each message's content followed by the end-of-text token, the way DialoGPT was
   trained (transformers' old default template for GPT-2 tokenizers); the reply follows;
 - "plain": one line per message, "System: ...", "User: ...", "Assistant: ...", and an
@@ -17,7 +19,8 @@ names DialoGPT, else "plain"), plain, eos, or a file holding a Jinja template.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,19 @@ _ROLES = {"system": "System", "developer": "System", "user": "User", "assistant"
 class ChatTemplate:
     kind: str  # "jinja", "eos" or "plain"
     source: str = ""
+    # The compiled Jinja template: a syntax error is found when the server starts.
+    compiled: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "jinja" and self.compiled is None:
+            from jinja2.exceptions import TemplateError
+
+            try:
+                compiled = _environment().from_string(self.source)
+            except TemplateError as exc:
+                raise ValueError(f"the chat template does not compile: {exc} (--chat-template "
+                                 "plain, eos or a file serves without it)") from None
+            object.__setattr__(self, "compiled", compiled)
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -54,29 +70,64 @@ class ChatTemplate:
         return tokenizer.encode(self._render(model, messages), allowed_special="all")
 
     def _render(self, model: Model, messages: list[ChatMessage]) -> str:
-        from jinja2.exceptions import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
         tokenizer = model.tokenizer
         assert tokenizer is not None
         names = {v: k for k, v in tokenizer.special_tokens.items()}
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-        def raise_exception(message: str) -> None:
-            raise ValueError(f"the chat template refused the messages: {message}")
-
-        env.globals["raise_exception"] = raise_exception
         try:
-            template = env.from_string(self.source)
-            rendered: str = template.render(
+            rendered: str = self.compiled.render(
                 messages=[{"role": m.role, "content": m.text()} for m in messages],
                 add_generation_prompt=True,
                 bos_token=_name(names, tokenizer.bos_token_id),
                 eos_token=_name(names, tokenizer.eos_token_id),
             )
-        except TemplateError as exc:
-            raise ValueError(f"the chat template failed: {exc}") from None
+        except _Refused as exc:
+            raise ValueError(f"the chat template refused the messages: {exc}") from None
+        # Any failure of the template's own code (a TemplateError, or a TypeError from
+        # `content + 1`) is the template meeting these messages: a 400, not a 500.
+        except Exception as exc:
+            raise ValueError(f"the chat template failed: {type(exc).__name__}: {exc}") from None
         return rendered
+
+
+class _Refused(Exception):
+    """raise_exception() called by a template."""
+
+
+def _environment() -> Any:
+    """The sandboxed environment transformers renders chat templates in."""
+    from jinja2 import nodes
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationBlock(Extension):
+        # transformers' {% generation %}...{% endgeneration %} marks the assistant's text
+        # for training masks; rendered, it is its body.
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.Scope(body).set_lineno(lineno)
+
+    def raise_exception(message: str) -> None:
+        raise _Refused(message)
+
+    def tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+               separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+        # transformers' own, in place of Jinja's HTML-safe one: "<" stays "<", keys keep
+        # their order, non-ASCII stays as it is.
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,
+                          separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(format: str) -> str:
+        return datetime.now().strftime(format)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[loopcontrols, GenerationBlock])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env
 
 
 def _name(names: dict[int, str], token: int | None) -> str:
