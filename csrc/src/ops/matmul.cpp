@@ -122,9 +122,12 @@ void quantize_rows(const KernelTable& kt, const float* inp, int64_t ldi, int64_t
   float* scale = const_cast<float*>(to.scale);
   int32_t* sum = const_cast<int32_t*>(to.sum);
   const RowTiles tiles(t, kt.stream_rows);
+  // Shares of whole groups, all rows of each: a tile's rows are interleaved 4 bytes apart,
+  // so a cache line of a tile's block holds 16 rows' bytes, and shares of rows had both
+  // threads writing every line (an int8 16-sequence step spent ~4% there).
   const int64_t items = t * to.ldg;
   for (int64_t item = share.begin(items); item < share.end(items); ++item) {
-    const int64_t r = item / to.ldg, g = item % to.ldg;
+    const int64_t g = item / t, r = item % t;
     const int64_t c0 = g * group, c1 = min64(c0 + group, k);
     const int64_t tile = tiles.of(r);
     const int64_t r0 = tiles.first(tile), m = tiles.size(tile);
