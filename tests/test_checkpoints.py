@@ -222,3 +222,108 @@ def test_a_vocabulary_padded_past_the_tokenizer_never_samples_an_undecodable_id(
                           logit_bias=favoured, ignore_eos=True)
     streamed = "".join(stream)
     assert streamed == sampled.text
+
+
+@pytest.mark.parametrize(("generic", "value"), [("num_attention_heads", 4),
+                                                ("num_hidden_layers", 1)])
+def test_a_size_under_both_names_takes_the_generic_one_as_transformers(
+    tmp_path: Path, generic: str, value: int
+) -> None:
+    """config.json with n_head and num_attention_heads (or n_layer and num_hidden_layers)
+    apart: transformers sets the generic name last, so its value is the model's. The head
+    count changes no tensor's shape, so nothing else would catch taking the other."""
+    save_hf(tmp_path, vocab_size=65, bos_token_id=0, eos_token_id=0, **SHAPE)
+    config_path = tmp_path / "config.json"
+    config = json.loads(config_path.read_text())
+    config[generic] = value
+    config_path.write_text(json.dumps(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    assert (hf.config.n_head, hf.config.n_layer) == (
+        (value, 2) if generic == "num_attention_heads" else (2, value))
+    model = load_quietly(tmp_path)
+    np.testing.assert_allclose(model.forward(IDS), hf_logits(hf, IDS), atol=1e-4, rtol=0)
+
+
+def test_copies_of_a_weight_with_and_without_the_prefix_must_agree(tmp_path: Path) -> None:
+    """'transformer.wte.weight' and 'wte.weight' both stored: equal copies load; copies
+    that differ are ambiguous and refused, naming both, rather than one taken silently."""
+    hf = save_hf(tmp_path, vocab_size=65, bos_token_id=0, eos_token_id=0, **SHAPE)
+    path = tmp_path / "model.safetensors"
+    tensors = safetensors_torch.load_file(path)
+    tensors["wte.weight"] = tensors["transformer.wte.weight"].clone()
+    safetensors_torch.save_file(tensors, path, metadata={"format": "pt"})
+    np.testing.assert_allclose(load_quietly(tmp_path).forward(IDS), hf_logits(hf, IDS),
+                               atol=1e-4, rtol=0)
+    tensors["wte.weight"][3, 1] += 1.0
+    safetensors_torch.save_file(tensors, path, metadata={"format": "pt"})
+    with pytest.raises(ModelFormatError) as info:
+        load_quietly(tmp_path)
+    assert str(info.value) == (f"{path}: tensors 'transformer.wte.weight' and 'wte.weight' are "
+                               "two different copies of one weight; remove the one the model "
+                               "should not use")
+
+
+@pytest.mark.parametrize("dtype", ["U16", "U32", "U64", "F8_E4M3", "F8_E5M2"])
+def test_an_unused_tensor_of_any_safetensors_dtype_is_ignored(tmp_path: Path, dtype: str) -> None:
+    """A quantizer's extra tensor (uint32 scales, an fp8 copy) beside the weights: transformers
+    loads the model and ignores it, and so does gpt2cpu; a used weight of such a dtype is
+    still refused, naming it."""
+    from model_files import header_for, pack, random_tensors
+
+    tensors = random_tensors(TINY)
+    data = b"".join(a.tobytes() for a in tensors.values())
+    header = header_for(tensors)
+    size = {"U16": 2, "U32": 4, "U64": 8}.get(dtype, 1)
+    header["transformer.h.0.attn.quant_scale"] = {
+        "dtype": dtype, "shape": [3], "data_offsets": [len(data), len(data) + 3 * size]}
+    directory = model_dir(tmp_path / "extra", tensors=tensors)
+    (directory / "model.safetensors").write_bytes(pack(header, data + bytes(3 * size)))
+    reference = model_dir(tmp_path / "plain", tensors=tensors)
+    np.testing.assert_array_equal(load_quietly(directory).forward(IDS[:3]),
+                                  load_quietly(reference).forward(IDS[:3]))
+
+    header["transformer.h.0.attn.quant_scale"]["shape"] = [2]
+    (directory / "model.safetensors").write_bytes(pack(header, data + bytes(3 * size)))
+    with pytest.raises(ModelFormatError, match="quant_scale.*holds"):
+        load_quietly(directory)
+
+    used = "transformer.ln_f.bias"
+    header = header_for(tensors)
+    n = TINY["n_embd"]
+    begin, _ = header[used]["data_offsets"]
+    header[used]["dtype"] = dtype
+    header[used]["data_offsets"] = [len(data), len(data) + n * size]
+    (directory / "model.safetensors").write_bytes(pack(header, data + bytes(n * size)))
+    with pytest.raises(ModelFormatError, match=f"tensor '{used}' has dtype {dtype}; weights"):
+        load_quietly(directory)
+
+
+def test_a_tensor_the_index_leaves_out_is_read_from_its_shard(tmp_path: Path) -> None:
+    """transformers reads every tensor of the shards the index names, so one missing from
+    weight_map but present in a shard still loads."""
+    hf = save_hf(tmp_path, vocab_size=65, bos_token_id=0, eos_token_id=0, **SHAPE)
+    single = tmp_path / "model.safetensors"
+    tensors = safetensors_torch.load_file(single)
+    single.unlink()
+    names = sorted(tensors)
+    weight_map = {n: "a.safetensors" for n in names if n != "transformer.ln_f.bias"}
+    write_shards(tmp_path, {"a.safetensors": tensors}, weight_map)
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    want = hf_logits(hf, IDS)
+    np.testing.assert_allclose(hf_logits(reloaded, IDS), want, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(load_quietly(tmp_path).forward(IDS), want, atol=1e-4, rtol=0)
+
+
+def test_a_stored_head_equal_to_the_embedding_with_nans_is_still_the_tie(tmp_path: Path) -> None:
+    save_hf(tmp_path, vocab_size=65, bos_token_id=0, eos_token_id=0, **SHAPE)
+    path = tmp_path / "model.safetensors"
+    tensors = safetensors_torch.load_file(path)
+    tensors["transformer.wte.weight"][4, 2] = float("nan")
+    tensors["lm_head.weight"] = tensors["transformer.wte.weight"].clone()
+    safetensors_torch.save_file(tensors, path, metadata={"format": "pt"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = gpt2cpu.Model.from_pretrained(tmp_path, threads=1)
+    assert model.config.tie_word_embeddings

@@ -182,6 +182,32 @@ def test_default_threads_follow_affinity_and_the_env_var(monkeypatch: pytest.Mon
     assert threads.default_threads() == 3
 
 
+def test_threads_take_any_integer_type_and_nothing_else() -> None:
+    import numpy as np
+
+    assert threads.check_threads(np.int64(2)) == 2
+    assert type(threads.check_threads(np.int32(1))) is int
+    for bad in (True, np.bool_(True), 2.0, np.float64(2), "2", None):
+        with pytest.raises(TypeError) as info:
+            threads.check_threads(bad)
+        assert str(info.value) == f"threads must be an integer, got {bad!r}"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a process that may run on 2 or more cores")
+def test_openmp_binding_does_not_shrink_the_default_threads() -> None:
+    """With OMP_PROC_BIND, libgomp binds the importing thread to one core as the engine
+    loads; the default is still every core the process had."""
+    out = run_python(
+        "import os, gpt2cpu\nfrom gpt2cpu import _core\n"
+        "from gpt2cpu.engine.threads import default_threads\n"
+        "print(len(os.sched_getaffinity(0)), default_threads())",
+        OMP_PROC_BIND="true",
+    )
+    bound, default = map(int, out.stdout.split())
+    assert (bound, default) == (1, len(os.sched_getaffinity(0))), out.stderr
+
+
 def test_cgroup_quota_caps_the_cores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cpu_max = tmp_path / "cpu.max"
     cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: rounded up to 2

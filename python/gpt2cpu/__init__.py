@@ -19,6 +19,14 @@ from typing import TYPE_CHECKING, Any
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
+# The cores this process may run on, read before the engine loads: with OMP_PROC_BIND set,
+# libgomp binds the importing thread to one core as it starts, and an affinity read after
+# that would make one thread the default on any machine (engine/threads.py).
+try:
+    _affinity_at_import: frozenset[int] | None = frozenset(os.sched_getaffinity(0))
+except (AttributeError, OSError):
+    _affinity_at_import = None
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 import warnings
 from pathlib import Path
+
+from .. import _affinity_at_import
 
 ENV_VAR = "GPT2CPU_NUM_THREADS"
 MAX_THREADS = 4096
@@ -20,8 +23,13 @@ _warned_oversubscription = False
 
 def check_threads(threads: object, name: str = "threads") -> int:
     """threads, checked; warns (once a process) when it exceeds the usable cores."""
-    if not isinstance(threads, int) or isinstance(threads, bool):
-        raise TypeError(f"{name} must be an integer, got {threads!r}")
+    # Any integer type (numpy's too: operator.index refuses its bool), never a bool or float.
+    try:
+        if isinstance(threads, bool):
+            raise TypeError
+        threads = operator.index(threads)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {threads!r}") from None
     if not 1 <= threads <= MAX_THREADS:
         raise ValueError(f"{name} must be in [1, {MAX_THREADS}], got {threads}")
     global _warned_oversubscription
@@ -64,6 +72,12 @@ def available_cores() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
+    # Under OMP_PROC_BIND, libgomp has bound this thread to one of the cores the process
+    # had when gpt2cpu was imported: those are the cores (a later sched_setaffinity of the
+    # user's own is kept otherwise).
+    bind = os.environ.get("OMP_PROC_BIND", "").strip().lower()
+    if bind not in ("", "false") and _affinity_at_import is not None:
+        cores = len(_affinity_at_import)
     limit = _cgroup_cpu_limit()
     return max(1, min(cores, limit) if limit else cores)
 

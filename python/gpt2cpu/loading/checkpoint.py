@@ -129,6 +129,11 @@ def open_checkpoint(directory: Path) -> Iterator[Checkpoint]:
                     f"{index}: weight_map puts {tensor!r} in {shard!r}, which has no such tensor"
                 )
             sources[tensor] = f
+        # A tensor of a shard that the index leaves out: transformers reads every tensor of
+        # the shards the index names, so it loads it as well.
+        for f in files:
+            for tensor in f.tensors:
+                sources.setdefault(tensor, f)
         yield Checkpoint(files, sources, index)
 
 
@@ -152,7 +157,7 @@ def untie_distinct_head(config: GPT2Config, checkpoint: Checkpoint) -> GPT2Confi
     # Compared a chunk at a time: two whole float32 copies of a vocabulary-sized matrix
     # would outweigh the packed weights of a quantized load several times.
     chunks = zip(head.float32_chunks("lm_head.weight"), wte.float32_chunks(key), strict=True)
-    if all(np.array_equal(a, b) for a, b in chunks):
+    if all(np.array_equal(a, b, equal_nan=True) for a, b in chunks):
         return config
     warnings.warn(
         f"{checkpoint.where}: config.json sets tie_word_embeddings, but the checkpoint holds an "
@@ -180,16 +185,19 @@ def locate_tensors(
     used: set[str] = set()
     for name, shape in _core.tensor_specs(core_config(config)):
         candidates = [name] if name == "lm_head.weight" else [p + name for p in PREFIXES]
-        hit = next((available[k] for k in candidates if k in available), None)
-        if hit is None:
+        hits = [available[k] for k in candidates if k in available]
+        if not hits:
             raise ModelFormatError(f"{where}: missing tensor {candidates[0]!r}")
-        f, key = hit
+        for f, key in hits:
+            info = f.tensors[key]
+            if info.dtype not in FLOAT_DTYPES:
+                raise ModelFormatError(
+                    f"{f.path}: tensor {key!r} has dtype {info.dtype}; weights must be one of "
+                    f"{', '.join(FLOAT_DTYPES)}"
+                )
+        _check_same(hits)
+        f, key = hits[0]
         info = f.tensors[key]
-        if info.dtype not in FLOAT_DTYPES:
-            raise ModelFormatError(
-                f"{f.path}: tensor {key!r} has dtype {info.dtype}; weights must be one of "
-                f"{', '.join(FLOAT_DTYPES)}"
-            )
         if info.shape != tuple(shape):
             raise ModelFormatError(
                 f"{f.path}: tensor {key!r} has shape {info.shape}, but config.json implies "
@@ -201,6 +209,22 @@ def locate_tensors(
     if extras:
         log.debug("ignoring %d tensors the engine does not use: %s", len(extras), extras)
     return located
+
+
+def _check_same(copies: list[tuple[SafetensorsFile, str]]) -> None:
+    """Copies of one weight under several names (with and without the `transformer.`
+    prefix) must hold the same values: which one transformers reads is its loader's
+    business, so two that differ are ambiguous, not a choice to make silently."""
+    (f0, k0), rest = copies[0], copies[1:]
+    for f, key in rest:
+        if f.tensors[key].shape != f0.tensors[k0].shape or not all(
+            np.array_equal(a, b, equal_nan=True)
+            for a, b in zip(f0.float32_chunks(k0), f.float32_chunks(key), strict=True)
+        ):
+            raise ModelFormatError(
+                f"{f.path}: tensors {k0!r} and {key!r} are two different copies of one weight; "
+                "remove the one the model should not use"
+            )
 
 
 def load_into(

@@ -11,12 +11,14 @@ from typing import Any
 from ..errors import ConfigError
 from ..files import read_regular
 
-# config.json may use the generic names that transformers maps onto GPT-2's own.
-_ALIASES = {
-    "n_layer": ("num_hidden_layers",),
-    "n_head": ("num_attention_heads",),
-    "n_embd": ("hidden_size",),
-    "n_positions": ("max_position_embeddings", "n_ctx"),
+# The keys config.json may give each size under, in the order they win. transformers maps
+# the generic names onto GPT-2's own and sets them after them, so a config.json holding
+# both (with different values) gets the generic one's value; n_ctx, GPT-2's old name, last.
+_KEYS = {
+    "n_layer": ("num_hidden_layers", "n_layer"),
+    "n_head": ("num_attention_heads", "n_head"),
+    "n_embd": ("hidden_size", "n_embd"),
+    "n_positions": ("max_position_embeddings", "n_positions", "n_ctx"),
 }
 
 # transformers' names for the activations this engine implements.
@@ -182,18 +184,15 @@ class GPT2Config:
         if model_type != "gpt2":
             raise ConfigError(f"{source}: model_type is {model_type!r}; only 'gpt2' is supported")
 
-        def field(name: str) -> Any:
-            for key in (name, *_ALIASES.get(name, ())):
-                if key in data:
-                    return data[key]
-            raise ConfigError(f"{source}: missing field {name!r}")
-
         def size(name: str, limit: int) -> int:
-            value = field(name)
+            key = next((k for k in _KEYS.get(name, (name,)) if k in data), None)
+            if key is None:
+                raise ConfigError(f"{source}: missing field {name!r}")
+            value = data[key]
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{source}: field {name!r} must be an integer, got {value!r}")
+                raise ConfigError(f"{source}: field {key!r} must be an integer, got {value!r}")
             if not 1 <= value <= limit:
-                raise ConfigError(f"{source}: field {name!r} must be in [1, {limit}], got {value}")
+                raise ConfigError(f"{source}: field {key!r} must be in [1, {limit}], got {value}")
             return value
 
         def flag(name: str, default: bool) -> bool:

@@ -47,6 +47,11 @@ DTYPES: dict[str, tuple[np.dtype[Any], int]] = {
     "BOOL": (np.dtype("?"), 1),
 }
 FLOAT_DTYPES = ("F32", "F16", "BF16")
+# Bytes per element of the format's other dtypes, which the engine never reads: a tensor of
+# one (a quantizer's scales, an fp8 copy) is checked for size and otherwise ignored, as
+# transformers ignores it. A dtype in neither table is a format newer than this reader.
+OTHER_DTYPE_BYTES = {"U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
+                     "C64": 8}
 
 
 class _DuplicateKey(Exception):
@@ -141,7 +146,7 @@ class SafetensorsFile:
         if not isinstance(entry, dict):
             raise self._fail(f"{where}: entry must be an object")
         dtype = entry.get("dtype")
-        if not isinstance(dtype, str) or dtype not in DTYPES:
+        if not isinstance(dtype, str) or (dtype not in DTYPES and dtype not in OTHER_DTYPE_BYTES):
             raise self._fail(f"{where}: unsupported dtype {dtype!r}")
         shape = entry.get("shape")
         if not isinstance(shape, list) or not all(
@@ -165,7 +170,8 @@ class SafetensorsFile:
                 f"{where}: data_offsets {offsets} run past the end of the data ({data_size} bytes);"
                 " the file may be truncated"
             )
-        expected = math.prod(shape) * DTYPES[dtype][1]
+        item = DTYPES[dtype][1] if dtype in DTYPES else OTHER_DTYPE_BYTES[dtype]
+        expected = math.prod(shape) * item
         if end - begin != expected:
             raise self._fail(
                 f"{where}: holds {end - begin} bytes but dtype {dtype} x shape {tuple(shape)}"
@@ -199,6 +205,8 @@ class SafetensorsFile:
         """The tensor's stored bits, read into an array of its own, or into the start of
         `scratch` (bytes) when it is large enough: a view of it, valid until its next use."""
         info = self.tensors[name]
+        if info.dtype not in DTYPES:
+            raise self._fail(f"tensor {name!r}: dtype {info.dtype} cannot be read as an array")
         dtype, _ = DTYPES[info.dtype]
         size = info.end - info.begin
         if scratch is not None and size and scratch.nbytes >= size:
