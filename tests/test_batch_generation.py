@@ -262,3 +262,31 @@ def test_numpy_integers_serve_as_counts(model: gpt2cpu.Model) -> None:
     assert [r.token_ids for r in numpy] == [r.token_ids for r in plain]
     assert one(model, "ROMEO:", max_new_tokens=np.int16(2), seed=1).token_ids == \
         one(model, "ROMEO:", max_new_tokens=2, seed=1).token_ids
+
+
+def test_counts_are_bounded_and_errors_during_the_run_name_the_prompt(
+        model: gpt2cpu.Model) -> None:
+    with pytest.raises(ValueError, match=r"^n must be an integer in \[1, 1024\], got 10000000000$"):
+        model.generate("ROMEO:", max_new_tokens=1, n=10**10)
+    # A temperature so small that "ROMEO:"'s logits overflow to inf, where "the"'s do not:
+    # the sampling error names the prompt (and sample) that met it.
+    assert model.generate("the", max_new_tokens=1, temperature=2e-38, seed=1)
+    with pytest.raises(ValueError, match=r"^prompts\[1\]: logits hold NaN or \+inf"):
+        model.generate(["the", "ROMEO:"], max_new_tokens=1, temperature=2e-38, seed=1)
+    with pytest.raises(ValueError, match=r"^prompts\[1\] \(sample 0\): logits hold"):
+        model.generate(["the", "ROMEO:"], max_new_tokens=1, temperature=2e-38, seed=1, n=2)
+
+
+def test_numpy_integers_are_integers(model: gpt2cpu.Model) -> None:
+    seq = model.new_sequence(np.int64(8))
+    assert seq.capacity == 8
+    logits = seq.append([1, 2, 3], last_n=np.int64(2))
+    assert logits.shape[0] == 2
+    seq.truncate(np.int32(1))
+    assert seq.length == 1
+    twin = model.new_sequence()
+    out = gpt2cpu.engine.step([twin], [[1, 2]], output="hidden", layer=np.int64(1))
+    assert out.outputs[0].shape == (1, model.config.n_embd)
+    for bad in (True, 1.0, "1"):
+        with pytest.raises(ValueError, match="length must be an integer"):
+            seq.truncate(bad)  # type: ignore[arg-type]

@@ -191,3 +191,36 @@ def test_perplexity_scores_the_bytes_given(tmp_path: Path) -> None:
     assert latin.returncode == 2
     assert latin.stderr.decode().strip() == ("gpt2cpu perplexity: error: stdin: not UTF-8 "
                                              "text (invalid continuation byte at byte 3)")
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       model: gpt2cpu.Model) -> None:
+    """A file saved with a BOM (Windows editors): JSONL is still JSONL, and a text file's
+    first text does not start with the mark's tokens."""
+    texts = ["ROMEO:", "JULIET:"]
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps({"text": t}) + "\n"
+                                                  for t in texts).encode())
+    plain = tmp_path / "bom.txt"
+    plain.write_bytes(b"\xef\xbb\xbf" + "\n".join(texts).encode())
+    assert model.tokenizer is not None
+    want = [model.tokenizer.encode(t) for t in texts]
+    for path in (jsonl, plain):
+        code, records, _ = run(capsys, "score", str(path))
+        assert code == 0
+        assert [r["token_ids"] for r in records] == want
+
+
+def test_an_escaped_lone_surrogate_is_written_back_escaped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """JSON may escape a lone surrogate; the echoed prompt is written escaped, as it came,
+    and every prompt's line is written (a raw one failed the write at that line)."""
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "ROMEO:"}\n{"prompt": "\\ud800 x"}\n{"prompt": "JULIET:"}\n',
+                    encoding="utf-8")
+    code = main(["generate", "--prompts-file", str(path), "-n", "3", "--seed", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert [json.loads(line)["prompt"] for line in lines] == ["ROMEO:", "\ud800 x", "JULIET:"]
+    assert "\\ud800" in lines[1]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import numpy as np
 
 from . import _core
-from .engine.ids import IdsLike, as_ids
+from .engine.ids import IdsLike, Int, as_ids, int_in
 from .engine.threads import check_threads, default_threads
 from .errors import ModelFormatError
 from .generation.options import generation_method, signature
@@ -90,12 +90,13 @@ class Sequence:
     reuse (mapping fresh pages costs ~5% of a long prompt) and frees the rest.
     """
 
-    def __init__(self, model: Model, capacity: int | None = None) -> None:
+    def __init__(self, model: Model, capacity: Int | None = None) -> None:
         n_positions = model.config.n_positions
         if capacity is None:
             capacity = n_positions
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
             raise TypeError(f"capacity must be an integer, got {capacity!r}")
+        capacity = int(capacity)
         if not 1 <= capacity <= n_positions:
             raise ValueError(
                 f"capacity must be in [1, {n_positions}] (the model's n_positions), got {capacity}"
@@ -150,7 +151,7 @@ class Sequence:
             self._busy.release()
 
     def append(
-        self, ids: IdsLike, *, all_logits: bool = False, last_n: int | None = None
+        self, ids: IdsLike, *, all_logits: bool = False, last_n: Int | None = None
     ) -> np.ndarray[Any, Any]:
         """Run ids at the next positions. Returns the last position's logits (vocab_size,);
         with all_logits=True those of every new position (len(ids), vocab_size); with
@@ -163,12 +164,7 @@ class Sequence:
         if last_n is not None:
             if all_logits:
                 raise ValueError("give all_logits or last_n, not both")
-            if (
-                isinstance(last_n, bool)
-                or not isinstance(last_n, int)
-                or not 1 <= last_n <= arr.size
-            ):
-                raise ValueError(f"last_n must be an integer in [1, {arr.size}], got {last_n!r}")
+            last_n = int_in(last_n, "last_n", 1, arr.size)
         rows = arr.size if all_logits else (last_n or 1)
         with self._in_use() as core:
             self._check_room(arr.size)
@@ -209,17 +205,10 @@ class Sequence:
         twin._busy = threading.Lock()
         return twin
 
-    def truncate(self, length: int) -> None:
+    def truncate(self, length: Int) -> None:
         """Forget every token from position `length` on (to re-use a shared prefix)."""
         with self._in_use() as core:
-            if (
-                isinstance(length, bool)
-                or not isinstance(length, int)
-                or not 0 <= length <= self.length
-            ):
-                raise ValueError(
-                    f"length must be an integer in [0, {self.length}], got {length!r}"
-                )
+            length = int_in(length, "length", 0, self.length)
             core.truncate(length)
             del self.tokens[length:]
 
@@ -377,7 +366,7 @@ class Model:
         """What the weight matrices are stored as: one of gpt2cpu.DTYPES."""
         return str(self._core.dtype)
 
-    def new_sequence(self, capacity: int | None = None) -> Sequence:
+    def new_sequence(self, capacity: Int | None = None) -> Sequence:
         """A fresh sequence with a KV cache for `capacity` tokens (default: n_positions)."""
         return Sequence(self, capacity)
 

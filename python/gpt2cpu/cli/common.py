@@ -120,7 +120,7 @@ def read_stdin() -> str:
 
     raw = sys.stdin.buffer.read()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a leading byte order mark is not text
     except UnicodeDecodeError as exc:
         raise CliError(f"stdin: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 

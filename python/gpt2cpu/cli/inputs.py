@@ -45,7 +45,9 @@ def read_texts(path: str, field: str, flag: str = "FILE") -> InputTexts:
     trailing newline adds no empty text. Errors name the file and line."""
     try:
         # Bytes, decoded here: text mode's universal newlines would split at a lone "\r".
-        content = read_stdin() if path == "-" else Path(path).read_bytes().decode("utf-8")
+        # A leading byte order mark (Windows editors write one) is not text: kept, it hid
+        # a JSONL file's first "{" and the whole file was scored as plain text.
+        content = read_stdin() if path == "-" else Path(path).read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"{flag} {path}: {exc}") from None
     # Lines end at "\n" (or "\r\n") only: str.splitlines also breaks at U+2028, form feeds
@@ -63,15 +65,30 @@ def read_texts(path: str, field: str, flag: str = "FILE") -> InputTexts:
         try:
             value = json.loads(line).get(field)
         except (ValueError, AttributeError):
-            raise CliError(f"{path}:{n}: not a JSON object") from None
+            raise CliError(
+                f"{path}:{n}: not a JSON object (every line starts with '{{', so the file is "
+                "read as JSONL)"
+            ) from None
         if not isinstance(value, str):
             raise CliError(f'{path}:{n}: needs a string "{field}" field')
         texts.append(value)
     return InputTexts(path, texts, numbers)
 
 
+def jsonl_line(record: dict[str, Any]) -> str:
+    """record as one line of JSON, UTF-8 encodable: a string holding a lone surrogate (a
+    JSON input may escape one) is written escaped, as it came, not left to fail the write
+    part-way through the output."""
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(record)
+    return line + "\n"
+
+
 def write_jsonl(records: list[dict[str, Any]]) -> None:
     out = sys.stdout
     for record in records:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.write(jsonl_line(record))
     out.flush()

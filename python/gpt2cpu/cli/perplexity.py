@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             # Bytes, decoded here: the text's line ends are part of what is scored, and
             # read_text would turn "\r\n" into "\n".
-            text = path.read_bytes().decode("utf-8")
+            text = path.read_bytes().decode("utf-8-sig")  # a leading byte order mark is not text
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except FileNotFoundError:

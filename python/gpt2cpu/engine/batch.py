@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .. import _core
-from .ids import IdsLike, as_ids
+from .ids import IdsLike, Int, as_ids, int_in
 
 if TYPE_CHECKING:
     from ..model import Sequence
@@ -41,23 +41,13 @@ class StepOutputs:
     hidden_states: list[np.ndarray[Any, Any]] | None = None
 
 
-def _positive_rows(value: object, name: str, most: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or not 0 <= value <= most
-    ):
-        raise ValueError(f"{name} must be an integer in [0, {most}], got {value!r}")
-    return int(value)
-
-
 def step(
     sequences: Seq[Sequence],
     ids: Seq[IdsLike],
     *,
     last_n: int | Seq[int] = 1,
     output: Output = "logits",
-    layer: int = 0,
+    layer: Int = 0,
     hidden_states: bool = False,
 ) -> StepOutputs:
     """Run ids[i] at the next positions of sequences[i], all in one step, and return the
@@ -84,10 +74,7 @@ def step(
         raise ValueError("hidden_states=True goes with output='logits'")
     model = sequences[0].model
     n_layer = model.config.n_layer
-    if output == "hidden" and (
-        isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= n_layer
-    ):
-        raise ValueError(f"layer must be an integer in [0, {n_layer}], got {layer!r}")
+    index = int_in(layer, "layer", 0, n_layer) if output == "hidden" else 0
     with ExitStack() as held:
         arrays: list[np.ndarray[Any, Any]] = []
         cores: list[_core.Sequence] = []
@@ -122,12 +109,12 @@ def step(
                     f"{len(sequences)}"
                 )
             rows = [
-                _positive_rows(n, f"last_n[{i}]", a.size)
+                int_in(n, f"last_n[{i}]", 0, a.size)
                 for i, (n, a) in enumerate(zip(last_n, arrays, strict=True))
             ]
         else:
-            rows = [_positive_rows(last_n, "last_n", a.size) for a in arrays]
-        result = _core.step(model._core, cores, arrays, rows, output, layer, hidden_states)
+            rows = [int_in(last_n, "last_n", 0, a.size) for a in arrays]
+        result = _core.step(model._core, cores, arrays, rows, output, index, hidden_states)
         model.stats.steps += 1
         model.stats.prefills += sum(1 for seq in sequences if not seq.tokens)
         for seq, arr in zip(sequences, arrays, strict=True):

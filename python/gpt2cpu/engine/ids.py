@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 IdsLike = Iterable[int] | np.ndarray[Any, Any]
+# A count or position the API takes: numpy's integers are integers too.
+Int = int | np.integer[Any]
 
 
 def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -43,3 +45,14 @@ def as_ids(ids: IdsLike, vocab_size: int, name: str = "ids") -> np.ndarray[Any, 
         if not 0 <= v < vocab_size:
             raise ValueError(f"{name}[{i}] = {int(v)} is outside the vocabulary [0, {vocab_size})")
     return np.array([operator.index(v) for v in values], dtype=np.int64)
+
+
+def int_in(value: object, name: str, low: int, high: int) -> int:
+    """value as an int in [low, high]: any integer type (numpy's too), never a bool;
+    ValueError naming the argument otherwise. One rule for the counts and positions the
+    API takes (last_n, length, layer)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return int(value)

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 # generate/stream's options that are the batch's, not one sample's GenerationConfig.
 BATCH_OPTIONS = ("n", "logprobs", "logprobs_mode")
+# Samples of one prompt at most: each holds a sequence and a sampler from the start, so an
+# unbounded n ran out of memory (or seemed to hang) before its first step.
+MAX_SAMPLES = 1024
 __all__ = ["BATCH_OPTIONS", "BatchStream", "TokenLogprob", "sample_seed"]
 
 
@@ -47,8 +50,8 @@ def is_batch(prompt: object) -> bool:
 
 def check_batch_options(n: object, logprobs: object, logprobs_mode: object) -> None:
     """ValueError naming the argument for n, logprobs and logprobs_mode."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= int(n) <= MAX_SAMPLES:
+        raise ValueError(f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
     if (
         isinstance(logprobs, bool)
         or not isinstance(logprobs, numbers.Integral)
@@ -173,7 +176,7 @@ class BatchStream:
                     live.append((p * n + k, slot, rows[p]))
             while live:
                 started = time.perf_counter()
-                pieces = [(i, s, s.d.take(row)) for i, s, row in live]
+                pieces = [(i, s, self._take(i, s, row)) for i, s, row in live]
                 spent = time.perf_counter() - started
                 for i, s, piece in pieces:
                     s.decode += spent
@@ -198,6 +201,16 @@ class BatchStream:
                 if slot.sequence is not None:
                     slot.sequence.close()
         self.results = [s.result for s in slots if s.result is not None]
+
+    def _take(self, index: int, slot: _Slot, row: np.ndarray[Any, Any]) -> str:
+        """slot's next piece; a sampling error (logits with no distribution to sample) names
+        the prompt, and the sample where there are several, as the checks before the run do."""
+        try:
+            return slot.d.take(row)
+        except ValueError as exc:
+            prompt, k = divmod(index, self.n)
+            sample = f" (sample {k})" if self.n > 1 else ""
+            raise ValueError(f"prompts[{prompt}]{sample}: {exc}") from None
 
     @property
     def listed(self) -> bool:

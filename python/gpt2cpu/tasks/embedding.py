@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..engine.batch import step
+from ..engine.ids import int_in
 from .inputs import batch_ids, row_batches
 
 if TYPE_CHECKING:
@@ -39,15 +40,7 @@ def check_layer(model: Model, layer: object) -> int:
     """layer as an index in [0, n_layer]; negative ones count from the end as in Python
     (-1: the final layer norm's output)."""
     n_layer = model.config.n_layer
-    if (
-        isinstance(layer, bool)
-        or not isinstance(layer, (int, np.integer))
-        or not (-(n_layer + 1) <= layer <= n_layer)
-    ):
-        raise ValueError(
-            f"layer must be an integer in [{-(n_layer + 1)}, {n_layer}], got {layer!r}"
-        )
-    return int(layer) % (n_layer + 1)
+    return int_in(layer, "layer", -(n_layer + 1), n_layer) % (n_layer + 1)
 
 
 def hidden_rows(
