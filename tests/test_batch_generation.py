@@ -290,3 +290,18 @@ def test_numpy_integers_are_integers(model: gpt2cpu.Model) -> None:
     for bad in (True, 1.0, "1"):
         with pytest.raises(ValueError, match="length must be an integer"):
             seq.truncate(bad)  # type: ignore[arg-type]
+
+
+def test_a_large_batch_prefills_in_bounded_steps(model: gpt2cpu.Model) -> None:
+    """Prompts of 1200 tokens in all prefill in two steps (of at most 1024 prompt tokens),
+    each prompt's tokens what it gets alone."""
+    from gpt2cpu.generation.batch import PREFILL_ROWS
+
+    prompts = [[(7 * i + j) % 60 + 1 for j in range(200)] for i in range(6)]
+    assert sum(map(len, prompts)) > PREFILL_ROWS
+    before = model.stats.steps
+    results = model.generate(prompts, max_new_tokens=1, temperature=0)
+    assert model.stats.steps - before == 2  # the prefill's steps; one new token each
+    for prompt, result in zip(prompts, results, strict=True):
+        alone = model.generate(prompt, max_new_tokens=1, temperature=0)
+        assert result.token_ids == alone.token_ids

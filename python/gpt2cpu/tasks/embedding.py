@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..engine.batch import step
+from ..engine.batch import row_batches, step
 from ..engine.ids import int_in
-from .inputs import batch_ids, row_batches
+from .inputs import batch_ids
 
 if TYPE_CHECKING:
     from ..engine.ids import IdsLike

@@ -43,20 +43,3 @@ def batch_ids(
             )
         out.append(ids)
     return out
-
-
-def row_batches(sizes: Seq[int], budget: int) -> list[list[int]]:
-    """Indices of sizes grouped in order so that each group's sum stays within budget (a
-    bigger element goes alone): the steps a batch runs as, bounding their memory."""
-    groups: list[list[int]] = []
-    current: list[int] = []
-    total = 0
-    for i, size in enumerate(sizes):
-        if current and total + size > budget:
-            groups.append(current)
-            current, total = [], 0
-        current.append(i)
-        total += size
-    if current:
-        groups.append(current)
-    return groups

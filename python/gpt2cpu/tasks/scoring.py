@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine.batch import step
-from .inputs import batch_ids, row_batches
+from ..engine.batch import row_batches, step
+from .inputs import batch_ids
 from .logprobs import log_softmax_at
 
 if TYPE_CHECKING:
