@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -433,6 +434,35 @@ def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
         # The batch emptied without a step after it: the gauges still say so.
         assert wait_until(lambda: gauge("running_sequences") == 0, 5)
         assert gauge("queue_length") == 0 and gauge("kv_cache_bytes") == 0
+
+
+def test_a_non_streaming_client_that_leaves_cancels_its_request(model: gpt2cpu.Model) -> None:
+    """A client that drops a non-streaming request is noticed while its tokens keep coming.
+
+    Each step is short, so that events never stop arriving for long: a server that checked
+    its client only after a pause in them would run all 250 tokens out ("finished")."""
+    def steady(items: list[Any]) -> list[Any]:
+        time.sleep(0.01)
+        return advance(items)
+
+    with serve(model, step=steady) as served:
+        engine = served.engine
+        for path, body in (
+            ("/completions", {"prompt": "A"}),
+            ("/chat/completions", {"messages": [{"role": "user", "content": "A"}]}),
+        ):
+            payload = json.dumps({**body, "max_tokens": 250, "ignore_eos": True}).encode()
+            with socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1]))
+                                          ) as sock:
+                sock.sendall(b"POST /v1" + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: "
+                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                assert wait_until(lambda: bool(engine._running)
+                                  and bool(engine._running[0].generated), 10)
+            assert wait_until(lambda: not engine._running, 5), path
+        metrics = httpx.get(served.url + "/metrics").text
+        assert 'gpt2cpu_sequences_total{outcome="cancelled"} 2' in metrics
+        assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
 
 
 def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:
