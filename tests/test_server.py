@@ -261,6 +261,10 @@ def test_requests_running_at_once_share_a_cached_prefix(model: gpt2cpu.Model) ->
 
 def test_models_health_and_metrics(server: Served, client: Any) -> None:
     assert [m.id for m in client.models.list().data] == ["tiny"]
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
+    assert _error(httpx.get(server.v1 + "/models/org/gpt-4"), 404)["code"] == "model_not_found"
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     client.completions.create(model="tiny", prompt="A", max_tokens=2)
     text = httpx.get(server.url + "/metrics").text
@@ -274,13 +278,18 @@ def test_models_health_and_metrics(server: Served, client: Any) -> None:
 
 
 def test_embeddings_are_the_models_mean_pooled_hidden_states(model: gpt2cpu.Model,
-                                                             server: Served) -> None:
+                                                             server: Served, client: Any
+                                                             ) -> None:
     response = httpx.post(server.v1 + "/embeddings", json={"input": ["ROMEO:", "JULIET:"]})
     data = response.json()["data"]
     assert response.status_code == 200 and len(data) == 2
     want = model.embed(["ROMEO:", "JULIET:"], pooling="mean")
     for item, vector in zip(data, want, strict=True):
         np.testing.assert_array_equal(np.array(item["embedding"], np.float32), vector)
+    # The client's default call asks for base64 (float32 bytes) and decodes it.
+    got = client.embeddings.create(model="tiny", input=["ROMEO:", "JULIET:"])
+    for item, vector in zip(got.data, want, strict=True):
+        np.testing.assert_array_equal(np.array(item.embedding, np.float32), vector)
 
 
 def _error(response: Any, status: int) -> dict[str, Any]:
