@@ -474,6 +474,48 @@ def test_a_non_streaming_client_that_leaves_cancels_its_request(model: gpt2cpu.M
         assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
 
 
+def test_shutdown_ends_open_requests_with_a_503(model: gpt2cpu.Model) -> None:
+    """Stopping the server fails what runs before it drains the connections: a stream ends
+    with an error event and [DONE], a non-streaming request gets a 503, neither is cut
+    mid-body nor runs its 250 tokens out first (the steps are slowed so that they cannot)."""
+    from gpt2cpu.server.engine import ShuttingDown
+
+    def slow(items: list[Any]) -> list[Any]:
+        time.sleep(0.02)
+        return advance(items)
+
+    body = {"prompt": "A", "max_tokens": 250, "ignore_eos": True}
+    streamed: list[str] = []
+    answers: list[Any] = []
+
+    def stream() -> None:
+        with httpx.stream("POST", served.v1 + "/completions", json={**body, "stream": True},
+                          timeout=30) as response:
+            streamed.extend(line for line in response.iter_lines() if line)
+
+    def post() -> None:
+        answers.append(httpx.post(served.v1 + "/completions", json=body, timeout=30))
+
+    with serve(model, step=slow) as served:
+        clients = [threading.Thread(target=stream), threading.Thread(target=post)]
+        for t in clients:
+            t.start()
+        assert wait_until(lambda: len(served.engine._running) == 2
+                          and all(j.generated for j in served.engine._running), 10)
+        served.server.should_exit = True
+        for t in clients:
+            t.join(10)
+    assert streamed[-1] == "data: [DONE]"
+    error = json.loads(streamed[-2][len("data: "):])["error"]
+    assert error["type"] == "service_unavailable_error" and "shutting down" in error["message"]
+    assert _error(answers[0], 503)["message"] == "the server is shutting down"
+    # Nothing waits on a stopped engine.
+    with pytest.raises(ShuttingDown):
+        served.engine.submit([])
+    with pytest.raises(ShuttingDown):
+        served.engine.call(lambda: None).result(1)
+
+
 def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:
     """A request that comes while 8 streams run joins their batch and finishes while they
     still run: it does not wait for them.
@@ -660,6 +702,18 @@ def test_serve_command(tmp_path: Any) -> None:
     finally:
         process.terminate()
         process.wait(20)
+    command = [sys.executable, "-m", "gpt2cpu", "serve", "--threads", "1", "--port"]
+    refused = subprocess.run([*command, "99999"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "a port is 0 to 65535, got 99999" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # A busy port: the error, and no banner saying the server is up.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = subprocess.run([*command, str(busy.getsockname()[1])], capture_output=True,
+                               text=True, timeout=60)
+    assert taken.returncode != 0 and "address already in use" in taken.stderr
+    assert "gpt2cpu serve:" not in taken.stderr and "Traceback" not in taken.stderr
 
 
 def _up(url: str) -> bool:

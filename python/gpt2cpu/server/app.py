@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from .. import __version__
 from . import build
 from .chat import ChatTemplate, load_template
+from .engine import ShuttingDown
 from .errors import ApiError, error_body
 from .errors import install as install_errors
 from .guard import Guard
@@ -261,6 +262,8 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
             vectors = await asyncio.wrap_future(future)
         except (ValueError, TypeError) as exc:
             raise ApiError(400, str(exc), "input") from None
+        except ShuttingDown as exc:
+            raise ApiError(503, str(exc)) from None
         count = sum(len(i) for i in inputs)
         return JSONResponse({
             "object": "list", "model": settings.model_name,

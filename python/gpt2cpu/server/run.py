@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from .engine import Engine, QueueFull, TooLarge, TooManyChoices
+from .engine import Engine, QueueFull, ShuttingDown, TooLarge, TooManyChoices
 from .errors import ApiError
 from .job import Delta, Event, Failed, Finished, Job, PromptScored
 from .responses import Choice
@@ -47,6 +47,8 @@ class Run:
             raise ApiError(400, str(exc), code="kv_budget_exceeded") from None
         except TooManyChoices as exc:
             raise ApiError(400, str(exc), "n", "invalid_value") from None
+        except ShuttingDown as exc:
+            raise ApiError(503, str(exc)) from None
 
     def cancel(self) -> None:
         for job in self.jobs:
