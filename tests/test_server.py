@@ -310,8 +310,10 @@ def test_errors_in_openai_shape(model: gpt2cpu.Model, server: Served, client: An
     assert _error(httpx.post(url, json={"prompt": [5, 10 ** 9]}), 400)["param"] == "prompt"
     assert _error(httpx.post(url, json={"prompt": "A", "top_k": True}), 400)
     long = [1] * (model.config.n_positions + 1)
-    assert _error(httpx.post(url, json={"prompt": long, "max_tokens": 1}), 400)["code"] \
-        == "context_length_exceeded"
+    error = _error(httpx.post(url, json={"prompt": long, "max_tokens": 1}), 400)
+    assert error["code"] == "context_length_exceeded" and error["param"] == "prompt"
+    # Advice that works over HTTP: the library's truncate=True is no field of the API.
+    assert error["message"].endswith("; shorten it") and "truncate" not in error["message"]
     assert _error(httpx.post(url, json={"prompt": "A", "logit_bias": {"x": 1}}), 400)
     assert _error(httpx.post(url, json={"prompt": "A", "model": "gpt-4"}), 404)["code"] \
         == "model_not_found"
