@@ -292,6 +292,48 @@ def test_embeddings_are_the_models_mean_pooled_hidden_states(model: gpt2cpu.Mode
         np.testing.assert_array_equal(np.array(item.embedding, np.float32), vector)
 
 
+def test_a_large_embeddings_request_lets_the_streams_step(model: gpt2cpu.Model,
+                                                         monkeypatch: Any) -> None:
+    """An embeddings request runs on the engine thread in the library's batches of
+    ROWS_PER_STEP tokens, one an iteration: a running stream advances between them rather
+    than waiting for the whole request, and the vectors are Model.embed's."""
+    from gpt2cpu.tasks.embedding import ROWS_PER_STEP
+
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    ids = tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
+    inputs = [[*ids[i:], *ids[:i]] for i in range(40)]  # 8,000 tokens: 8 batches
+    want = model.embed(inputs, pooling="mean")
+    log: list[str] = []
+    embed = model.embed
+
+    def logged_embed(*args: Any, **kwargs: Any) -> Any:
+        log.append("embed")
+        return embed(*args, **kwargs)
+
+    def logged_step(items: list[Any]) -> list[Any]:
+        log.append("step")
+        time.sleep(0.02)  # 250 tokens outlast the embeddings; the stream is left before
+        return advance(items)
+
+    monkeypatch.setattr(model, "embed", logged_embed)
+    body = {"prompt": "A", "max_tokens": 250, "ignore_eos": True, "stream": True,
+            "temperature": 0}  # greedy: the first token is whole text, sent at once
+    with serve(model, step=logged_step) as served, httpx.Client(timeout=60) as http, \
+            http.stream("POST", served.v1 + "/completions", json=body) as response:
+        lines = response.iter_lines()  # kept: a closed iterator closes the stream
+        assert next(lines).startswith("data: ")
+        got = http.post(served.v1 + "/embeddings", json={"input": inputs})
+        assert got.status_code == 200
+        assert len(served.engine._running) == 1  # the stream ran all along
+    for item, vector in zip(got.json()["data"], want, strict=True):
+        np.testing.assert_array_equal(np.array(item["embedding"], np.float32), vector)
+    # Each batch was a call of its own, and the stream stepped between each two.
+    assert 200 * 5 <= ROWS_PER_STEP < 200 * 6 and log.count("embed") == 8
+    between = "".join("e" if entry == "embed" else "s" for entry in log).strip("s")
+    assert "ee" not in between, log
+
+
 def _error(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()["error"]

@@ -8,7 +8,9 @@ never run the model themselves (embeddings go to the engine thread between steps
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +22,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import __version__
+from ..tasks.embedding import ROWS_PER_STEP
+from ..tasks.inputs import row_batches
 from . import build
 from .chat import ChatTemplate, load_template
 from .engine import ShuttingDown
@@ -251,19 +255,25 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
             run.cancel()
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingRequest) -> Response:
+    async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
         check_model(body.model)
         inputs = build.embedding_inputs(model, body.input)
-        import asyncio
-
-        # Mean-pooled final hidden states (after ln_f), one batched pass.
-        future = engine.call(lambda: model.embed(inputs, pooling="mean"))
-        try:
-            vectors = await asyncio.wrap_future(future)
-        except (ValueError, TypeError) as exc:
-            raise ApiError(400, str(exc), "input") from None
-        except ShuttingDown as exc:
-            raise ApiError(503, str(exc)) from None
+        # Mean-pooled final hidden states (after ln_f), in the library's own batches, one per
+        # engine iteration: the next is queued only once the last is done, so the running
+        # streams step between them instead of waiting for the whole request. The batches
+        # are the ones Model.embed forms itself, so the vectors are the same.
+        vectors: list[Any] = []
+        for group in row_batches([len(ids) for ids in inputs], ROWS_PER_STEP):
+            if vectors and await request.is_disconnected():
+                return Response(status_code=204)  # nobody reads it: only stop the work
+            piece = [inputs[i] for i in group]
+            future = engine.call(functools.partial(model.embed, piece, pooling="mean"))
+            try:
+                vectors.extend(await asyncio.wrap_future(future))
+            except (ValueError, TypeError) as exc:
+                raise ApiError(400, str(exc), "input") from None
+            except ShuttingDown as exc:
+                raise ApiError(503, str(exc)) from None
         count = sum(len(i) for i in inputs)
         return JSONResponse({
             "object": "list", "model": settings.model_name,
