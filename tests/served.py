@@ -17,6 +17,7 @@ class Served:
     url: str  # http://127.0.0.1:PORT
     engine: Any
     model_name: str
+    server: Any  # gpt2cpu.server.serving.Server; should_exit = True shuts it down
 
     @property
     def v1(self) -> str:
@@ -33,12 +34,13 @@ def free_port() -> int:
 def serve(model: Any, **options: Any) -> Iterator[Served]:
     import uvicorn
     from gpt2cpu.server import build_server
+    from gpt2cpu.server.serving import Server
 
     app, engine = build_server(model, **options)
     engine.start()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           lifespan="off"))
+    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                                   lifespan="off"), engine)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -48,7 +50,7 @@ def serve(model: Any, **options: Any) -> Iterator[Served]:
         time.sleep(0.01)
     try:
         yield Served(f"http://127.0.0.1:{port}", engine, app.title and options.get(
-            "model_name") or (model.path.name if model.path else "gpt2cpu"))
+            "model_name") or (model.path.name if model.path else "gpt2cpu"), server)
     finally:
         server.should_exit = True
         thread.join(10)

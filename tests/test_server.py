@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -260,6 +261,10 @@ def test_requests_running_at_once_share_a_cached_prefix(model: gpt2cpu.Model) ->
 
 def test_models_health_and_metrics(server: Served, client: Any) -> None:
     assert [m.id for m in client.models.list().data] == ["tiny"]
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
+    assert _error(httpx.get(server.v1 + "/models/org/gpt-4"), 404)["code"] == "model_not_found"
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
     client.completions.create(model="tiny", prompt="A", max_tokens=2)
     text = httpx.get(server.url + "/metrics").text
@@ -273,13 +278,60 @@ def test_models_health_and_metrics(server: Served, client: Any) -> None:
 
 
 def test_embeddings_are_the_models_mean_pooled_hidden_states(model: gpt2cpu.Model,
-                                                             server: Served) -> None:
+                                                             server: Served, client: Any
+                                                             ) -> None:
     response = httpx.post(server.v1 + "/embeddings", json={"input": ["ROMEO:", "JULIET:"]})
     data = response.json()["data"]
     assert response.status_code == 200 and len(data) == 2
     want = model.embed(["ROMEO:", "JULIET:"], pooling="mean")
     for item, vector in zip(data, want, strict=True):
         np.testing.assert_array_equal(np.array(item["embedding"], np.float32), vector)
+    # The client's default call asks for base64 (float32 bytes) and decodes it.
+    got = client.embeddings.create(model="tiny", input=["ROMEO:", "JULIET:"])
+    for item, vector in zip(got.data, want, strict=True):
+        np.testing.assert_array_equal(np.array(item.embedding, np.float32), vector)
+
+
+def test_a_large_embeddings_request_lets_the_streams_step(model: gpt2cpu.Model,
+                                                         monkeypatch: Any) -> None:
+    """An embeddings request runs on the engine thread in the library's batches of
+    ROWS_PER_STEP tokens, one an iteration: a running stream advances between them rather
+    than waiting for the whole request, and the vectors are Model.embed's."""
+    from gpt2cpu.tasks.embedding import ROWS_PER_STEP
+
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    ids = tokenizer.encode("Now is the winter of our discontent. " * 30)[:200]
+    inputs = [[*ids[i:], *ids[:i]] for i in range(40)]  # 8,000 tokens: 8 batches
+    want = model.embed(inputs, pooling="mean")
+    log: list[str] = []
+    embed = model.embed
+
+    def logged_embed(*args: Any, **kwargs: Any) -> Any:
+        log.append("embed")
+        return embed(*args, **kwargs)
+
+    def logged_step(items: list[Any]) -> list[Any]:
+        log.append("step")
+        time.sleep(0.02)  # 250 tokens outlast the embeddings; the stream is left before
+        return advance(items)
+
+    monkeypatch.setattr(model, "embed", logged_embed)
+    body = {"prompt": "A", "max_tokens": 250, "ignore_eos": True, "stream": True,
+            "temperature": 0}  # greedy: the first token is whole text, sent at once
+    with serve(model, step=logged_step) as served, httpx.Client(timeout=60) as http, \
+            http.stream("POST", served.v1 + "/completions", json=body) as response:
+        lines = response.iter_lines()  # kept: a closed iterator closes the stream
+        assert next(lines).startswith("data: ")
+        got = http.post(served.v1 + "/embeddings", json={"input": inputs})
+        assert got.status_code == 200
+        assert len(served.engine._running) == 1  # the stream ran all along
+    for item, vector in zip(got.json()["data"], want, strict=True):
+        np.testing.assert_array_equal(np.array(item["embedding"], np.float32), vector)
+    # Each batch was a call of its own, and the stream stepped between each two.
+    assert 200 * 5 <= ROWS_PER_STEP < 200 * 6 and log.count("embed") == 8
+    between = "".join("e" if entry == "embed" else "s" for entry in log).strip("s")
+    assert "ee" not in between, log
 
 
 def _error(response: Any, status: int) -> dict[str, Any]:
@@ -300,8 +352,10 @@ def test_errors_in_openai_shape(model: gpt2cpu.Model, server: Served, client: An
     assert _error(httpx.post(url, json={"prompt": [5, 10 ** 9]}), 400)["param"] == "prompt"
     assert _error(httpx.post(url, json={"prompt": "A", "top_k": True}), 400)
     long = [1] * (model.config.n_positions + 1)
-    assert _error(httpx.post(url, json={"prompt": long, "max_tokens": 1}), 400)["code"] \
-        == "context_length_exceeded"
+    error = _error(httpx.post(url, json={"prompt": long, "max_tokens": 1}), 400)
+    assert error["code"] == "context_length_exceeded" and error["param"] == "prompt"
+    # Advice that works over HTTP: the library's truncate=True is no field of the API.
+    assert error["message"].endswith("; shorten it") and "truncate" not in error["message"]
     assert _error(httpx.post(url, json={"prompt": "A", "logit_bias": {"x": 1}}), 400)
     assert _error(httpx.post(url, json={"prompt": "A", "model": "gpt-4"}), 404)["code"] \
         == "model_not_found"
@@ -433,6 +487,77 @@ def test_disconnect_cancels_within_a_step(model: gpt2cpu.Model) -> None:
         # The batch emptied without a step after it: the gauges still say so.
         assert wait_until(lambda: gauge("running_sequences") == 0, 5)
         assert gauge("queue_length") == 0 and gauge("kv_cache_bytes") == 0
+
+
+def test_a_non_streaming_client_that_leaves_cancels_its_request(model: gpt2cpu.Model) -> None:
+    """A client that drops a non-streaming request is noticed while its tokens keep coming.
+
+    Each step is short, so that events never stop arriving for long: a server that checked
+    its client only after a pause in them would run all 250 tokens out ("finished")."""
+    def steady(items: list[Any]) -> list[Any]:
+        time.sleep(0.01)
+        return advance(items)
+
+    with serve(model, step=steady) as served:
+        engine = served.engine
+        for path, body in (
+            ("/completions", {"prompt": "A"}),
+            ("/chat/completions", {"messages": [{"role": "user", "content": "A"}]}),
+        ):
+            payload = json.dumps({**body, "max_tokens": 250, "ignore_eos": True}).encode()
+            with socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1]))
+                                          ) as sock:
+                sock.sendall(b"POST /v1" + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: "
+                             + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+                assert wait_until(lambda: bool(engine._running)
+                                  and bool(engine._running[0].generated), 10)
+            assert wait_until(lambda: not engine._running, 5), path
+        metrics = httpx.get(served.url + "/metrics").text
+        assert 'gpt2cpu_sequences_total{outcome="cancelled"} 2' in metrics
+        assert 'gpt2cpu_sequences_total{outcome="finished"} 0' in metrics
+
+
+def test_shutdown_ends_open_requests_with_a_503(model: gpt2cpu.Model) -> None:
+    """Stopping the server fails what runs before it drains the connections: a stream ends
+    with an error event and [DONE], a non-streaming request gets a 503, neither is cut
+    mid-body nor runs its 250 tokens out first (the steps are slowed so that they cannot)."""
+    from gpt2cpu.server.engine import ShuttingDown
+
+    def slow(items: list[Any]) -> list[Any]:
+        time.sleep(0.02)
+        return advance(items)
+
+    body = {"prompt": "A", "max_tokens": 250, "ignore_eos": True}
+    streamed: list[str] = []
+    answers: list[Any] = []
+
+    def stream() -> None:
+        with httpx.stream("POST", served.v1 + "/completions", json={**body, "stream": True},
+                          timeout=30) as response:
+            streamed.extend(line for line in response.iter_lines() if line)
+
+    def post() -> None:
+        answers.append(httpx.post(served.v1 + "/completions", json=body, timeout=30))
+
+    with serve(model, step=slow) as served:
+        clients = [threading.Thread(target=stream), threading.Thread(target=post)]
+        for t in clients:
+            t.start()
+        assert wait_until(lambda: len(served.engine._running) == 2
+                          and all(j.generated for j in served.engine._running), 10)
+        served.server.should_exit = True
+        for t in clients:
+            t.join(10)
+    assert streamed[-1] == "data: [DONE]"
+    error = json.loads(streamed[-2][len("data: "):])["error"]
+    assert error["type"] == "service_unavailable_error" and "shutting down" in error["message"]
+    assert _error(answers[0], 503)["message"] == "the server is shutting down"
+    # Nothing waits on a stopped engine.
+    with pytest.raises(ShuttingDown):
+        served.engine.submit([])
+    with pytest.raises(ShuttingDown):
+        served.engine.call(lambda: None).result(1)
 
 
 def test_a_newcomer_starts_before_eight_streams_finish(model: gpt2cpu.Model) -> None:
@@ -621,6 +746,18 @@ def test_serve_command(tmp_path: Any) -> None:
     finally:
         process.terminate()
         process.wait(20)
+    command = [sys.executable, "-m", "gpt2cpu", "serve", "--threads", "1", "--port"]
+    refused = subprocess.run([*command, "99999"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "a port is 0 to 65535, got 99999" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # A busy port: the error, and no banner saying the server is up.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = subprocess.run([*command, str(busy.getsockname()[1])], capture_output=True,
+                               text=True, timeout=60)
+    assert taken.returncode != 0 and "address already in use" in taken.stderr
+    assert "gpt2cpu serve:" not in taken.stderr and "Traceback" not in taken.stderr
 
 
 def _up(url: str) -> bool:

@@ -34,6 +34,17 @@ def memory_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
+def port_number(text: str) -> int:
+    """0-65535; 0: any free port (the banner says which)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
+    return port
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve the model with an OpenAI-compatible HTTP API",
@@ -44,7 +55,8 @@ def register(subparsers: Any) -> None:
     add_threads_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=port_number, default=8000,
+                        help="port (default 8000; 0: any free one)")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="require 'Authorization: Bearer KEY' on /v1/ endpoints")
     parser.add_argument("--max-batch", type=positive_int, default=32, metavar="B",
@@ -79,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..server import build_server
+        from ..server.serving import Server
     except ImportError as exc:
         from ..server import MISSING
 
@@ -93,13 +106,20 @@ def run(args: argparse.Namespace) -> int:
         max_kv_bytes=args.max_kv_memory, prefill_chunk=args.prefill_chunk,
         prefix_cache_entries=args.prefix_cache,
     )
-    engine.start()
     name = args.model_name or (model.path.name if model.path else "gpt2cpu")
-    print(f"gpt2cpu serve: {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)",
-          file=sys.stderr, flush=True)
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    def started(port: int) -> None:
+        # Only once the port is bound: a busy port is uvicorn's error, not a false banner.
+        print(f"gpt2cpu serve: {name} on http://{host}:{port}/v1 (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                   timeout_graceful_shutdown=5), engine, on_started=started)
+    engine.start()
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    timeout_graceful_shutdown=5)
+        server.run()
     finally:
         engine.stop()
     return 0

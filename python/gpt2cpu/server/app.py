@@ -8,18 +8,25 @@ never run the model themselves (embeddings go to the engine thread between steps
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import __version__
+from ..tasks.embedding import ROWS_PER_STEP
+from ..tasks.inputs import row_batches
 from . import build
 from .chat import ChatTemplate, load_template
+from .engine import ShuttingDown
 from .errors import ApiError, error_body
 from .errors import install as install_errors
 from .guard import Guard
@@ -53,6 +60,14 @@ def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
+def _encoded(vector: Any, encoding_format: str) -> list[float] | str:
+    """An embedding as JSON numbers, or as base64 of its little-endian float32 bytes (what
+    the openai client asks for by default, as OpenAI and vLLM send it)."""
+    if encoding_format == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
+
+
 def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
     app = FastAPI(title="gpt2cpu", version=__version__,
                   description="OpenAI-compatible API over one gpt2cpu model.")
@@ -64,10 +79,13 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
     context = model.config.n_positions
     created = int(time.time())
 
+    def unknown_model(name: str) -> ApiError:
+        return ApiError(404, f"the model {name!r} does not exist; this server serves "
+                        f"{settings.model_name!r}", "model", "model_not_found")
+
     def check_model(name: str | None) -> None:
         if name not in (None, "", settings.model_name):
-            raise ApiError(404, f"the model {name!r} does not exist; this server serves "
-                           f"{settings.model_name!r}", "model", "model_not_found")
+            raise unknown_model(name)
 
     @app.get("/health")
     async def health() -> Response:
@@ -78,12 +96,19 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
         return PlainTextResponse(engine.metrics.render(),
                                  media_type="text/plain; version=0.0.4")
 
+    card = {"id": settings.model_name, "object": "model", "created": created,
+            "owned_by": "gpt2cpu", "max_model_len": context}
+
     @app.get("/v1/models")
     async def models() -> Response:
-        return JSONResponse({"object": "list", "data": [{
-            "id": settings.model_name, "object": "model", "created": created,
-            "owned_by": "gpt2cpu", "max_model_len": context,
-        }]})
+        return JSONResponse({"object": "list", "data": [card]})
+
+    # `path`: a model name may hold slashes ("openai-community/gpt2").
+    @app.get("/v1/models/{model_id:path}")
+    async def model_card(model_id: str) -> Response:
+        if model_id != settings.model_name:
+            raise unknown_model(model_id)
+        return JSONResponse(card)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Response:
@@ -230,23 +255,30 @@ def create_app(model: Model, engine: Engine, settings: Settings) -> FastAPI:
             run.cancel()
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingRequest) -> Response:
+    async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
         check_model(body.model)
-        if body.encoding_format != "float":
-            raise ApiError(400, "only encoding_format 'float' is supported", "encoding_format")
         inputs = build.embedding_inputs(model, body.input)
-        import asyncio
-
-        # Mean-pooled final hidden states (after ln_f), one batched pass.
-        future = engine.call(lambda: model.embed(inputs, pooling="mean"))
-        try:
-            vectors = await asyncio.wrap_future(future)
-        except (ValueError, TypeError) as exc:
-            raise ApiError(400, str(exc), "input") from None
+        # Mean-pooled final hidden states (after ln_f), in the library's own batches, one per
+        # engine iteration: the next is queued only once the last is done, so the running
+        # streams step between them instead of waiting for the whole request. The batches
+        # are the ones Model.embed forms itself, so the vectors are the same.
+        vectors: list[Any] = []
+        for group in row_batches([len(ids) for ids in inputs], ROWS_PER_STEP):
+            if vectors and await request.is_disconnected():
+                return Response(status_code=204)  # nobody reads it: only stop the work
+            piece = [inputs[i] for i in group]
+            future = engine.call(functools.partial(model.embed, piece, pooling="mean"))
+            try:
+                vectors.extend(await asyncio.wrap_future(future))
+            except (ValueError, TypeError) as exc:
+                raise ApiError(400, str(exc), "input") from None
+            except ShuttingDown as exc:
+                raise ApiError(503, str(exc)) from None
         count = sum(len(i) for i in inputs)
         return JSONResponse({
             "object": "list", "model": settings.model_name,
-            "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
+            "data": [{"object": "embedding", "index": i,
+                      "embedding": _encoded(v, body.encoding_format)}
                      for i, v in enumerate(vectors)],
             "usage": {"prompt_tokens": count, "total_tokens": count},
         })

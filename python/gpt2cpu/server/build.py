@@ -98,7 +98,9 @@ def encode(model: Model, prompt: list[int] | str, config: GenerationConfig,
         return prompt_ids(model, prompt, config)
     except (ValueError, TypeError) as exc:
         code = "context_length_exceeded" if "context" in str(exc) else "invalid_value"
-        raise ApiError(400, str(exc), param, code) from None
+        # The library's advice names its truncate=True, which requests here do not have.
+        message = str(exc).replace(" or pass truncate=True", "")
+        raise ApiError(400, message, param, code) from None
 
 
 def jobs_for(

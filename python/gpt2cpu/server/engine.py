@@ -55,6 +55,13 @@ class TooManyChoices(Exception):
     """More choices in one request than the queue holds: it could never be queued."""
 
 
+class ShuttingDown(Exception):
+    """The engine has stopped: nothing submitted now would ever run."""
+
+
+SHUTTING_DOWN = "the server is shutting down"
+
+
 @dataclass(frozen=True)
 class StepItem:
     sequence: Sequence
@@ -146,10 +153,13 @@ class Engine:
         self._thread.start()
 
     def stop(self) -> None:
+        """Fails every open choice and call (503) and ends the engine thread; again: a
+        no-op."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def submit(self, jobs: list[Job]) -> None:
         """Queues a request's choices, all or none. Raises QueueFull, TooLarge or
@@ -169,6 +179,8 @@ class Engine:
                     f"budget of {self.max_kv_bytes} (--max-kv-memory)"
                 )
         with self._wake:
+            if self._stopping:
+                raise ShuttingDown(SHUTTING_DOWN)
             if len(self._waiting) + len(jobs) > self.max_queue:
                 raise QueueFull(
                     f"the server's queue is full ({self.max_queue} waiting); retry later"
@@ -181,8 +193,11 @@ class Engine:
         outside the token loop, such as embeddings)."""
         future: Future[Any] = Future()
         with self._wake:
-            self._calls.append((function, future))
-            self._wake.notify()
+            if self._stopping:
+                future.set_exception(ShuttingDown(SHUTTING_DOWN))
+            else:
+                self._calls.append((function, future))
+                self._wake.notify()
         return future
 
     @property
@@ -234,9 +249,16 @@ class Engine:
                 with self._wake:
                     self._wake.wait(0.05)
         for job in self._running:
-            job.fail(503, "the server is shutting down")
-        for job in self._waiting:
-            job.fail(503, "the server is shutting down")
+            job.fail(503, SHUTTING_DOWN)
+        with self._wake:  # nothing joins these once _stopping is set
+            waiting, calls = list(self._waiting), list(self._calls)
+            self._waiting.clear()
+            self._calls.clear()
+        for job in waiting:
+            job.fail(503, SHUTTING_DOWN)
+        for _, future in calls:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(ShuttingDown(SHUTTING_DOWN))
         self._cache.clear()
 
     def _admit(self) -> bool:

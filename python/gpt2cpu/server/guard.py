@@ -31,7 +31,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        endpoint = path if path in _KNOWN else "other"
+        endpoint = path if path in _KNOWN else (
+            "/v1/models/{model}" if path.startswith("/v1/models/") else "other")
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from .engine import Engine, QueueFull, TooLarge, TooManyChoices
+from .engine import Engine, QueueFull, ShuttingDown, TooLarge, TooManyChoices
 from .errors import ApiError
 from .job import Delta, Event, Failed, Finished, Job, PromptScored
 from .responses import Choice
@@ -16,15 +16,17 @@ from .responses import Choice
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-# How often a non-streaming request checks whether its client is still there.
-_DISCONNECT_POLL_SECONDS = 0.25
+# How often a request checks whether its client is still there: a cancel lands within this
+# and a step, however fast the tokens arrive.
+_DISCONNECT_POLL_SECONDS = 0.1
 
 
 class Run:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+        # None: the client has gone (put by the watcher).
+        self.queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue()
         self.jobs: list[Job] = []
 
     def emit(self, index: int, event: Event) -> None:
@@ -45,6 +47,8 @@ class Run:
             raise ApiError(400, str(exc), code="kv_budget_exceeded") from None
         except TooManyChoices as exc:
             raise ApiError(400, str(exc), "n", "invalid_value") from None
+        except ShuttingDown as exc:
+            raise ApiError(503, str(exc)) from None
 
     def cancel(self) -> None:
         for job in self.jobs:
@@ -53,25 +57,31 @@ class Run:
     async def events(self, request: Request | None = None) -> AsyncIterator[tuple[int, Event]]:
         """The choices' events until each has finished; ApiError when one fails (the others
         are cancelled). With `request`, a disconnected client cancels the run."""
-        open_choices = len(self.jobs)
-        while open_choices:
-            if request is None:
-                index, event = await self.queue.get()
-            else:
-                try:
-                    index, event = await asyncio.wait_for(self.queue.get(),
-                                                          _DISCONNECT_POLL_SECONDS)
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        self.cancel()
-                        return
-                    continue
-            if isinstance(event, Failed):
-                self.cancel()
-                raise ApiError(event.status, event.message)
-            if isinstance(event, Finished):
-                open_choices -= 1
-            yield index, event
+        # The watcher polls on its own clock: checked only when no event came for a while,
+        # a request whose tokens keep coming would never notice its client leave.
+        watcher = None if request is None else asyncio.ensure_future(self._watch(request))
+        try:
+            open_choices = len(self.jobs)
+            while open_choices:
+                item = await self.queue.get()
+                if item is None:
+                    return
+                index, event = item
+                if isinstance(event, Failed):
+                    self.cancel()
+                    raise ApiError(event.status, event.message)
+                if isinstance(event, Finished):
+                    open_choices -= 1
+                yield index, event
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _watch(self, request: Request) -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(_DISCONNECT_POLL_SECONDS)
+        self.cancel()
+        self.queue.put_nowait(None)
 
     async def collect(self, request: Request) -> list[Choice]:
         choices = [Choice() for _ in self.jobs]
