@@ -22,8 +22,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import __version__
+from ..engine.batch import row_batches
 from ..tasks.embedding import ROWS_PER_STEP
-from ..tasks.inputs import row_batches
 from . import build
 from .chat import ChatTemplate, load_template
 from .engine import ShuttingDown
