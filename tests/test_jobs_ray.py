@@ -94,3 +94,126 @@ def test_the_predictor_in_a_users_own_pipeline(tmp_path: Path) -> None:
         assert g["error"] is None and g["logprob"] == w["logprob"]
         assert list(g["token_logprobs"]) == w["token_logprobs"]
         assert g["text"] == rows[int(g["id"][1:])]["text"]  # the input's columns are kept
+
+
+@pytest.mark.usefixtures("cluster")
+@pytest.mark.parametrize("ids", [[1, 2.5], [1, "a", True, [1, 2], 9007199254740993]],
+                         ids=["int-and-float", "every-json-type"])
+def test_ids_of_mixed_types_give_the_local_output(tmp_path: Path, ids: list[Any]) -> None:
+    """An Arrow column has one type: raw ids of several came back changed (1 beside 2.5 as
+    1.0, another seed, another text) or failed to convert at all."""
+    rows = [{"id": i, "text": r["text"]} for i, r in zip(ids, good_rows(len(ids)), strict=True)]
+    local, local_errors, on_ray, ray_errors = both(
+        tmp_path, "generate", rows, options=GENERATE, seed=3, ray_actors=1)
+    assert [r["id"] for r in read_jsonl(tmp_path / "ray.jsonl")] == ids
+    assert on_ray == local and ray_errors == local_errors
+
+
+@pytest.mark.parametrize(("task", "options", "message"), [
+    ("generate", ["--top-p", "5"], r"top_p must be in \(0, 1\], got 5.0"),
+    ("classify", [], "--task classify needs a task-head checkpoint"),
+])
+def test_a_job_the_model_cannot_do_fails_in_one_line(tmp_path: Path, task: str,
+                                                     options: list[str], message: str) -> None:
+    """Checked here before any actor starts, as a local run checks before its first row
+    (in an actor it was Ray's 300-line traceback)."""
+    import re
+
+    from job_data import run_batch
+
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    output = tmp_path / "out.jsonl"
+    done = run_batch(str(source), str(output), "--task", task, *options, "--ray")
+    assert done.returncode == 2
+    assert re.fullmatch(f"gpt2cpu batch: error: {message}.*\n", done.stderr)
+    assert not list(tmp_path.glob("out.jsonl*"))
+
+
+@pytest.mark.usefixtures("cluster")
+def test_an_actors_error_comes_back_as_its_own_exception(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the check before the run cannot see (a client of a remote cluster without the
+    model directory) fails in the actors: their exception, not Ray's wrapping of it."""
+    from gpt2cpu.jobs import ray as jobs_ray
+
+    monkeypatch.setattr(jobs_ray, "_check_model", lambda spec, task: None)
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    with pytest.raises(ValueError, match=r"^top_p must be in \(0, 1\], got 5.0$") as caught:
+        run_job(JobSpec(source, tmp_path / "out.jsonl", "generate", model=Path(MODEL),
+                        progress=False, ray="", options={"top_p": 5.0}, ray_actors=1))
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+@pytest.mark.usefixtures("cluster")
+def test_more_cpus_per_actor_than_a_node_has_is_refused(tmp_path: Path) -> None:
+    context = ray.data.DataContext.get_current()
+    waited = context.wait_for_min_actors_s
+    context.wait_for_min_actors_s = 20  # unrefused, Ray waited forever for a 4-CPU node
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    try:
+        with pytest.raises(ValueError, match="--ray-cpus-per-actor 4 is more CPUs than any "
+                           r"node of the Ray cluster has \(its largest has 2, 2 in all\)"):
+            run_job(JobSpec(source, tmp_path / "out.jsonl", "score", model=Path(MODEL),
+                            progress=False, ray="", ray_cpus_per_actor=4))
+    finally:
+        context.wait_for_min_actors_s = waited
+    assert not list(tmp_path.glob("out.jsonl*"))
+
+
+@pytest.mark.usefixtures("cluster")
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"id": "d", "text": ""}, "row 3 (id 'd'): the text is empty"),
+    ({"id": "d", "text": "to be or not to be, " * 120}, "row 3 (id 'd'): the text has"),
+], ids=["found-reading", "found-in-an-actor"])
+def test_strict_keeps_the_rows_before_the_first_bad_one(tmp_path: Path, bad: dict[str, Any],
+                                                         message: str) -> None:
+    from gpt2cpu.jobs import RowFailed
+    from gpt2cpu.jobs.parts import PartStore
+
+    rows = [*good_rows(3), bad, *good_rows(2)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    for where in (None, ""):
+        output = tmp_path / f"{where is None}.jsonl"
+        spec = JobSpec(source, output, "score", model=Path(MODEL), threads=1, progress=False,
+                       batch_size=2, strict=True, ray=where, ray_actors=1)
+        with pytest.raises(RowFailed, match=r"--strict stops here; the 3 rows written so "
+                           "far are kept") as caught:
+            run_job(spec)
+        assert str(caught.value).startswith(message)
+        assert PartStore.open(output, spec.identity()).done == {0, 1, 2}
+
+
+def test_the_predictor_keeps_the_inputs_columns(tmp_path: Path) -> None:
+    """generate's result "text" beside the prompt's "text" goes to "result_text"; called
+    here, outside Ray, as a pipeline's actor calls it."""
+    import pandas as pd
+    from gpt2cpu.ray import Gpt2cpuPredictor
+
+    rows = good_rows(3)
+    predictor = Gpt2cpuPredictor("generate", MODEL, options=GENERATE, seed=5)
+    got = predictor(pd.DataFrame(rows))
+    run_job(JobSpec(write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "local.jsonl",
+                    "generate", model=Path(MODEL), threads=1, progress=False, seed=5,
+                    options=GENERATE))
+    want = read_jsonl(tmp_path / "local.jsonl")
+    assert list(got["text"]) == [r["text"] for r in rows]
+    assert list(got["result_text"]) == [w["text"] for w in want]
+    assert list(got["finish_reason"]) == [w["finish_reason"] for w in want]
+    assert list(got["error"]) == [None] * 3
+    clash = pd.DataFrame([{**rows[0], "result_text": "mine"}])
+    with pytest.raises(ValueError, match="the input has both 'text' and 'result_text' columns"):
+        predictor(clash)
+
+
+def test_the_predictor_outside_ray_does_not_start_it() -> None:
+    import subprocess
+    import sys
+
+    from job_data import batch_env
+
+    code = ("import ray\nfrom gpt2cpu.ray import Gpt2cpuPredictor\n"
+            f"Gpt2cpuPredictor('score', {MODEL!r})\nprint(ray.is_initialized())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=batch_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False\n"
