@@ -275,8 +275,9 @@ def test_another_jobs_parts_or_a_finished_output_are_not_overwritten(tmp_path: P
     from gpt2cpu.jobs.tasks import Outcome
 
     first = read_jsonl(tmp_path / "out.jsonl")[0]
-    PartStore.open(job.output, job.identity(), overwrite=True).write(
-        [Outcome(0, first.pop("id"), first)])
+    store = PartStore.open(job.output, job.identity(), overwrite=True)
+    store.write([Outcome(0, first.pop("id"), first)])
+    store.close()
     summary = run_job(JobSpec(**{**job.__dict__, "overwrite": True}))
     assert summary.done_before == 1 and summary.computed == 2
 
@@ -366,3 +367,180 @@ def test_classify_rows_are_model_classify(tmp_path: Path) -> None:
     assert [r["label"] for r in out] == [c.label for c in want]
     assert np.array_equal(np.array([r["probabilities"] for r in out]),
                           np.array([c.probabilities for c in want]))
+
+
+# one run per output, and nothing of the user's is written over or deleted
+
+
+def test_a_second_run_on_an_output_in_use_is_refused_at_once(tmp_path: Path) -> None:
+    from gpt2cpu.jobs.parts import PartStore
+    from gpt2cpu.jobs.tasks import Outcome
+
+    job = spec(tmp_path, "score", good_rows(3))
+    running = PartStore.open(job.output, job.identity())  # a run in progress, one row in
+    running.write([Outcome(0, "r0", None, "a bad row")])
+    with pytest.raises(JobConflict, match=r"out.jsonl: another gpt2cpu batch run is writing"):
+        run_job(job)
+    with pytest.raises(JobConflict, match="another gpt2cpu batch run"):
+        run_job(JobSpec(**{**job.__dict__, "overwrite": True, "task": "embed"}))
+    run = run_batch(str(job.input), str(job.output), "--task", "score")  # another process
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "another gpt2cpu batch run is writing this output" in run.stderr
+    parts = sorted(p.name for p in running.directory.iterdir())
+    assert parts == ["lock", "manifest.jsonl", "part-000000000000-000000000000.jsonl"]
+    assert not job.output.exists()
+    running.close()  # the run ends: the same command resumes it
+    assert run_job(job).done_before == 1
+    assert not running.directory.exists()
+
+
+def test_a_job_never_writes_over_its_input(tmp_path: Path) -> None:
+    rows = good_rows(2)
+    for name, output, what in [("same.jsonl", "same.jsonl", "output"),
+                                ("o.jsonl.errors.jsonl", "o.jsonl", "errors file")]:
+        source = write_jsonl(tmp_path / name, rows)
+        before = source.read_bytes()
+        run = run_batch(str(source), str(tmp_path / output), "--task", "score", "--overwrite")
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert f"the input is also this job's {what}" in run.stderr
+        assert source.read_bytes() == before
+        assert {p.name for p in tmp_path.iterdir()} <= {"same.jsonl", "o.jsonl.errors.jsonl"}
+    linked = tmp_path / "linked.jsonl"
+    import os
+
+    os.link(tmp_path / "same.jsonl", linked)  # another name of the same file
+    with pytest.raises(ValueError, match=r"the input is also this job's output"):
+        run_job(JobSpec(tmp_path / "same.jsonl", linked, "score", model=Path(MODEL),
+                        overwrite=True))
+    assert (tmp_path / "same.jsonl").read_bytes() == before
+    assert not (tmp_path / "linked.jsonl.parts").exists()
+
+
+def test_a_parts_directory_with_files_of_someone_else_is_left_alone(tmp_path: Path) -> None:
+    job = spec(tmp_path, "score", good_rows(2))
+    directory = tmp_path / "out.jsonl.parts"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("precious")
+    for overwrite in (False, True):
+        with pytest.raises(JobConflict, match=r"out.jsonl.parts holds files gpt2cpu batch did "
+                           r"not write \(notes.txt\); they are not deleted"):
+            run_job(JobSpec(**{**job.__dict__, "overwrite": overwrite}))
+        assert [p.name for p in directory.iterdir()] == ["notes.txt"]
+    assert (directory / "notes.txt").read_text() == "precious"
+
+
+# unreadable input
+
+
+def test_unreadable_input_names_the_file_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow (the parquet extra)")
+    corrupt = tmp_path / "in.parquet"
+    corrupt.write_bytes(b"PAR1 this is no Parquet file")
+    job = JobSpec(corrupt, tmp_path / "out.jsonl", "score", model=Path(MODEL), threads=1,
+                  progress=False)
+    with pytest.raises(ValueError, match=r"in.parquet: not a readable Parquet file"):
+        run_job(job)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+    run = run_batch(str(corrupt), str(tmp_path / "out.jsonl"), "--task", "embed")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"{corrupt}: not a readable Parquet file" in run.stderr
+
+
+def test_a_long_csv_field_or_a_line_that_is_not_utf8_is_one_row(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", [{"id": "big", "text": "x " * 100_000},
+                                             *good_rows(2)])
+    summary = run_job(JobSpec(source, tmp_path / "out.jsonl", "score", model=Path(MODEL),
+                              threads=1, progress=False))
+    assert (summary.rows, summary.errors) == (3, 1)  # too long for the context, not fatal
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["r0", "r1"]
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(3))
+    lines = source.read_bytes().splitlines(keepends=True)
+    source.write_bytes(lines[0] + lines[1].replace(b"JULIET", b"JUL\xffIET") + lines[2])
+    run = run_batch(str(source), str(tmp_path / "utf.jsonl"), "--task", "score")
+    assert run.returncode == 0, run.stderr
+    (error,) = read_jsonl(tmp_path / "utf.jsonl.errors.jsonl")
+    assert error == {"row": 1, "id": 1, "error": "line 2 is not UTF-8 text (byte 0xff at "
+                     "character 26)"}
+    assert [r["id"] for r in read_jsonl(tmp_path / "utf.jsonl")] == ["r0", "r2"]
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"id,text\nb,\"JUL\xffIET\"\na,ROMEO\n")
+    summary = run_job(JobSpec(broken, tmp_path / "b.jsonl", "score", model=Path(MODEL),
+                              threads=1, progress=False))
+    (error,) = read_jsonl(tmp_path / "b.jsonl.errors.jsonl")
+    assert summary.rows == 2 and error["error"].startswith("line 2 is not UTF-8 text")
+
+
+def test_blank_csv_lines_are_no_rows(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n\na,ROMEO:\n\n\nb,JULIET:\n\n", encoding="utf-8")
+    run = run_batch(str(source), str(tmp_path / "out.jsonl"), "--task", "score", "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert (summary["rows"], summary["computed"], summary["errors"]) == (2, 2, 0)
+    assert "2 rows run (0 of 2 were done before" in run.stderr
+
+
+# ids and columns
+
+
+def test_a_row_without_an_id_is_a_bad_row_wherever_it_is(tmp_path: Path) -> None:
+    rows = [{"text": "ROMEO:"}, {"id": "b", "text": "JULIET:"}, {"text": "PAULINA:"}]
+    run_job(spec(tmp_path, "generate", rows, options=GENERATE, seed=1))
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["b"]
+    errors = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
+    assert [(e["row"], e["error"]) for e in errors] == [
+        (0, "no value in the id column 'id'"), (2, "no value in the id column 'id'")]
+    # Without the column anywhere, the row numbers are the ids.
+    run_job(spec(tmp_path, "score", [{"text": "ROMEO:"}, {"text": "JULIET:"}], "num.jsonl"))
+    assert [r["id"] for r in read_jsonl(tmp_path / "num.jsonl")] == [0, 1]
+
+
+def test_an_id_column_named_as_a_result_column_is_refused(tmp_path: Path) -> None:
+    rows = [{"text": "ROMEO:", "error": "e1"}]
+    job = spec(tmp_path, "generate", rows, options=GENERATE, id_column="text")
+    with pytest.raises(ValueError, match=r"the id column 'text' has the name of a column the "
+                       r"job writes beside it \(--task generate writes text, finish_reason"):
+        run_job(job)
+    with pytest.raises(ValueError, match=r"the id column 'error' .*the errors file row, error"):
+        run_job(JobSpec(**{**job.__dict__, "task": "score", "id_column": "error"}))
+    assert not (tmp_path / "out.jsonl.parts").exists() and not job.output.exists()
+
+
+def test_paths_may_be_strings(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    summary = run_job(JobSpec(str(source), str(tmp_path / "out.jsonl"), "score",  # type: ignore[arg-type]
+                              model=MODEL, progress=False))  # type: ignore[arg-type]
+    assert summary.computed == 2 and len(read_jsonl(tmp_path / "out.jsonl")) == 2
+
+
+# outputs: their schema, with or without rows
+
+
+def test_a_parquet_output_takes_ids_of_mixed_types_as_text(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow (the parquet extra)")
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = [{"id": 1, "text": "ROMEO:"}, {"id": "a", "text": "JULIET:"}]
+    run_job(spec(tmp_path, "score", rows, "mixed.parquet"))
+    table = pq.read_table(tmp_path / "mixed.parquet")
+    assert table.column("id").to_pylist() == ["1", "a"]  # canonical_id: 1 seeds as "1"
+    run_job(spec(tmp_path, "score", [{"id": 1, "text": "ROMEO:"}], "one.parquet"))
+    assert pq.read_table(tmp_path / "one.parquet").column("id").to_pylist() == [1]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("in-")) == [
+        "mixed.parquet", "mixed.parquet.errors.jsonl", "one.parquet", "one.parquet.errors.jsonl"]
+
+
+def test_an_output_without_rows_has_its_columns(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow (the parquet extra)")
+    import pyarrow.parquet as pq
+
+    header_only = write_csv(tmp_path / "in.csv", [])
+    run_job(JobSpec(header_only, tmp_path / "out.csv", "score", model=Path(MODEL),
+                    progress=False))
+    assert (tmp_path / "out.csv").read_bytes() == b"id,logprob,tokens,greedy,token_logprobs\r\n"
+    bad = write_parquet(tmp_path / "bad.parquet", [{"id": "a", "text": ""}])
+    run_job(JobSpec(bad, tmp_path / "out.parquet", "embed", model=Path(MODEL),
+                    pooling="none", progress=False))
+    schema = pq.read_schema(tmp_path / "out.parquet")
+    assert schema.names == ["id", "embedding"]
+    assert str(schema.field("embedding").type) == "list<element: list<element: double>>"

@@ -70,6 +70,7 @@ def test_ray_resumes_a_local_jobs_parts(tmp_path: Path) -> None:
 
     done = read_jsonl(whole)[:5]
     store.write([Outcome(i, r.pop("id"), r) for i, r in enumerate(done)])
+    store.close()  # as the local run's end does: it releases OUTPUT.parts/lock
     summary = run_job(JobSpec(**{**spec.__dict__, "output": output, "ray": ""}))
     assert summary.done_before == 5 and summary.computed == 7
     assert output.read_bytes() == whole.read_bytes()

@@ -109,6 +109,7 @@ def test_an_uncommitted_part_is_run_again_and_counted(tmp_path: Path,
                               for i in range(8, 12)))
     with open(manifest, "ab") as f:
         f.write(b'{"part": "part-0000000000')  # torn by the kill
+    store.close()  # as the kill does
     summary = run_job(JobSpec(**{**spec.__dict__, "strict": False}))
     assert summary.done_before == 8 and summary.recomputed == 4
     assert summary.computed == ROWS + 4 - 8
@@ -121,9 +122,10 @@ def test_the_manifest_commits_before_the_rows_count_as_done(tmp_path: Path) -> N
     store = PartStore.open(spec.output, spec.identity())
     assert store.done == set()
     (store.directory / "part-000000000000-000000000002.jsonl.tmp").write_text('{"row": 0')
+    store.close()
     reopened = PartStore.open(spec.output, spec.identity())
     assert reopened.done == set() and reopened.orphaned == set()
-    assert [p.name for p in reopened.directory.iterdir()] == [MANIFEST]
+    assert sorted(p.name for p in reopened.directory.iterdir()) == ["lock", MANIFEST]
 
 
 def test_a_job_with_a_banned_token_resumes(tmp_path: Path) -> None:
@@ -132,7 +134,7 @@ def test_a_job_with_a_banned_token_resumes(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", good_rows(3))
     spec = JobSpec(source, tmp_path / "out.jsonl", "generate", model=Path(MODEL),
                    options={"logit_bias": {0: float("-inf")}, "max_new_tokens": 4})
-    PartStore.open(spec.output, spec.identity())
+    PartStore.open(spec.output, spec.identity()).close()
     assert PartStore.open(spec.output, spec.identity()).done == set()
 
 

@@ -34,6 +34,8 @@ output does not depend on the batch, worker or machine that ran it.
 Resumable: finished batches are committed to OUTPUT.parts/ as they complete; after an
 interruption (Ctrl-C, kill -9, a full disk) the same command runs only the rows not yet
 written. At the end the parts are merged into OUTPUT and OUTPUT.errors.jsonl and removed.
+One run per OUTPUT at a time (a second is refused); an INPUT that is OUTPUT or its errors
+file is refused.
 
 Bad rows (no text, empty text, longer than the context) go to OUTPUT.errors.jsonl with the
 reason and the job goes on; --strict stops at the first. With generate, a prompt longer
@@ -60,8 +62,8 @@ def register(subparsers: Any) -> None:
     rows = parser.add_argument_group("rows")
     rows.add_argument("--column", default="text", help="the text column (default: text)")
     rows.add_argument("--id-column", default="id", metavar="NAME",
-                      help="the id column, kept in the output and seeding each row; when the "
-                      "input has none, the row number (from 0) is the id (default: id)")
+                      help="the id column, kept in the output and seeding each row; when no "
+                      "row has it, the row number (from 0) is the id (default: id)")
     rows.add_argument("-b", "--batch-size", type=positive_int, default=16, metavar="B",
                       help="rows per batch: per model call and per committed part (default: 16)")
     rows.add_argument("-s", "--seed", type=non_negative_int, default=0,

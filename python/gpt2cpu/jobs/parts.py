@@ -12,23 +12,33 @@ files and a manifest, written so that a job killed at any instant loses nothing 
 - When every row is done, the parts are merged in input order into OUTPUT and
   OUTPUT.errors.jsonl (each written to a temporary file and renamed) and the directory is
   removed.
+- A run holds an exclusive lock (flock on OUTPUT.parts/lock) from `open` to its end: a
+  second run on the same OUTPUT is refused at once rather than deleting the first's parts
+  or merging half of them. Files the job did not write are never deleted: a parts
+  directory holding any is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
-import shutil
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .formats import dumps, table_format, write_table
 from .tasks import Outcome
 
 MANIFEST = "manifest.jsonl"
+LOCK = "lock"
+# Every name a job writes in its parts directory; anything else is someone else's.
+_JOB_FILE = re.compile(r"(manifest\.jsonl|part-\d{12}-\d{12}\.jsonl)(\.tmp)?|lock")
+# The errors file's columns besides the id column.
+ERROR_COLUMNS = ("row", "error")
 
 
 class JobConflict(ValueError):
@@ -43,6 +53,11 @@ def errors_path(output: Path) -> Path:
     return output.with_name(output.name + ".errors.jsonl")
 
 
+def tmp_path(path: Path) -> Path:
+    """Where write_atomically writes path before renaming it into place."""
+    return path.with_name(path.name + ".tmp")
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -53,22 +68,59 @@ def _fsync_dir(directory: Path) -> None:
 
 def write_atomically(path: Path, write: Any) -> Any:
     """write(binary file) into a temporary file beside path, fsync, rename over path."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        value = write(f)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            value = write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return value
 
 
+def _lock(directory: Path, output: Path) -> BinaryIO:
+    """Make directory if need be and take its lock, held while the returned file is open."""
+    while True:
+        try:
+            directory.mkdir(exist_ok=True)
+        except FileExistsError:
+            raise JobConflict(f"{directory} is not a directory: gpt2cpu batch keeps "
+                              f"{output.name}'s unfinished parts there; move it or choose "
+                              "another OUTPUT") from None
+        path = directory / LOCK
+        try:
+            f = open(path, "ab")  # noqa: SIM115 - held open for the whole run
+        except FileNotFoundError:  # a run finishing just now removed the directory
+            continue
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise JobConflict(f"{output}: another gpt2cpu batch run is writing this output "
+                              f"(it holds {path}); wait for it to end, or choose another "
+                              "OUTPUT") from None
+        try:
+            same = os.path.samestat(os.fstat(f.fileno()), path.stat())
+        except FileNotFoundError:
+            same = False
+        if same:
+            return f
+        f.close()  # a run that finished removed the file between our open and our lock
+
+
 @dataclass
 class PartStore:
-    """The parts of one job's output; `open` it, `write` outcomes, `finish`."""
+    """The parts of one job's output; `open` it, `write` outcomes, `finish`; `close`
+    releases its lock (finish does too)."""
 
     output: Path
     directory: Path
+    lock: BinaryIO | None = None
     done: set[int] = field(default_factory=set)
     # Rows of parts found whole on disk but not in the manifest (deleted): rows that had
     # been written once and are run again.
@@ -79,26 +131,60 @@ class PartStore:
     def open(cls, output: Path, identity: dict[str, Any], *, overwrite: bool = False) -> PartStore:
         table_format(output, "output")
         directory = parts_dir(output)
-        if output.exists() and not directory.exists() and not overwrite:
-            raise JobConflict(
-                f"{output} exists and no job is in progress there ({directory.name} is "
-                "absent): a finished job's output is not overwritten; delete it or pass "
-                "--overwrite"
-            )
-        directory.mkdir(exist_ok=True)
-        store = cls(output, directory)
+        store = cls(output, directory, _lock(directory, output))
         try:
-            store._load(identity)
+            store._open(identity, overwrite)
+        except BaseException:
+            store._release()
+            raise
+        return store
+
+    def _open(self, identity: dict[str, Any], overwrite: bool) -> None:
+        names = {p.name for p in self.directory.iterdir()}
+        foreign = sorted(n for n in names if not _JOB_FILE.fullmatch(n))
+        if foreign:
+            raise JobConflict(
+                f"{self.directory} holds files gpt2cpu batch did not write "
+                f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); they are "
+                "not deleted: move them, or choose another OUTPUT"
+            )
+        if MANIFEST not in names and self.output.exists() and not overwrite:
+            raise JobConflict(
+                f"{self.output} exists and no job is in progress there (no job manifest "
+                f"in {self.directory.name}/): a finished job's output is not overwritten; "
+                "delete it or pass --overwrite"
+            )
+        try:
+            self._load(identity)
         except JobConflict:
             if not overwrite:
                 raise
             # Another job's parts. The same job's are kept even with --overwrite, so that
             # rerunning a command that has it resumes rather than starts again.
-            shutil.rmtree(directory)
-            directory.mkdir()
-            store = cls(output, directory)
-            store._load(identity)
-        return store
+            self._delete()
+            self._load(identity)
+
+    def _delete(self) -> None:
+        """Delete the files the job wrote but the lock."""
+        for path in self.directory.iterdir():
+            if _JOB_FILE.fullmatch(path.name) and path.name != LOCK:
+                path.unlink()
+
+    def _release(self) -> None:
+        """Remove the lock file and the directory if nothing is left in it (a file someone
+        put there meanwhile, or the parts of a job that is not this one, stay), then release
+        the lock."""
+        with contextlib.suppress(OSError):
+            (self.directory / LOCK).unlink()  # a run that opened it will see it is gone
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock (the parts stay for a resume)."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     def discard_if_empty(self) -> None:
         """Removes the parts directory if it holds no row (only the manifest): a job that
@@ -106,8 +192,9 @@ class PartStore:
         command as a different job, and loses nothing."""
         if self.done or self.orphaned:
             return
-        if all(p.name == MANIFEST for p in self.directory.iterdir()):
-            shutil.rmtree(self.directory, ignore_errors=True)
+        if all(p.name in (MANIFEST, LOCK) for p in self.directory.iterdir()):
+            self._delete()
+            self._release()
 
     def _load(self, identity: dict[str, Any]) -> None:
         # As it reads back: a logit bias's int keys become strings, and -inf (a ban) is
@@ -127,7 +214,7 @@ class PartStore:
             self._count(entry)
             self.done.update(range(entry["first"], entry["last"] + 1))
         for path in self.directory.iterdir():
-            if path.name == MANIFEST:
+            if path.name in (MANIFEST, LOCK):
                 continue
             if path.name not in named:
                 if path.suffix == ".jsonl":
@@ -196,8 +283,9 @@ class PartStore:
                 for line in f:
                     yield json.loads(line)
 
-    def finish(self, id_column: str, fields: Sequence[str]) -> None:
-        """Merge the parts into OUTPUT and its errors file; remove the parts."""
+    def finish(self, id_column: str, fields: dict[str, str]) -> None:
+        """Merge the parts into OUTPUT and its errors file; remove the parts. fields: the
+        result's columns and their types (formats.write_table's)."""
         fmt = table_format(self.output, "output")
 
         def results() -> Iterator[dict[str, Any]]:
@@ -210,9 +298,12 @@ class PartStore:
                 if record.get("error") is not None:
                     yield {"row": record["row"], id_column: record["id"], "error": record["error"]}
 
-        write_atomically(self.output, lambda f: write_table(fmt, results(), f))
-        write_atomically(errors_path(self.output), lambda f: write_table("jsonl", errors(), f))
-        shutil.rmtree(self.directory)
+        write_atomically(self.output, lambda f: write_table(
+            fmt, results, f, {id_column: "id", **fields}))
+        write_atomically(errors_path(self.output), lambda f: write_table(
+            "jsonl", errors, f, {"row": "int64", id_column: "id", "error": "string"}))
+        self._delete()
+        self._release()
         with contextlib.suppress(OSError):
             _fsync_dir(self.output.parent)
 

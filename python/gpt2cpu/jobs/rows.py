@@ -61,11 +61,10 @@ def make_row(index: int, record: dict[str, Any] | BadLine, column: str, id_colum
     return Row(index, row_id, text)
 
 
-def rows_of(records: Iterable[dict[str, Any] | BadLine], column: str,
-            id_column: str) -> Iterator[Row]:
-    """Each record as a Row. The input has ids when its first record has the id column."""
-    ids_given: bool | None = None
+def rows_of(records: Iterable[dict[str, Any] | BadLine], column: str, id_column: str,
+            ids_given: bool) -> Iterator[Row]:
+    """Each record as a Row. ids_given: whether the input has the id column (in its header,
+    or in any JSONL row: formats.scan_records), decided for the whole input so that a row
+    without an id is a bad row wherever it is, never a reason to number every row."""
     for index, record in enumerate(records):
-        if ids_given is None and not isinstance(record, BadLine):
-            ids_given = id_column in record
-        yield make_row(index, record, column, id_column, bool(ids_given))
+        yield make_row(index, record, column, id_column, ids_given)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..progress import Progress
-from .formats import count_records, read_records, table_format
-from .parts import PartStore, errors_path
+from .formats import read_records, scan_records, table_format
+from .parts import ERROR_COLUMNS, PartStore, errors_path
 from .rows import Row, rows_of
 from .tasks import Outcome, Task, make_task
+
+if TYPE_CHECKING:
+    from ..model import Model
 
 
 class RowFailed(ValueError):
@@ -45,6 +49,13 @@ class JobSpec:
     ray: str | None = None  # None: this process; "": a local Ray cluster; else its address
     ray_actors: int | None = None
     ray_cpus_per_actor: int = 1
+
+    def __post_init__(self) -> None:
+        # Paths may be given as str or any os.PathLike.
+        for name in ("input", "output", "model"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
 
     def make_task(self) -> Task:
         return make_task(self.task, options=self.options, seed=self.seed, pooling=self.pooling,
@@ -141,6 +152,36 @@ def commit(store: PartStore, outcomes: Sequence[Outcome], strict: bool) -> None:
     store.write(outcomes)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # a hard link, or another path to one directory
+    except OSError:
+        return False
+
+
+def check_paths(spec: JobSpec) -> None:
+    """Refuses a job that would write over its own input. (Its other paths, OUTPUT.parts/
+    and the .tmp files, cannot be an input: a directory, an unknown extension.)"""
+    for what, path in (("output", spec.output), ("errors file", errors_path(spec.output))):
+        if _same_file(spec.input, path):
+            raise ValueError(f"{spec.input}: the input is also this job's {what} ({path}), "
+                             "which would overwrite it; choose another OUTPUT")
+
+
+def check_id_column(id_column: str, task: Task) -> None:
+    """Refuses an id column that the output or the errors file has another column of."""
+    written = (*task.fields, *ERROR_COLUMNS)
+    if id_column in written:
+        raise ValueError(
+            f"the id column {id_column!r} has the name of a column the job writes beside it "
+            f"(--task {task.name} writes {', '.join(task.fields)}; the errors file "
+            f"{', '.join(ERROR_COLUMNS)}): the ids would be lost; rename it in the input and "
+            "pass --id-column with the new name"
+        )
+
+
 def run_job(spec: JobSpec) -> JobSummary:
     """Run (or resume) the job: every input row not yet written, then the merged output."""
     if spec.batch_size < 1:
@@ -152,7 +193,11 @@ def run_job(spec: JobSpec) -> JobSummary:
     if not spec.output.parent.is_dir():  # a typo in the path should not become a directory
         raise FileNotFoundError(f"{spec.output}: the output's directory {spec.output.parent} "
                                 "does not exist")
+    check_paths(spec)
     task = spec.make_task()
+    check_id_column(spec.id_column, task)
+    # A whole pass before any work: an unreadable input fails here, leaving nothing behind.
+    total, ids_given = scan_records(spec.input, spec.id_column)
     model = None
     if spec.ray is None:  # loaded first: a model that cannot do the task leaves no parts
         from ..model import Model
@@ -160,10 +205,23 @@ def run_job(spec: JobSpec) -> JobSummary:
         model = Model.from_pretrained(spec.model_dir(), threads=spec.threads, dtype=spec.dtype)
         task.check(model)
     store = PartStore.open(spec.output, spec.identity(), overwrite=spec.overwrite)
+    try:
+        return _run(spec, task, model, store, total, ids_given)
+    except BaseException:
+        # Under Ray the model loads in the actors only, so a model that cannot do the task
+        # fails here, after the parts directory was made: it goes if no row was written.
+        store.discard_if_empty()
+        raise
+    finally:
+        store.close()
+
+
+def _run(spec: JobSpec, task: Task, model: Model | None, store: PartStore, total: int,
+         ids_given: bool) -> JobSummary:
     done_before = len(store.done)
     counts_before = dict(store.counts)
-    total = count_records(spec.input)
-    pending = (r for r in rows_of(read_records(spec.input), spec.column, spec.id_column)
+    pending = (r for r in rows_of(read_records(spec.input), spec.column, spec.id_column,
+                                  ids_given)
                if r.index not in store.done)
     progress = JobProgress(total, done_before, f"{spec.task}", spec.progress)
     started = time.perf_counter()
@@ -178,11 +236,6 @@ def run_job(spec: JobSpec) -> JobSummary:
                 outcomes = task.run(model, batch)
                 commit(store, outcomes, spec.strict)
                 progress.add(outcomes)
-    except BaseException:
-        # Under Ray the model loads in the actors only, so a model that cannot do the task
-        # fails here, after the parts directory was made: it goes if no row was written.
-        store.discard_if_empty()
-        raise
     finally:
         progress.close()
     seconds = time.perf_counter() - started
@@ -194,5 +247,5 @@ def run_job(spec: JobSpec) -> JobSummary:
         tokens=progress.tokens, seconds=seconds, output=str(spec.output),
         errors_file=str(errors_path(spec.output)), total_errors=store.counts["errors"],
     )
-    store.finish(spec.id_column, task.fields)
+    store.finish(spec.id_column, task.columns())
     return summary

@@ -40,7 +40,13 @@ class Task:
     """A task adapter: `run(model, rows)` gives one Outcome per row, in order."""
 
     name: ClassVar[str]
-    fields: ClassVar[tuple[str, ...]]  # the result's keys, in output order
+    # The result's keys, in output order, and their types (formats.write_table's).
+    types: ClassVar[dict[str, str]]
+    fields: ClassVar[tuple[str, ...]]
+
+    def columns(self) -> dict[str, str]:
+        """The result's columns and their types (embed's depend on its pooling)."""
+        return dict(self.types)
 
     def check(self, model: Model) -> None:
         """Raises before any row runs if the model cannot do the task."""
@@ -90,7 +96,9 @@ class GenerateTask(Task):
     capped to it (the finish reason is then "length")."""
 
     name = "generate"
-    fields = ("text", "finish_reason", "prompt_tokens", "new_tokens")
+    types = {"text": "string", "finish_reason": "string", "prompt_tokens": "int64",
+             "new_tokens": "int64"}
+    fields = tuple(types)
 
     def __init__(self, options: Mapping[str, Any], seed: int) -> None:
         row_seed(seed, 0)  # checks seed now rather than on the first row
@@ -134,7 +142,9 @@ class ScoreTask(Task):
     their sum, and whether each was the model's most likely next token (greedy)."""
 
     name = "score"
-    fields = ("logprob", "tokens", "greedy", "token_logprobs")
+    types = {"logprob": "float64", "tokens": "int64", "greedy": "bool",
+             "token_logprobs": "list<float64>"}
+    fields = tuple(types)
 
     def most_tokens(self, model: Model) -> int:
         return model.config.n_positions + 1  # the last token is only ever a target
@@ -153,10 +163,15 @@ class EmbedTask(Task):
     """Each text's hidden-state features through Model.embed."""
 
     name = "embed"
-    fields = ("embedding",)
+    types = {"embedding": "list<float64>"}
+    fields = tuple(types)
 
     def __init__(self, pooling: Pooling = "mean", layer: int = -1, normalize: bool = False) -> None:
         self.pooling, self.layer, self.normalize = pooling, layer, normalize
+
+    def columns(self) -> dict[str, str]:
+        return {"embedding": "list<list<float64>>" if self.pooling == "none"
+                else "list<float64>"}
 
     def check(self, model: Model) -> None:
         super().check(model)
@@ -177,7 +192,8 @@ class ClassifyTask(Task):
     GPT2ForSequenceClassification checkpoint)."""
 
     name = "classify"
-    fields = ("label", "label_id", "probabilities")
+    types = {"label": "string", "label_id": "int64", "probabilities": "list<float64>"}
+    fields = tuple(types)
 
     def check(self, model: Model) -> None:
         super().check(model)
