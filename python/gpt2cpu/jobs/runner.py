@@ -208,8 +208,9 @@ def run_job(spec: JobSpec) -> JobSummary:
     try:
         return _run(spec, task, model, store, total, ids_given)
     except BaseException:
-        # Under Ray the model loads in the actors only, so a model that cannot do the task
-        # fails here, after the parts directory was made: it goes if no row was written.
+        # Under Ray the model is checked in run_pending (or only in the actors, for a ray://
+        # client without the model's files), after the parts directory was made: a model
+        # that cannot do the task fails here, and the directory goes if no row was written.
         store.discard_if_empty()
         raise
     finally:
