@@ -372,3 +372,35 @@ def test_daemon_threads_in_the_engine_at_exit_do_not_abort_the_process() -> None
         lines = out.stdout.splitlines()
         assert lines[0] == "main done" and len(lines) == 2, out.stdout
         assert lines[1].startswith("at exit: [") and lines[1].count(",") == 2, out.stdout
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_stream_closed_from_another_thread_stops_at_its_next_step(batched: bool) -> None:
+    """close() while another thread is inside the stream (a step running): it used to raise
+    "generator already executing" and the stream ran to its end."""
+    import gpt2cpu
+
+    model = gpt2cpu.Model.from_pretrained(threads=1)
+    prompt: Any = ["ROMEO:", "JULIET:"] if batched else "ROMEO:"
+    stream = model.stream(prompt, max_new_tokens=255, ignore_eos=True)
+    started = threading.Event()
+    pieces: list[Any] = []
+
+    def consume() -> None:
+        for piece in stream:
+            pieces.append(piece)
+            started.set()
+
+    consumer = threading.Thread(target=consume)
+    steps = model.stats.steps
+    consumer.start()
+    assert started.wait(30)
+    for _ in range(200):  # until close() meets the consumer inside the generator
+        stream.close()
+        if not consumer.is_alive():
+            break
+    consumer.join(30)
+    assert not consumer.is_alive()
+    assert model.stats.steps - steps < 250  # it stopped well before its 255 tokens
+    result = stream.results if batched else stream.result  # type: ignore[union-attr]
+    assert result is None

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .decoding import MAX_LOGPROBS, Decoding, LogprobsMode, TokenLogprob
-from .loop import GenerationConfig, GenerationResult, new_token_budget, prompt_ids
+from .loop import (
+    GenerationConfig,
+    GenerationResult,
+    close_generator,
+    new_token_budget,
+    prompt_ids,
+)
 from .sampling import sample_seed
 
 if TYPE_CHECKING:
@@ -142,6 +148,7 @@ class BatchStream:
                 )))
         self.results: list[GenerationResult] | None = None
         self._listed = True
+        self._closing = False
         self._steps = self._run()
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
@@ -151,8 +158,10 @@ class BatchStream:
         return next(self._steps)
 
     def close(self) -> None:
-        """Stops early; `results` stays None and every sequence's cache goes back."""
-        self._steps.close()
+        """Stops early; `results` stays None and every sequence's cache goes back. Safe from
+        any thread, as GenerationStream.close."""
+        self._closing = True
+        close_generator(self._steps)
 
     def _run(self) -> Generator[tuple[int, str], None, None]:
         from ..engine.batch import row_batches, step
@@ -195,6 +204,8 @@ class BatchStream:
                 going = [(i, s) for i, s, _ in pieces if not s.d.done]
                 if not going:
                     break
+                if self._closing:
+                    return
                 started = time.perf_counter()
                 out = step([s.sequence for _, s in going if s.sequence],
                            [[s.d.new[-1]] for _, s in going])

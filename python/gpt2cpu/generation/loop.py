@@ -11,6 +11,7 @@ The prompt runs through the model once; each step then runs only the newest toke
 from __future__ import annotations
 
 import contextlib
+import inspect
 import numbers
 import time
 from collections.abc import Generator, Iterable, Mapping
@@ -229,6 +230,7 @@ class GenerationStream:
         # Built here rather than on the first step so that every bad argument raises now.
         self._decoding = Decoding(model, config, seen, budget)
         self.result: GenerationResult | None = None
+        self._closing = False
         self._steps = self._run()
 
     def __iter__(self) -> GenerationStream:
@@ -238,8 +240,11 @@ class GenerationStream:
         return next(self._steps)
 
     def close(self) -> None:
-        """Stops a generation early; `result` stays None."""
-        self._steps.close()
+        """Stops a generation early; `result` stays None. Safe from any thread: while
+        another thread is inside the stream, it stops before its next step and its
+        iteration ends."""
+        self._closing = True
+        close_generator(self._steps)
 
     def _run(self) -> Generator[str, None, None]:
         model, ids, d = self.model, self.prompt_ids, self._decoding
@@ -269,6 +274,8 @@ class GenerationStream:
                     started = time.perf_counter()
                 if d.done:
                     break
+                if self._closing:
+                    return
                 logits = sequence._append_sampled(d.new[-1])
                 steps += 1
             if continued is not None and d.unrun:
@@ -278,6 +285,16 @@ class GenerationStream:
         if tail := d.flush():
             yield tail
         self.result = d.result(len(ids), prefill, decode, steps)
+
+
+def close_generator(steps: Generator[Any, None, None]) -> None:
+    """steps.close(), unless another thread is running it (ValueError "generator already
+    executing"): that one then sees its stream's closing flag before its next step."""
+    try:
+        steps.close()
+    except ValueError:
+        if inspect.getgeneratorstate(steps) != inspect.GEN_RUNNING:
+            raise
 
 
 def stream(model: Model, prompt: str | IdsLike, config: GenerationConfig,
