@@ -87,8 +87,10 @@ struct ProductRows {
   // row r + i at (b * m + i) * kDotRows (row-major where m = 1).
   const int8_t* q = nullptr;
   int64_t ldq = 0;
-  const float* scale = nullptr;  // (m, groups), row stride ldg
-  const int32_t* sum = nullptr;  // (m, groups), row stride ldg
+  // (groups, m): row i's value for group g at g * ldg + i. Group-major, as the threads
+  // share the quantizing out (whole groups each), so that they do not write one line.
+  const float* scale = nullptr;
+  const int32_t* sum = nullptr;
   int64_t ldg = 0;
 
   ProductRows from(int64_t row) const {
@@ -96,8 +98,8 @@ struct ProductRows {
     if (f != nullptr) r.f += row * ld;
     if (q != nullptr) {
       r.q += row * ldq;
-      r.scale += row * ldg;
-      r.sum += row * ldg;
+      r.scale += row;
+      r.sum += row;
     }
     return r;
   }

@@ -43,7 +43,7 @@ void padded_bias(float* row, const float* bias, int64_t cols) {
 }
 
 // The layout of an integer product's quantized input in a block of memory: q (t, k4),
-// then scale and sum (t, groups).
+// then scale and sum (groups, t).
 struct QuantizedLayout {
   int64_t k4, groups;
   size_t q_bytes, scale_bytes, total;
@@ -77,7 +77,7 @@ ProductRows quantized_view(int64_t t, int64_t k, int64_t group, void* memory) {
   rows.ldq = layout.k4;
   rows.scale = reinterpret_cast<float*>(base + layout.q_bytes);
   rows.sum = reinterpret_cast<int32_t*>(base + layout.q_bytes + layout.scale_bytes);
-  rows.ldg = layout.groups;
+  rows.ldg = t;
   return rows;
 }
 
@@ -124,19 +124,21 @@ void quantize_rows(const KernelTable& kt, const float* inp, int64_t ldi, int64_t
   const RowTiles tiles(t, kt.stream_rows);
   // Shares of whole groups, all rows of each: a tile's rows are interleaved 4 bytes apart,
   // so a cache line of a tile's block holds 16 rows' bytes, and shares of rows had both
-  // threads writing every line (an int8 16-sequence step spent ~4% there).
-  const int64_t items = t * to.ldg;
+  // threads writing every line (an int8 16-sequence step spent ~4% there). The scales and
+  // sums are group-major for the same reason.
+  const int64_t groups = (k + group - 1) / group;
+  const int64_t items = t * groups;
   for (int64_t item = share.begin(items); item < share.end(items); ++item) {
     const int64_t g = item / t, r = item % t;
     const int64_t c0 = g * group, c1 = min64(c0 + group, k);
     const int64_t tile = tiles.of(r);
     const int64_t r0 = tiles.first(tile), m = tiles.size(tile);
-    float* group_scale = scale + r * to.ldg + g;
-    int32_t* group_sum = sum + r * to.ldg + g;
+    float* group_scale = scale + g * to.ldg + r;
+    int32_t* group_sum = sum + g * to.ldg + r;
     if (m == 1) {
       int8_t* qr = q + r * to.ldq;
       kt.quantize_group(inp + r * ldi + c0, c1 - c0, qr + c0, group_scale, group_sum);
-      if (g + 1 == to.ldg) {
+      if (g + 1 == groups) {
         for (int64_t c = k; c < to.ldq; ++c) qr[c] = 0;
       }
       continue;
