@@ -35,7 +35,9 @@ int64_t items_of(const AttentionShape& s) {
 // one, or attend_block's scratch for blocks of them.
 int64_t scratch_per_thread(const AttentionShape& s) {
   const int64_t longest = s.pos0 + s.t;
-  return by_block(s) ? attend_block_scratch(longest, s.head_dim) : longest;
+  const int64_t floats = by_block(s) ? attend_block_scratch(longest, s.head_dim) : longest;
+  // Whole cache lines, so that one thread's scores never share a line with the next one's.
+  return (floats + 15) / 16 * 16;
 }
 
 // The same for all the jobs of one call: plan_attention sizes the scratch by it and
