@@ -105,11 +105,28 @@ def test_text_report(hf_model_dir: HfModelDir) -> None:
     assert "decode at position 5 " in out.stdout
 
 
-def test_a_workload_longer_than_the_context_is_refused(hf_model_dir: HfModelDir) -> None:
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        # Longer than the context of 64: the error names the flag to lower.
+        (["--prompt-tokens", "65"], "--prompt-tokens 65 is more than the model's context of 64"),
+        (["--new-tokens", "49"], "--new-tokens 49 is more than the 48 that"),
+        (["--positions", "5,49"], "--positions 49 is more than the 48 that"),
+        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--new-tokens", "0"], "--new-tokens must be at least 1"),
+        (["--prompt-tokens", "0"], "--prompt-tokens must be at least 1"),
+        (["--batch", "0,2"], "--batch must each be at least 1, got 0"),
+        (["--batch", "1,,2"], "--batch must be integers separated by commas"),
+        (["--batch", ","], "--batch must be integers separated by commas"),
+    ],
+)
+def test_a_workload_error_names_its_flag(hf_model_dir: HfModelDir, args: list[str],
+                                         fragment: str) -> None:
     directory, _ = hf_model_dir(**SMALL)
-    out = bench("--model", str(directory), "--prompt-tokens", "65", "--new-tokens", "5")
+    out = bench("--model", str(directory), "--new-tokens", "5", "--repeats", "1", *args)
     assert out.returncode == 2
-    assert "65 positions" in out.stderr and "64" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"gpt2cpu bench: error: {fragment}"), out.stderr
+    assert len(out.stderr.splitlines()) == 1
 
 
 def test_positions_are_timed_in_turn() -> None:

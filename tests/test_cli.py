@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -23,11 +24,15 @@ SUMMARY = re.compile(
 )
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GPT2CPU_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+def cli(*args: str, stdin: str | None = None, closed: int | None = None,
+        io_encoding: str = "utf-8") -> subprocess.CompletedProcess[str]:
+    """The command run with `closed` (a file descriptor: 0, 1 or 2) closed, as a shell's
+    <&-, >&- or 2>&- leave it, and Python's streams in io_encoding."""
+    env = {**os.environ, "GPT2CPU_NUM_THREADS": "1", "PYTHONIOENCODING": io_encoding}
     return subprocess.run(
         [sys.executable, "-m", "gpt2cpu", *args], input=stdin, capture_output=True, text=True,
         encoding="utf-8", env=env, timeout=300,
+        preexec_fn=None if closed is None else lambda: os.close(closed),
     )
 
 
@@ -119,6 +124,8 @@ def test_generate_errors_are_one_line(model_dir: str, args: list[str],
         (["generate", "hi", "--top-k", "1.5"], "--top-k: invalid int value"),
         (["generate", "hi", "--no-such-flag"], "unrecognized arguments"),
         (["tokenize"], "required: TEXT"),
+        # tokenize runs no model, so it has no -t; the error is the sub-command's.
+        (["tokenize", "-t", "2", "hi"], "gpt2cpu tokenize: error: unrecognized arguments: -t hi"),
         (["no-such-command"], "invalid choice"),
     ],
 )
@@ -160,3 +167,80 @@ def test_tokenize(model_dir: str, model: gpt2cpu.Model) -> None:
             assert fields[2] == repr(data.decode("utf-8"))
         except UnicodeDecodeError:
             assert fields[2] == repr(data)
+
+
+@pytest.mark.parametrize("command", ["generate", "perplexity"])
+def test_without_stderr_the_output_is_all_there(model_dir: str, model: gpt2cpu.Model,
+                                                tmp_path: Path, command: str) -> None:
+    from gpt2cpu.engine.threads import available_cores
+
+    # More threads than cores: a warning, which has nowhere to go but must not go to stdout.
+    threads = str(available_cores() + 1)
+    if command == "generate":
+        run = cli("generate", "-m", model_dir, PROMPT, "-n", "6", "-s", "2", "-t", threads,
+                  closed=2)
+        assert run.returncode == 0
+        assert run.stdout == model.generate(PROMPT, max_new_tokens=6, seed=2).text
+    else:
+        text = tmp_path / "text.txt"
+        text.write_text(PROMPT, encoding="utf-8")
+        run = cli("perplexity", "-m", model_dir, str(text), "-t", threads, closed=2)
+        assert run.returncode == 0
+        assert run.stdout.startswith("perplexity ") and len(run.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "closed", "fragment"),
+    [
+        (["generate", PROMPT, "-n", "3"], 1, "stdout is closed"),
+        (["tokenize", "x"], 1, "stdout is closed"),  # print() would drop the ids and succeed
+        (["generate", "-"], 0, "stdin is closed"),
+        (["tokenize", "-"], 0, "stdin is closed"),
+        (["perplexity", "-"], 0, "stdin is closed"),
+    ],
+)
+def test_a_closed_stdout_or_stdin_is_one_line(model_dir: str, args: list[str], closed: int,
+                                              fragment: str) -> None:
+    run = cli(*args, "-m", model_dir, closed=closed)
+    assert run.returncode == 2
+    assert_one_line_error(run, f"gpt2cpu {args[0]}: error: {fragment}")
+
+
+@pytest.mark.parametrize(
+    ("flag", "source"),
+    [
+        ([], "generation_config.json's max_new_tokens 1000"),
+        (["-n", "100"], "--max-new-tokens 100"),
+    ],
+)
+def test_the_context_notice_names_where_n_came_from(model_dir: str, tmp_path: Path,
+                                                    flag: list[str], source: str) -> None:
+    directory = tmp_path / "model"
+    directory.mkdir()
+    for path in Path(model_dir).iterdir():
+        (directory / path.name).symlink_to(path.resolve())
+    (directory / "generation_config.json").write_text('{"max_new_tokens": 1000}')
+    run = cli("generate", "-m", str(directory), PROMPT, "-q", *flag)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.startswith(f"gpt2cpu: {source} lowered to "), run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("prompts_file", [False, True])
+def test_output_is_utf8_whatever_the_locale(model_dir: str, model: gpt2cpu.Model,
+                                            tmp_path: Path, prompts_file: bool) -> None:
+    tokenizer = model.tokenizer
+    assert tokenizer is not None
+    # A byte no UTF-8 text holds: decoded, each is U+FFFD, which latin-1 cannot encode.
+    ff = next(i for i in range(model.config.vocab_size) if tokenizer.token_bytes(i) == b"\xff")
+    args = ["-n", "3", "--logit-bias", f"{ff}=100", "-q", "-m", model_dir]
+    if prompts_file:
+        path = tmp_path / "prompts.txt"
+        path.write_text("hi\n", encoding="utf-8")
+        run = cli("generate", "--prompts-file", str(path), *args, io_encoding="latin-1")
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["text"] == "\ufffd" * 3
+    else:
+        run = cli("generate", "hi", *args, io_encoding="latin-1")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == "\ufffd" * 3

@@ -162,12 +162,12 @@ def test_bench_fits_its_default_prompt_to_the_model(capsys: pytest.CaptureFixtur
     assert main(args) == 0
     assert "prompt (256 tokens)" in capsys.readouterr().out
     assert main([*args, "--prompt-tokens", "300"]) == 2
-    assert "needs 300 positions but the model has 256" in capsys.readouterr().err
+    assert "--prompt-tokens 300 is more than the model's context of 256" in capsys.readouterr().err
     # Counts are checked before anything loads (a zero-repeat load had no spread to take).
     assert main([*args, "--repeats", "0"]) == 2
-    assert "repeats must be at least 1" in capsys.readouterr().err
+    assert "--repeats must be at least 1" in capsys.readouterr().err
     assert main([*args, "--positions", "0"]) == 2
-    assert "--positions must be at least 1" in capsys.readouterr().err
+    assert "--positions must each be at least 1" in capsys.readouterr().err
 
 
 def test_perplexity_scores_the_bytes_given(tmp_path: Path) -> None:

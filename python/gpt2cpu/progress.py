@@ -17,6 +17,8 @@ class Progress:
         stream: TextIO | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
+        if self.stream is None:  # no stderr at all (pythonw, 2>&-): nowhere to draw
+            enabled = False
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.total = max(float(total), 1e-9)
         self.label = label

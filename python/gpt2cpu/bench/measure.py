@@ -94,27 +94,37 @@ def _ids(n: int, vocab: int, seed: int) -> list[int]:
 
 
 def _check(work: Workload) -> None:
-    """The workload's own counts, checked before anything loads."""
-    if min(work.prompt_tokens, work.decode_prompt_tokens, work.new_tokens, work.repeats) < 1:
-        raise ValueError("token counts and repeats must be at least 1")
-    if any(p < 1 for p in work.positions):
-        raise ValueError(f"--positions must be at least 1, got {work.positions}")
-    if any(b < 1 for b in work.batches):
-        raise ValueError(f"--batch sizes must be at least 1, got {work.batches}")
+    """The workload's own counts, checked before anything loads. Errors start with the
+    Workload field at fault (the CLI puts its flag there)."""
+    for name in ("prompt_tokens", "decode_prompt_tokens", "new_tokens", "repeats"):
+        if getattr(work, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(work, name)}")
+    for name in ("positions", "batches"):
+        if any(n < 1 for n in getattr(work, name)):
+            raise ValueError(f"{name} must each be at least 1, got {min(getattr(work, name))}")
 
 
 def _fitted(work: Workload, n_positions: int) -> Workload:
     """work against the model's context: a default prompt length cut to it, anything else
-    that does not fit an error."""
+    that does not fit an error starting with the Workload field to lower."""
     if work.fit_prompt and work.prompt_tokens > n_positions:
         work = dataclasses.replace(work, prompt_tokens=n_positions)
-    need = max(
-        work.prompt_tokens,
-        work.decode_prompt_tokens + work.new_tokens,
-        *(p + work.position_steps for p in work.positions),
-    )
-    if need > n_positions:
-        raise ValueError(f"the workload needs {need} positions but the model has {n_positions}")
+    context = f"the model's context of {n_positions} positions"
+    if work.prompt_tokens > n_positions:
+        raise ValueError(f"prompt_tokens {work.prompt_tokens} is more than {context}")
+    room = n_positions - work.decode_prompt_tokens
+    if work.new_tokens > room:
+        raise ValueError(
+            f"new_tokens {work.new_tokens} is more than the {room} that {context} leaves "
+            f"after the {work.decode_prompt_tokens}-token decode prompt"
+        )
+    room = n_positions - work.position_steps
+    too_far = [p for p in work.positions if p > room]
+    if too_far:
+        raise ValueError(
+            f"positions {max(too_far)} is more than the {room} that {context} leaves for "
+            f"the {work.position_steps} decode steps timed there"
+        )
     return work
 
 

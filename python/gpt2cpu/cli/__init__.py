@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f".{name}", __name__).register(subparsers)
+    for sub in subparsers.choices.values():
+        sub.set_defaults(usage_error=sub.error)
     return parser
 
 
@@ -51,9 +55,26 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"gpt2cpu: warning: {message}", file=sys.stderr)
 
 
+def _settle_streams() -> None:
+    """Without a stderr (pythonw, a service manager, 2>&-) sys.stderr is None, and
+    print(file=None) writes to stdout: notices and warnings would land in the output, so
+    they go nowhere instead. What stdout carries is UTF-8 whatever the locale or
+    PYTHONIOENCODING say: JSONL is UTF-8 by definition, and a generated character that the
+    locale's encoding lacks would otherwise end the output part-way with an error."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (the process's)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _settle_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse blames arguments no parser took on the top-level command; those after a
+        # sub-command are about it, and its --help is the one that lists its flags.
+        getattr(args, "usage_error", parser.error)(f"unrecognized arguments: {' '.join(extra)}")
     # As given, for a command that runs itself again in child processes (bench --dtype all).
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "func", None) is None:

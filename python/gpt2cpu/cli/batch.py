@@ -15,6 +15,7 @@ from .common import (
     add_threads_argument,
     non_negative_int,
     positive_int,
+    require_stdout,
     threads_of,
 )
 from .generate import add_generation_arguments, options_of
@@ -100,6 +101,8 @@ def _plural(errors: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..jobs import JobSpec, RowFailed, run_job
 
+    if args.json:
+        require_stdout()
     options = options_of(args)
     options.pop("seed", None)  # the base seed: each row gets its own
     spec = JobSpec(

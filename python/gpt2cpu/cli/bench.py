@@ -21,8 +21,19 @@ from .common import (
     add_model_argument,
     add_threads_argument,
     model_directory,
+    require_stdout,
     threads_of,
+    with_flag,
 )
+
+# The Workload fields a user sets, as the flags that set them.
+_FLAGS = {
+    "prompt_tokens": "--prompt-tokens",
+    "new_tokens": "--new-tokens",
+    "repeats": "--repeats",
+    "positions": "--positions",
+    "batches": "--batch",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -95,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.measure import Workload, random_model_dir
     from ..bench.measure import run as run_bench
 
+    require_stdout()
     if args.remove_cache:
         removed = remove_random_models()
         for path in removed:
@@ -128,14 +140,20 @@ def run(args: argparse.Namespace) -> int:
         batches=batches,
     )
     directory = random_model_dir(args.shape) if args.shape else model_directory(args)
-    report = run_bench(directory, work, compare=args.compare)
+    try:
+        report = run_bench(directory, work, compare=args.compare)
+    except ValueError as exc:
+        raise CliError(with_flag(str(exc), _FLAGS)) from None
     print(json.dumps(report, indent=2) if args.json else format_report(report, args.shape))
     return 0
 
 
 def _integers(value: str, flag: str) -> tuple[int, ...]:
+    """A comma-separated list of integers; empty: none at all (the flag's default)."""
+    if not value:
+        return ()
     try:
-        return tuple(int(p) for p in value.split(",") if p.strip())
+        return tuple(int(p) for p in value.split(","))  # an empty item is an error too
     except ValueError:
         raise ValueError(f"{flag} must be integers separated by commas, got {value!r}") from None
 

@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -21,8 +21,8 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    # -t is --threads in every command (and --temperature has no short form), as in
-    # llama.cpp, whose users type it most.
+    # -t is --threads in every command that runs the model (and --temperature has no short
+    # form), as in llama.cpp, whose users type it most.
     parser.add_argument(
         "-t", "--threads", type=int, default=None, metavar="N",
         help="compute threads (default: $GPT2CPU_NUM_THREADS, else the usable cores); "
@@ -103,13 +103,31 @@ def fit_to_context(model: Model, prompts: Sequence[list[int]], options: dict[str
     capped = [room for room in rooms if n is not None and n > room]
     if not capped:
         return
+    # Named as where it came from, which is where to change it: a -n not given is the
+    # model's generation_config.json's, else the default.
+    if "max_new_tokens" in options:
+        what = f"--max-new-tokens {n}"
+    elif "max_new_tokens" in model.generation_defaults.options:
+        what = f"generation_config.json's max_new_tokens {n}"
+    else:
+        what = f"the default of {n} new tokens"
     if len(prompts) == 1:
-        print(f"gpt2cpu: --max-new-tokens {n} lowered to {capped[0]}, what the model's "
+        print(f"gpt2cpu: {what} lowered to {capped[0]}, what the model's "
               f"context of {context} tokens leaves after the prompt", file=sys.stderr)
     else:
-        print(f"gpt2cpu: --max-new-tokens {n} lowered for {len(capped)} of {len(prompts)} "
+        print(f"gpt2cpu: {what} lowered for {len(capped)} of {len(prompts)} "
               f"prompts to what the model's context of {context} tokens leaves after each "
               f"(down to {min(capped)})", file=sys.stderr)
+
+
+def require_stdout() -> TextIO:
+    """stdout, for a command whose result goes there, checked before any work: closed
+    (>&-), sys.stdout is None and print() would drop the result and succeed."""
+    from . import CliError
+
+    if sys.stdout is None:
+        raise CliError("stdout is closed, and the output goes there")
+    return sys.stdout
 
 
 def read_stdin() -> str:
@@ -118,6 +136,8 @@ def read_stdin() -> str:
     would then encode as text that is not in the input."""
     from . import CliError
 
+    if sys.stdin is None:  # closed (<&-)
+        raise CliError('stdin is closed, and "-" reads from it')
     raw = sys.stdin.buffer.read()
     try:
         return raw.decode("utf-8-sig")  # a leading byte order mark is not text

@@ -20,6 +20,7 @@ from .common import (
     model_directory,
     positive_int,
     read_text_argument,
+    require_stdout,
     threads_of,
     with_flag,
 )
@@ -62,7 +63,7 @@ def register(subparsers: Any) -> None:
     add_threads_argument(parser)
     add_generation_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary line")
-    parser.set_defaults(func=run, usage_error=parser.error)
+    parser.set_defaults(func=run)
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
@@ -187,6 +188,7 @@ def _same_file(a: TextIO, b: TextIO) -> bool:
 def run(args: argparse.Namespace) -> int:
     from ..model import Model
 
+    out = require_stdout()
     threads = threads_of(args)
     options = options_of(args)
     if (args.prompt is None) == (args.prompts_file is None):
@@ -208,7 +210,6 @@ def run(args: argparse.Namespace) -> int:
         assert isinstance(pieces, GenerationStream)  # one prompt, n=1, no logprobs
     except ValueError as exc:
         raise CliError(with_flag(str(exc), _FLAGS)) from None
-    out = sys.stdout
     ends_with_newline = True
     for piece in pieces:
         out.write(piece)

@@ -14,6 +14,7 @@ from .common import (
     add_threads_argument,
     model_directory,
     read_stdin,
+    require_stdout,
     threads_of,
     with_flag,
 )
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model import Model
     from ..tasks.perplexity import perplexity
 
+    require_stdout()
     if args.file == "-":
         text = read_stdin()
     else:

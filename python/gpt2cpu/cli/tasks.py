@@ -16,6 +16,7 @@ from .common import (
     add_model_argument,
     add_threads_argument,
     model_directory,
+    require_stdout,
     threads_of,
 )
 from .inputs import InputTexts, add_file_argument, read_texts, write_jsonl
@@ -53,6 +54,7 @@ def _parser(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPars
 def _load(args: argparse.Namespace) -> tuple[Any, InputTexts]:
     from ..model import Model
 
+    require_stdout()
     texts = read_texts(args.file, "text")
     model = Model.from_pretrained(model_directory(args), threads=threads_of(args),
                                   dtype=args.dtype)

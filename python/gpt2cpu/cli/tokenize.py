@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_model_argument, model_directory, read_text_argument
+from .common import add_model_argument, model_directory, read_text_argument, require_stdout
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +36,7 @@ def piece_text(data: bytes) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..tokenizer.tokenizer import Tokenizer
 
+    require_stdout()
     text = read_text_argument(args.text)
     tokenizer = Tokenizer.from_pretrained(model_directory(args))
     ids = tokenizer.encode(text, allowed_special="all" if args.special else frozenset())
