@@ -402,5 +402,5 @@ def test_a_stream_closed_from_another_thread_stops_at_its_next_step(batched: boo
     consumer.join(30)
     assert not consumer.is_alive()
     assert model.stats.steps - steps < 250  # it stopped well before its 255 tokens
-    result = stream.results if batched else stream.result  # type: ignore[union-attr]
+    result = stream.results if batched else stream.result
     assert result is None

@@ -53,7 +53,7 @@ def copy_of_bundled(directory: Path, *, skip: tuple[str, ...] = ()) -> Path:
     return directory
 
 
-# -t means --threads in every command.
+# -t means --threads in every command that runs the model.
 
 
 @pytest.mark.parametrize("command", [["generate", "hi"], ["perplexity", "file.txt"], ["bench"]])
