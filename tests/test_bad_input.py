@@ -146,6 +146,8 @@ def test_offsets_past_the_end(tiny: Path, offsets: list[int]) -> None:
     {"shape": [True, 16]},
     {"shape": "37x16"},
     {"shape": [2**70, 2**70]},
+    {"shape": [2**62] * 3},                   # each dimension fits; their product does not
+    {"shape": [int("9" * 3000)] * 2},         # a product past int-to-str's 4300 digits
 ])
 def test_offsets_disagree_with_dtype_and_shape(tiny: Path, entry: dict[str, Any]) -> None:
     rewrite(tiny, lambda h: h[WTE].update(entry))

@@ -495,7 +495,7 @@ def test_a_non_streaming_client_that_leaves_cancels_its_request(model: gpt2cpu.M
     Each step is short, so that events never stop arriving for long: a server that checked
     its client only after a pause in them would run all 250 tokens out ("finished")."""
     def steady(items: list[Any]) -> list[Any]:
-        time.sleep(0.01)
+        time.sleep(0.02)
         return advance(items)
 
     with serve(model, step=steady) as served:

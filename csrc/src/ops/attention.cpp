@@ -36,7 +36,9 @@ int64_t items_of(const AttentionShape& s) {
 int64_t scratch_per_thread(const AttentionShape& s) {
   const int64_t longest = s.pos0 + s.t;
   const int64_t floats = by_block(s) ? attend_block_scratch(longest, s.head_dim) : longest;
-  // Whole cache lines, so that one thread's scores never share a line with the next one's.
+  // Whole cache lines, so that one thread's scores never share a line with the next one's
+  // (where the scratch starts on one: step.cpp's does when C and the MLP width are
+  // multiples of 16, as in every GPT-2).
   return (floats + 15) / 16 * 16;
 }
 

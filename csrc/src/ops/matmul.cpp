@@ -127,8 +127,7 @@ void quantize_rows(const KernelTable& kt, const float* inp, int64_t ldi, int64_t
   // threads writing every line (an int8 16-sequence step spent ~4% there). The scales and
   // sums are group-major for the same reason.
   const int64_t groups = (k + group - 1) / group;
-  const int64_t items = t * groups;
-  for (int64_t item = share.begin(items); item < share.end(items); ++item) {
+  for (int64_t item = share.begin(groups) * t; item < share.end(groups) * t; ++item) {
     const int64_t g = item / t, r = item % t;
     const int64_t c0 = g * group, c1 = min64(c0 + group, k);
     const int64_t tile = tiles.of(r);

@@ -178,6 +178,8 @@ class BatchStream:
             # batch-invariant, so the split changes no bit.
             rows: list[np.ndarray[Any, Any]] = []
             for group in row_batches([len(s.ids) for s in firsts], PREFILL_ROWS):
+                if self._closing:
+                    return
                 chunk = [firsts[i] for i in group]
                 out = step([s.sequence for s in chunk if s.sequence], [s.ids for s in chunk])
                 rows += [o[0] for o in out.outputs]

@@ -13,8 +13,8 @@ files and a manifest, written so that a job killed at any instant loses nothing 
   OUTPUT.errors.jsonl (each written to a temporary file and renamed) and the directory is
   removed.
 - A run holds an exclusive lock (flock on OUTPUT.parts/lock) from `open` to its end: a
-  second run on the same OUTPUT is refused at once rather than deleting the first's parts
-  or merging half of them. Files the job did not write are never deleted: a parts
+  second run on the same OUTPUT is refused before any row runs, rather than deleting the
+  first's parts or merging half of them. Files the job did not write are never deleted: a parts
   directory holding any is refused.
 """
 
@@ -104,6 +104,11 @@ def _lock(directory: Path, output: Path) -> BinaryIO:
             raise JobConflict(f"{output}: another gpt2cpu batch run is writing this output "
                               f"(it holds {path}); wait for it to end, or choose another "
                               "OUTPUT") from None
+        except OSError as exc:  # a file system without locks (some NFS mounts)
+            f.close()
+            raise JobConflict(f"{path}: cannot be locked ({exc.strerror}), so a second run "
+                              "could not be kept out; write OUTPUT on a local file "
+                              "system") from None
         try:
             same = os.path.samestat(os.fstat(f.fileno()), path.stat())
         except FileNotFoundError:

@@ -77,6 +77,10 @@ class TensorInfo:
     end: int
 
 
+def _clipped(text: str, most: int = 200) -> str:
+    return text if len(text) <= most else text[:most] + "..."
+
+
 class SafetensorsFile:
     """An open safetensors file. Use as a context manager, or call close()."""
 
@@ -149,11 +153,14 @@ class SafetensorsFile:
         if not isinstance(dtype, str) or (dtype not in DTYPES and dtype not in OTHER_DTYPE_BYTES):
             raise self._fail(f"{where}: unsupported dtype {dtype!r}")
         shape = entry.get("shape")
+        # Bounded too: a size past any file's is wrong anyway, and a product of thousands
+        # of digits could not even be printed (Python's int-to-str limit).
         if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in shape
         ):
             raise self._fail(
-                f"{where}: shape must be a list of non-negative integers, got {shape!r}"
+                f"{where}: shape must be a list of integers in [0, 2**63), got "
+                f"{_clipped(repr(shape))}"
             )
         offsets = entry.get("data_offsets")
         if (
@@ -171,6 +178,9 @@ class SafetensorsFile:
                 " the file may be truncated"
             )
         item = DTYPES[dtype][1] if dtype in DTYPES else OTHER_DTYPE_BYTES[dtype]
+        if math.prod(shape) >= 2**63:
+            raise self._fail(f"{where}: shape {_clipped(repr(tuple(shape)))} holds 2**63 "
+                             "elements or more")
         expected = math.prod(shape) * item
         if end - begin != expected:
             raise self._fail(
