@@ -44,6 +44,10 @@ class Task:
     types: ClassVar[dict[str, str]]
     fields: ClassVar[tuple[str, ...]]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.fields = tuple(cls.types)
+
     def columns(self) -> dict[str, str]:
         """The result's columns and their types (embed's depend on its pooling)."""
         return dict(self.types)
@@ -98,7 +102,6 @@ class GenerateTask(Task):
     name = "generate"
     types = {"text": "string", "finish_reason": "string", "prompt_tokens": "int64",
              "new_tokens": "int64"}
-    fields = tuple(types)
 
     def __init__(self, options: Mapping[str, Any], seed: int) -> None:
         row_seed(seed, 0)  # checks seed now rather than on the first row
@@ -144,7 +147,6 @@ class ScoreTask(Task):
     name = "score"
     types = {"logprob": "float64", "tokens": "int64", "greedy": "bool",
              "token_logprobs": "list<float64>"}
-    fields = tuple(types)
 
     def most_tokens(self, model: Model) -> int:
         return model.config.n_positions + 1  # the last token is only ever a target
@@ -164,7 +166,6 @@ class EmbedTask(Task):
 
     name = "embed"
     types = {"embedding": "list<float64>"}
-    fields = tuple(types)
 
     def __init__(self, pooling: Pooling = "mean", layer: int = -1, normalize: bool = False) -> None:
         self.pooling, self.layer, self.normalize = pooling, layer, normalize
@@ -193,7 +194,6 @@ class ClassifyTask(Task):
 
     name = "classify"
     types = {"label": "string", "label_id": "int64", "probabilities": "list<float64>"}
-    fields = tuple(types)
 
     def check(self, model: Model) -> None:
         super().check(model)
