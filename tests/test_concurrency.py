@@ -404,3 +404,23 @@ def test_a_stream_closed_from_another_thread_stops_at_its_next_step(batched: boo
     assert model.stats.steps - steps < 250  # it stopped well before its 255 tokens
     result = stream.results if batched else stream.result
     assert result is None
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_stream_dropped_part_way_goes_at_once(batched: bool) -> None:
+    """No reference cycle between a stream and its generator: dropped mid-way, it is freed
+    by reference counting alone, and its KV cache with it (a cycle kept both until the
+    cycle collector ran: 106 dropped streams held 212 MiB with it off)."""
+    import gpt2cpu
+
+    model = gpt2cpu.Model.from_pretrained(threads=1)
+    prompt: Any = ["ROMEO:", "JULIET:"] if batched else "ROMEO:"
+    gc.disable()
+    try:
+        stream = model.stream(prompt, max_new_tokens=50, ignore_eos=True, n=2 if batched else 1)
+        next(stream)
+        gone = weakref.ref(stream)
+        del stream
+        assert gone() is None
+    finally:
+        gc.enable()

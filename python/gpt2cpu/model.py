@@ -78,6 +78,16 @@ class EngineStats:
     prefills: int = 0
     steps: int = 0
 
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def count(self, *, steps: int = 0, prefills: int = 0) -> None:
+        """Adds to the counters; threads that share a model count through it (`+=` on an
+        attribute is a read and a write another thread's may fall between)."""
+        with self._lock:
+            self.steps += steps
+            self.prefills += prefills
+
 
 class Sequence:
     """One sequence with its own KV cache: feed a prompt, then one token at a time.
@@ -169,7 +179,7 @@ class Sequence:
         with self._in_use() as core:
             self._check_room(arr.size)
             if not self.tokens:
-                self.model.stats.prefills += 1
+                self.model.stats.count(prefills=1)
             logits = core.append(arr, rows)
             self.tokens.extend(arr.tolist())
         return logits if all_logits or last_n is not None else logits[0]

@@ -115,8 +115,7 @@ def step(
         else:
             rows = [int_in(last_n, "last_n", 0, a.size) for a in arrays]
         result = _core.step(model._core, cores, arrays, rows, output, index, hidden_states)
-        model.stats.steps += 1
-        model.stats.prefills += sum(1 for seq in sequences if not seq.tokens)
+        model.stats.count(steps=1, prefills=sum(1 for seq in sequences if not seq.tokens))
         for seq, arr in zip(sequences, arrays, strict=True):
             seq.tokens.extend(arr.tolist())
     out, hidden = result if hidden_states else (result, None)

@@ -27,6 +27,7 @@ from .decoding import MAX_LOGPROBS, Decoding, LogprobsMode, TokenLogprob
 from .loop import (
     GenerationConfig,
     GenerationResult,
+    StreamState,
     close_generator,
     new_token_budget,
     prompt_ids,
@@ -146,10 +147,13 @@ class BatchStream:
                 self._slots.append(_Slot(ids, Decoding(
                     model, sample, ids, budget, logprobs=logprobs, logprobs_mode=logprobs_mode
                 )))
-        self.results: list[GenerationResult] | None = None
         self._listed = True
-        self._closing = False
-        self._steps = self._run()
+        self._shared = StreamState()
+        self._steps = _batch_steps(model, n, self._slots, self._shared)
+
+    @property
+    def results(self) -> list[GenerationResult] | None:
+        return self._shared.results
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         return self
@@ -160,83 +164,87 @@ class BatchStream:
     def close(self) -> None:
         """Stops early; `results` stays None and every sequence's cache goes back. Safe from
         any thread, as GenerationStream.close."""
-        self._closing = True
+        self._shared.closing = True
         close_generator(self._steps)
-
-    def _run(self) -> Generator[tuple[int, str], None, None]:
-        from ..engine.batch import row_batches, step
-
-        model, n, slots = self.model, self.n, self._slots
-        firsts = slots[::n]
-        try:
-            for slot in firsts:
-                # The cache holds the prompt and all but the last new token.
-                slot.sequence = model.new_sequence(max(1, len(slot.ids) + slot.d.budget - 1))
-            started = time.perf_counter()
-            # In steps of at most PREFILL_ROWS prompt tokens (a big prompt alone): one step
-            # for 400 prompts of 250 tokens held ~1.2 GB of activations. The step is
-            # batch-invariant, so the split changes no bit.
-            rows: list[np.ndarray[Any, Any]] = []
-            for group in row_batches([len(s.ids) for s in firsts], PREFILL_ROWS):
-                if self._closing:
-                    return
-                chunk = [firsts[i] for i in group]
-                out = step([s.sequence for s in chunk if s.sequence], [s.ids for s in chunk])
-                rows += [o[0] for o in out.outputs]
-            prefill = time.perf_counter() - started
-            live: list[tuple[int, _Slot, np.ndarray[Any, Any]]] = []
-            for p, first in enumerate(firsts):
-                assert first.sequence is not None
-                for k in range(n):
-                    slot = slots[p * n + k]
-                    if k:  # the samples share the prompt's keys and values
-                        slot.sequence = first.sequence.fork()
-                    slot.prefill = prefill
-                    live.append((p * n + k, slot, rows[p]))
-            while live:
-                started = time.perf_counter()
-                pieces = [(i, s, self._take(i, s, row)) for i, s, row in live]
-                spent = time.perf_counter() - started
-                for i, s, piece in pieces:
-                    s.decode += spent
-                    if piece:
-                        yield i, piece
-                    if s.d.done and (tail := s.close()):
-                        yield i, tail
-                going = [(i, s) for i, s, _ in pieces if not s.d.done]
-                if not going:
-                    break
-                if self._closing:
-                    return
-                started = time.perf_counter()
-                out = step([s.sequence for _, s in going if s.sequence],
-                           [[s.d.new[-1]] for _, s in going])
-                spent = time.perf_counter() - started
-                live = []
-                for (i, s), o in zip(going, out.outputs, strict=True):
-                    s.steps += 1
-                    s.decode += spent
-                    live.append((i, s, o[0]))
-        finally:
-            for slot in slots:
-                if slot.sequence is not None:
-                    slot.sequence.close()
-        self.results = [s.result for s in slots if s.result is not None]
-
-    def _take(self, index: int, slot: _Slot, row: np.ndarray[Any, Any]) -> str:
-        """slot's next piece; a sampling error (logits with no distribution to sample) names
-        the prompt, and the sample where there are several, as the checks before the run do."""
-        try:
-            return slot.d.take(row)
-        except ValueError as exc:
-            prompt, k = divmod(index, self.n)
-            sample = f" (sample {k})" if self.n > 1 else ""
-            raise ValueError(f"prompts[{prompt}]{sample}: {exc}") from None
 
     @property
     def listed(self) -> bool:
         """Whether generate returns the list (a batch or n > 1) or its one result."""
         return self._listed
+
+
+def _batch_steps(model: Model, n: int, slots: list[_Slot],
+                 shared: StreamState) -> Generator[tuple[int, str], None, None]:
+    """BatchStream's (index, piece) pairs: the prefill, then a step for the live samples.
+    Holds the shared state, never the stream (StreamState says why)."""
+    from ..engine.batch import row_batches, step
+
+    firsts = slots[::n]
+    try:
+        for slot in firsts:
+            # The cache holds the prompt and all but the last new token.
+            slot.sequence = model.new_sequence(max(1, len(slot.ids) + slot.d.budget - 1))
+        started = time.perf_counter()
+        # In steps of at most PREFILL_ROWS prompt tokens (a big prompt alone): one step
+        # for 400 prompts of 250 tokens held ~1.2 GB of activations. The step is
+        # batch-invariant, so the split changes no bit.
+        rows: list[np.ndarray[Any, Any]] = []
+        for group in row_batches([len(s.ids) for s in firsts], PREFILL_ROWS):
+            if shared.closing:
+                return
+            chunk = [firsts[i] for i in group]
+            out = step([s.sequence for s in chunk if s.sequence], [s.ids for s in chunk])
+            rows += [o[0] for o in out.outputs]
+        prefill = time.perf_counter() - started
+        live: list[tuple[int, _Slot, np.ndarray[Any, Any]]] = []
+        for p, first in enumerate(firsts):
+            assert first.sequence is not None
+            for k in range(n):
+                slot = slots[p * n + k]
+                if k:  # the samples share the prompt's keys and values
+                    slot.sequence = first.sequence.fork()
+                slot.prefill = prefill
+                live.append((p * n + k, slot, rows[p]))
+        while live:
+            started = time.perf_counter()
+            pieces = [(i, s, _take(n, i, s, row)) for i, s, row in live]
+            spent = time.perf_counter() - started
+            for i, s, piece in pieces:
+                s.decode += spent
+                if piece:
+                    yield i, piece
+                if s.d.done and (tail := s.close()):
+                    yield i, tail
+            going = [(i, s) for i, s, _ in pieces if not s.d.done]
+            if not going:
+                break
+            if shared.closing:
+                return
+            started = time.perf_counter()
+            out = step([s.sequence for _, s in going if s.sequence],
+                       [[s.d.new[-1]] for _, s in going])
+            spent = time.perf_counter() - started
+            live = []
+            for (i, s), o in zip(going, out.outputs, strict=True):
+                s.steps += 1
+                s.decode += spent
+                live.append((i, s, o[0]))
+    finally:
+        for slot in slots:
+            if slot.sequence is not None:
+                slot.sequence.close()
+    shared.results = [s.result for s in slots if s.result is not None]
+
+
+def _take(n: int, index: int, slot: _Slot, row: np.ndarray[Any, Any]) -> str:
+    """slot's next piece; a sampling error (logits with no distribution to sample) names
+    the prompt, and the sample where there are several, as the checks before the run do."""
+    try:
+        return slot.d.take(row)
+    except ValueError as exc:
+        prompt, k = divmod(index, n)
+        sample = f" (sample {k})" if n > 1 else ""
+        raise ValueError(f"prompts[{prompt}]{sample}: {exc}") from None
 
 
 def wants_batch(prompt: object, options: dict[str, Any]) -> bool:

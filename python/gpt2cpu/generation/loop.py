@@ -222,15 +222,17 @@ class GenerationStream:
         self.model = model
         self.config = config
         self.prompt_ids = prompt_ids(model, prompt, config, sequence)
-        self._sequence = sequence
         ids = self.prompt_ids
         budget = new_token_budget(model, ids, config, sequence)
         seen = ids if sequence is None else sequence.tokens + ids
         # Built here rather than on the first step so that every bad argument raises now.
-        self._decoding = Decoding(model, config, seen, budget)
-        self.result: GenerationResult | None = None
-        self._closing = False
-        self._steps = self._run()
+        decoding = Decoding(model, config, seen, budget)
+        self._shared = StreamState()
+        self._steps = _steps(model, ids, decoding, sequence, self._shared)
+
+    @property
+    def result(self) -> GenerationResult | None:
+        return self._shared.result
 
     def __iter__(self) -> GenerationStream:
         return self
@@ -242,48 +244,60 @@ class GenerationStream:
         """Stops a generation early; `result` stays None. Safe from any thread: while
         another thread is inside the stream, it stops before its next step and its
         iteration ends."""
-        self._closing = True
+        self._shared.closing = True
         close_generator(self._steps)
 
-    def _run(self) -> Generator[str, None, None]:
-        model, ids, d = self.model, self.prompt_ids, self._decoding
-        continued = self._sequence
-        # The cache needs one place fewer than prompt and new tokens together.
-        sequence = continued or model.new_sequence(max(1, len(ids) + d.budget - 1))
-        # Closed when the loop ends, or when the caller drops a stream part-way, so that the
-        # cache's memory goes back at once rather than whenever the generator is collected.
-        # A caller's sequence stays theirs, open.
-        with sequence if continued is None else contextlib.nullcontext(sequence):
-            started = time.perf_counter()
-            if ids:
-                logits = sequence.append(np.asarray(ids, dtype=np.int64))
-            else:  # the cache holds no logits: the last token runs again for them
-                last = sequence.tokens[-1]
-                sequence.truncate(sequence.length - 1)
-                logits = sequence.append([last])
-            prefill = time.perf_counter() - started
-            decode = 0.0
-            steps = 0
-            started = time.perf_counter()
-            while True:
-                piece = d.take(logits)
-                if piece:
-                    decode += time.perf_counter() - started
-                    yield piece  # the caller's time between pieces is not ours
-                    started = time.perf_counter()
-                if d.done:
-                    break
-                if self._closing:
-                    return
-                logits = sequence._append_sampled(d.new[-1])
-                steps += 1
-            if continued is not None and d.unrun:
-                sequence._append_sampled(d.new[-1])
-                steps += 1
-            decode += time.perf_counter() - started
-        if tail := d.flush():
-            yield tail
-        self.result = d.result(len(ids), prefill, decode, steps)
+
+class StreamState:
+    """What a stream and its steps' generator share. The generator holds this and never
+    the stream: a stream it held would be a reference cycle, and a stream dropped part-way
+    would keep its KV cache until the cycle collector happened to run."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.result: GenerationResult | None = None  # a GenerationStream's
+        self.results: list[GenerationResult] | None = None  # a BatchStream's
+
+
+def _steps(model: Model, ids: list[int], d: Decoding, continued: Sequence | None,
+           shared: StreamState) -> Generator[str, None, None]:
+    """GenerationStream's pieces: the prefill, then a step a token."""
+    # The cache needs one place fewer than prompt and new tokens together.
+    sequence = continued or model.new_sequence(max(1, len(ids) + d.budget - 1))
+    # Closed when the loop ends, or when the caller drops a stream part-way, so that the
+    # cache's memory goes back at once rather than whenever the generator is collected.
+    # A caller's sequence stays theirs, open.
+    with sequence if continued is None else contextlib.nullcontext(sequence):
+        started = time.perf_counter()
+        if ids:
+            logits = sequence.append(np.asarray(ids, dtype=np.int64))
+        else:  # the cache holds no logits: the last token runs again for them
+            last = sequence.tokens[-1]
+            sequence.truncate(sequence.length - 1)
+            logits = sequence.append([last])
+        prefill = time.perf_counter() - started
+        decode = 0.0
+        steps = 0
+        started = time.perf_counter()
+        while True:
+            piece = d.take(logits)
+            if piece:
+                decode += time.perf_counter() - started
+                yield piece  # the caller's time between pieces is not ours
+                started = time.perf_counter()
+            if d.done:
+                break
+            if shared.closing:
+                return
+            logits = sequence._append_sampled(d.new[-1])
+            steps += 1
+        if continued is not None and d.unrun:
+            sequence._append_sampled(d.new[-1])
+            steps += 1
+        decode += time.perf_counter() - started
+    if tail := d.flush():
+        yield tail
+    shared.result = d.result(len(ids), prefill, decode, steps)
 
 
 def close_generator(steps: Generator[Any, None, None]) -> None:
