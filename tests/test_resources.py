@@ -175,3 +175,17 @@ def test_a_closed_cache_smaller_than_one_in_use_is_not_kept(tmp_path: Path) -> N
     short.append(np.arange(100) % config["vocab_size"])
     freed = before - rss()
     assert freed > 0.8 * 1000 * KV_PER_POSITION, f"freed {freed / MiB:.1f} MiB"
+
+
+def test_an_idle_model_does_not_keep_a_huge_steps_activations() -> None:
+    """One step of 64 prompts of 250 tokens needs ~80 MB of activations on the bundled
+    model; once its sequences are closed, the model keeps no buffer over 64 MB idle (it
+    kept the whole one, until some later, smaller step replaced it)."""
+    model = gpt2cpu.Model.from_pretrained(threads=1)
+    before = rss()
+    sequences = [model.new_sequence() for _ in range(64)]
+    model.step(sequences, [np.arange(250) % 60 + 1 for _ in sequences])
+    for seq in sequences:
+        seq.close()
+    kept = rss() - before
+    assert kept < 24 * MiB, f"{kept / MiB:.1f} MiB kept by an idle model"

@@ -32,7 +32,7 @@ void BufferPool::give(Buffer b) noexcept {
     const auto it = in_use_.find(b.size());
     if (it != in_use_.end()) in_use_.erase(it);
     const bool biggest = in_use_.empty() || b.size() >= *in_use_.rbegin();
-    if (biggest && b.size() > idle_.size()) std::swap(idle_, b);
+    if (biggest && b.size() > idle_.size() && b.size() <= most_idle_) std::swap(idle_, b);
   } catch (...) {
     // The lock failed: b is simply freed.
   }

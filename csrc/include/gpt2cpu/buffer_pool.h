@@ -6,6 +6,7 @@
 // goes back to the system, and the rest goes when the model does.
 
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <set>
 
@@ -15,6 +16,8 @@ namespace gpt2cpu {
 
 class BufferPool {
  public:
+  // most_idle_floats: a buffer bigger than this is freed when given back, never kept idle.
+  explicit BufferPool(size_t most_idle_floats = SIZE_MAX) : most_idle_(most_idle_floats) {}
   // A buffer of at least n_floats: the idle one if it is big enough but not more than
   // twice that, holding whatever its last user left in it; else a new zero-filled one
   // (and the idle one is freed). Throws std::bad_alloc.
@@ -25,6 +28,7 @@ class BufferPool {
   void give(Buffer b) noexcept;
 
  private:
+  const size_t most_idle_;
   std::mutex mutex_;
   Buffer idle_;
   std::multiset<size_t> in_use_;  // sizes of the buffers taken and not yet given back
