@@ -1064,3 +1064,50 @@ def test_vocabulary_compiler_refuses_bad_arguments_and_declines_odd_vocabularies
         assert compile_native(odd_vocab, merges, BYTE_TO_CHAR, True, 16, 16) is None, odd_vocab
     with pytest.raises(TypeError):
         compile_native([], [], BYTE_TO_CHAR, False, 16, 16)
+
+
+def test_bindings_found_by_fuzzing_refuse_cleanly(tiny: Path) -> None:
+    """Each of these crashed, hung or allocated GBs before its fix."""
+    from gpt2cpu.tokenizer.byte_level import BYTE_TO_CHAR
+
+    # A str subclass's __hash__ rewrote an id after the ids were checked: a heap write out
+    # of bounds. The alphabet must be exact strings.
+    vocab = {c: i for i, c in enumerate(BYTE_TO_CHAR)}
+
+    class Rewrites(str):
+        def __hash__(self) -> int:
+            vocab[BYTE_TO_CHAR[1]] = 2**31 - 1
+            return str.__hash__(self)
+
+    alphabet = (Rewrites(BYTE_TO_CHAR[0]), *BYTE_TO_CHAR[1:])
+    compile_native = getattr(_core, "compile_byte_level", None)
+    merger_type = getattr(_core, "BytePairMerger", None)
+    if compile_native is not None and merger_type is not None:  # builds with the C++ BPE
+        with pytest.raises(ValueError, match="one-character strings"):
+            compile_native(vocab, [], alphabet, False, 16, 16)
+        with pytest.raises(ValueError, match="whole token ids must be non-negative"):
+            merger_type(list(range(256)), [], {"ab": -7}, 4, 4)
+
+    # 8 bytes standing for 2**27 ids (a GB as int64) on a sequence of capacity 24: refused
+    # before they are copied.
+    import resource
+
+    model = gpt2cpu.Model.from_pretrained(tiny, threads=1)
+    seq = _core.Sequence(model._core, 24)
+    ids = np.broadcast_to(np.int64(1), (2**27,))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(IndexError, match="cannot append 134217728 tokens"):
+        seq.append(ids)
+    with pytest.raises(IndexError, match=r"inputs\[0\]: cannot append 134217728 tokens"):
+        _core.step(model._core, [seq], [ids], [1])
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 256 * 1024, f"peak RSS grew by {grown_kib / 1024:.0f} MiB"
+
+    k = _core.testing
+    eye = k.PackedWeight(np.eye(2, dtype=np.float32), "float32")
+    with pytest.raises(ValueError, match="unknown activation"):
+        eye.matmul(np.ones((1, 2), np.float32), activation=_core.Activation(9))  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="rounds must be in"):
+        k.multiply_add(2**62, 1.0)
+    with pytest.raises(ValueError, match="rounds must be in"):
+        k.check_team(2, 10**9, 0)

@@ -98,7 +98,9 @@ py::object compile_byte_level(const py::dict& vocab, const py::list& merges,
   std::vector<int16_t> char_to_byte;
   for (size_t b = 0; b < 256; ++b) {
     PyObject* c = PyTuple_GET_ITEM(alphabet.ptr(), static_cast<Py_ssize_t>(b));
-    require(PyUnicode_Check(c) && PyUnicode_GET_LENGTH(c) == 1,
+    // Exact strings: a subclass's __hash__ would run Python code in the lookups below,
+    // which could change the vocabulary after its ids were checked.
+    require(PyUnicode_CheckExact(c) && PyUnicode_GET_LENGTH(c) == 1,
             "the alphabet must be 256 one-character strings");
     const Py_UCS4 code = PyUnicode_ReadChar(c, 0);
     require(code < 0x10000, "the alphabet must lie in the Basic Multilingual Plane");
@@ -153,8 +155,10 @@ py::object compile_byte_level(const py::dict& vocab, const py::list& merges,
   for (size_t b = 0; b < 256; ++b) {
     PyObject* found =
         lookup(vocab.ptr(), PyTuple_GET_ITEM(alphabet.ptr(), static_cast<Py_ssize_t>(b)));
-    if (found == nullptr) return none;
-    byte_ids[b] = static_cast<int32_t>(id_of(found));
+    // Checked again where used: every id indexes the tables sized by the first pass.
+    const int64_t id = found == nullptr ? -1 : id_of(found);
+    if (id < 0 || id >= static_cast<int64_t>(slots)) return none;
+    byte_ids[b] = static_cast<int32_t>(id);
     reachable[byte_ids[b]] = 1;
     byte_id_list[b] = py::reinterpret_borrow<py::object>(found);
   }
@@ -182,8 +186,10 @@ py::object compile_byte_level(const py::dict& vocab, const py::list& merges,
     if (!joined) throw py::error_already_set();
     PyObject* merged_id = lookup(vocab.ptr(), joined.ptr());
     if (merged_id == nullptr) return none;
-    const Merge m{static_cast<int32_t>(id_of(left_id)), static_cast<int32_t>(id_of(right_id)),
-                  static_cast<int32_t>(id_of(merged_id))};
+    const int64_t l = id_of(left_id), r = id_of(right_id), merged = id_of(merged_id);
+    const auto fits = [&](int64_t id) { return id >= 0 && id < static_cast<int64_t>(slots); };
+    if (!fits(l) || !fits(r) || !fits(merged)) return none;
+    const Merge m{static_cast<int32_t>(l), static_cast<int32_t>(r), static_cast<int32_t>(merged)};
     reachable[m.merged] = 1;
     merge_ids.push_back(m);
   }

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <stdexcept>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ using IdArray = py::array_t<int64_t, kArrayFlags>;
 // Token ids as an IdArray, from an array of any integer dtype or what numpy makes one of.
 // IdArray's own conversion is forcecast's, which would truncate floats and take bools,
 // strings and complex numbers; those are a TypeError here. name prefixes the messages.
-IdArray id_array(const py::handle& ids, const std::string& name);
+// check_length, if given, sees a one-dimensional array's length before it is copied: a
+// broadcast view of 8 bytes can stand for GBs of ids.
+IdArray id_array(const py::handle& ids, const std::string& name,
+                 const std::function<void(int64_t)>& check_length = nullptr);
 
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);

@@ -25,9 +25,11 @@ void warn_if_forked() {
   }
 }
 
-IdArray id_array(const py::handle& ids, const std::string& name) {
+IdArray id_array(const py::handle& ids, const std::string& name,
+                 const std::function<void(int64_t)>& check_length) {
   const auto a = py::array::ensure(ids);
   if (!a) throw py::type_error(name + " must be an array of integer token ids");
+  if (check_length && a.ndim() == 1) check_length(a.shape(0));
   const char kind = a.dtype().kind();
   // numpy makes an empty list float64: with nothing in it, no id is a non-integer.
   const bool empty_list = a.size() == 0 && !py::isinstance<py::array>(ids);

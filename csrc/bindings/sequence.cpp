@@ -3,12 +3,25 @@
 
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "common.h"
 
 namespace gpt2cpu::bindings {
+
+namespace {
+
+// n new tokens must fit in seq's capacity; prefix names the input (a step's "inputs[i]: ").
+void check_room(const std::string& prefix, int64_t n, const Sequence& seq) {
+  if (n > seq.capacity()) {
+    throw std::out_of_range(prefix + "cannot append " + std::to_string(n) +
+                            " tokens to a sequence of capacity " + std::to_string(seq.capacity()));
+  }
+}
+
+}  // namespace
 
 void bind_sequence(py::module_& m) {
   py::class_<Sequence>(m, "Sequence")
@@ -19,16 +32,13 @@ void bind_sequence(py::module_& m) {
       .def(
           "append",
           [](Sequence& self, const py::object& id_list, int64_t n_logits) {
-            const IdArray ids = id_array(id_list, "ids");
+            // Before the ids are copied and the logits allocated: their sizes are bounded
+            // only by this check.
+            const IdArray ids =
+                id_array(id_list, "ids", [&](int64_t n) { check_room("", n, self); });
             require(ids.ndim() == 1, "ids must be one-dimensional");
             const int64_t n = ids.shape(0);
             require(n_logits >= 0 && n_logits <= n, "n_logits must be in [0, len(ids)]");
-            // Before the logits are allocated: their size is bounded only by this check.
-            if (n > self.capacity()) {
-              throw std::out_of_range("cannot append " + std::to_string(n) +
-                                      " tokens to a sequence of capacity " +
-                                      std::to_string(self.capacity()));
-            }
             // Another Python thread may write to the caller's array once the GIL is released;
             // a private copy means the ids checked are the ids used.
             std::vector<int64_t> local(static_cast<size_t>(n));
@@ -90,16 +100,13 @@ void bind_sequence(py::module_& m) {
           // A pointer only: `sequences` holds the references that keep it alive, past the
           // caller's list being emptied by another thread while the GIL is released.
           Sequence* seq = sequences[i].cast<Sequence*>();
-          const IdArray ids = id_array(id_lists[i], name + "ids");
+          // Before the ids are copied and the output allocated: their sizes are bounded
+          // only by this check.
+          const IdArray ids = id_array(id_lists[i], name + "ids",
+                                       [&](int64_t n) { check_room(name, n, *seq); });
           require(ids.ndim() == 1, name + "ids must be one-dimensional");
           const int64_t n = ids.shape(0);
           require(n_out[i] >= 0 && n_out[i] <= n, name + "n_out must be in [0, len(ids)]");
-          // Before the output is allocated: its size is bounded only by this check.
-          if (n > seq->capacity()) {
-            throw std::out_of_range(name + "cannot append " + std::to_string(n) +
-                                    " tokens to a sequence of capacity " +
-                                    std::to_string(seq->capacity()));
-          }
           local[i].assign(ids.data(), ids.data() + n);
           inputs[i] = StepInput{seq, local[i].data(), n, n_out[i]};
           out_rows += n_out[i];

@@ -18,6 +18,10 @@ namespace gpt2cpu::bindings {
 
 namespace {
 
+// The most rounds a probe loop may run: ~10 s of multiply-adds on one core.
+constexpr int64_t kMostRounds = 3'000'000'000;
+
+
 int checked_threads(int threads) {
   require(threads >= 1 && threads <= 4096, "threads must be in [1, 4096]");
   return threads;
@@ -70,6 +74,7 @@ struct PackedWeight {
     if (bias) require_shape(*bias, "bias", {n});
     if (out) require_shape(*out, "out", {t, n});
     require(!(out && activation), "activation applies to inp @ weight + bias only, not with out");
+    require(!activation || valid_activation(*activation), "unknown activation");
     require(!team || t < kTeamRows, "a team runs fewer than " + std::to_string(kTeamRows) + " rows");
     checked_threads(threads);
     kernels();  // a bad GPT2CPU_ISA raises here, not inside the region below
@@ -164,7 +169,8 @@ void bind_testing(py::module_& m) {
   m.def(
       "multiply_add",
       [](int64_t rounds, float x) {
-        require(rounds >= 0, "rounds must be >= 0");
+        // Bounded: the loop runs without the GIL, where Ctrl-C cannot stop it.
+        require(rounds >= 0 && rounds <= kMostRounds, "rounds must be in [0, 3e9]");
         ReleaseGil release;
         return kernels().multiply_add(rounds, x);
       },
@@ -182,8 +188,8 @@ void bind_testing(py::module_& m) {
       "multiply_add_peak",
       [](int threads, int64_t rounds, int repeats, std::optional<std::string> isa) {
         checked_threads(threads);
-        require(rounds >= 1, "rounds must be >= 1");
-        require(repeats >= 1, "repeats must be >= 1");
+        require(rounds >= 1 && rounds <= kMostRounds, "rounds must be in [1, 3e9]");
+        require(repeats >= 1 && repeats <= 1000, "repeats must be in [1, 1000]");
         const KernelTable& kt = isa ? kernels_named(*isa) : kernels();
         ReleaseGil release;
         return measure_multiply_add_peak(threads, rounds, repeats, kt);
@@ -198,7 +204,8 @@ void bind_testing(py::module_& m) {
       "check_team",
       [](int threads, int rounds, int delay_us) {
         checked_threads(threads);
-        require(rounds >= 1 && delay_us >= 0, "rounds must be >= 1 and delay_us >= 0");
+        require(rounds >= 1 && rounds <= 1'000'000 && delay_us >= 0 && delay_us <= 1'000'000,
+                "rounds must be in [1, 1e6] and delay_us in [0, 1e6]");
         // Per round: how many threads had arrived, and the sum of the work items they took.
         std::vector<std::atomic<int64_t>> arrived(static_cast<size_t>(rounds));
         std::vector<std::atomic<int64_t>> taken(static_cast<size_t>(rounds));

@@ -27,6 +27,9 @@ BytePairMerger::BytePairMerger(const std::array<int32_t, 256>& byte_ids,
   for (int32_t id : byte_ids_) {
     if (id < 0) throw std::invalid_argument("byte token ids must be non-negative");
   }
+  for (const auto& [text, id] : whole_tokens_) {
+    if (id < 0) throw std::invalid_argument("whole token ids must be non-negative");
+  }
   ranks_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const Merge& m = merges[rank];
