@@ -135,9 +135,9 @@ def test_an_actors_error_comes_back_as_its_own_exception(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """What the check before the run cannot see (a client of a remote cluster without the
     model directory) fails in the actors: their exception, not Ray's wrapping of it."""
-    from gpt2cpu.jobs import ray as jobs_ray
+    from gpt2cpu.jobs import runner
 
-    monkeypatch.setattr(jobs_ray, "_check_model", lambda spec, task: None)
+    monkeypatch.setattr(runner, "checked_model", lambda spec, task: None)
     source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
     with pytest.raises(ValueError, match=r"^top_p must be in \(0, 1\], got 5.0$") as caught:
         run_job(JobSpec(source, tmp_path / "out.jsonl", "generate", model=Path(MODEL),

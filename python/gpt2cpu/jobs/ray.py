@@ -186,19 +186,6 @@ def _node_cpus() -> tuple[int, int]:
     return total, int(max(nodes, default=total))
 
 
-def _check_model(spec: JobSpec, task: Task) -> None:
-    """Load the model here and check that it can do the task, as a local run does before its
-    first row: a bad option or a model without the task's head is one line here, where in
-    an actor it is Ray's traceback. A client of a remote cluster may not have the model
-    directory; the actors check it there."""
-    from ..model import Model
-
-    directory = spec.model_dir()
-    if spec.ray and spec.ray.startswith("ray://") and not directory.is_dir():
-        return
-    task.check(Model.from_pretrained(directory, threads=1, dtype=spec.dtype, progress=False))
-
-
 def _worker_error(exc: BaseException) -> BaseException | None:
     """The exception a Ray worker raised, out of Ray's wrapping, as one line; None if exc is
     not Ray's or holds none."""
@@ -238,7 +225,6 @@ def run_pending(spec: JobSpec, task: Task, pending: Iterable[Row], store: PartSt
                 progress: JobProgress) -> None:
     """`gpt2cpu batch --ray`: the pending rows through Gpt2cpuPredictor actors; results
     committed by this process as they come back, as in a local run."""
-    _check_model(spec, task)
     rows = list(pending)
     if spec.strict:
         # Only the rows before the first bad one run, as they would locally; then that row

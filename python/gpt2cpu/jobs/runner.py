@@ -198,23 +198,35 @@ def run_job(spec: JobSpec) -> JobSummary:
     check_id_column(spec.id_column, task)
     # A whole pass before any work: an unreadable input fails here, leaving nothing behind.
     total, ids_given = scan_records(spec.input, spec.id_column)
-    model = None
-    if spec.ray is None:  # loaded first: a model that cannot do the task leaves no parts
-        from ..model import Model
-
-        model = Model.from_pretrained(spec.model_dir(), threads=spec.threads, dtype=spec.dtype)
-        task.check(model)
+    model = checked_model(spec, task)
     store = PartStore.open(spec.output, spec.identity(), overwrite=spec.overwrite)
     try:
         return _run(spec, task, model, store, total, ids_given)
     except BaseException:
-        # Under Ray the model is checked in run_pending (or only in the actors, for a ray://
-        # client without the model's files), after the parts directory was made: a model
-        # that cannot do the task fails here, and the directory goes if no row was written.
+        # A model checked only in Ray's actors fails here, after the parts directory was
+        # made: it goes if no row was written.
         store.discard_if_empty()
         raise
     finally:
         store.close()
+
+
+def checked_model(spec: JobSpec, task: Task) -> Model | None:
+    """The model, loaded and checked for the task before the parts directory exists, so that
+    a bad option or a model without the task's head is one line and leaves nothing behind.
+    Under Ray, None: the actors load their own, and this one is only checked (with one
+    thread), unless a client of a remote cluster lacks the model's directory; the actors
+    check it then."""
+    from ..model import Model
+
+    directory = spec.model_dir()
+    if spec.ray is None:
+        model = Model.from_pretrained(directory, threads=spec.threads, dtype=spec.dtype)
+        task.check(model)
+        return model
+    if not (spec.ray.startswith("ray://") and not directory.is_dir()):
+        task.check(Model.from_pretrained(directory, threads=1, dtype=spec.dtype, progress=False))
+    return None
 
 
 def _run(spec: JobSpec, task: Task, model: Model | None, store: PartStore, total: int,
