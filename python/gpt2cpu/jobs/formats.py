@@ -6,6 +6,7 @@ writers take rows in order and write them to an open binary file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -111,29 +112,32 @@ def _read_csv(path: Path) -> Iterator[dict[str, Any] | BadLine]:
                             ) from None
 
 
-def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def _parquet_errors(path: Path) -> Iterator[None]:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            yield from batch.to_pylist()
+        yield
     except (pa.ArrowException, OSError) as exc:
         raise ReadError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    with _parquet_errors(path):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
 
 
 def scan_records(path: Path, key: str) -> tuple[int, bool]:
     """How many rows read_records yields, and whether any has key (the header's columns
     are every row's); reading errors as read_records gives them, before any work."""
     if table_format(path, "input") == "parquet":
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        try:
-            with pq.ParquetFile(path) as table:
-                return int(table.metadata.num_rows), key in table.schema_arrow.names
-        except (pa.ArrowException, OSError) as exc:
-            raise ReadError(f"{path}: not a readable Parquet file ({exc})") from None
+        with _parquet_errors(path), pq.ParquetFile(path) as table:
+            return int(table.metadata.num_rows), key in table.schema_arrow.names
     count, found = 0, False
     for record in read_records(path):
         count += 1
