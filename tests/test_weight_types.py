@@ -15,7 +15,7 @@ from hf_models import HfModelDir
 
 K = _core.testing
 DTYPES = ["float32", "bfloat16", "float16", "int8", "int4"]
-GROUP_ROWS = {"int8": 64, "int4": 32}
+GROUP_ROWS = {"int8": 128, "int4": 32}
 
 
 def rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -249,7 +249,7 @@ def test_bundled_model_greedy_agrees_with_float32(heldout: tuple[Model, str, dic
 # largest error relative to the largest logit. Random Gaussian weights are quantization's
 # worst case (no structure, every layer's error compounding): trained weights do far
 # better (see the perplexities above). Measured at the 124M shape (gpt2cpu's random model):
-# bf16 4.6e-3 / 5.1e-3, f16 5.4e-4 / 6.0e-4, int8 2.1e-2 / 2.5e-2, int4 0.22 / 0.23.
+# bf16 4.6e-3 / 5.1e-3, f16 5.4e-4 / 6.0e-4, int8 2.4e-2 / 2.9e-2, int4 0.22 / 0.23.
 LOGIT_BOUND = {
     "bfloat16": (0.01, 0.01),
     "float16": (0.002, 0.002),

@@ -21,7 +21,7 @@
 namespace gpt2cpu {
 namespace {
 
-constexpr int64_t kMaxGroupRows = 64;
+constexpr int64_t kMaxGroupRows = 128;
 static_assert(kWeightTypeInfo[static_cast<int>(WeightType::I8)].group_rows <= kMaxGroupRows &&
                   kWeightTypeInfo[static_cast<int>(WeightType::I4)].group_rows <= kMaxGroupRows,
               "a group's quantized values fit the encoders' buffers");

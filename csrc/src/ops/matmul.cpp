@@ -83,7 +83,7 @@ ProductRows quantized_view(int64_t t, int64_t k, int64_t group, void* memory) {
 
 // The largest group of an integer type's input (quantize_rows' buffer), whose groups start
 // on a 4-deep block.
-constexpr int64_t kMaxInputGroup = 64;
+constexpr int64_t kMaxInputGroup = 128;
 constexpr bool input_groups_fit() {
   for (const auto& row : kWeightTypeInfo) {
     if (row.integer && (row.group_rows > kMaxInputGroup || row.group_rows % kDotRows != 0)) {
