@@ -16,7 +16,8 @@ from gpt2cpu import Model, _core
 from hf_models import HfModelDir
 from model_files import model_dir
 from reference import bfloat16_rounded, causal_attention
-from test_weight_types import LOGIT_BOUND, logit_errors
+from test_batch_step import SHAPE, alone, prompts
+from test_weight_types import LOGIT_BOUND, ODD_SHAPES, logit_errors
 
 K = _core.testing
 
@@ -71,12 +72,7 @@ def test_a_bad_kv_dtype_is_refused_by_the_kernels() -> None:
 
 # ---- invariance ---------------------------------------------------------------------------
 
-SHAPE: dict[str, Any] = dict(
-    model_type="gpt2", n_layer=2, n_embd=64, n_head=4, n_positions=256, vocab_size=503,
-    activation_function="gelu_new", layer_norm_epsilon=1e-5,
-)
-
-
+# test_batch_step's model, with a bfloat16 cache.
 @pytest.fixture(scope="module")
 def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model_dir(tmp_path_factory.mktemp("m"), SHAPE, seed=3)
@@ -85,21 +81,6 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def model(directory: Path) -> Model:
     return Model.from_pretrained(directory, threads=2, kv_dtype="bfloat16")
-
-
-def prompts(seed: int, count: int, longest: int = 40) -> list[np.ndarray[Any, Any]]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, SHAPE["vocab_size"], size=int(rng.integers(1, longest + 1)))
-            for _ in range(count)]
-
-
-def alone(model: Model, prefix: np.ndarray[Any, Any], new: np.ndarray[Any, Any],
-          last_n: int = 1) -> np.ndarray[Any, Any]:
-    """The logits of a sequence holding prefix, stepped alone with new."""
-    with model.new_sequence() as seq:
-        if prefix.size:
-            seq.append(prefix)
-        return model.step([seq], [new], last_n=last_n)[0]
 
 
 def test_the_same_bits_on_any_thread_count(directory: Path) -> None:
@@ -153,9 +134,9 @@ def test_fork_and_truncate(model: Model) -> None:
         b = twin.append([6])
         seq.truncate(prefix.size - 3)
         c = seq.append([7])
-    assert np.array_equal(a, alone(model, prefix, np.array([5]))[0])
-    assert np.array_equal(b, alone(model, prefix, np.array([6]))[0])
-    assert np.array_equal(c, alone(model, prefix[:-3], np.array([7]))[0])
+    assert np.array_equal(a, alone(model, prefix, np.array([5]), 1)[0])
+    assert np.array_equal(b, alone(model, prefix, np.array([6]), 1)[0])
+    assert np.array_equal(c, alone(model, prefix[:-3], np.array([7]), 1)[0])
 
 
 def test_growth_keeps_what_the_cache_holds(model: Model) -> None:
@@ -199,14 +180,7 @@ def test_the_cache_takes_half_the_bytes(directory: Path, model: Model) -> None:
 KV_LOGIT_BOUND = (1e-3, 2e-3)
 
 
-@pytest.mark.parametrize(
-    "shape",
-    [
-        {"n_layer": 2, "n_embd": 24, "n_head": 3, "n_positions": 40, "vocab_size": 101},
-        {"n_layer": 3, "n_embd": 72, "n_head": 6, "n_positions": 64, "vocab_size": 250,
-         "n_inner": 100},
-    ],
-)
+@pytest.mark.parametrize("shape", ODD_SHAPES)
 def test_small_odd_shapes_stay_within_the_bounds(hf_model_dir: HfModelDir, isa: str,
                                                  shape: dict[str, Any]) -> None:
     directory, _ = hf_model_dir(**shape)
