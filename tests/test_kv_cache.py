@@ -252,3 +252,24 @@ def test_the_cli_refuses_a_bad_kv_dtype(capsys: pytest.CaptureFixture[str]) -> N
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "--kv-dtype" in err and "'float32', 'bfloat16'" in err, err
+
+
+def test_a_batch_job_runs_with_the_cache_it_names(tmp_path: Path) -> None:
+    from gpt2cpu.jobs import JobSpec, run_job
+    from job_data import MODEL, good_rows, read_jsonl, write_jsonl
+
+    rows = good_rows(4)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    job = JobSpec(source, tmp_path / "out.jsonl", "score", model=Path(MODEL), threads=1,
+                  kv_dtype="bfloat16")
+    run_job(job)
+    got = [r["token_logprobs"] for r in read_jsonl(tmp_path / "out.jsonl")]
+    texts = [r["text"] for r in rows]
+    for kv_dtype, same in (("bfloat16", True), ("float32", False)):
+        model = Model.from_pretrained(MODEL, threads=1, kv_dtype=kv_dtype)
+        want = [s.logprobs.tolist() for s in model.score(texts)]
+        assert (got == want) == same, kv_dtype
+    # A job's parts resume only under its own kv_dtype; float32's identity is what it was
+    # before there was a choice.
+    assert job.identity()["kv_dtype"] == "bfloat16"
+    assert "kv_dtype" not in JobSpec(source, tmp_path / "o2.jsonl", "score").identity()
