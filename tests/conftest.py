@@ -30,6 +30,25 @@ def hf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tupl
     return make
 
 
+@pytest.fixture(scope="session")
+def heldout() -> tuple[Any, str, dict[str, float]]:
+    """(the bundled model in float32, its held-out text, {"float32": its perplexity}): the
+    baseline the lower precisions of weights and of the KV cache are held to."""
+    import json
+
+    from gpt2cpu import BUNDLED_MODEL_DIR, Model
+    from gpt2cpu.tasks.perplexity import perplexity
+    from test_demo_model import data_file
+
+    path = data_file()
+    if path is None:
+        pytest.skip("tinyshakespeare.txt not found (set GPT2CPU_TINYSHAKESPEARE to its path)")
+    info = json.loads((BUNDLED_MODEL_DIR / "eval.json").read_text())
+    text = path.read_text(encoding="utf-8")[info["split_char_index"] :]
+    model = Model.from_pretrained(BUNDLED_MODEL_DIR)
+    return model, text, {"float32": perplexity(model, text).perplexity}
+
+
 ALL_ISAS = ["generic", "avx2", "avx512", "neon"]
 
 

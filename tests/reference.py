@@ -23,6 +23,14 @@ def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float = 1e-5) -
     return y
 
 
+def bfloat16_rounded(x: np.ndarray) -> np.ndarray:
+    """float32 x rounded to bfloat16 (to nearest, ties to even), as float32."""
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    out: np.ndarray = rounded.astype(np.uint32).view(np.float32).reshape(np.shape(x))
+    return out
+
+
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
                      scale: float) -> np.ndarray:
     """q (t, d) at positions [pos0, pos0 + t); k, v (n, d) hold positions [0, n)."""

@@ -5,13 +5,13 @@ bounds docs/precisions.md states."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 from gpt2cpu import Model, _core
 from hf_models import HfModelDir
+from reference import bfloat16_rounded
 
 K = _core.testing
 DTYPES = ["float32", "bfloat16", "float16", "int8", "int4"]
@@ -30,9 +30,7 @@ def reference_dequantized(w: np.ndarray, dtype: str) -> np.ndarray:
         with np.errstate(over="ignore"):  # past 65504 is inf, as the engine rounds it
             return w.astype(np.float16).astype(np.float32)
     if dtype == "bfloat16":
-        bits = w.view(np.uint32).astype(np.uint64)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
-        return rounded.astype(np.uint32).view(np.float32)
+        return bfloat16_rounded(w)
     g = GROUP_ROWS[dtype]
     out = np.empty_like(w)
     for r0 in range(0, w.shape[0], g):
@@ -208,21 +206,6 @@ def test_stored_bytes(dtype: str) -> None:
 PERPLEXITY_BOUND = {"bfloat16": 0.001, "float16": 0.001, "int8": 0.005, "int4": 0.04}
 
 
-@pytest.fixture(scope="module")
-def heldout() -> tuple[Model, str, dict[str, float]]:
-    from gpt2cpu import BUNDLED_MODEL_DIR
-    from gpt2cpu.tasks.perplexity import perplexity
-    from test_demo_model import data_file
-
-    path = data_file()
-    if path is None:
-        pytest.skip("tinyshakespeare.txt not found (set GPT2CPU_TINYSHAKESPEARE to its path)")
-    info = json.loads((BUNDLED_MODEL_DIR / "eval.json").read_text())
-    text = path.read_text(encoding="utf-8")[info["split_char_index"] :]
-    model = Model.from_pretrained(BUNDLED_MODEL_DIR)
-    return model, text, {"float32": perplexity(model, text).perplexity}
-
-
 @pytest.mark.parametrize("dtype", sorted(PERPLEXITY_BOUND))
 def test_bundled_model_perplexity_within_bound(heldout: tuple[Model, str, dict[str, float]],
                                                dtype: str) -> None:
@@ -263,14 +246,15 @@ def logit_errors(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return rel_rms, float(np.abs(got - ref).max() / np.abs(ref).max())
 
 
-@pytest.mark.parametrize(
-    "shape",
-    [
-        {"n_layer": 2, "n_embd": 24, "n_head": 3, "n_positions": 40, "vocab_size": 101},
-        {"n_layer": 3, "n_embd": 72, "n_head": 6, "n_positions": 64, "vocab_size": 250,
-         "n_inner": 100},
-    ],
-)
+# The parity tests' small shapes: head widths of 8 and 12, an MLP width of no whole panel.
+ODD_SHAPES: list[dict[str, Any]] = [
+    {"n_layer": 2, "n_embd": 24, "n_head": 3, "n_positions": 40, "vocab_size": 101},
+    {"n_layer": 3, "n_embd": 72, "n_head": 6, "n_positions": 64, "vocab_size": 250,
+     "n_inner": 100},
+]
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
 def test_small_odd_shapes_stay_within_the_logit_bounds(hf_model_dir: HfModelDir, isa: str,
                                                        shape: dict[str, Any]) -> None:
     directory, _ = hf_model_dir(**shape)

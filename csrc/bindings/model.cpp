@@ -54,6 +54,9 @@ void bind_model(py::module_& m) {
   py::list dtypes;
   for (const auto& row : kWeightTypeInfo) dtypes.append(row.name);
   m.attr("DTYPES") = py::tuple(dtypes);
+  py::list kv_dtypes;
+  for (const auto& row : kKvTypeInfo) kv_dtypes.append(row.name);
+  m.attr("KV_DTYPES") = py::tuple(kv_dtypes);
 
   m.def(
       "tensor_specs",
@@ -70,14 +73,16 @@ void bind_model(py::module_& m) {
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model")
       .def(py::init([](const Config& config, int threads, const std::string& dtype,
-                       std::optional<std::string> isa) {
+                       std::optional<std::string> isa, const std::string& kv_dtype) {
              return std::make_shared<Model>(config, threads, weight_type_named(dtype),
-                                            isa ? kernels_named(*isa) : kernels());
+                                            isa ? kernels_named(*isa) : kernels(),
+                                            kv_type_named(kv_dtype));
            }),
            py::arg("config"), py::arg("threads"), py::arg("dtype") = "float32",
-           py::arg("isa") = py::none(),
+           py::arg("isa") = py::none(), py::arg("kv_dtype") = "float32",
            "dtype: what the weight matrices are stored as (DTYPES). isa: the kernel set (see "
-           "available_isas()); None: the process's default.")
+           "available_isas()); None: the process's default. kv_dtype: what every sequence's "
+           "KV cache holds (KV_DTYPES).")
       .def_property_readonly("isa", [](const Model& self) { return std::string(self.kernels().name); })
       .def(
           "kernel_info",
@@ -154,6 +159,10 @@ void bind_model(py::module_& m) {
                              [](const Model& self) { return self.weights().bytes(); })
       .def_property_readonly(
           "dtype", [](const Model& self) { return std::string(info(self.weights().type()).name); })
+      .def_property_readonly(
+          "kv_dtype", [](const Model& self) { return std::string(info(self.kv_type()).name); })
+      .def_property_readonly("kv_bytes_per_position", &Model::kv_bytes_per_position,
+                             "Bytes a sequence's KV cache takes per position.")
       .def_property_readonly("config", [](const Model& self) { return self.config(); });
 }
 

@@ -61,7 +61,10 @@ void bind_sequence(py::module_& m) {
       .def_property_readonly("length", &Sequence::length)
       .def_property_readonly("capacity", &Sequence::capacity)
       .def_property_readonly("allocated", &Sequence::allocated,
-                             "Positions the KV cache has memory for now.");
+                             "Positions the KV cache has memory for now.")
+      .def_property_readonly("cache_bytes", &Sequence::cache_bytes,
+                             "Bytes the KV cache takes now: allocated positions of the "
+                             "model's kv_dtype.");
 
   m.def(
       "step",

@@ -97,6 +97,21 @@ struct PackedWeight {
   }
 };
 
+// A cache (H, capacity, D) as the kv type holds it: float32 arrays as they are, bfloat16
+// rounded into a buffer of its own (as store_keys_values rounds).
+struct CacheCopy {
+  Buffer storage;
+  const void* data;
+
+  CacheCopy(const FloatArray& cache, KvType kv) : data(cache.data()) {
+    if (kv == KvType::F32) return;
+    const auto n = static_cast<int64_t>(cache.size());
+    storage.resize(static_cast<size_t>(n + 1) / 2);
+    floats_to_bf16(cache.data(), reinterpret_cast<uint16_t*>(storage.data()), n);
+    data = storage.data();
+  }
+};
+
 }  // namespace
 
 void bind_testing(py::module_& m) {
@@ -271,7 +286,7 @@ void bind_testing(py::module_& m) {
   m.def(
       "attention",
       [](FloatArray q, FloatArray k, FloatArray v, int64_t pos0, float scale, int threads,
-         bool team) {
+         bool team, const std::string& kv_dtype) {
         // q (t, H*D) for positions [pos0, pos0 + t); k, v (H, capacity, D) hold [0, pos0 + t)
         require(q.ndim() == 2 && k.ndim() == 3, "q must be 2-D and k 3-D");
         const int64_t t = q.shape(0), H = k.shape(0), cap = k.shape(1), D = k.shape(2);
@@ -282,18 +297,21 @@ void bind_testing(py::module_& m) {
         require(!team || t < kTeamRows,
                 "a team runs fewer than " + std::to_string(kTeamRows) + " queries");
         checked_threads(threads);
-        const AttentionShape shape{t, pos0, H, D, cap, scale};
+        const AttentionShape shape{t, pos0, H, D, cap, scale, kv_type_named(kv_dtype)};
         Buffer scratch(attention_scratch(shape, threads));
         FloatArray out({t, H * D});
         float* o = out.mutable_data();
+        const CacheCopy keys(k, shape.kv), values(v, shape.kv);
         ReleaseGil release;
         with_parallel(threads, team, [&](const Parallel& par) {
-          attention(o, q.data(), H * D, k.data(), v.data(), shape, par, scratch.data());
+          attention(o, q.data(), H * D, keys.data, values.data, shape, par, scratch.data());
         });
         return out;
       },
       py::arg("q"), py::arg("k"), py::arg("v"), py::arg("pos0"), py::arg("scale"),
-      py::arg("threads") = 1, py::arg("team") = false);
+      py::arg("threads") = 1, py::arg("team") = false, py::arg("kv_dtype") = "float32",
+      "kv_dtype 'bfloat16': k and v are rounded to it (to nearest even), as a model's cache "
+      "of that type holds them, before attention reads them.");
 }
 
 void bind_isa(py::module_& m) {

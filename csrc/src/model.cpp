@@ -16,8 +16,9 @@ int checked_threads(int threads) {
 }
 }  // namespace
 
-Model::Model(const Config& config, int threads, WeightType type, const KernelTable& kt)
-    : config_(config), weights_(config, type), kernels_(&kt),
+Model::Model(const Config& config, int threads, WeightType type, const KernelTable& kt,
+             KvType kv)
+    : config_(config), weights_(config, type), kernels_(&kt), kv_type_(kv),
       threads_(checked_threads(threads)) {}
 
 void Model::load_tensor(const std::string& name, const float* data,

@@ -26,25 +26,23 @@ Sequence::~Sequence() { model_->cache_pool().give(std::move(cache_)); }
 
 void Sequence::reserve(int64_t positions) {
   if (positions <= allocated_) return;
-  const Config& c = model_->config();
   int64_t want = allocated_ * 2;
   if (want < positions) want = positions;
   want = (want + kAllocationStep - 1) / kAllocationStep * kAllocationStep;
   if (want > capacity_) want = capacity_;
-  const size_t per_position = static_cast<size_t>(c.n_layer) * 2 * c.n_embd;
+  const size_t per_position = static_cast<size_t>(model_->kv_bytes_per_position());
   // From the pool, so possibly holding another sequence's keys: only positions below
   // length_ are ever read, and each is written before it is. The pool may hand over more
   // than asked for: whatever fits is used.
-  Buffer grown = model_->cache_pool().take(per_position * static_cast<size_t>(want));
-  int64_t fits = static_cast<int64_t>(grown.size() / per_position);
+  const size_t bytes_wanted = per_position * static_cast<size_t>(want);
+  Buffer grown = model_->cache_pool().take((bytes_wanted + sizeof(float) - 1) / sizeof(float));
+  int64_t fits = static_cast<int64_t>(grown.size() * sizeof(float) / per_position);
   if (fits > capacity_) fits = capacity_;
   // Each (layer, keys or values, head) block keeps its first length_ positions.
-  const int64_t blocks = c.n_layer * 2 * c.n_head;
-  const int64_t D = c.head_dim();
-  const size_t bytes = static_cast<size_t>(length_ * D) * sizeof(float);
+  const size_t bytes = static_cast<size_t>(length_ * row_bytes());
   if (bytes > 0) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      std::memcpy(grown.data() + b * fits * D, cache_.data() + b * allocated_ * D, bytes);
+    for (int64_t b = 0; b < blocks(); ++b) {
+      std::memcpy(block_of(grown, fits, b), block(b), bytes);
     }
   }
   model_->cache_pool().give(std::move(cache_));
@@ -77,14 +75,8 @@ std::unique_ptr<Sequence> Sequence::fork() {
   auto copy = std::make_unique<Sequence>(model_, capacity_);
   if (length_ == 0) return copy;
   copy->reserve(length_);
-  const Config& c = model_->config();
-  const int64_t blocks = c.n_layer * 2 * c.n_head;
-  const int64_t D = c.head_dim();
-  const size_t bytes = static_cast<size_t>(length_ * D) * sizeof(float);
-  for (int64_t b = 0; b < blocks; ++b) {
-    std::memcpy(copy->cache_.data() + b * copy->allocated_ * D,
-                cache_.data() + b * allocated_ * D, bytes);
-  }
+  const size_t bytes = static_cast<size_t>(length_ * row_bytes());
+  for (int64_t b = 0; b < blocks(); ++b) std::memcpy(copy->block(b), block(b), bytes);
   copy->length_ = length_;
   return copy;
 }

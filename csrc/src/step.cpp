@@ -112,12 +112,13 @@ void Run::plan() {
       if (in.n == 0) continue;
       Sequence& seq = *in.sequence;
       const int64_t pos0 = seq.length();
-      const AttentionShape all{in.n, pos0, H, D, seq.allocated(), scale};
+      const KvType kv = model_.kv_type();
+      const AttentionShape all{in.n, pos0, H, D, seq.allocated(), scale, kv};
       key_values_.push_back(KeyValueJob{seq.keys(l), seq.values(l), nullptr, nullptr, 3 * C, all});
       // The queries' rows (filled in by layer(), once qkv_ exists): every new token, or in
       // a compacted last block the output rows only, at the end of the new tokens.
       const int64_t t = last ? (compacting ? (last_keep_ == 0 ? 0 : in.n_out) : in.n) : in.n;
-      const AttentionShape shape{t, pos0 + in.n - t, H, D, seq.allocated(), scale};
+      const AttentionShape shape{t, pos0 + in.n - t, H, D, seq.allocated(), scale, kv};
       attention_.push_back(AttentionJob{nullptr, nullptr, 3 * C, seq.keys(l), seq.values(l), shape});
     }
     const size_t count = attention_.size() - first;

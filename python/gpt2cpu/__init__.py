@@ -33,11 +33,12 @@ if TYPE_CHECKING:
     from .generation.loop import GenerationConfig, GenerationResult, GenerationStream
     from .generation.sampling import Sampler, SamplingParams
     from .loading.bundled import BUNDLED_MODEL_DIR
-    from .model import DTYPES, Model, Sequence
+    from .model import DTYPES, KV_DTYPES, Model, Sequence
     from .tokenizer.tokenizer import Tokenizer
 
 _LAZY = {
     "DTYPES": "model",
+    "KV_DTYPES": "model",
     "Model": "model",
     "Sequence": "model",
     "Tokenizer": "tokenizer.tokenizer",
@@ -55,6 +56,7 @@ __all__ = [
     "GenerationConfig",
     "GenerationResult",
     "GenerationStream",
+    "KV_DTYPES",
     "Model",
     "Sampler",
     "SamplingParams",

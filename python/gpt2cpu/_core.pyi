@@ -30,11 +30,17 @@ def forked_after_threads() -> bool: ...
 class FileReadError(OSError): ...
 
 DTYPES: tuple[str, ...]
+KV_DTYPES: tuple[str, ...]
 
 class Model:
     threads: int
     def __init__(
-        self, config: Config, threads: int, dtype: str = "float32", isa: str | None = None
+        self,
+        config: Config,
+        threads: int,
+        dtype: str = "float32",
+        isa: str | None = None,
+        kv_dtype: str = "float32",
     ) -> None: ...
     @property
     def isa(self) -> str: ...
@@ -51,6 +57,10 @@ class Model:
     @property
     def dtype(self) -> str: ...
     @property
+    def kv_dtype(self) -> str: ...
+    @property
+    def kv_bytes_per_position(self) -> int: ...
+    @property
     def config(self) -> Config: ...
 
 class Sequence:
@@ -64,6 +74,8 @@ class Sequence:
     def capacity(self) -> int: ...
     @property
     def allocated(self) -> int: ...
+    @property
+    def cache_bytes(self) -> int: ...
 
 def step(
     model: Model,
@@ -142,6 +154,7 @@ class _Testing:
         scale: float,
         threads: int = 1,
         team: bool = False,
+        kv_dtype: str = "float32",
     ) -> np.ndarray[Any, Any]: ...
     TEAM_ROWS: int
     def check_team(self, threads: int, rounds: int, delay_us: int = 0) -> int: ...

@@ -31,17 +31,28 @@ from .tasks.heads import load_head
 # A bad GPT2CPU_ISA is a ValueError here, as the engine loads, not at the first prompt.
 _core.init_default_isa()
 
-# What from_pretrained(dtype=) accepts, the first being the default.
+# What from_pretrained(dtype=) and (kv_dtype=) accept, the first being the default.
 DTYPES: tuple[str, ...] = tuple(_core.DTYPES)
+KV_DTYPES: tuple[str, ...] = tuple(_core.KV_DTYPES)
+
+
+def _check_choice(option: str, value: str | None, valid: tuple[str, ...]) -> str:
+    """value as the engine names it (None: the first of valid); ValueError listing them."""
+    if value is None:
+        return valid[0]
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"{option} must be one of {', '.join(valid)}; got {value!r}")
+    return value
 
 
 def check_dtype(dtype: str | None) -> str:
     """dtype as the engine names it (None: float32); ValueError listing the valid ones."""
-    if dtype is None:
-        return DTYPES[0]
-    if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    return dtype
+    return _check_choice("dtype", dtype, DTYPES)
+
+
+def check_kv_dtype(kv_dtype: str | None) -> str:
+    """kv_dtype as the engine names it (None: float32); ValueError listing the valid ones."""
+    return _check_choice("kv_dtype", kv_dtype, KV_DTYPES)
 
 
 def check_isa(isa: str | None) -> str | None:
@@ -133,6 +144,12 @@ class Sequence:
         """Hand the KV cache back now rather than when the sequence is garbage-collected."""
         # A call running on another thread keeps the C++ sequence alive until it returns.
         self._core = None
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the KV cache takes now: the positions it has memory for (it grows as
+        tokens are added), in the model's kv_dtype."""
+        return int(self._open_core().cache_bytes)
 
     def __enter__(self) -> Sequence:
         return self
@@ -272,6 +289,7 @@ class Model:
         progress: bool | None = None,
         tokenizer: bool = True,
         isa: str | None = None,
+        kv_dtype: str | None = None,
     ) -> Model:
         """Load a Hugging Face model directory: config.json, model.safetensors (or sharded
         with model.safetensors.index.json), when present the tokenizer files and
@@ -289,6 +307,10 @@ class Model:
         isa: the kernel set this model runs, one of `gpt2cpu.available_isas()` (default:
             GPT2CPU_ISA, else the best this CPU has). Fixed for the model's life; models
             with different sets can run side by side.
+        kv_dtype: what every sequence's KV cache holds the keys and values as: "float32"
+            (the default) or "bfloat16", half the memory and half the bytes a decode step's
+            attention reads, at a small cost in accuracy (docs/precisions.md, "The KV
+            cache"). Queries and all arithmetic stay float32.
         """
         from .loading.bundled import default_model_dir
 
@@ -300,13 +322,14 @@ class Model:
             raise FileNotFoundError(f"{directory}: model directory not found")
         n_threads = default_threads() if threads is None else check_threads(threads)
         weight_dtype = check_dtype(dtype)
+        cache_dtype = check_kv_dtype(kv_dtype)
         isa = check_isa(isa)
         config = GPT2Config.from_file(directory / "config.json")
         defaults = _generation_defaults(directory, config)
         with open_checkpoint(directory) as checkpoint:
             config = untie_distinct_head(config, checkpoint)
             located = locate_tensors(config, checkpoint)
-            core = _core.Model(core_config(config), n_threads, weight_dtype, isa)
+            core = _core.Model(core_config(config), n_threads, weight_dtype, isa, cache_dtype)
             # The engine reads the weights with the GIL released while this thread reads
             # the tokenizer and imports what generation needs, which is Python's work:
             # neither waits for the other. The pool's exit waits for the weights before the
@@ -375,6 +398,18 @@ class Model:
     def dtype(self) -> str:
         """What the weight matrices are stored as: one of gpt2cpu.DTYPES."""
         return str(self._core.dtype)
+
+    @property
+    def kv_dtype(self) -> str:
+        """What every sequence's KV cache holds keys and values as: one of
+        gpt2cpu.KV_DTYPES."""
+        return str(self._core.kv_dtype)
+
+    @property
+    def kv_bytes_per_position(self) -> int:
+        """Bytes a sequence's KV cache takes per position (keys and values of every layer,
+        in kv_dtype)."""
+        return int(self._core.kv_bytes_per_position)
 
     def new_sequence(self, capacity: Int | None = None) -> Sequence:
         """A fresh sequence with a KV cache for `capacity` tokens (default: n_positions)."""

@@ -22,21 +22,25 @@ constexpr int64_t kMaxGemmRows = 16;
 constexpr int64_t kAttendBlock = 16;
 
 // One head's causal attention for m <= kAttendBlock consecutive queries: query i, at
-// position pos0 + i, attends to keys and values [0, pos0 + i].
-struct AttendBlock {
-  float* out;           // (m, d), row stride ldo
+// position pos0 + i, attends to keys and values [0, pos0 + i]. T: the KV cache's element,
+// float or bfloat16's bits (uint16_t, kv_type.h).
+template <class T>
+struct AttendBlockOf {
+  float* out;       // (m, d), row stride ldo
   int64_t ldo;
-  const float* q;       // (m, d), row stride ldq
+  const float* q;   // (m, d), row stride ldq
   int64_t ldq;
-  const float* keys;    // (pos0 + m, d)
-  const float* values;  // (pos0 + m, d)
+  const T* keys;    // (pos0 + m, d)
+  const T* values;  // (pos0 + m, d)
   int64_t m, pos0, d;
   float scale;
 };
-// The keys that the next attend call will read, n rows: the call before it starts fetching
-// them toward the cache, so that the next does not start cold.
+using AttendBlock = AttendBlockOf<float>;
+using AttendBlockBf16 = AttendBlockOf<uint16_t>;
+// The keys that the next attend call will read, n rows of the cache's elements: the call
+// before it starts fetching them toward the cache, so that the next does not start cold.
 struct AttendNext {
-  const float* keys = nullptr;
+  const void* keys = nullptr;
   int64_t n = 0;
 };
 
@@ -209,6 +213,12 @@ struct KernelTable {
   // The prompt's attention: a block of queries at once, so that scores and the weighted sum
   // of values are matrix products. scratch: attend_block_scratch(pos0 + m, d) floats.
   void (*attend_block)(const AttendBlock& job, float* scratch);
+
+  // attend and attend_block over a bfloat16 cache (KvType::BF16): each key and value is
+  // widened to float32 (exactly) as it is read, and the arithmetic is the float32 kernels'.
+  void (*attend_bf16)(float* out, const float* q, const uint16_t* keys, const uint16_t* values,
+                      int64_t n, int64_t d, float scale, float* scores, const AttendNext& next);
+  void (*attend_block_bf16)(const AttendBlockBf16& job, float* scratch);
 
   // The products with a stored weight matrix, indexed by WeightType: what matmul runs
   // for every weight type (float32 included) and row count, but the blocked GEMM's.

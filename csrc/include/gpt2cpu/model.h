@@ -12,6 +12,7 @@
 #include "gpt2cpu/buffer_pool.h"
 #include "gpt2cpu/config.h"
 #include "gpt2cpu/kernel_table.h"
+#include "gpt2cpu/kv_type.h"
 #include "gpt2cpu/weights.h"
 
 namespace gpt2cpu {
@@ -19,9 +20,10 @@ namespace gpt2cpu {
 class Model {
  public:
   // type: what the matrices are stored as (converted at load). kt: the kernel set every
-  // sequence of the model runs, fixed for the model's life.
+  // sequence of the model runs, and kv what every sequence's KV cache holds, both fixed
+  // for the model's life.
   Model(const Config& config, int threads, WeightType type = WeightType::F32,
-        const KernelTable& kt = gpt2cpu::kernels());
+        const KernelTable& kt = gpt2cpu::kernels(), KvType kv = KvType::F32);
 
   const Config& config() const { return config_; }
   Weights& weights() { return weights_; }
@@ -37,6 +39,11 @@ class Model {
   bool ready() const { return ready_.load(std::memory_order_acquire); }
 
   const KernelTable& kernels() const { return *kernels_; }
+  KvType kv_type() const { return kv_type_; }
+  // Bytes a sequence's cache takes per position: keys and values of every layer.
+  int64_t kv_bytes_per_position() const {
+    return config_.n_layer * 2 * config_.n_embd * info(kv_type_).bytes;
+  }
 
   int threads() const { return threads_.load(std::memory_order_relaxed); }
   void set_threads(int threads);
@@ -50,6 +57,7 @@ class Model {
   Config config_;
   Weights weights_;
   const KernelTable* kernels_;
+  KvType kv_type_;
   std::atomic<int> threads_;
   std::atomic<bool> ready_{false};
   std::mutex loading_;  // loads and finalize, which callers may race from several threads

@@ -8,6 +8,7 @@
 
 #include "gpt2cpu/config.h"
 #include "gpt2cpu/kernel_table.h"
+#include "gpt2cpu/kv_type.h"
 #include "gpt2cpu/packed_matrix.h"
 #include "gpt2cpu/parallel.h"
 
@@ -51,15 +52,17 @@ void activate_here(float* x, int64_t n, Activation kind, const KernelTable& kt);
 
 // Causal self-attention of t new tokens at positions [pos0, pos0 + t), all heads.
 //   q:   (t, n_head * head_dim; ldq) queries of the new tokens
-//   k,v: (n_head, capacity, head_dim) cache holding positions [0, pos0 + t)
+//   k,v: (n_head, capacity, head_dim) cache holding positions [0, pos0 + t), elements of
+//        the shape's kv type (float, or bfloat16's bits)
 //   out: (t, n_head * head_dim) the attended values
 //   scratch: attention_scratch(s, par.threads()) floats, allocated by the caller so that
 //            the operator can run in a team
 struct AttentionShape {
   int64_t t, pos0, n_head, head_dim, capacity;
   float scale;
+  KvType kv = KvType::F32;
 };
-void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
+void attention(float* out, const float* q, int64_t ldq, const void* k, const void* v,
                const AttentionShape& s, const Parallel& par, float* scratch);
 size_t attention_scratch(const AttentionShape& s, int threads);
 
@@ -71,8 +74,8 @@ struct AttentionJob {
   float* out;
   const float* q;
   int64_t ldq;
-  const float* k;
-  const float* v;
+  const void* k;
+  const void* v;
   AttentionShape s;
   int64_t items_end = 0;  // set by plan_attention: the end of this job's items
 };
@@ -83,8 +86,8 @@ void attention_many(const AttentionJob* jobs, int64_t count, const Parallel& par
 
 // store_keys_values for several sequences in one operator.
 struct KeyValueJob {
-  float* k;
-  float* v;
+  void* k;
+  void* v;
   const float* new_k;
   const float* new_v;
   int64_t ld;
@@ -93,8 +96,9 @@ struct KeyValueJob {
 void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parallel& par);
 
 // The new tokens' keys and values, new_k and new_v (t, n_head * head_dim; ld), copied into
-// the cache k, v (n_head, capacity, head_dim) at positions [pos0, pos0 + t).
-void store_keys_values(float* k, float* v, const float* new_k, const float* new_v, int64_t ld,
+// the cache k, v (n_head, capacity, head_dim) at positions [pos0, pos0 + t), rounded to
+// nearest even where the cache is bfloat16.
+void store_keys_values(void* k, void* v, const float* new_k, const float* new_v, int64_t ld,
                        const AttentionShape& s, const Parallel& par);
 
 // Memory read bandwidth in bytes/s: the best of `repeats` passes summing a buffer of `bytes`

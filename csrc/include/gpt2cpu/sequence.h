@@ -32,6 +32,8 @@ class Sequence {
   const std::shared_ptr<const Model>& model() const { return model_; }
   // Positions the cache has memory for now (<= capacity).
   int64_t allocated() const { return allocated_; }
+  // Bytes those positions take: keys and values of every layer in the model's kv type.
+  int64_t cache_bytes() const { return allocated_ * model_->kv_bytes_per_position(); }
 
   // Runs ids (n) at positions [length, length + n): a step of this sequence alone. Writes
   // the logits of the last n_logits positions into logits (n_logits, vocab_size); n_logits
@@ -47,9 +49,9 @@ class Sequence {
   std::unique_ptr<Sequence> fork();
 
   // The cache of layer `layer`, for the step: keys, then values, each (n_head, allocated,
-  // head_dim); positions [0, length) are filled.
-  float* keys(int64_t layer) { return cache_.data() + (layer * 2 + 0) * layer_stride(); }
-  float* values(int64_t layer) { return cache_.data() + (layer * 2 + 1) * layer_stride(); }
+  // head_dim) elements of the model's kv type; positions [0, length) are filled.
+  void* keys(int64_t layer) { return block((layer * 2 + 0) * model_->config().n_head); }
+  void* values(int64_t layer) { return block((layer * 2 + 1) * model_->config().n_head); }
 
  private:
   friend void run_step(const Model&, const std::vector<StepInput>&, const StepRequest&, float*);
@@ -57,7 +59,16 @@ class Sequence {
   // Grows the cache, keeping its contents, so that it has room for `positions` tokens
   // (<= capacity). Throws std::bad_alloc; the cache is unchanged then.
   void reserve(int64_t positions);
-  int64_t layer_stride() const { return model_->config().n_embd * allocated_; }
+  // Block b of a cache with room for `allocated` positions: the rows of one (layer, keys or
+  // values, head).
+  char* block(int64_t b) { return block_of(cache_, allocated_, b); }
+  char* block_of(Buffer& cache, int64_t allocated, int64_t b) const {
+    return reinterpret_cast<char*>(cache.data()) + b * allocated * row_bytes();
+  }
+  int64_t row_bytes() const {
+    return model_->config().head_dim() * info(model_->kv_type()).bytes;
+  }
+  int64_t blocks() const { return model_->config().n_layer * 2 * model_->config().n_head; }
 
   std::shared_ptr<const Model> model_;
   int64_t capacity_;

@@ -53,16 +53,41 @@ int64_t scratch_per_thread(const AttentionJob* jobs, int64_t count) {
   return most;
 }
 
-// Where head h's position pos sits in a cache (n_head, capacity, head_dim).
+// Where head h's position pos sits in a cache (n_head, capacity, head_dim), in elements.
 int64_t cache_offset(const AttentionShape& s, int64_t h, int64_t pos) {
   return (h * s.capacity + pos) * s.head_dim;
+}
+
+// f(T{}) for the element T of a cache of type kv: float, or bfloat16's bits (uint16_t).
+template <class F>
+auto with_element(KvType kv, F f) {
+  if (kv == KvType::BF16) return f(uint16_t{});
+  return f(float{});
+}
+
+// The table's kernels for a cache of either element.
+void attend_query(const KernelTable& kt, const AttendBlock& b, float* scores,
+                  const AttendNext& next) {
+  kt.attend(b.out, b.q, b.keys, b.values, b.pos0 + 1, b.d, b.scale, scores, next);
+}
+void attend_query(const KernelTable& kt, const AttendBlockBf16& b, float* scores,
+                  const AttendNext& next) {
+  kt.attend_bf16(b.out, b.q, b.keys, b.values, b.pos0 + 1, b.d, b.scale, scores, next);
+}
+void attend_queries(const KernelTable& kt, const AttendBlock& b, float* scratch) {
+  kt.attend_block(b, scratch);
+}
+void attend_queries(const KernelTable& kt, const AttendBlockBf16& b, float* scratch) {
+  kt.attend_block_bf16(b, scratch);
 }
 
 // Item `item` of one job as the run of queries it is, all of one head h = item % n_head: a
 // block of up to kAttendBlock, or a decode item's single query i = item / n_head. Later
 // tokens see more keys: blocks go out the last first, and queries one by one, to balance
-// the triangle. Together its queries read the first pos0 + m keys and values of h's cache.
-AttendBlock item_block(const AttentionJob& job, int64_t item) {
+// the triangle. Together its queries read the first pos0 + m keys and values of h's cache,
+// whose elements are T's.
+template <class T>
+AttendBlockOf<T> item_block(const AttentionJob& job, int64_t item) {
   const AttentionShape& s = job.s;
   const int64_t width = s.n_head * s.head_dim;
   const int64_t h = item % s.n_head;
@@ -73,13 +98,13 @@ AttendBlock item_block(const AttentionJob& job, int64_t item) {
     i0 = (blocks - 1 - i0) * kAttendBlock;
     m = s.t - i0 < kAttendBlock ? s.t - i0 : kAttendBlock;
   }
-  AttendBlock block;
+  AttendBlockOf<T> block;
   block.out = job.out + i0 * width + h * s.head_dim;
   block.ldo = width;
   block.q = job.q + i0 * job.ldq + h * s.head_dim;
   block.ldq = job.ldq;
-  block.keys = job.k + head_offset;
-  block.values = job.v + head_offset;
+  block.keys = static_cast<const T*>(job.k) + head_offset;
+  block.values = static_cast<const T*>(job.v) + head_offset;
   block.m = m;
   block.pos0 = s.pos0 + i0;
   block.d = s.head_dim;
@@ -89,20 +114,23 @@ AttendBlock item_block(const AttentionJob& job, int64_t item) {
 
 // The keys a decode item reads.
 AttendNext decode_keys(const AttentionJob& job, int64_t item) {
-  const AttendBlock block = item_block(job, item);
-  return AttendNext{block.keys, block.pos0 + block.m};
+  return with_element(job.s.kv, [&](auto element) {
+    const auto block = item_block<decltype(element)>(job, item);
+    return AttendNext{block.keys, block.pos0 + block.m};
+  });
 }
 
 // next: the keys the thread's next item reads, which a decode item starts fetching.
 void run_item(const KernelTable& kt, const AttentionJob& job, int64_t item, float* scratch,
               const AttendNext& next) {
-  const AttendBlock block = item_block(job, item);
-  if (by_block(job.s)) {
-    kt.attend_block(block, scratch);
-    return;
-  }
-  kt.attend(block.out, block.q, block.keys, block.values, block.pos0 + 1, block.d, block.scale,
-            scratch, next);
+  with_element(job.s.kv, [&](auto element) {
+    const auto block = item_block<decltype(element)>(job, item);
+    if (by_block(job.s)) {
+      attend_queries(kt, block, scratch);
+    } else {
+      attend_query(kt, block, scratch, next);
+    }
+  });
 }
 
 // Which job item `item` of all the jobs' belongs to, and its index there; job is count for
@@ -115,6 +143,15 @@ JobItem locate(const AttentionJob* jobs, int64_t count, int64_t from, int64_t it
   int64_t j = from;
   while (j < count && item >= jobs[j].items_end) ++j;
   return JobItem{j, item - (j == 0 ? 0 : jobs[j - 1].items_end)};
+}
+
+// One new key or value row (head_dim floats) into the cache, as its type holds it.
+void store_row(char* to, const float* from, const AttentionShape& s) {
+  if (s.kv == KvType::BF16) {
+    floats_to_bf16(from, reinterpret_cast<uint16_t*>(to), s.head_dim);
+  } else {
+    std::memcpy(to, from, static_cast<size_t>(s.head_dim) * sizeof(float));
+  }
 }
 
 }  // namespace
@@ -169,21 +206,19 @@ void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parall
           const KeyValueJob& job = jobs[j];
           const AttentionShape& s = job.s;
           const int64_t h = item - first;
-          const size_t row_bytes = static_cast<size_t>(s.head_dim) * sizeof(float);
-          float* k_head = job.k + cache_offset(s, h, s.pos0);
-          float* v_head = job.v + cache_offset(s, h, s.pos0);
+          const int64_t element = info(s.kv).bytes, row_bytes = s.head_dim * element;
+          char* k_head = static_cast<char*>(job.k) + cache_offset(s, h, s.pos0) * element;
+          char* v_head = static_cast<char*>(job.v) + cache_offset(s, h, s.pos0) * element;
           for (int64_t i = 0; i < s.t; ++i) {
-            std::memcpy(k_head + i * s.head_dim, job.new_k + i * job.ld + h * s.head_dim,
-                        row_bytes);
-            std::memcpy(v_head + i * s.head_dim, job.new_v + i * job.ld + h * s.head_dim,
-                        row_bytes);
+            store_row(k_head + i * row_bytes, job.new_k + i * job.ld + h * s.head_dim, s);
+            store_row(v_head + i * row_bytes, job.new_v + i * job.ld + h * s.head_dim, s);
           }
         }
       },
       floats >= (int64_t{1} << 16));
 }
 
-void store_keys_values(float* k, float* v, const float* new_k, const float* new_v, int64_t ld,
+void store_keys_values(void* k, void* v, const float* new_k, const float* new_v, int64_t ld,
                        const AttentionShape& s, const Parallel& par) {
   const KeyValueJob job{k, v, new_k, new_v, ld, s};
   store_keys_values_many(&job, 1, par);
@@ -193,7 +228,7 @@ size_t attention_scratch(const AttentionShape& s, int threads) {
   return static_cast<size_t>(scratch_per_thread(s)) * static_cast<size_t>(threads);
 }
 
-void attention(float* out, const float* q, int64_t ldq, const float* k, const float* v,
+void attention(float* out, const float* q, int64_t ldq, const void* k, const void* v,
                const AttentionShape& s, const Parallel& par, float* scratch) {
   AttentionJob job{out, q, ldq, k, v, s};
   plan_attention(&job, 1, par.threads());

@@ -75,6 +75,7 @@ class EngineResult:
 class Workload:
     threads: int
     dtype: str = "float32"
+    kv_dtype: str = "float32"
     prompt_tokens: int = 512
     decode_prompt_tokens: int = 16
     new_tokens: int = 128
@@ -287,7 +288,8 @@ class _TransformersEngine:
 def load_gpt2cpu(directory: Path, work: Workload) -> tuple[Model, tuple[float, Spread]]:
     model, first, warm = _load_repeatedly(
         lambda: Model.from_pretrained(
-            directory, threads=work.threads, dtype=work.dtype, progress=False, isa=work.isa
+            directory, threads=work.threads, dtype=work.dtype, progress=False, isa=work.isa,
+            kv_dtype=work.kv_dtype,
         ),
         work.repeats,
     )
@@ -430,7 +432,7 @@ def run(
                 )
 
     c = model.config
-    kv_bytes = 2 * c.n_layer * c.n_embd * 4  # per cached position
+    kv_bytes = model.kv_bytes_per_position
     # Decode reads every weight once per token (the position table only one row of), plus
     # the KV cache of the positions so far: on average the middle of the decode run.
     mean_position = work.decode_prompt_tokens + work.new_tokens / 2
@@ -449,6 +451,7 @@ def run(
         "parameters": c.parameter_count(),
         "weight_bytes": model.weight_bytes,
         "dtype": model.dtype,
+        "kv_dtype": model.kv_dtype,
         "isa": model.isa,
         "workload": asdict(work),
         "gpt2cpu": asdict(ours),

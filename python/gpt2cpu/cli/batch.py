@@ -10,7 +10,7 @@ from typing import Any
 
 from . import CliError
 from .common import (
-    add_dtype_argument,
+    add_dtype_arguments,
     add_model_argument,
     add_threads_argument,
     non_negative_int,
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("output", metavar="OUTPUT", type=Path, help="where the results go")
     parser.add_argument("--task", required=True, choices=("generate", "score", "embed", "classify"))
     add_model_argument(parser)
-    add_dtype_argument(parser)
+    add_dtype_arguments(parser)
     add_threads_argument(parser)
     rows = parser.add_argument_group("rows")
     rows.add_argument("--column", default="text", help="the text column (default: text)")
@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     spec = JobSpec(
         input=args.input, output=args.output, task=args.task,
         model=Path(args.model) if args.model is not None else None, dtype=args.dtype,
-        column=args.column, id_column=args.id_column, batch_size=args.batch_size,
+        kv_dtype=args.kv_dtype, column=args.column, id_column=args.id_column,
+        batch_size=args.batch_size,
         seed=args.seed, options=options if args.task == "generate" else {},
         pooling=args.pooling, layer=args.layer, normalize=args.normalize, strict=args.strict,
         overwrite=args.overwrite, threads=None if args.ray is not None else threads_of(args),

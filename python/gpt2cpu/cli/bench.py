@@ -17,7 +17,7 @@ from ..bench.random_model import (
 from . import CliError
 from .common import (
     DTYPE_NAMES,
-    add_dtype_argument,
+    add_dtype_arguments,
     add_model_argument,
     add_threads_argument,
     model_directory,
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
         "arithmetic peak that a prompt reaches.",
     )
     add_model_argument(p)
-    add_dtype_argument(p, allow_all=True)
+    add_dtype_arguments(p, allow_all=True)
     p.add_argument(
         "--shape",
         choices=sorted(SHAPES, key=lambda s: int(s[:-1])),
@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     work = Workload(
         threads=threads,
         dtype=args.dtype,
+        kv_dtype=args.kv_dtype,
         prompt_tokens=512 if args.prompt_tokens is None else args.prompt_tokens,
         fit_prompt=args.prompt_tokens is None,
         new_tokens=args.new_tokens,
@@ -217,7 +218,7 @@ def format_report(r: dict[str, Any], shape: str | None) -> str:
     lines = [
         f"gpt2cpu bench: {what} ({r['parameters'] / 1e6:.1f}M parameters), "
         f"{w['threads']} thread{'' if w['threads'] == 1 else 's'}, {r['isa']} kernels, "
-        f"{r['dtype']} weights",
+        f"{r['dtype']} weights, {r['kv_dtype']} KV cache",
         _load_line(ours),
         _prompt_line("prompt", ours, w),
         f"  prompt arithmetic    {r['prompt_flops_per_s'] / 1e9:.0f} GFLOP/s, "

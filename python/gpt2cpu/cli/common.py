@@ -46,6 +46,15 @@ def model_directory(args: argparse.Namespace) -> Path:
     return default_model_dir()
 
 
+def load_model(args: argparse.Namespace) -> Model:
+    """The model --model names (else the bundled one) on --threads, stored as --dtype and
+    --kv-dtype say: what every sub-command that runs a model loads."""
+    from ..model import Model
+
+    return Model.from_pretrained(model_directory(args), threads=threads_of(args),
+                                 dtype=args.dtype, kv_dtype=args.kv_dtype)
+
+
 def positive_int(value: str) -> int:
     """An argparse type: an integer >= 1."""
     return _int_at_least(value, 1, "a positive integer")
@@ -150,16 +159,22 @@ def read_text_argument(value: str) -> str:
     return read_stdin() if value == "-" else value
 
 
-# The engine's weight types (gpt2cpu._core.DTYPES, which a test holds this to), spelled out
-# so that building the parser does not load the engine.
+# The engine's weight and KV cache types (gpt2cpu._core.DTYPES and KV_DTYPES, which tests
+# hold these to), spelled out so that building the parser does not load the engine.
 DTYPE_NAMES = ("float32", "bfloat16", "float16", "int8", "int4")
+KV_DTYPE_NAMES = ("float32", "bfloat16")
 
 
-def add_dtype_argument(parser: argparse.ArgumentParser, *, allow_all: bool = False) -> None:
+def add_dtype_arguments(parser: argparse.ArgumentParser, *, allow_all: bool = False) -> None:
     choices = (*DTYPE_NAMES, "all") if allow_all else DTYPE_NAMES
     extra = "; all: each in turn, side by side" if allow_all else ""
     parser.add_argument(
         "--dtype", choices=choices, default="float32",
         help="store the weight matrices as this type, converted at load "
         f"(default float32{extra}; docs/precisions.md compares them)",
+    )
+    parser.add_argument(
+        "--kv-dtype", choices=KV_DTYPE_NAMES, default="float32",
+        help="hold the KV cache's keys and values as this type (default float32; bfloat16 "
+        "takes half the memory; docs/precisions.md, \"The KV cache\")",
     )

@@ -13,11 +13,11 @@ from ..generation.loop import GenerationStream
 from ..generation.options import option_names
 from . import CliError
 from .common import (
-    add_dtype_argument,
+    add_dtype_arguments,
     add_model_argument,
     add_threads_argument,
     fit_to_context,
-    model_directory,
+    load_model,
     positive_int,
     read_text_argument,
     require_stdout,
@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
                         help='generate from every prompt of FILE together (one a line, or '
                         'JSONL with a "prompt" field); prints one JSON line per prompt')
     add_model_argument(parser)
-    add_dtype_argument(parser)
+    add_dtype_arguments(parser)
     add_threads_argument(parser)
     add_generation_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary line")
@@ -186,10 +186,8 @@ def _same_file(a: TextIO, b: TextIO) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model import Model
-
     out = require_stdout()
-    threads = threads_of(args)
+    threads_of(args)  # a bad --threads is reported before any prompt is read
     options = options_of(args)
     if (args.prompt is None) == (args.prompts_file is None):
         args.usage_error("give a PROMPT or --prompts-file FILE (one of them)")
@@ -198,10 +196,10 @@ def run(args: argparse.Namespace) -> int:
         from .prompts import run_batch
 
         prompts = read_texts(args.prompts_file, "prompt", "--prompts-file")  # before loading
-        model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
+        model = load_model(args)
         return run_batch(model, prompts, options, _FLAGS)
     prompt = read_text_argument(args.prompt)
-    model = Model.from_pretrained(model_directory(args), threads=threads, dtype=args.dtype)
+    model = load_model(args)
     tokenizer = model.require_tokenizer(f"{model.path} cannot generate text")
     ids = tokenizer.encode(prompt)
     fit_to_context(model, [ids], options, _FLAGS)

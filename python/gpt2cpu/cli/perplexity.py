@@ -9,13 +9,12 @@ from typing import Any
 
 from . import CliError
 from .common import (
-    add_dtype_argument,
+    add_dtype_arguments,
     add_model_argument,
     add_threads_argument,
-    model_directory,
+    load_model,
     read_stdin,
     require_stdout,
-    threads_of,
     with_flag,
 )
 
@@ -28,7 +27,7 @@ def register(subparsers: Any) -> None:
         "(window = n_positions, stride = half of it, unless given).",
     )
     add_model_argument(p)
-    add_dtype_argument(p)
+    add_dtype_arguments(p)
     p.add_argument("file", help="UTF-8 text file, or - for stdin")
     p.add_argument("--window", type=int, default=None,
                    help="tokens per window (default: the model's n_positions)")
@@ -41,7 +40,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model import Model
     from ..tasks.perplexity import perplexity
 
     require_stdout()
@@ -59,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: file not found") from None
         except OSError as exc:  # a directory, no permission: the reason without errno's noise
             raise CliError(f"{path}: {exc.strerror}") from None
-    model = Model.from_pretrained(model_directory(args), threads=threads_of(args), dtype=args.dtype)
+    model = load_model(args)
     try:
         r = perplexity(model, text, window=args.window, stride=args.stride)
     except ValueError as exc:

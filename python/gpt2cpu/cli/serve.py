@@ -9,12 +9,11 @@ from typing import Any
 
 from . import CliError
 from .common import (
-    add_dtype_argument,
+    add_dtype_arguments,
     add_model_argument,
     add_threads_argument,
-    model_directory,
+    load_model,
     positive_int,
-    threads_of,
 )
 
 DESCRIPTION = """\
@@ -51,7 +50,7 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_argument(parser)
-    add_dtype_argument(parser)
+    add_dtype_arguments(parser)
     add_threads_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
@@ -96,10 +95,8 @@ def run(args: argparse.Namespace) -> int:
         from ..server import MISSING
 
         raise CliError(f"{MISSING}; missing: {exc.name}") from None
-    from ..model import Model
 
-    model = Model.from_pretrained(model_directory(args), threads=threads_of(args),
-                                  dtype=args.dtype)
+    model = load_model(args)
     app, engine = build_server(
         model, model_name=args.model_name, api_key=args.api_key, max_body_bytes=args.max_body,
         chat_template=args.chat_template, max_batch=args.max_batch, max_queue=args.max_queue,

@@ -12,12 +12,11 @@ import numpy as np
 
 from . import CliError
 from .common import (
-    add_dtype_argument,
+    add_dtype_arguments,
     add_model_argument,
     add_threads_argument,
-    model_directory,
+    load_model,
     require_stdout,
-    threads_of,
 )
 from .inputs import InputTexts, add_file_argument, read_texts, write_jsonl
 
@@ -46,18 +45,15 @@ def _parser(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPars
                                                             description=help_text)
     add_file_argument(parser, "text")
     add_model_argument(parser)
-    add_dtype_argument(parser)
+    add_dtype_arguments(parser)
     add_threads_argument(parser)
     return parser
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, InputTexts]:
-    from ..model import Model
-
     require_stdout()
     texts = read_texts(args.file, "text")
-    model = Model.from_pretrained(model_directory(args), threads=threads_of(args),
-                                  dtype=args.dtype)
+    model = load_model(args)
     return model, texts
 
 

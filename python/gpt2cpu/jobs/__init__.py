@@ -4,7 +4,7 @@ CSV or Parquet file, resumable and deterministic; `gpt2cpu batch` on the command
     from gpt2cpu.jobs import JobSpec, run_job, row_seed
     summary = run_job(JobSpec(Path("in.jsonl"), Path("out.jsonl"), "score"))
 
-A row's output depends only on the model, the dtype, the kernel set, its text and
+A row's output depends only on the model, the dtype and kv_dtype, the kernel set, its text and
 row_seed(seed, its id): not on the batch, worker or machine that ran it. The same job on a
 Ray cluster: JobSpec(..., ray="auto"), or gpt2cpu.ray.Gpt2cpuPredictor in a pipeline of
 one's own.

@@ -87,7 +87,7 @@ class Gpt2cpuPredictor:
     task: "generate", "score", "embed" or "classify".
     model: a model directory (None: the bundled demo model); it must be readable at the
         same path on every node.
-    dtype: the weights' type, as in Model.from_pretrained.
+    dtype, kv_dtype: the weights' and the KV cache's types, as in Model.from_pretrained.
     column: the text column. id_column: the id column, required by generate (each row's
         seed is gpt2cpu.jobs.row_seed(seed, id)); other tasks work without one.
     options: generate's options (max_new_tokens, temperature, ...; not seed).
@@ -105,13 +105,14 @@ class Gpt2cpuPredictor:
                  dtype: str = "float32", column: str = "text", id_column: str = "id",
                  seed: int = 0, options: Mapping[str, Any] | None = None,
                  pooling: str = "mean", layer: int = -1, normalize: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, kv_dtype: str = "float32") -> None:
         from ..model import Model
 
         self.task = make_task(task, options=options, seed=seed, pooling=pooling, layer=layer,
                               normalize=normalize)
         self.column, self.id_column = column, id_column
-        self.model = Model.from_pretrained(model, threads=threads or _actor_cpus(), dtype=dtype)
+        self.model = Model.from_pretrained(model, threads=threads or _actor_cpus(), dtype=dtype,
+                                           kv_dtype=kv_dtype)
         self.task.check(self.model)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -289,9 +290,9 @@ def _run_dataset(spec: JobSpec, task: Task, rows: list[Row], store: PartStore,
         Gpt2cpuPredictor,
         fn_constructor_kwargs={
             "task": spec.task, "model": str(spec.model_dir()), "dtype": spec.dtype,
-            "column": TEXT_COLUMN, "id_column": ID_COLUMN, "seed": spec.seed,
-            "options": spec.options, "pooling": spec.pooling, "layer": spec.layer,
-            "normalize": spec.normalize, "threads": per_actor,
+            "kv_dtype": spec.kv_dtype, "column": TEXT_COLUMN, "id_column": ID_COLUMN,
+            "seed": spec.seed, "options": spec.options, "pooling": spec.pooling,
+            "layer": spec.layer, "normalize": spec.normalize, "threads": per_actor,
         },
         concurrency=actors, num_cpus=per_actor, batch_size=spec.batch_size,
         batch_format="pandas",

@@ -34,6 +34,7 @@ class JobSpec:
     task: str
     model: Path | None = None
     dtype: str = "float32"
+    kv_dtype: str = "float32"
     column: str = "text"
     id_column: str = "id"
     batch_size: int = 16
@@ -78,6 +79,9 @@ class JobSpec:
             "input_mtime_ns": stat.st_mtime_ns, "task": self.task, "task_options": task,
             "model": str(self.model_dir()), "dtype": self.dtype, "column": self.column,
             "id_column": self.id_column, "kernels": _core.default_isa(),
+            # Only where it is not the default: the parts of a job begun before there was a
+            # choice still resume.
+            **({"kv_dtype": self.kv_dtype} if self.kv_dtype != "float32" else {}),
         }
 
 
@@ -221,11 +225,13 @@ def checked_model(spec: JobSpec, task: Task) -> Model | None:
 
     directory = spec.model_dir()
     if spec.ray is None:
-        model = Model.from_pretrained(directory, threads=spec.threads, dtype=spec.dtype)
+        model = Model.from_pretrained(directory, threads=spec.threads, dtype=spec.dtype,
+                                      kv_dtype=spec.kv_dtype)
         task.check(model)
         return model
     if not (spec.ray.startswith("ray://") and not directory.is_dir()):
-        task.check(Model.from_pretrained(directory, threads=1, dtype=spec.dtype, progress=False))
+        task.check(Model.from_pretrained(directory, threads=1, dtype=spec.dtype,
+                                         kv_dtype=spec.kv_dtype, progress=False))
     return None
 
 

@@ -88,9 +88,8 @@ def advance(items: list[StepItem]) -> list[np.ndarray[Any, Any]]:
 
 
 def kv_bytes_per_position(model: Model) -> int:
-    """Keys and values of every layer for one position, float32 as the cache holds them."""
-    c = model.config
-    return 2 * c.n_layer * c.n_embd * 4
+    """Keys and values of every layer for one position, in the model's kv_dtype."""
+    return model.kv_bytes_per_position
 
 
 def available_memory() -> int:

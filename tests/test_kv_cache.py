@@ -1,0 +1,275 @@
+"""The bfloat16 KV cache (kv_dtype="bfloat16"): its attention kernels against numpy on
+caches rounded as the engine rounds them, on every kernel set; results that stay the same
+bits on any thread count and in any batch; whole models within the accuracy bounds
+docs/precisions.md states; forks, truncation, growth and batched generation over it; the
+memory it saves; and the option's checks in the API and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gpt2cpu
+import numpy as np
+import pytest
+from gpt2cpu import Model, _core
+from hf_models import HfModelDir
+from model_files import model_dir
+from reference import bfloat16_rounded, causal_attention
+from test_batch_step import SHAPE, alone, prompts
+from test_weight_types import LOGIT_BOUND, ODD_SHAPES, logit_errors
+
+K = _core.testing
+
+
+# ---- kernels ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "t,pos0,heads,d",
+    [
+        # Decode queries: key counts with and without a tail past the score groups, head
+        # widths of whole vectors (64) and not (24, 72); one past the 64K floats from
+        # which a token's heads are split between threads.
+        (1, 0, 2, 64),
+        (1, 47, 3, 72),
+        (3, 29, 2, 24),
+        (1, 700, 12, 64),
+        # Prompt blocks of 16 queries (whole 16-column panels when d % 16 == 0; query by
+        # query otherwise), lengths not multiples of 16.
+        (16, 0, 2, 64),
+        (23, 37, 3, 64),
+        (37, 5, 2, 24),
+        (19, 40, 2, 72),
+    ],
+)
+def test_attention_over_a_bfloat16_cache(isa: str, threads: int, t: int, pos0: int, heads: int,
+                                         d: int) -> None:
+    rng = np.random.default_rng(t + pos0 + heads + d)
+    capacity = pos0 + t + 3  # slack past the end, which must never be read
+    q = rng.standard_normal((t, heads * d)).astype(np.float32)
+    k = rng.standard_normal((heads, capacity, d)).astype(np.float32)
+    v = rng.standard_normal((heads, capacity, d)).astype(np.float32)
+    k[:, pos0 + t :] = np.nan
+    v[:, pos0 + t :] = np.nan
+    scale = 1 / np.sqrt(d)
+    out = K.attention(q, k, v, pos0, scale, threads, kv_dtype="bfloat16")
+    n = pos0 + t
+    k16, v16 = bfloat16_rounded(k[:, :n]), bfloat16_rounded(v[:, :n])
+    expect = np.hstack([
+        causal_attention(q[:, h * d : (h + 1) * d].astype(np.float64), k16[h], v16[h], pos0, scale)
+        for h in range(heads)
+    ])
+    np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-5 * float(np.abs(expect).max()))
+
+
+def test_a_bad_kv_dtype_is_refused_by_the_kernels() -> None:
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(ValueError, match="valid kv_dtypes: 'float32', 'bfloat16'"):
+        K.attention(x, x.reshape(1, 1, 4), x.reshape(1, 1, 4), 0, 1.0, kv_dtype="fp8")
+
+
+# ---- invariance ---------------------------------------------------------------------------
+
+# test_batch_step's model, with a bfloat16 cache.
+@pytest.fixture(scope="module")
+def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return model_dir(tmp_path_factory.mktemp("m"), SHAPE, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model(directory: Path) -> Model:
+    return Model.from_pretrained(directory, threads=2, kv_dtype="bfloat16")
+
+
+def test_the_same_bits_on_any_thread_count(directory: Path) -> None:
+    ps = prompts(7, 12)
+
+    def run(threads: int) -> list[np.ndarray[Any, Any]]:
+        model = Model.from_pretrained(directory, threads=threads, kv_dtype="bfloat16")
+        sequences = [model.new_sequence() for _ in ps]
+        first = model.step(sequences, ps)
+        second = model.step(sequences, [[int(np.argmax(f[0]))] for f in first])
+        return first + second
+
+    reference = run(1)
+    for a, b in zip(run(2), reference, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_the_same_bits_in_any_batch(model: Model) -> None:
+    """Prompts (some wanting all their logits) and decode steps after prompts of their own
+    lengths, in one step: each gets the bits it gets stepping alone."""
+    rng = np.random.default_rng(11)
+    prefixes, news, last_ns = [], [], []
+    for i in range(12):
+        if i % 3 == 0:
+            prefixes.append(np.zeros(0, dtype=np.int64))
+            n = int(rng.integers(2, 40))
+            news.append(rng.integers(0, SHAPE["vocab_size"], size=n))
+            last_ns.append(n if i % 2 else 1)
+        else:
+            prefixes.append(rng.integers(0, SHAPE["vocab_size"], size=int(rng.integers(1, 70))))
+            news.append(rng.integers(0, SHAPE["vocab_size"], size=1))
+            last_ns.append(1)
+    sequences = [model.new_sequence() for _ in prefixes]
+    for seq, p in zip(sequences, prefixes, strict=True):
+        if p.size:
+            seq.append(p)
+    got = model.step(sequences, news, last_n=last_ns)
+    for i in range(len(prefixes)):
+        assert np.array_equal(got[i], alone(model, prefixes[i], news[i], last_ns[i])), i
+
+
+# ---- sequences ----------------------------------------------------------------------------
+
+
+def test_fork_and_truncate(model: Model) -> None:
+    prefix = prompts(4, 1, longest=50)[0]
+    with model.new_sequence() as seq:
+        seq.append(prefix)
+        twin = seq.fork()
+        a = seq.append([5])
+        b = twin.append([6])
+        seq.truncate(prefix.size - 3)
+        c = seq.append([7])
+    assert np.array_equal(a, alone(model, prefix, np.array([5]), 1)[0])
+    assert np.array_equal(b, alone(model, prefix, np.array([6]), 1)[0])
+    assert np.array_equal(c, alone(model, prefix[:-3], np.array([7]), 1)[0])
+
+
+def test_growth_keeps_what_the_cache_holds(model: Model) -> None:
+    with model.new_sequence() as seq:
+        seq.append([1] * 10)
+        before = seq._open_core().allocated
+        logits = [seq.append([2]) for _ in range(before)]  # crosses the first growth
+        assert seq._open_core().allocated > before
+    # A prompt of it all attends in blocks, a decode step query by query: the same stored
+    # keys and values, up to the arithmetic's rounding.
+    with model.new_sequence() as ref:
+        want = ref.append([1] * 10 + [2] * before, all_logits=True)
+    np.testing.assert_allclose(np.stack(logits), want[10:], atol=1e-5)
+
+
+def test_batched_generation_is_each_prompt_alone(model: Model) -> None:
+    ps = [p.tolist() for p in prompts(9, 5)]
+    run: dict[str, Any] = {"max_new_tokens": 12, "temperature": 0.0, "ignore_eos": True}
+    together = model.generate(ps, **run)
+    for p, result in zip(ps, together, strict=True):
+        assert result.token_ids == model.generate(p, **run).token_ids
+
+
+def test_the_cache_takes_half_the_bytes(directory: Path, model: Model) -> None:
+    fp32 = Model.from_pretrained(directory, threads=2)
+    per_position = SHAPE["n_layer"] * 2 * SHAPE["n_embd"]
+    assert fp32.kv_bytes_per_position == per_position * 4
+    assert model.kv_bytes_per_position == per_position * 2
+    for m in (fp32, model):
+        with m.new_sequence() as seq:
+            seq.append(list(range(100)))
+            assert seq.cache_bytes == seq._open_core().allocated * m.kv_bytes_per_position
+            assert seq.fork().cache_bytes == seq.cache_bytes
+
+
+# ---- accuracy -----------------------------------------------------------------------------
+
+# Logits with a bfloat16 cache against float32 (relative RMS error, largest error relative
+# to the largest logit). Measured: 124M random weights 2.2e-4 / 7.5e-4; the odd shapes
+# below 3.0e-5 / 8.5e-5 and 5.6e-5 / 1.4e-4.
+KV_LOGIT_BOUND = (1e-3, 2e-3)
+
+
+@pytest.mark.parametrize("shape", ODD_SHAPES)
+def test_small_odd_shapes_stay_within_the_bounds(hf_model_dir: HfModelDir, isa: str,
+                                                 shape: dict[str, Any]) -> None:
+    directory, _ = hf_model_dir(**shape)
+    ids = np.random.default_rng(0).integers(0, shape["vocab_size"], 30)
+    ref = Model.from_pretrained(directory, threads=2).forward(ids)
+    got = Model.from_pretrained(directory, threads=2, kv_dtype="bfloat16").forward(ids)
+    rms, worst = logit_errors(got, ref)
+    assert rms <= KV_LOGIT_BOUND[0] and worst <= KV_LOGIT_BOUND[1], (rms, worst)
+
+
+def test_124m_logits_alone_and_with_int8_weights(hf_model_dir: HfModelDir) -> None:
+    directory, _ = hf_model_dir(n_layer=12, n_embd=768, n_head=12, n_positions=1024,
+                                vocab_size=50257)
+    ids = np.random.default_rng(0).integers(0, 50257, 64)
+    ref = Model.from_pretrained(directory, threads=2).forward(ids)
+    got = Model.from_pretrained(directory, threads=2, kv_dtype="bfloat16").forward(ids)
+    rms, worst = logit_errors(got, ref)
+    assert rms <= KV_LOGIT_BOUND[0] and worst <= KV_LOGIT_BOUND[1], (rms, worst)
+    both = Model.from_pretrained(directory, threads=2, dtype="int8", kv_dtype="bfloat16")
+    rms, worst = logit_errors(both.forward(ids), ref)
+    assert rms <= LOGIT_BOUND["int8"][0] and worst <= LOGIT_BOUND["int8"][1], (rms, worst)
+
+
+def test_bundled_model_perplexity_and_greedy_decoding(
+    heldout: tuple[Model, str, dict[str, float]],
+) -> None:
+    from gpt2cpu.tasks.perplexity import perplexity
+
+    fp32, text, base = heldout
+    model = Model.from_pretrained(fp32.path, kv_dtype="bfloat16")
+    assert model.kv_dtype == "bfloat16"
+    ppl = perplexity(model, text).perplexity
+    assert ppl <= base["float32"] * 1.001, (ppl, base["float32"])
+    for prompt in ("ROMEO:", "First Citizen:\nBefore we proceed"):
+        run: dict[str, Any] = {"max_new_tokens": 32, "temperature": 0.0, "ignore_eos": True}
+        assert model.generate(prompt, **run).token_ids == fp32.generate(prompt, **run).token_ids
+
+
+# ---- the option ---------------------------------------------------------------------------
+
+
+def test_the_default_is_float32_and_a_bad_value_names_the_valid_ones(directory: Path) -> None:
+    assert Model.from_pretrained(directory).kv_dtype == "float32"
+    assert gpt2cpu.KV_DTYPES == ("float32", "bfloat16")
+    for bad in ("float16", "bf16", 2):
+        with pytest.raises(ValueError, match="kv_dtype must be one of float32, bfloat16"):
+            Model.from_pretrained(directory, kv_dtype=bad)  # type: ignore[arg-type]
+
+
+def test_the_cli_takes_kv_dtype_where_it_loads_a_model() -> None:
+    from gpt2cpu.cli import build_parser
+    from gpt2cpu.cli.common import KV_DTYPE_NAMES
+
+    assert tuple(_core.KV_DTYPES) == KV_DTYPE_NAMES
+    parser = build_parser()
+    commands = (["generate", "x"], ["perplexity", "f"], ["bench"], ["score", "f"], ["embed", "f"],
+                ["classify", "f"], ["serve"], ["batch", "i", "o", "--task", "score"])
+    for command in commands:
+        assert parser.parse_args(command).kv_dtype == "float32", command
+        args = parser.parse_args([*command, "--kv-dtype", "bfloat16"])
+        assert args.kv_dtype == "bfloat16", command
+
+
+def test_the_cli_refuses_a_bad_kv_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    from gpt2cpu.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["generate", "x", "--kv-dtype", "fp8"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--kv-dtype" in err and "'float32', 'bfloat16'" in err, err
+
+
+def test_a_batch_job_runs_with_the_cache_it_names(tmp_path: Path) -> None:
+    from gpt2cpu.jobs import JobSpec, run_job
+    from job_data import MODEL, good_rows, read_jsonl, write_jsonl
+
+    rows = good_rows(4)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    job = JobSpec(source, tmp_path / "out.jsonl", "score", model=Path(MODEL), threads=1,
+                  kv_dtype="bfloat16")
+    run_job(job)
+    got = [r["token_logprobs"] for r in read_jsonl(tmp_path / "out.jsonl")]
+    texts = [r["text"] for r in rows]
+    for kv_dtype, same in (("bfloat16", True), ("float32", False)):
+        model = Model.from_pretrained(MODEL, threads=1, kv_dtype=kv_dtype)
+        want = [s.logprobs.tolist() for s in model.score(texts)]
+        assert (got == want) == same, kv_dtype
+    # A job's parts resume only under its own kv_dtype; float32's identity is what it was
+    # before there was a choice.
+    assert job.identity()["kv_dtype"] == "bfloat16"
+    assert "kv_dtype" not in JobSpec(source, tmp_path / "o2.jsonl", "score").identity()
