@@ -107,7 +107,7 @@ struct CacheCopy {
     if (kv == KvType::F32) return;
     const auto n = static_cast<int64_t>(cache.size());
     storage.resize(static_cast<size_t>(n + 1) / 2);
-    floats_to_bf16(cache.data(), reinterpret_cast<uint16_t*>(storage.data()), n);
+    kernels().to_bf16(cache.data(), reinterpret_cast<uint16_t*>(storage.data()), n);
     data = storage.data();
   }
 };

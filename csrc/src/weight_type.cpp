@@ -14,10 +14,6 @@ WeightType weight_type_named(const std::string& name) {
   throw std::invalid_argument("unknown dtype '" + name + "'; valid dtypes: " + valid);
 }
 
-void floats_to_bf16(const float* in, uint16_t* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(in[i]);
-}
-
 uint16_t float_to_f16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);

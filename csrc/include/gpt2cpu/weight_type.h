@@ -55,10 +55,6 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
-// out[i] = float_to_bf16(in[i]): a loop the compiler vectorises at any ISA (a prompt's keys
-// and values going into a bfloat16 KV cache).
-void floats_to_bf16(const float* in, uint16_t* out, int64_t n);
-
 inline float bf16_to_float(uint16_t h) {
   const uint32_t u = static_cast<uint32_t>(h) << 16;
   float f;

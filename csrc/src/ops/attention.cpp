@@ -146,9 +146,9 @@ JobItem locate(const AttentionJob* jobs, int64_t count, int64_t from, int64_t it
 }
 
 // One new key or value row (head_dim floats) into the cache, as its type holds it.
-void store_row(char* to, const float* from, const AttentionShape& s) {
+void store_row(const KernelTable& kt, char* to, const float* from, const AttentionShape& s) {
   if (s.kv == KvType::BF16) {
-    floats_to_bf16(from, reinterpret_cast<uint16_t*>(to), s.head_dim);
+    kt.to_bf16(from, reinterpret_cast<uint16_t*>(to), s.head_dim);
   } else {
     std::memcpy(to, from, static_cast<size_t>(s.head_dim) * sizeof(float));
   }
@@ -197,6 +197,7 @@ void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parall
     floats += jobs[j].s.t * jobs[j].s.n_head * jobs[j].s.head_dim;
     heads += jobs[j].s.n_head;
   }
+  const KernelTable& kt = par.kernels();
   par.run(
       [&](const Share& share) {
         // (job, head) pairs split evenly; a job's heads are consecutive.
@@ -210,8 +211,8 @@ void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parall
           char* k_head = static_cast<char*>(job.k) + cache_offset(s, h, s.pos0) * element;
           char* v_head = static_cast<char*>(job.v) + cache_offset(s, h, s.pos0) * element;
           for (int64_t i = 0; i < s.t; ++i) {
-            store_row(k_head + i * row_bytes, job.new_k + i * job.ld + h * s.head_dim, s);
-            store_row(v_head + i * row_bytes, job.new_v + i * job.ld + h * s.head_dim, s);
+            store_row(kt, k_head + i * row_bytes, job.new_k + i * job.ld + h * s.head_dim, s);
+            store_row(kt, v_head + i * row_bytes, job.new_v + i * job.ld + h * s.head_dim, s);
           }
         }
       },
