@@ -152,6 +152,29 @@ def test_growth_keeps_what_the_cache_holds(model: Model) -> None:
     np.testing.assert_allclose(np.stack(logits), want[10:], atol=1e-5)
 
 
+@pytest.mark.parametrize("kv_dtype", ["float32", "bfloat16"])
+def test_room_reserved_ahead_changes_no_bit(directory: Path, kv_dtype: str) -> None:
+    m = Model.from_pretrained(directory, threads=2, kv_dtype=kv_dtype)
+    with m.new_sequence(100) as grown, m.new_sequence(100) as reserved:
+        grown.append([1] * 10)
+        reserved.reserve(3)  # less than it will hold: grows from there as usual
+        reserved.append([1] * 10)
+        reserved.reserve(100)
+        assert reserved.cache_bytes == 100 * m.kv_bytes_per_position
+        assert grown.cache_bytes < reserved.cache_bytes
+        for t in range(60):  # across grown's growths
+            assert np.array_equal(grown.append([t]), reserved.append([t]))
+        reserved.reserve(0)  # never shrinks
+        assert reserved.cache_bytes == 100 * m.kv_bytes_per_position
+        for bad in (-1, 101):
+            with pytest.raises(ValueError, match="tokens must be"):
+                reserved.reserve(bad)
+        with pytest.raises(IndexError, match="capacity 100"):
+            reserved._open_core().reserve(101)  # the core checks it again
+    with pytest.raises(ValueError, match="closed"):
+        reserved.reserve(5)
+
+
 def test_batched_generation_is_each_prompt_alone(model: Model) -> None:
     ps = [p.tolist() for p in prompts(9, 5)]
     run: dict[str, Any] = {"max_new_tokens": 12, "temperature": 0.0, "ignore_eos": True}

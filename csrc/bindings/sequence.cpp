@@ -56,6 +56,8 @@ void bind_sequence(py::module_& m) {
           py::arg("ids"), py::arg("n_logits") = 1,
           "Run ids through the model; returns the logits of the last n_logits positions.")
       .def("truncate", &Sequence::truncate, py::arg("length"))
+      .def("reserve", &Sequence::reserve_room, py::arg("positions"), py::call_guard<ReleaseGil>(),
+           "Memory for this many tokens now, rather than as they come.")
       .def("fork", &Sequence::fork, py::call_guard<ReleaseGil>(),
            "A new sequence holding a copy of this one's tokens' keys and values.")
       .def_property_readonly("length", &Sequence::length)

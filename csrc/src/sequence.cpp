@@ -69,6 +69,16 @@ void Sequence::truncate(int64_t n) {
   length_ = n;
 }
 
+void Sequence::reserve_room(int64_t positions) {
+  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error("this sequence is in use by another thread");
+  if (positions < 0 || positions > capacity_) {
+    throw std::out_of_range("cannot reserve room for " + std::to_string(positions) +
+                            " tokens in a sequence of capacity " + std::to_string(capacity_));
+  }
+  reserve(positions);
+}
+
 std::unique_ptr<Sequence> Sequence::fork() {
   std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
   if (!lock.owns_lock()) throw std::runtime_error("this sequence is in use by another thread");

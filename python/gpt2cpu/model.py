@@ -232,6 +232,14 @@ class Sequence:
         twin._busy = threading.Lock()
         return twin
 
+    def reserve(self, tokens: Int) -> None:
+        """Memory for `tokens` tokens (at most the capacity) now, where you know what the
+        sequence will hold: the cache otherwise grows as tokens come, copying itself each
+        time it doubles (a 16-sequence decode that grew its caches twice ran ~10% slower).
+        Room never used costs no memory: pages become resident as tokens are written."""
+        with self._in_use() as core:
+            core.reserve(int_in(tokens, "tokens", 0, self.capacity))
+
     def truncate(self, length: Int) -> None:
         """Forget every token from position `length` on (to re-use a shared prefix)."""
         with self._in_use() as core:

@@ -260,7 +260,9 @@ class _Gpt2cpuEngine:
         self.model = model
 
     def new(self, capacity: int) -> Sequence:
-        return self.model.new_sequence(capacity)
+        sequence = self.model.new_sequence(capacity)
+        sequence.reserve(capacity)  # as generate does
+        return sequence
 
     def feed(self, state: Sequence, ids: list[int]) -> Sequence:
         state.append(ids)
@@ -381,6 +383,8 @@ def batch_decode(model: Model, work: Workload) -> dict[str, dict[str, float]]:
         for r in range(work.repeats):
             seqs = [model.new_sequence(work.decode_prompt_tokens + work.new_tokens)
                     for _ in range(b)]
+            for seq in seqs:
+                seq.reserve(seq.capacity)  # as generate does
             step(seqs, [_ids(work.decode_prompt_tokens, vocab, work.seed + i) for i in range(b)])
             tokens = np.random.default_rng(work.seed + r).integers(0, vocab, (work.new_tokens, b))
             started = time.perf_counter()

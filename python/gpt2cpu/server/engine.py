@@ -283,10 +283,12 @@ class Engine:
             try:
                 if found is None:
                     job.sequence = self.model.new_sequence(capacity)
+                    job.sequence.reserve(capacity)  # the room it is budgeted, grown once
                 else:
                     key, shared, size = found
                     room = self._held_bytes() + self._bytes(size) <= self.max_kv_bytes
                     job.sequence = self._cache.use(key, shared, copy=room)
+                    job.sequence.reserve(min(capacity, job.sequence.capacity))
                     job.prefilled = job.cached_tokens = shared
                 job.start(self.model)
             except (ValueError, MemoryError) as exc:
