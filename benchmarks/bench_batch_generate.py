@@ -1,12 +1,12 @@
 """Batched generation through `Model.generate` at the 124M shape (random weights):
 
     python benchmarks/bench_batch_generate.py [--threads 2] [--dtype float32,int8]
-        [--prompts 16] [--new-tokens 128] [--rounds 3]
+        [--kv-dtype float32,bfloat16] [--prompts 16] [--new-tokens 128] [--rounds 3]
 
 - gpt2cpu: greedy generation of 16 random 16-token prompts, 128 new tokens each, as one
   `model.generate(prompts)` call, against the same prompts generated one at a time (batch 1);
   aggregate tokens/s = new tokens of all prompts / wall time (prefill included, as a user
-  sees it). For each --dtype, side by side.
+  sees it). For each --dtype and --kv-dtype (the KV cache's), side by side.
 - CTranslate2 (if installed; `pip install ctranslate2`): its converter run on the same random
   checkpoint, `Generator.generate_batch` on the same prompts (greedy, the same token counts,
   end token disabled so that both produce every token). Skipped with the reason otherwise.
@@ -34,12 +34,18 @@ def timed(run: Callable[[], int]) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def gpt2cpu_runs(directory: Path, dtype: str, threads: int, prompts: list[list[int]],
-                 new: int) -> dict[str, Callable[[], int]]:
+def variant(dtype: str, kv_dtype: str) -> str:
+    """How the results name a dtype and KV cache type."""
+    return dtype if kv_dtype == "float32" else f"{dtype}+{kv_dtype}-kv"
+
+
+def gpt2cpu_runs(directory: Path, dtype: str, kv_dtype: str, threads: int,
+                 prompts: list[list[int]], new: int) -> dict[str, Callable[[], int]]:
     import gpt2cpu
     from gpt2cpu.generation.loop import GenerationResult
 
-    model = gpt2cpu.Model.from_pretrained(directory, threads=threads, dtype=dtype)
+    model = gpt2cpu.Model.from_pretrained(directory, threads=threads, dtype=dtype,
+                                          kv_dtype=kv_dtype)
     options: dict[str, Any] = dict(max_new_tokens=new, temperature=0.0, ignore_eos=True)
 
     def batch() -> int:
@@ -55,7 +61,8 @@ def gpt2cpu_runs(directory: Path, dtype: str, threads: int, prompts: list[list[i
             total += len(result.token_ids)
         return total
 
-    return {f"gpt2cpu {dtype} batch {len(prompts)}": batch, f"gpt2cpu {dtype} batch 1": one_by_one}
+    name = variant(dtype, kv_dtype)
+    return {f"gpt2cpu {name} batch {len(prompts)}": batch, f"gpt2cpu {name} batch 1": one_by_one}
 
 
 def ctranslate2_run(directory: Path, threads: int, prompts: list[list[int]],
@@ -123,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32,int8")
+    parser.add_argument("--kv-dtype", default="float32")
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -136,9 +144,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     prompts = [[int(t) for t in rng.integers(0, 50257, args.prompt_tokens)]
                for _ in range(args.prompts)]
+    variants = [(d, kv) for d in args.dtype.split(",") for kv in args.kv_dtype.split(",")]
     runs: dict[str, Callable[[], int]] = {}
-    for dtype in args.dtype.split(","):
-        runs.update(gpt2cpu_runs(directory, dtype, args.threads, prompts, args.new_tokens))
+    for dtype, kv_dtype in variants:
+        runs.update(gpt2cpu_runs(directory, dtype, kv_dtype, args.threads, prompts,
+                                 args.new_tokens))
     ct2, skipped = ctranslate2_run(directory, args.threads, prompts, args.new_tokens)
     runs.update(ct2)
     rates: dict[str, list[float]] = {name: [] for name in runs}
@@ -152,10 +162,11 @@ def main() -> None:
     for name, med in medians.items():
         print(f"  {name:<36} {med:8.1f} tokens/s (runs: "
               f"{', '.join(f'{r:.1f}' for r in rates[name])})")
-    for dtype in args.dtype.split(","):
-        base = medians[f"gpt2cpu {dtype} batch 1"]
-        batch = medians[f"gpt2cpu {dtype} batch {args.prompts}"]
-        line = f"  {dtype}: batch {args.prompts} / batch 1 = {batch / base:.2f}x"
+    for dtype, kv_dtype in variants:
+        name = variant(dtype, kv_dtype)
+        base = medians[f"gpt2cpu {name} batch 1"]
+        batch = medians[f"gpt2cpu {name} batch {args.prompts}"]
+        line = f"  {name}: batch {args.prompts} / batch 1 = {batch / base:.2f}x"
         if ct2:
             theirs = medians[f"ctranslate2 generate_batch {args.prompts}"]
             line += f"; / ctranslate2 = {batch / theirs:.2f}x"
