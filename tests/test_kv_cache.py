@@ -171,6 +171,10 @@ def test_room_reserved_ahead_changes_no_bit(directory: Path, kv_dtype: str) -> N
                 reserved.reserve(bad)
         with pytest.raises(IndexError, match="capacity 100"):
             reserved._open_core().reserve(101)  # the core checks it again
+        # A fork has the room as well as the tokens: it need not grow (copy) again.
+        twin = reserved.fork()
+        assert twin.cache_bytes == reserved.cache_bytes
+        assert np.array_equal(twin.append([3]), reserved.append([3]))
     with pytest.raises(ValueError, match="closed"):
         reserved.reserve(5)
 
@@ -188,11 +192,14 @@ def test_the_cache_takes_half_the_bytes(directory: Path, model: Model) -> None:
     per_position = SHAPE["n_layer"] * 2 * SHAPE["n_embd"]
     assert fp32.kv_bytes_per_position == per_position * 4
     assert model.kv_bytes_per_position == per_position * 2
-    for m in (fp32, model):
+    sizes = []
+    for m, element in ((fp32, 4), (model, 2)):
         with m.new_sequence() as seq:
             seq.append(list(range(100)))
-            assert seq.cache_bytes == seq._open_core().allocated * m.kv_bytes_per_position
+            sizes.append(seq.cache_bytes)
+            assert seq.cache_bytes == seq._open_core().allocated * per_position * element
             assert seq.fork().cache_bytes == seq.cache_bytes
+    assert sizes[0] == 2 * sizes[1]
 
 
 # ---- accuracy -----------------------------------------------------------------------------
@@ -296,3 +303,32 @@ def test_a_batch_job_runs_with_the_cache_it_names(tmp_path: Path) -> None:
     # before there was a choice.
     assert job.identity()["kv_dtype"] == "bfloat16"
     assert "kv_dtype" not in JobSpec(source, tmp_path / "o2.jsonl", "score").identity()
+    # None is float32, as in from_pretrained: the same job, the same identity.
+    unset = JobSpec(source, tmp_path / "o2.jsonl", "score", dtype=None, kv_dtype=None)  # type: ignore[arg-type]
+    assert unset.identity() == JobSpec(source, tmp_path / "o2.jsonl", "score").identity()
+
+
+def test_a_batch_job_refuses_a_bad_kv_dtype_before_anything_is_written(tmp_path: Path) -> None:
+    from gpt2cpu.jobs import JobSpec, run_job
+    from job_data import good_rows, write_jsonl
+
+    source = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    # A remote cluster's client that lacks the model's directory loads no model of its own:
+    # the option is still checked here, not in the actors after the parts directory exists.
+    job = JobSpec(source, tmp_path / "out.jsonl", "score", model=tmp_path / "elsewhere",
+                  kv_dtype="fp8", ray="ray://127.0.0.1:1")
+    with pytest.raises(ValueError, match="kv_dtype must be one of float32, bfloat16"):
+        run_job(job)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_the_cli_hands_kv_dtype_to_the_model(hf_model_dir: HfModelDir) -> None:
+    from hf_models import SMALL
+    from test_bench import bench
+
+    directory, _ = hf_model_dir(**SMALL)
+    out = bench("--model", str(directory), "--threads", "1", "--prompt-tokens", "8",
+                "--new-tokens", "3", "--repeats", "1", "--positions", "5",
+                "--kv-dtype", "bfloat16")
+    assert out.returncode == 0, out.stderr
+    assert "bfloat16 KV cache" in out.stdout, out.stdout

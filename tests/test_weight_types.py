@@ -193,7 +193,7 @@ def test_packing_is_the_same_on_any_thread_count(dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stored_bytes(dtype: str) -> None:
-    k, n = 100, 40  # 3 panels; int8 2 groups, int4 4 groups
+    k, n = 100, 40  # 3 panels; int8 1 group, int4 4 groups
     bits = {"float32": 32, "bfloat16": 16, "float16": 16, "int8": 8, "int4": 4}[dtype]
     groups = -(-k // GROUP_ROWS[dtype]) if dtype in GROUP_ROWS else 0
     expect = 3 * k * 16 * bits // 8 + 3 * groups * 16 * 4

@@ -83,8 +83,11 @@ std::unique_ptr<Sequence> Sequence::fork() {
   std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
   if (!lock.owns_lock()) throw std::runtime_error("this sequence is in use by another thread");
   auto copy = std::make_unique<Sequence>(model_, capacity_);
+  // This one's room, not just its tokens': a sequence reserved for what it will hold (n
+  // samples of a prompt, a server's cached prefix) forks into one that need not grow, and
+  // copy itself again, either. Pages past the copied tokens stay untouched: no memory.
+  copy->reserve(allocated_);
   if (length_ == 0) return copy;
-  copy->reserve(length_);
   const size_t bytes = static_cast<size_t>(length_ * row_bytes());
   for (int64_t b = 0; b < blocks(); ++b) std::memcpy(copy->block(b), block(b), bytes);
   copy->length_ = length_;

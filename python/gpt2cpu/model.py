@@ -633,7 +633,7 @@ class Model:
         return (
             f"Model({str(self.path)!r}, n_layer={c.n_layer}, n_embd={c.n_embd}, "
             f"n_head={c.n_head}, vocab_size={c.vocab_size}, dtype={self.dtype!r}, "
-            f"threads={self.threads})"
+            f"kv_dtype={self.kv_dtype!r}, threads={self.threads})"
         )
 
 

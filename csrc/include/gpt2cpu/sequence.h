@@ -51,9 +51,9 @@ class Sequence {
   // does, and std::bad_alloc (the cache unchanged).
   void reserve_room(int64_t positions);
 
-  // A new sequence holding the same tokens, with a copy of this one's keys and values:
-  // copying the cache costs ~1% of computing it again (see README), and the two then
-  // diverge without sharing anything.
+  // A new sequence holding the same tokens, with a copy of this one's keys and values and
+  // as much room: copying the cache costs ~1% of computing it again (see README), and the
+  // two then diverge without sharing anything.
   std::unique_ptr<Sequence> fork();
 
   // The cache of layer `layer`, for the step: keys, then values, each (n_head, allocated,

@@ -194,7 +194,8 @@ def run_every_dtype(args: argparse.Namespace) -> int:
 def format_dtype_table(reports: list[dict[str, Any]]) -> str:
     base = reports[0]["gpt2cpu"]["decode_tokens_per_s"]
     lines = [
-        "every dtype, side by side (medians; decode x: against the first row):",
+        f"every dtype, side by side, {reports[0].get('kv_dtype', 'float32')} KV cache "
+        "(medians; decode x: against the first row):",
         f"  {'dtype':<9} {'weights MB':>10} {'MB/token':>9} {'decode tok/s':>12} {'x':>6} "
         f"{'roofline':>8} {'prompt tok/s':>12} {'load s':>7} {'peak RSS MB':>11}",
     ]

@@ -203,8 +203,7 @@ def _batch_steps(model: Model, n: int, slots: list[_Slot],
             for k in range(n):
                 slot = slots[p * n + k]
                 if k:  # the samples share the prompt's keys and values
-                    slot.sequence = first.sequence.fork()
-                    slot.sequence.reserve(slot.sequence.capacity)
+                    slot.sequence = first.sequence.fork()  # with its room too
                 slot.prefill = prefill
                 live.append((p * n + k, slot, rows[p]))
         while live:

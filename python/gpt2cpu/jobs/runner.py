@@ -57,6 +57,10 @@ class JobSpec:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        # None means float32, as in from_pretrained: one job, one identity, however spelled.
+        for name in ("dtype", "kv_dtype"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, "float32")
 
     def make_task(self) -> Task:
         return make_task(self.task, options=self.options, seed=self.seed, pooling=self.pooling,
@@ -221,8 +225,11 @@ def checked_model(spec: JobSpec, task: Task) -> Model | None:
     Under Ray, None: the actors load their own, and this one is only checked (with one
     thread), unless a client of a remote cluster lacks the model's directory; the actors
     check it then."""
-    from ..model import Model
+    from ..model import Model, check_dtype, check_kv_dtype
 
+    # Here as well as in from_pretrained: a remote cluster's client may load no model.
+    check_dtype(spec.dtype)
+    check_kv_dtype(spec.kv_dtype)
     directory = spec.model_dir()
     if spec.ray is None:
         model = Model.from_pretrained(directory, threads=spec.threads, dtype=spec.dtype,
