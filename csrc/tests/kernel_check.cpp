@@ -228,6 +228,118 @@ void check_attention(const KernelTable& kt) {
   }
 }
 
+// x rounded to bfloat16 by the scalar definition, and the same values widened back: what a
+// bfloat16 cache holds, and the float32 cache that holds exactly those values.
+std::vector<uint16_t> to_bf16_ref(const Floats& x) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = gpt2cpu::float_to_bf16(x[i]);
+  return h;
+}
+
+Floats widened(const std::vector<uint16_t>& h) {
+  Floats f(h.size());
+  for (size_t i = 0; i < h.size(); ++i) f[i] = gpt2cpu::bf16_to_float(h[i]);
+  return f;
+}
+
+// The bfloat16 kernels against the float32 ones on the same (widened) keys and values. The
+// widening is exact and the arithmetic is the float32 kernels', but not to the bit: where d
+// is not a multiple of the vector width, the scalar tail loops of the two instantiations
+// come out up to ~1.5e-7 apart on x86's avx2 and avx512 (the compiler contracts their
+// multiply-adds into FMAs differently: with -ffp-contract=off the bits match), so attend's
+// tolerance. Wrong widening or strides are off by far more. Shapes as check_attention's.
+void check_attention_bf16(const KernelTable& kt) {
+  for (int64_t d : {7, 16, 20, 64, 72}) {
+    for (int64_t n : {1, 5, 16, 17, 37, 100, 129}) {
+      const Floats q = random_floats(static_cast<size_t>(d));
+      const auto kh = to_bf16_ref(random_floats(static_cast<size_t>(n * d)));
+      const auto vh = to_bf16_ref(random_floats(static_cast<size_t>(n * d)));
+      const Floats k = widened(kh), v = widened(vh);
+      Floats want(static_cast<size_t>(d)), got(static_cast<size_t>(d)), scores(static_cast<size_t>(n));
+      kt.attend(want.data(), q.data(), k.data(), v.data(), n, d, 0.3f, scores.data(), {});
+      kt.attend_bf16(got.data(), q.data(), kh.data(), vh.data(), n, d, 0.3f, scores.data(),
+                     gpt2cpu::AttendNext{vh.data(), n});
+      expect_close(kt.name, "attend_bf16 n=" + std::to_string(n) + " d=" + std::to_string(d),
+                   got.data(), std::vector<double>(want.begin(), want.end()), 1e-5);
+    }
+    for (int64_t m : {int64_t{1}, int64_t{5}, gpt2cpu::kAttendBlock}) {
+      for (int64_t pos0 : {0, 3, 29}) {
+        const int64_t n = pos0 + m;
+        const Floats q = random_floats(static_cast<size_t>(m * (d + 1)));
+        const auto kh = to_bf16_ref(random_floats(static_cast<size_t>(n * d)));
+        const auto vh = to_bf16_ref(random_floats(static_cast<size_t>(n * d)));
+        const Floats k = widened(kh), v = widened(vh);
+        Floats want(static_cast<size_t>(m * d)), got(static_cast<size_t>(m * d));
+        Floats scratch(static_cast<size_t>(gpt2cpu::attend_block_scratch(n, d)));
+        const gpt2cpu::AttendBlock job{want.data(), d, q.data(), d + 1, k.data(), v.data(), m, pos0, d, 0.3f};
+        kt.attend_block(job, scratch.data());
+        const gpt2cpu::AttendBlockBf16 job_bf16{got.data(), d, q.data(), d + 1, kh.data(), vh.data(),
+                                                m, pos0, d, 0.3f};
+        kt.attend_block_bf16(job_bf16, scratch.data());
+        expect_close(kt.name, "attend_block_bf16 m=" + std::to_string(m) + " pos0=" +
+                     std::to_string(pos0) + " d=" + std::to_string(d), got.data(),
+                     std::vector<double>(want.begin(), want.end()), 1e-5);
+      }
+    }
+  }
+}
+
+// to_bf16 against float_to_bf16, exactly: every set rounds as the scalar definition does,
+// since a cache's bits must not depend on the set that wrote it. NaNs only need to stay
+// NaN (which quiet NaN a set makes is its own); rounding one as a number could make inf.
+void check_to_bf16(const KernelTable& kt) {
+  const auto bits = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  Floats awkward = {
+      bits(0x3f808000u),  // tie, even below: rounds down
+      bits(0x3f818000u),  // tie, odd below: rounds up
+      bits(0x3f807fffu), bits(0x3f808001u),  // either side of a tie
+      bits(0xbf818000u), bits(0xbf808001u),  // the same, negative
+      bits(0x7f7fffffu),  // the largest float: rounds to inf
+      bits(0x7f7f7fffu),  // just below the tie under it: stays finite
+      bits(0xff7fffffu),
+      std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+      // NaNs that rounding as a number would lose: signalling ones whose payload is all in
+      // the dropped half (-> +-inf), and quiet ones where it carries into the sign (-> +-0).
+      bits(0x7f800001u), bits(0xff800001u), bits(0x7fbfffffu),
+      bits(0x7fc00000u), bits(0xffc00001u), bits(0x7fffffffu), bits(0xffffffffu),
+      bits(0x00000001u), bits(0x00008000u), bits(0x00018000u), bits(0x807fffffu),  // subnormals
+      -0.0f, 0.0f, 1.0f, 3.14159265f};
+  const Floats normals = random_floats(100);
+  awkward.insert(awkward.end(), normals.begin(), normals.end());
+  for (int64_t n : {1, 7, 17, 100}) {
+    // Each value at every lane (of a vector and of the tail): rotated through x, pass by pass.
+    for (size_t start = 0; start < awkward.size(); ++start) {
+      Floats x(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) x[i] = awkward[(start + i) % awkward.size()];
+      const auto want = to_bf16_ref(x);
+      std::vector<uint16_t> got(static_cast<size_t>(n) + 1, 0x1234);
+      kt.to_bf16(x.data(), got.data(), n);
+      bool ok = got[static_cast<size_t>(n)] == 0x1234;
+      for (int64_t i = 0; ok && i < n; ++i) {
+        ok = std::isnan(x[i]) ? std::isnan(gpt2cpu::bf16_to_float(got[i])) : got[i] == want[i];
+        if (!ok) {
+          uint32_t u;
+          std::memcpy(&u, &x[i], 4);
+          std::printf("FAIL %s to_bf16 n=%lld: [%lld] %08x -> %04x, want %04x\n", kt.name,
+                      static_cast<long long>(n), static_cast<long long>(i),
+                      static_cast<unsigned>(u), got[i], want[i]);
+        }
+      }
+      if (!ok) {
+        if (got[static_cast<size_t>(n)] != 0x1234) {
+          std::printf("FAIL %s to_bf16 n=%lld wrote past its end\n", kt.name,
+                      static_cast<long long>(n));
+        }
+        ++g_failures;
+      }
+    }
+  }
+}
+
 // quantize_group against the scalar definition, exactly (every set gives the same bits):
 // odd lengths (the vector loop and its tail), groups of zeros and subnormals, ties, and non-finite
 // inputs (scale NaN, q and sum 0).
@@ -341,6 +453,8 @@ int main(int argc, char** argv) {
     check_gemm(*kt);
     check_elementwise(*kt);
     check_attention(*kt);
+    check_attention_bf16(*kt);
+    check_to_bf16(*kt);
     check_quantize(*kt);
     check_matmul(*kt);
     std::printf("%s: %s (gemm_rows %lld)\n", kt->name, g_failures == before ? "ok" : "FAILED",
