@@ -17,7 +17,7 @@ from hf_models import HfModelDir
 from model_files import model_dir
 from reference import bfloat16_rounded, causal_attention
 from test_batch_step import SHAPE, alone, prompts
-from test_weight_types import LOGIT_BOUND, ODD_SHAPES, logit_errors
+from test_weight_types import LOGIT_BOUND, ODD_SHAPES, logit_errors, odd_shape_errors
 
 K = _core.testing
 
@@ -213,11 +213,7 @@ KV_LOGIT_BOUND = (1e-3, 2e-3)
 @pytest.mark.parametrize("shape", ODD_SHAPES)
 def test_small_odd_shapes_stay_within_the_bounds(hf_model_dir: HfModelDir, isa: str,
                                                  shape: dict[str, Any]) -> None:
-    directory, _ = hf_model_dir(**shape)
-    ids = np.random.default_rng(0).integers(0, shape["vocab_size"], 30)
-    ref = Model.from_pretrained(directory, threads=2).forward(ids)
-    got = Model.from_pretrained(directory, threads=2, kv_dtype="bfloat16").forward(ids)
-    rms, worst = logit_errors(got, ref)
+    rms, worst = odd_shape_errors(hf_model_dir, shape, kv_dtype="bfloat16")
     assert rms <= KV_LOGIT_BOUND[0] and worst <= KV_LOGIT_BOUND[1], (rms, worst)
 
 
