@@ -59,9 +59,14 @@ void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_lo
   run_step(*model_, {input}, StepRequest{}, logits);
 }
 
-void Sequence::truncate(int64_t n) {
+std::unique_lock<std::mutex> Sequence::hold() {
   std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
   if (!lock.owns_lock()) throw std::runtime_error("this sequence is in use by another thread");
+  return lock;
+}
+
+void Sequence::truncate(int64_t n) {
+  const auto held = hold();
   if (n < 0 || n > length_) {
     throw std::out_of_range("cannot truncate a sequence of length " + std::to_string(length_) +
                             " to " + std::to_string(n));
@@ -70,8 +75,7 @@ void Sequence::truncate(int64_t n) {
 }
 
 void Sequence::reserve_room(int64_t positions) {
-  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-  if (!lock.owns_lock()) throw std::runtime_error("this sequence is in use by another thread");
+  const auto held = hold();
   if (positions < 0 || positions > capacity_) {
     throw std::out_of_range("cannot reserve room for " + std::to_string(positions) +
                             " tokens in a sequence of capacity " + std::to_string(capacity_));
@@ -80,8 +84,7 @@ void Sequence::reserve_room(int64_t positions) {
 }
 
 std::unique_ptr<Sequence> Sequence::fork() {
-  std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-  if (!lock.owns_lock()) throw std::runtime_error("this sequence is in use by another thread");
+  const auto held = hold();
   auto copy = std::make_unique<Sequence>(model_, capacity_);
   // This one's room, not just its tokens': a sequence reserved for what it will hold (n
   // samples of a prompt, a server's cached prefix) forks into one that need not grow, and

@@ -101,6 +101,7 @@ void Run::plan() {
   // Attention and the cache writes of every block, each input against its own cache. The
   // last block attends from the output rows only, which by then sit compacted at the front.
   const bool compacting = last_keep_ < rows_;
+  const KvType kv = model_.kv_type();
   size_t scratch = 0;
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     const bool last = l + 1 == c_.n_layer;
@@ -112,7 +113,6 @@ void Run::plan() {
       if (in.n == 0) continue;
       Sequence& seq = *in.sequence;
       const int64_t pos0 = seq.length();
-      const KvType kv = model_.kv_type();
       const AttentionShape all{in.n, pos0, H, D, seq.allocated(), scale, kv};
       key_values_.push_back(KeyValueJob{seq.keys(l), seq.values(l), nullptr, nullptr, 3 * C, all});
       // The queries' rows (filled in by layer(), once qkv_ exists): every new token, or in
@@ -359,9 +359,10 @@ void run_step(const Model& model, const std::vector<StepInput>& inputs,
   std::vector<std::unique_lock<std::mutex>> locks;
   locks.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
-    locks.emplace_back(inputs[i].sequence->busy_, std::try_to_lock);
-    if (!locks.back().owns_lock()) {
-      throw std::runtime_error(at(i) + "this sequence is in use by another thread");
+    try {
+      locks.push_back(inputs[i].sequence->hold());
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(at(i) + e.what());
     }
   }
   for (size_t i = 0; i < inputs.size(); ++i) {

@@ -64,6 +64,9 @@ class Sequence {
  private:
   friend void run_step(const Model&, const std::vector<StepInput>&, const StepRequest&, float*);
 
+  // This sequence held for the caller alone until the lock goes: std::runtime_error if
+  // another thread holds it (a sequence takes one operation at a time).
+  std::unique_lock<std::mutex> hold();
   // Grows the cache, keeping its contents, so that it has room for `positions` tokens
   // (<= capacity). Throws std::bad_alloc; the cache is unchanged then.
   void reserve(int64_t positions);
