@@ -175,8 +175,8 @@ def test_generation_runs_the_prompt_once_then_one_token_a_step(
     capacities: list[int] = []
     new_sequence = small.new_sequence
 
-    def recording(capacity: int | None = None) -> gpt2cpu.Sequence:
-        sequence = new_sequence(capacity)
+    def recording(capacity: int | None = None, **options: Any) -> gpt2cpu.Sequence:
+        sequence = new_sequence(capacity, **options)
         capacities.append(sequence.capacity)
         append, append_sampled = sequence.append, sequence._append_sampled
 
@@ -207,8 +207,8 @@ def test_the_cache_is_freed_when_a_stream_ends_or_is_dropped(
     sequences: list[gpt2cpu.Sequence] = []
     new_sequence = small.new_sequence
 
-    def keep(capacity: int | None = None) -> gpt2cpu.Sequence:
-        sequences.append(new_sequence(capacity))
+    def keep(capacity: int | None = None, **options: Any) -> gpt2cpu.Sequence:
+        sequences.append(new_sequence(capacity, **options))
         return sequences[-1]
 
     monkeypatch.setattr(small, "new_sequence", keep)

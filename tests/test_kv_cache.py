@@ -164,6 +164,8 @@ def test_room_reserved_ahead_changes_no_bit(directory: Path, kv_dtype: str) -> N
         assert grown.cache_bytes < reserved.cache_bytes
         for t in range(60):  # across grown's growths
             assert np.array_equal(grown.append([t]), reserved.append([t]))
+        with m.new_sequence(100, reserve=True) as ahead:
+            assert ahead.cache_bytes == reserved.cache_bytes
         reserved.reserve(0)  # never shrinks
         assert reserved.cache_bytes == 100 * m.kv_bytes_per_position
         for bad in (-1, 101):

@@ -627,9 +627,7 @@ def test_stream_ends_with_done_and_usage(server: Served) -> None:
 
 
 def test_kv_budget_queues_what_does_not_fit(model: gpt2cpu.Model) -> None:
-    from gpt2cpu.server.engine import kv_bytes_per_position
-
-    one = 64 * kv_bytes_per_position(model)  # the smallest sequence the engine allocates
+    one = 64 * model.kv_bytes_per_position  # the smallest sequence the engine allocates
     gate = Gate()
     with serve(model, max_kv_bytes=one + one // 2, prefix_cache_entries=0, step=gate) as served:
         answers: list[int] = []

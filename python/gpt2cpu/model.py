@@ -111,7 +111,8 @@ class Sequence:
     reuse (mapping fresh pages costs ~5% of a long prompt) and frees the rest.
     """
 
-    def __init__(self, model: Model, capacity: Int | None = None) -> None:
+    def __init__(self, model: Model, capacity: Int | None = None, *,
+                 reserve: bool = False) -> None:
         n_positions = model.config.n_positions
         if capacity is None:
             capacity = n_positions
@@ -124,6 +125,8 @@ class Sequence:
             )
         self.model = model
         self._core: _core.Sequence | None = _core.Sequence(model._core, capacity)
+        if reserve:
+            self._core.reserve(capacity)
         self._capacity = capacity
         self.tokens: list[int] = []
         self._busy = threading.Lock()
@@ -419,9 +422,11 @@ class Model:
         in kv_dtype)."""
         return int(self._core.kv_bytes_per_position)
 
-    def new_sequence(self, capacity: Int | None = None) -> Sequence:
-        """A fresh sequence with a KV cache for `capacity` tokens (default: n_positions)."""
-        return Sequence(self, capacity)
+    def new_sequence(self, capacity: Int | None = None, *, reserve: bool = False) -> Sequence:
+        """A fresh sequence with a KV cache for `capacity` tokens (default: n_positions).
+        reserve=True: the cache's room for all of them now, as `Sequence.reserve` takes it,
+        where the sequence will hold about that many (generate, the server and bench do)."""
+        return Sequence(self, capacity, reserve=reserve)
 
     @overload
     def forward(self, ids: IdsLike) -> np.ndarray[Any, Any]: ...

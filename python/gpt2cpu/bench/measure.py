@@ -260,9 +260,7 @@ class _Gpt2cpuEngine:
         self.model = model
 
     def new(self, capacity: int) -> Sequence:
-        sequence = self.model.new_sequence(capacity)
-        sequence.reserve(capacity)  # as generate does
-        return sequence
+        return self.model.new_sequence(capacity, reserve=True)  # as generate does
 
     def feed(self, state: Sequence, ids: list[int]) -> Sequence:
         state.append(ids)
@@ -381,10 +379,9 @@ def batch_decode(model: Model, work: Workload) -> dict[str, dict[str, float]]:
     for b in work.batches:
         rates = []
         for r in range(work.repeats):
-            seqs = [model.new_sequence(work.decode_prompt_tokens + work.new_tokens)
+            seqs = [model.new_sequence(work.decode_prompt_tokens + work.new_tokens,
+                                       reserve=True)  # as generate does
                     for _ in range(b)]
-            for seq in seqs:
-                seq.reserve(seq.capacity)  # as generate does
             step(seqs, [_ids(work.decode_prompt_tokens, vocab, work.seed + i) for i in range(b)])
             tokens = np.random.default_rng(work.seed + r).integers(0, vocab, (work.new_tokens, b))
             started = time.perf_counter()

@@ -183,8 +183,8 @@ def _batch_steps(model: Model, n: int, slots: list[_Slot],
     try:
         for slot in firsts:
             # The cache holds the prompt and all but the last new token.
-            slot.sequence = model.new_sequence(max(1, len(slot.ids) + slot.d.budget - 1))
-            slot.sequence.reserve(slot.sequence.capacity)  # grown once, not as tokens come
+            slot.sequence = model.new_sequence(max(1, len(slot.ids) + slot.d.budget - 1),
+                                               reserve=True)
         started = time.perf_counter()
         # In steps of at most PREFILL_ROWS prompt tokens (a big prompt alone): one step
         # for 400 prompts of 250 tokens held ~1.2 GB of activations. The step is

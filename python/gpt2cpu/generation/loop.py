@@ -263,13 +263,12 @@ def _steps(model: Model, ids: list[int], d: Decoding, continued: Sequence | None
            shared: StreamState) -> Generator[str, None, None]:
     """GenerationStream's pieces: the prefill, then a step a token."""
     # The cache needs one place fewer than prompt and new tokens together.
-    sequence = continued or model.new_sequence(max(1, len(ids) + d.budget - 1))
+    # Its room for the prompt and the budget taken at once, not grown as tokens come.
+    sequence = continued or model.new_sequence(max(1, len(ids) + d.budget - 1), reserve=True)
     # Closed when the loop ends, or when the caller drops a stream part-way, so that the
     # cache's memory goes back at once rather than whenever the generator is collected.
     # A caller's sequence stays theirs, open.
     with sequence if continued is None else contextlib.nullcontext(sequence):
-        if continued is None:
-            sequence.reserve(sequence.capacity)  # what the prompt and budget need, at once
         started = time.perf_counter()
         if ids:
             logits = sequence.append(np.asarray(ids, dtype=np.int64))

@@ -87,11 +87,6 @@ def advance(items: list[StepItem]) -> list[np.ndarray[Any, Any]]:
     ).outputs
 
 
-def kv_bytes_per_position(model: Model) -> int:
-    """Keys and values of every layer for one position, in the model's kv_dtype."""
-    return model.kv_bytes_per_position
-
-
 def available_memory() -> int:
     """MemAvailable from /proc/meminfo, else the physical memory (bytes)."""
     try:
@@ -132,7 +127,7 @@ class Engine:
         self.model = model
         self.max_batch = max_batch
         self.max_queue = max_queue
-        self.per_position = kv_bytes_per_position(model)
+        self.per_position = model.kv_bytes_per_position
         self.max_kv_bytes = (available_memory() // 2) if max_kv_bytes is None else max_kv_bytes
         self.prefill_chunk = prefill_chunk
         self.metrics = metrics or Metrics()
@@ -282,13 +277,13 @@ class Engine:
                 self._waiting.popleft()
             try:
                 if found is None:
-                    job.sequence = self.model.new_sequence(capacity)
-                    job.sequence.reserve(capacity)  # the room it is budgeted, grown once
+                    job.sequence = self.model.new_sequence(capacity, reserve=True)
                 else:
                     key, shared, size = found
                     room = self._held_bytes() + self._bytes(size) <= self.max_kv_bytes
+                    # Its room came with it: every cached sequence began reserved, above,
+                    # and a fork takes its parent's room.
                     job.sequence = self._cache.use(key, shared, copy=room)
-                    job.sequence.reserve(min(capacity, job.sequence.capacity))
                     job.prefilled = job.cached_tokens = shared
                 job.start(self.model)
             except (ValueError, MemoryError) as exc:
