@@ -145,6 +145,10 @@ JobItem locate(const AttentionJob* jobs, int64_t count, int64_t from, int64_t it
   return JobItem{j, item - (j == 0 ? 0 : jobs[j - 1].items_end)};
 }
 
+// The most bytes of each head's new rows store_keys_values_many fetches before writing
+// them: a decode step's row or few (a prompt's many rows stream in order anyway).
+constexpr int64_t kFetchWrittenBytes = 1024;
+
 // One new key or value row (head_dim floats) into the cache, as its type holds it.
 void store_row(const KernelTable& kt, char* to, const float* from, const AttentionShape& s) {
   if (s.kv == KvType::BF16) {
@@ -191,32 +195,49 @@ void attention_many(const AttentionJob* jobs, int64_t count, const Parallel& par
 }
 
 void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parallel& par) {
-  // A prompt's keys and values are MBs: worth both threads. A decode step's are a few KB.
+  // A prompt's keys and values are MBs: worth both threads. A decode step's are a few KB,
+  // but in a team the other thread would only wait at the barrier: it takes half.
   int64_t floats = 0, heads = 0;
   for (int64_t j = 0; j < count; ++j) {
     floats += jobs[j].s.t * jobs[j].s.n_head * jobs[j].s.head_dim;
     heads += jobs[j].s.n_head;
   }
   const KernelTable& kt = par.kernels();
+  // Calls f(job, cache offset in bytes of its first new row, head) for this thread's
+  // (job, head) pairs: split evenly, a job's heads consecutive.
+  auto each_head = [&](const Share& share, auto&& f) {
+    int64_t j = 0, first = 0;
+    for (int64_t item = share.begin(heads); item < share.end(heads); ++item) {
+      while (item >= first + jobs[j].s.n_head) first += jobs[j++].s.n_head;
+      const AttentionShape& s = jobs[j].s;
+      const int64_t h = item - first;
+      f(jobs[j], cache_offset(s, h, s.pos0) * info(s.kv).bytes, h);
+    }
+  };
   par.run(
       [&](const Share& share) {
-        // (job, head) pairs split evenly; a job's heads are consecutive.
-        int64_t j = 0, first = 0;
-        for (int64_t item = share.begin(heads); item < share.end(heads); ++item) {
-          while (item >= first + jobs[j].s.n_head) first += jobs[j++].s.n_head;
-          const KeyValueJob& job = jobs[j];
+        // A decode step writes a row or two into each head's cache, lines no cache holds:
+        // each store would wait for its line in turn. Fetched all at once first, for
+        // writing, they arrive together (a 16-sequence step's writes took 0.39 -> 0.17 ms).
+        each_head(share, [](const KeyValueJob& job, int64_t at, int64_t) {
+          const int64_t bytes = job.s.t * job.s.head_dim * info(job.s.kv).bytes;
+          for (int64_t b = 0; b < bytes && b < kFetchWrittenBytes; b += 64) {
+            __builtin_prefetch(static_cast<char*>(job.k) + at + b, 1, 3);
+            __builtin_prefetch(static_cast<char*>(job.v) + at + b, 1, 3);
+          }
+        });
+        each_head(share, [&](const KeyValueJob& job, int64_t at, int64_t h) {
           const AttentionShape& s = job.s;
-          const int64_t h = item - first;
-          const int64_t element = info(s.kv).bytes, row_bytes = s.head_dim * element;
-          char* k_head = static_cast<char*>(job.k) + cache_offset(s, h, s.pos0) * element;
-          char* v_head = static_cast<char*>(job.v) + cache_offset(s, h, s.pos0) * element;
+          const int64_t row_bytes = s.head_dim * info(s.kv).bytes;
+          char* k_head = static_cast<char*>(job.k) + at;
+          char* v_head = static_cast<char*>(job.v) + at;
           for (int64_t i = 0; i < s.t; ++i) {
             store_row(kt, k_head + i * row_bytes, job.new_k + i * job.ld + h * s.head_dim, s);
             store_row(kt, v_head + i * row_bytes, job.new_v + i * job.ld + h * s.head_dim, s);
           }
-        }
+        });
       },
-      floats >= (int64_t{1} << 16));
+      par.in_team() || floats >= (int64_t{1} << 16));
 }
 
 void store_keys_values(void* k, void* v, const float* new_k, const float* new_v, int64_t ld,
