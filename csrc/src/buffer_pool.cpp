@@ -1,27 +1,47 @@
 #include "gpt2cpu/buffer_pool.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace gpt2cpu {
 
 Buffer BufferPool::take(size_t n_floats) {
-  Buffer unfit;
+  std::vector<Buffer> unfit;  // freed outside the lock
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    // Every page of the idle buffer is resident: one more than twice too big would hold
-    // memory its new user does not need.
-    if (n_floats > 0 && idle_.size() >= n_floats && idle_.size() / 2 <= n_floats) {
-      in_use_.insert(idle_.size());
-      return std::move(idle_);
+    if (n_floats > 0) {
+      auto best = idle_.end();
+      for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        const size_t size = it->size();
+        if (size >= n_floats && size / 2 <= n_floats &&
+            (best == idle_.end() || size < best->size())) {
+          best = it;
+        }
+      }
+      if (best != idle_.end()) {
+        Buffer b = std::move(*best);
+        idle_.erase(best);
+        idle_floats_ -= b.size();
+        in_use_floats_ += b.size();
+        return b;
+      }
     }
-    // Kept, it would only add to peak memory beside the new one.
-    unfit = std::move(idle_);
+    // A new buffer: the idle ones go, biggest first, until in use + idle + new is within
+    // the high-water mark (all of them, if the new buffer raises it).
+    std::sort(idle_.begin(), idle_.end(),
+              [](const Buffer& a, const Buffer& b) { return a.size() < b.size(); });
+    while (!idle_.empty() && in_use_floats_ + idle_floats_ + n_floats > high_water_) {
+      idle_floats_ -= idle_.back().size();
+      unfit.push_back(std::move(idle_.back()));
+      idle_.pop_back();
+    }
   }
-  unfit = Buffer();  // freed outside the lock
+  unfit.clear();
   Buffer fresh(n_floats);
   if (fresh.size() == 0) return fresh;  // nothing to track: give() ignores empty buffers
   std::lock_guard<std::mutex> lock(mutex_);
-  in_use_.insert(fresh.size());
+  in_use_floats_ += fresh.size();
+  high_water_ = std::max(high_water_, in_use_floats_ + idle_floats_);
   return fresh;
 }
 
@@ -29,14 +49,15 @@ void BufferPool::give(Buffer b) noexcept {
   if (b.size() == 0) return;
   try {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = in_use_.find(b.size());
-    if (it != in_use_.end()) in_use_.erase(it);
-    const bool biggest = in_use_.empty() || b.size() >= *in_use_.rbegin();
-    if (biggest && b.size() > idle_.size() && b.size() <= most_idle_) std::swap(idle_, b);
+    in_use_floats_ -= std::min(in_use_floats_, b.size());
+    if (b.size() <= most_idle_ && b.size() <= most_idle_total_ - idle_floats_) {
+      idle_.push_back(std::move(b));  // may throw: b is then still ours, and freed
+      idle_floats_ += idle_.back().size();
+    }
   } catch (...) {
-    // The lock failed: b is simply freed.
+    // The lock or the push failed: b is simply freed.
   }
-  // Whichever buffer b now holds is freed on return, outside the lock.
+  // Whatever b still holds is freed on return, outside the lock.
 }
 
 }  // namespace gpt2cpu

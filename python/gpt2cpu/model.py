@@ -107,8 +107,9 @@ class Sequence:
     logits of the last position; earlier tokens' keys and values are kept in the cache.
     Sequences of one model are independent and may run on different threads at once.
     `close()` (or leaving a `with` block) hands the cache back at once; the sequence is
-    unusable after it. The model keeps one closed sequence's cache for the next sequence to
-    reuse (mapping fresh pages costs ~5% of a long prompt) and frees the rest.
+    unusable after it. The model keeps closed sequences' caches for the next sequences to
+    reuse (mapping fresh pages costs ~5% of a long prompt), within the most it had in use
+    at once and its weights' size, and frees the rest.
     """
 
     def __init__(self, model: Model, capacity: Int | None = None, *,

@@ -61,11 +61,13 @@ class Model {
   std::atomic<int> threads_;
   std::atomic<bool> ready_{false};
   std::mutex loading_;  // loads and finalize, which callers may race from several threads
-  mutable BufferPool cache_pool_;
+  // Idle caches up to the weights' size (buffer_pool.h).
+  mutable BufferPool cache_pool_{SIZE_MAX, weights_.bytes() / sizeof(float)};
   // A step's activations are ~10 floats a row per embedding width: a 1024-token step of
   // a 124M model is ~35 MB, but one step of 64 prompts of 1000 tokens ~1.8 GB, which an
-  // idle model should not keep. Buffers over 64 MB go back to the system.
-  mutable BufferPool activation_pool_{size_t{16} << 20};
+  // idle model should not keep. Buffers over 64 MB go back to the system, and idle ones
+  // stay within 64 MB together.
+  mutable BufferPool activation_pool_{size_t{16} << 20, size_t{16} << 20};
 };
 
 }  // namespace gpt2cpu
