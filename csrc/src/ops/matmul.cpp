@@ -304,7 +304,8 @@ void matmul_streaming(float* out, int64_t ldo, const float* inp, int64_t ldi, in
       // each, where no prefetcher guesses them, and out of L1 by then (the weights stream
       // through). Fetched now, they are there when its tile starts and finishes.
       if (p + 1 < p1) {
-        for (int64_t j = 0; j < m; ++j) __builtin_prefetch(out + (r + j) * ldo + (p + 1) * kPanel, 1, 3);
+        const float* next = out + r * ldo + (p + 1) * kPanel;
+        for (int64_t j = 0; j < m; ++j) __builtin_prefetch(next + j * ldo, 1, 3);
       }
       wk.gemm_rows(w, p, m, rows, tile, kPanel, i == 0 ? min64(panel_ahead, p1 - p - 1) : 0);
       finish_tile(tile, r, m, p);
