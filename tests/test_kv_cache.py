@@ -1,8 +1,9 @@
-"""The bfloat16 KV cache (kv_dtype="bfloat16"): its attention kernels against numpy on
-caches rounded as the engine rounds them, on every kernel set; results that stay the same
-bits on any thread count and in any batch; whole models within the accuracy bounds
-docs/precisions.md states; forks, truncation, growth and batched generation over it; the
-memory it saves; and the option's checks in the API and the CLI."""
+"""The bfloat16 and int8 KV caches (kv_dtype="bfloat16", "int8"): their attention kernels
+against numpy on caches rounded (quantized) as the engine stores them, on every kernel
+set; results that stay the same bits on any thread count and in any batch; whole models
+within the accuracy bounds docs/precisions.md states; forks, truncation, growth and batched
+generation over them; the memory they save; and the option's checks in the API and the
+CLI."""
 
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ K = _core.testing
         (19, 40, 2, 72),
     ],
 )
-def test_attention_over_a_bfloat16_cache(isa: str, threads: int, t: int, pos0: int, heads: int,
-                                         d: int) -> None:
+@pytest.mark.parametrize("kv_dtype", ["bfloat16", "int8"])
+def test_attention_over_a_narrow_cache(isa: str, threads: int, t: int, pos0: int, heads: int,
+                                       d: int, kv_dtype: str) -> None:
     rng = np.random.default_rng(t + pos0 + heads + d)
     capacity = pos0 + t + 3  # slack past the end, which must never be read
     q = rng.standard_normal((t, heads * d)).astype(np.float32)
@@ -54,9 +56,9 @@ def test_attention_over_a_bfloat16_cache(isa: str, threads: int, t: int, pos0: i
     k[:, pos0 + t :] = np.nan
     v[:, pos0 + t :] = np.nan
     scale = 1 / np.sqrt(d)
-    out = K.attention(q, k, v, pos0, scale, threads, kv_dtype="bfloat16")
+    out = K.attention(q, k, v, pos0, scale, threads, kv_dtype=kv_dtype)
     n = pos0 + t
-    k16, v16 = bfloat16_rounded(k[:, :n]), bfloat16_rounded(v[:, :n])
+    k16, v16 = stored(k[:, :n], kv_dtype), stored(v[:, :n], kv_dtype)
     expect = np.hstack([
         causal_attention(q[:, h * d : (h + 1) * d].astype(np.float64), k16[h], v16[h], pos0, scale)
         for h in range(heads)
@@ -64,30 +66,58 @@ def test_attention_over_a_bfloat16_cache(isa: str, threads: int, t: int, pos0: i
     np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-5 * float(np.abs(expect).max()))
 
 
+def stored(x: np.ndarray[Any, Any], kv_dtype: str) -> np.ndarray[Any, Any]:
+    """x (..., d) as a cache of kv_dtype holds it, widened to float64."""
+    if kv_dtype == "bfloat16":
+        return bfloat16_rounded(x)
+    q, scales = K.kv_int8_rows(x.reshape(-1, x.shape[-1]))
+    out: np.ndarray[Any, Any] = (q.astype(np.float64) * scales[:, None]).reshape(x.shape)
+    return out
+
+
+def test_int8_rows_are_symmetric_with_a_scale_each() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 72)).astype(np.float32) * rng.uniform(0.01, 30, (40, 1))
+    x[3] = 0.0
+    q, scales = K.kv_int8_rows(x)
+    most = np.abs(x).max(axis=1)
+    np.testing.assert_allclose(scales, most / 127, rtol=1e-6)
+    assert scales[3] == 0 and not q[3].any()
+    live = np.arange(40) != 3
+    want = np.rint(x[live] / (most[live, None] / 127))
+    assert np.abs(q[live] - want).max() <= 1 and (q[live] == want).mean() > 0.99
+    assert np.abs(q).max() <= 127 and np.array_equal(q, np.rint(q))
+    # A row with NaN or infinity: a NaN scale, which makes its scores NaN.
+    bad = np.ones((2, 8), np.float32)
+    bad[0, 2], bad[1, 5] = np.nan, np.inf
+    assert np.isnan(K.kv_int8_rows(bad)[1]).all()
+
+
 def test_a_bad_kv_dtype_is_refused_by_the_kernels() -> None:
     x = np.ones((1, 4), np.float32)
-    with pytest.raises(ValueError, match="valid kv_dtypes: 'float32', 'bfloat16'"):
+    with pytest.raises(ValueError, match="valid kv_dtypes: 'float32', 'bfloat16', 'int8'"):
         K.attention(x, x.reshape(1, 1, 4), x.reshape(1, 1, 4), 0, 1.0, kv_dtype="fp8")
 
 
 # ---- invariance ---------------------------------------------------------------------------
 
-# test_batch_step's model, with a bfloat16 cache.
+# test_batch_step's model, with a bfloat16 or an int8 cache.
 @pytest.fixture(scope="module")
 def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model_dir(tmp_path_factory.mktemp("m"), SHAPE, seed=3)
 
 
-@pytest.fixture(scope="module")
-def model(directory: Path) -> Model:
-    return Model.from_pretrained(directory, threads=2, kv_dtype="bfloat16")
+@pytest.fixture(scope="module", params=["bfloat16", "int8"])
+def model(directory: Path, request: pytest.FixtureRequest) -> Model:
+    return Model.from_pretrained(directory, threads=2, kv_dtype=request.param)
 
 
-def test_the_same_bits_on_any_thread_count(directory: Path) -> None:
+@pytest.mark.parametrize("kv_dtype", ["bfloat16", "int8"])
+def test_the_same_bits_on_any_thread_count(directory: Path, kv_dtype: str) -> None:
     ps = prompts(7, 12)
 
     def run(threads: int) -> list[np.ndarray[Any, Any]]:
-        model = Model.from_pretrained(directory, threads=threads, kv_dtype="bfloat16")
+        model = Model.from_pretrained(directory, threads=threads, kv_dtype=kv_dtype)
         sequences = [model.new_sequence() for _ in ps]
         first = model.step(sequences, ps)
         second = model.step(sequences, [[int(np.argmax(f[0]))] for f in first])
@@ -152,7 +182,7 @@ def test_growth_keeps_what_the_cache_holds(model: Model) -> None:
     np.testing.assert_allclose(np.stack(logits), want[10:], atol=1e-5)
 
 
-@pytest.mark.parametrize("kv_dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kv_dtype", ["float32", "bfloat16", "int8"])
 def test_room_reserved_ahead_changes_no_bit(directory: Path, kv_dtype: str) -> None:
     m = Model.from_pretrained(directory, threads=2, kv_dtype=kv_dtype)
     with m.new_sequence(100) as grown, m.new_sequence(100) as reserved:
@@ -189,45 +219,54 @@ def test_batched_generation_is_each_prompt_alone(model: Model) -> None:
         assert result.token_ids == model.generate(p, **run).token_ids
 
 
-def test_the_cache_takes_half_the_bytes(directory: Path, model: Model) -> None:
+def test_the_cache_takes_half_or_about_a_quarter_of_the_bytes(directory: Path,
+                                                                model: Model) -> None:
     fp32 = Model.from_pretrained(directory, threads=2)
+    rows = SHAPE["n_layer"] * 2 * SHAPE["n_head"]  # (layer, keys or values, head) a position
     per_position = SHAPE["n_layer"] * 2 * SHAPE["n_embd"]
     assert fp32.kv_bytes_per_position == per_position * 4
-    assert model.kv_bytes_per_position == per_position * 2
+    # int8: a float scale a row beside its bytes.
+    want = per_position * 2 if model.kv_dtype == "bfloat16" else per_position + 4 * rows
+    assert model.kv_bytes_per_position == want
     sizes = []
-    for m, element in ((fp32, 4), (model, 2)):
+    for m in (fp32, model):
         with m.new_sequence() as seq:
             seq.append(list(range(100)))
             sizes.append(seq.cache_bytes)
-            assert seq.cache_bytes == seq._open_core().allocated * per_position * element
+            assert seq.cache_bytes == seq._open_core().allocated * m.kv_bytes_per_position
             assert seq.fork().cache_bytes == seq.cache_bytes
-    assert sizes[0] == 2 * sizes[1]
+    assert sizes[0] * want == sizes[1] * per_position * 4
 
 
 # ---- accuracy -----------------------------------------------------------------------------
 
-# Logits with a bfloat16 cache against float32 (relative RMS error, largest error relative
-# to the largest logit). Measured: 124M random weights 2.2e-4 / 7.5e-4; the odd shapes
-# below 3.0e-5 / 8.5e-5 and 5.6e-5 / 1.4e-4.
-KV_LOGIT_BOUND = (1e-3, 2e-3)
+# Logits with a bfloat16 or int8 cache against float32 (relative RMS error, largest error
+# relative to the largest logit). Measured, bfloat16: 124M random weights 2.2e-4 / 7.5e-4;
+# the odd shapes below 3.0e-5 / 8.5e-5 and 5.6e-5 / 1.4e-4. int8: 7.9e-4 / 2.5e-3, and
+# 7.3e-5 / 1.5e-4 and 1.3e-4 / 3.4e-4.
+KV_LOGIT_BOUND = {"bfloat16": (1e-3, 2e-3), "int8": (2e-3, 5e-3)}
 
 
+@pytest.mark.parametrize("kv_dtype", ["bfloat16", "int8"])
 @pytest.mark.parametrize("shape", ODD_SHAPES)
 def test_small_odd_shapes_stay_within_the_bounds(hf_model_dir: HfModelDir, isa: str,
-                                                 shape: dict[str, Any]) -> None:
-    rms, worst = odd_shape_errors(hf_model_dir, shape, kv_dtype="bfloat16")
-    assert rms <= KV_LOGIT_BOUND[0] and worst <= KV_LOGIT_BOUND[1], (rms, worst)
+                                                 shape: dict[str, Any], kv_dtype: str) -> None:
+    rms, worst = odd_shape_errors(hf_model_dir, shape, kv_dtype=kv_dtype)
+    bound = KV_LOGIT_BOUND[kv_dtype]
+    assert rms <= bound[0] and worst <= bound[1], (rms, worst)
 
 
-def test_124m_logits_alone_and_with_int8_weights(hf_model_dir: HfModelDir) -> None:
+@pytest.mark.parametrize("kv_dtype", ["bfloat16", "int8"])
+def test_124m_logits_alone_and_with_int8_weights(hf_model_dir: HfModelDir, kv_dtype: str) -> None:
     directory, _ = hf_model_dir(n_layer=12, n_embd=768, n_head=12, n_positions=1024,
                                 vocab_size=50257)
     ids = np.random.default_rng(0).integers(0, 50257, 64)
     ref = Model.from_pretrained(directory, threads=2).forward(ids)
-    got = Model.from_pretrained(directory, threads=2, kv_dtype="bfloat16").forward(ids)
+    got = Model.from_pretrained(directory, threads=2, kv_dtype=kv_dtype).forward(ids)
     rms, worst = logit_errors(got, ref)
-    assert rms <= KV_LOGIT_BOUND[0] and worst <= KV_LOGIT_BOUND[1], (rms, worst)
-    both = Model.from_pretrained(directory, threads=2, dtype="int8", kv_dtype="bfloat16")
+    bound = KV_LOGIT_BOUND[kv_dtype]
+    assert rms <= bound[0] and worst <= bound[1], (rms, worst)
+    both = Model.from_pretrained(directory, threads=2, dtype="int8", kv_dtype=kv_dtype)
     rms, worst = logit_errors(both.forward(ids), ref)
     assert rms <= LOGIT_BOUND["int8"][0] and worst <= LOGIT_BOUND["int8"][1], (rms, worst)
 
@@ -238,13 +277,15 @@ def test_bundled_model_perplexity_and_greedy_decoding(
     from gpt2cpu.tasks.perplexity import perplexity
 
     fp32, text, base = heldout
-    model = Model.from_pretrained(fp32.path, kv_dtype="bfloat16")
-    assert model.kv_dtype == "bfloat16"
-    ppl = perplexity(model, text).perplexity
-    assert ppl <= base["float32"] * 1.001, (ppl, base["float32"])
-    for prompt in ("ROMEO:", "First Citizen:\nBefore we proceed"):
-        run: dict[str, Any] = {"max_new_tokens": 32, "temperature": 0.0, "ignore_eos": True}
-        assert model.generate(prompt, **run).token_ids == fp32.generate(prompt, **run).token_ids
+    for kv_dtype, most in (("bfloat16", 1.001), ("int8", 1.003)):
+        model = Model.from_pretrained(fp32.path, kv_dtype=kv_dtype)
+        assert model.kv_dtype == kv_dtype
+        ppl = perplexity(model, text).perplexity
+        assert ppl <= base["float32"] * most, (ppl, base["float32"])
+        for prompt in ("ROMEO:", "First Citizen:\nBefore we proceed"):
+            run: dict[str, Any] = {"max_new_tokens": 32, "temperature": 0.0, "ignore_eos": True}
+            want = fp32.generate(prompt, **run).token_ids
+            assert model.generate(prompt, **run).token_ids == want, kv_dtype
 
 
 # ---- the option ---------------------------------------------------------------------------
@@ -252,9 +293,9 @@ def test_bundled_model_perplexity_and_greedy_decoding(
 
 def test_the_default_is_float32_and_a_bad_value_names_the_valid_ones(directory: Path) -> None:
     assert Model.from_pretrained(directory).kv_dtype == "float32"
-    assert gpt2cpu.KV_DTYPES == ("float32", "bfloat16")
+    assert gpt2cpu.KV_DTYPES == ("float32", "bfloat16", "int8")
     for bad in ("float16", "bf16", 2):
-        with pytest.raises(ValueError, match="kv_dtype must be one of float32, bfloat16"):
+        with pytest.raises(ValueError, match="kv_dtype must be one of float32, bfloat16, int8"):
             Model.from_pretrained(directory, kv_dtype=bad)  # type: ignore[arg-type]
 
 

@@ -1,7 +1,8 @@
 """Memory: many generations in one process leave resident memory flat, closed sequences
 leave their caches with the model for the next ones (within the most in use at once and
-the weights' size), and a dropped model gives all of its memory back. Measured as the process's RSS; skipped under AddressSanitizer, whose
-allocator keeps freed memory in quarantine.
+the weights' size), and a dropped model gives all of its memory back. Measured as the
+process's RSS; skipped under AddressSanitizer, whose allocator keeps freed memory in
+quarantine.
 """
 
 from __future__ import annotations

@@ -98,7 +98,8 @@ struct PackedWeight {
 };
 
 // A cache (H, capacity, D) as the kv type holds it: float32 arrays as they are, bfloat16
-// rounded into a buffer of its own (as store_keys_values rounds).
+// rounded and int8 quantized row by row into a buffer of its own (as store_keys_values
+// does; kv_type.h: KvLayout).
 struct CacheCopy {
   Buffer storage;
   const void* data;
@@ -106,8 +107,23 @@ struct CacheCopy {
   CacheCopy(const FloatArray& cache, KvType kv) : data(cache.data()) {
     if (kv == KvType::F32) return;
     const auto n = static_cast<int64_t>(cache.size());
-    storage.resize(static_cast<size_t>(n + 1) / 2);
-    kernels().to_bf16(cache.data(), reinterpret_cast<uint16_t*>(storage.data()), n);
+    if (kv == KvType::BF16) {
+      storage.resize(static_cast<size_t>(n + 1) / 2);
+      kernels().to_bf16(cache.data(), reinterpret_cast<uint16_t*>(storage.data()), n);
+    } else {
+      const int64_t H = cache.shape(0), cap = cache.shape(1), D = cache.shape(2);
+      const KvLayout layout(kv, D, cap);
+      storage.resize(static_cast<size_t>(H * layout.block_bytes + 3) / 4);
+      char* base = reinterpret_cast<char*>(storage.data());
+      for (int64_t h = 0; h < H; ++h) {
+        char* block = base + h * layout.block_bytes;
+        float* scales = reinterpret_cast<float*>(block + layout.scales_at);
+        for (int64_t p = 0; p < cap; ++p) {
+          quantize_kv_row(cache.data() + (h * cap + p) * D, D,
+                          reinterpret_cast<int8_t*>(block + p * layout.row_bytes), scales + p);
+        }
+      }
+    }
     data = storage.data();
   }
 };
@@ -311,7 +327,23 @@ void bind_testing(py::module_& m) {
       py::arg("q"), py::arg("k"), py::arg("v"), py::arg("pos0"), py::arg("scale"),
       py::arg("threads") = 1, py::arg("team") = false, py::arg("kv_dtype") = "float32",
       "kv_dtype 'bfloat16': k and v are rounded to it (to nearest even), as a model's cache "
-      "of that type holds them, before attention reads them.");
+      "of that type holds them, before attention reads them; 'int8': quantized row by row "
+      "(kv_int8_rows).");
+  m.def(
+      "kv_int8_rows",
+      [](FloatArray x) {
+        // x (rows, d) -> (q (rows, d) int8 as float, scales (rows,)): an int8 cache's rows
+        require(x.ndim() == 2 && x.shape(1) >= 1, "x must be 2-D with at least one column");
+        const int64_t rows = x.shape(0), d = x.shape(1);
+        FloatArray q({rows, d}), scales({rows});
+        std::vector<int8_t> row(static_cast<size_t>(d));
+        for (int64_t r = 0; r < rows; ++r) {
+          quantize_kv_row(x.data() + r * d, d, row.data(), scales.mutable_data() + r);
+          for (int64_t i = 0; i < d; ++i) q.mutable_data()[r * d + i] = row[static_cast<size_t>(i)];
+        }
+        return py::make_tuple(q, scales);
+      },
+      py::arg("x"), "The rows of x as an int8 KV cache holds them: (values, scales).");
 }
 
 void bind_isa(py::module_& m) {

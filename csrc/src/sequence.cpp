@@ -38,16 +38,26 @@ void Sequence::reserve(int64_t positions) {
   Buffer grown = model_->cache_pool().take((bytes_wanted + sizeof(float) - 1) / sizeof(float));
   int64_t fits = static_cast<int64_t>(grown.size() * sizeof(float) / per_position);
   if (fits > capacity_) fits = capacity_;
-  // Each (layer, keys or values, head) block keeps its first length_ positions.
-  const size_t bytes = static_cast<size_t>(length_ * row_bytes());
-  if (bytes > 0) {
-    for (int64_t b = 0; b < blocks(); ++b) {
-      std::memcpy(block_of(grown, fits, b), block(b), bytes);
-    }
-  }
+  copy_blocks(grown, fits);
   model_->cache_pool().give(std::move(cache_));
   cache_ = std::move(grown);
   allocated_ = fits;
+}
+
+void Sequence::copy_blocks(Buffer& to, int64_t to_allocated) {
+  if (length_ == 0) return;
+  const KvLayout from_layout = layout(allocated_), to_layout = layout(to_allocated);
+  const size_t rows = static_cast<size_t>(length_ * from_layout.row_bytes);
+  const bool scaled = info(model_->kv_type()).scaled;
+  for (int64_t b = 0; b < blocks(); ++b) {
+    char* into = block_of(to, to_allocated, b);
+    const char* from = block(b);
+    std::memcpy(into, from, rows);
+    if (scaled) {
+      std::memcpy(into + to_layout.scales_at, from + from_layout.scales_at,
+                  static_cast<size_t>(length_) * sizeof(float));
+    }
+  }
 }
 
 void Sequence::append(const int64_t* ids, int64_t n, float* logits, int64_t n_logits) {
@@ -91,8 +101,7 @@ std::unique_ptr<Sequence> Sequence::fork() {
   // copy itself again, either. Pages past the copied tokens stay untouched: no memory.
   copy->reserve(allocated_);
   if (length_ == 0) return copy;
-  const size_t bytes = static_cast<size_t>(length_ * row_bytes());
-  for (int64_t b = 0; b < blocks(); ++b) std::memcpy(copy->block(b), block(b), bytes);
+  copy_blocks(copy->cache_, copy->allocated_);
   copy->length_ = length_;
   return copy;
 }

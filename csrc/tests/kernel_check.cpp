@@ -284,6 +284,67 @@ void check_attention_bf16(const KernelTable& kt) {
   }
 }
 
+// An int8 cache's rows: random values in [-127, 127] and a scale each, and the floats
+// they stand for (value * scale, exact in float32).
+struct Int8Rows {
+  std::vector<int8_t> q;
+  Floats scales, f;
+};
+Int8Rows int8_rows(int64_t n, int64_t d) {
+  Int8Rows r;
+  const Floats x = random_floats(static_cast<size_t>(n * d));
+  const Floats s = random_floats(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const float scale = 0.01f + 0.02f * std::fabs(s[static_cast<size_t>(j)]);
+    r.scales.push_back(scale);
+    for (int64_t i = 0; i < d; ++i) {
+      const auto v = static_cast<int8_t>(std::lround(127.0 * x[static_cast<size_t>(j * d + i)] / 4.0));
+      const int8_t clamped = v < -127 ? int8_t{-127} : v;
+      r.q.push_back(clamped);
+      r.f.push_back(static_cast<float>(clamped) * scale);
+    }
+  }
+  return r;
+}
+
+// The int8 kernels against the float32 ones on the floats the rows stand for: the scales
+// are applied to whole scores and softmax weights instead of to each element, which only
+// reorders the rounding. Shapes as check_attention_bf16's.
+void check_attention_i8(const KernelTable& kt) {
+  for (int64_t d : {7, 16, 20, 64, 72}) {
+    for (int64_t n : {1, 5, 16, 17, 37, 100, 129}) {
+      const Floats q = random_floats(static_cast<size_t>(d));
+      const Int8Rows k = int8_rows(n, d), v = int8_rows(n, d);
+      Floats want(static_cast<size_t>(d)), got(static_cast<size_t>(d)), scores(static_cast<size_t>(n));
+      kt.attend(want.data(), q.data(), k.f.data(), v.f.data(), n, d, 0.3f, scores.data(), {});
+      kt.attend_i8(got.data(), q.data(), k.q.data(), v.q.data(), k.scales.data(), v.scales.data(),
+                   n, d, 0.3f, scores.data(), gpt2cpu::AttendNext{v.q.data(), n});
+      expect_close(kt.name, "attend_i8 n=" + std::to_string(n) + " d=" + std::to_string(d),
+                   got.data(), std::vector<double>(want.begin(), want.end()), 1e-5);
+    }
+    for (int64_t m : {int64_t{1}, int64_t{5}, gpt2cpu::kAttendBlock}) {
+      for (int64_t pos0 : {0, 3, 29}) {
+        const int64_t n = pos0 + m;
+        const Floats q = random_floats(static_cast<size_t>(m * (d + 1)));
+        const Int8Rows k = int8_rows(n, d), v = int8_rows(n, d);
+        Floats want(static_cast<size_t>(m * d)), got(static_cast<size_t>(m * d));
+        Floats scratch(static_cast<size_t>(gpt2cpu::attend_block_scratch(n, d)));
+        const gpt2cpu::AttendBlock job{want.data(), d, q.data(), d + 1, k.f.data(), v.f.data(),
+                                       m, pos0, d, 0.3f};
+        kt.attend_block(job, scratch.data());
+        gpt2cpu::AttendBlockI8 job_i8{got.data(), d, q.data(), d + 1, k.q.data(), v.q.data(),
+                                      m, pos0, d, 0.3f};
+        job_i8.key_scales = k.scales.data();
+        job_i8.value_scales = v.scales.data();
+        kt.attend_block_i8(job_i8, scratch.data());
+        expect_close(kt.name, "attend_block_i8 m=" + std::to_string(m) + " pos0=" +
+                     std::to_string(pos0) + " d=" + std::to_string(d), got.data(),
+                     std::vector<double>(want.begin(), want.end()), 1e-5);
+      }
+    }
+  }
+}
+
 // to_bf16 against float_to_bf16, exactly: every set rounds as the scalar definition does,
 // since a cache's bits must not depend on the set that wrote it. NaNs only need to stay
 // NaN (which quiet NaN a set makes is its own); rounding one as a number could make inf.
@@ -454,6 +515,7 @@ int main(int argc, char** argv) {
     check_elementwise(*kt);
     check_attention(*kt);
     check_attention_bf16(*kt);
+    check_attention_i8(*kt);
     check_to_bf16(*kt);
     check_quantize(*kt);
     check_matmul(*kt);

@@ -157,6 +157,9 @@ class _Testing:
         team: bool = False,
         kv_dtype: str = "float32",
     ) -> np.ndarray[Any, Any]: ...
+    def kv_int8_rows(
+        self, x: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]: ...
     TEAM_ROWS: int
     def check_team(self, threads: int, rounds: int, delay_us: int = 0) -> int: ...
 

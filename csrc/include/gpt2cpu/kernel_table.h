@@ -23,7 +23,8 @@ constexpr int64_t kAttendBlock = 16;
 
 // One head's causal attention for m <= kAttendBlock consecutive queries: query i, at
 // position pos0 + i, attends to keys and values [0, pos0 + i]. T: the KV cache's element,
-// float or bfloat16's bits (uint16_t, kv_type.h).
+// float, bfloat16's bits (uint16_t) or int8_t (kv_type.h), whose rows have scales: key
+// row j stands for keys[j] * key_scales[j], and so for values.
 template <class T>
 struct AttendBlockOf {
   float* out;       // (m, d), row stride ldo
@@ -34,9 +35,12 @@ struct AttendBlockOf {
   const T* values;  // (pos0 + m, d)
   int64_t m, pos0, d;
   float scale;
+  const float* key_scales = nullptr;    // (pos0 + m): int8 only
+  const float* value_scales = nullptr;
 };
 using AttendBlock = AttendBlockOf<float>;
 using AttendBlockBf16 = AttendBlockOf<uint16_t>;
+using AttendBlockI8 = AttendBlockOf<int8_t>;
 // The keys that the next attend call will read, n rows of the cache's elements: the call
 // before it starts fetching them toward the cache, so that the next does not start cold.
 struct AttendNext {
@@ -219,6 +223,14 @@ struct KernelTable {
   void (*attend_bf16)(float* out, const float* q, const uint16_t* keys, const uint16_t* values,
                       int64_t n, int64_t d, float scale, float* scores, const AttendNext& next);
   void (*attend_block_bf16)(const AttendBlockBf16& job, float* scratch);
+
+  // attend and attend_block over an int8 cache (KvType::I8): each row is widened and
+  // scaled as it is read (the scales applied to whole scores and softmax weights). A
+  // prompt's block takes its queries one by one (attend), not the matrix products.
+  void (*attend_i8)(float* out, const float* q, const int8_t* keys, const int8_t* values,
+                    const float* key_scales, const float* value_scales, int64_t n, int64_t d,
+                    float scale, float* scores, const AttendNext& next);
+  void (*attend_block_i8)(const AttendBlockI8& job, float* scratch);
 
   // out (n) = x (n) rounded to bfloat16 (float_to_bf16's bits): keys and values going into
   // a bfloat16 cache, every step. In the set's own instructions: the portable build's loop

@@ -66,6 +66,12 @@ void attention(float* out, const float* q, int64_t ldq, const void* k, const voi
                const AttentionShape& s, const Parallel& par, float* scratch);
 size_t attention_scratch(const AttentionShape& s, int threads);
 
+// One row of an int8 cache (KvType::I8): q (d) = x (d) / scale rounded to nearest even,
+// scale = max |x| / 127 (symmetric); a row holding NaN or infinity gets a NaN scale, so
+// that the scores it enters are NaN, as with a float cache. Plain code: the same bits in
+// every kernel set.
+void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale);
+
 // attention() for several sequences in one operator: each job is one sequence's new
 // tokens against its own cache, and the threads take (query or block, head) items of all
 // of them from one counter, so a step of many sequences meets at one barrier, not one per

@@ -71,21 +71,24 @@ class Sequence {
   // (<= capacity). Throws std::bad_alloc; the cache is unchanged then.
   void reserve(int64_t positions);
   // Block b of a cache with room for `allocated` positions: the rows of one (layer, keys or
-  // values, head).
+  // values, head), then a scaled type's scales (kv_type.h: KvLayout).
   char* block(int64_t b) { return block_of(cache_, allocated_, b); }
   char* block_of(Buffer& cache, int64_t allocated, int64_t b) const {
-    return reinterpret_cast<char*>(cache.data()) + b * allocated * row_bytes();
+    return reinterpret_cast<char*>(cache.data()) + b * layout(allocated).block_bytes;
   }
-  int64_t row_bytes() const {
-    return model_->config().head_dim() * info(model_->kv_type()).bytes;
+  KvLayout layout(int64_t allocated) const {
+    return KvLayout(model_->kv_type(), model_->config().head_dim(), allocated);
   }
+  // Copies the first length_ positions of every block (rows and scales) into `to`, a cache
+  // with room for to_allocated positions.
+  void copy_blocks(Buffer& to, int64_t to_allocated);
   int64_t blocks() const { return model_->config().n_layer * 2 * model_->config().n_head; }
 
   std::shared_ptr<const Model> model_;
   int64_t capacity_;
   int64_t allocated_ = 0;
   int64_t length_ = 0;
-  Buffer cache_;  // (n_layer, 2, n_head, allocated, head_dim): keys then values
+  Buffer cache_;  // (n_layer, 2, n_head) blocks: keys then values
   std::mutex busy_;
 };
 

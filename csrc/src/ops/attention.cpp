@@ -3,7 +3,9 @@
 // prompt, whose scores and value sums are then matrix products. Which form runs depends on
 // a sequence's own t alone, never on the thread count or on the other sequences of a step,
 // so results are the same bits on any thread count and in any batch.
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/ops.h"
@@ -53,15 +55,14 @@ int64_t scratch_per_thread(const AttentionJob* jobs, int64_t count) {
   return most;
 }
 
-// Where head h's position pos sits in a cache (n_head, capacity, head_dim), in elements.
-int64_t cache_offset(const AttentionShape& s, int64_t h, int64_t pos) {
-  return (h * s.capacity + pos) * s.head_dim;
-}
+KvLayout layout_of(const AttentionShape& s) { return KvLayout(s.kv, s.head_dim, s.capacity); }
 
-// f(T{}) for the element T of a cache of type kv: float, or bfloat16's bits (uint16_t).
+// f(T{}) for the element T of a cache of type kv: float, bfloat16's bits (uint16_t) or
+// int8_t.
 template <class F>
 auto with_element(KvType kv, F f) {
   if (kv == KvType::BF16) return f(uint16_t{});
+  if (kv == KvType::I8) return f(int8_t{});
   return f(float{});
 }
 
@@ -80,6 +81,14 @@ void attend_queries(const KernelTable& kt, const AttendBlock& b, float* scratch)
 void attend_queries(const KernelTable& kt, const AttendBlockBf16& b, float* scratch) {
   kt.attend_block_bf16(b, scratch);
 }
+void attend_query(const KernelTable& kt, const AttendBlockI8& b, float* scores,
+                  const AttendNext& next) {
+  kt.attend_i8(b.out, b.q, b.keys, b.values, b.key_scales, b.value_scales, b.pos0 + 1, b.d,
+               b.scale, scores, next);
+}
+void attend_queries(const KernelTable& kt, const AttendBlockI8& b, float* scratch) {
+  kt.attend_block_i8(b, scratch);
+}
 
 // Item `item` of one job as the run of queries it is, all of one head h = item % n_head: a
 // block of up to kAttendBlock, or a decode item's single query i = item / n_head. Later
@@ -91,7 +100,9 @@ AttendBlockOf<T> item_block(const AttentionJob& job, int64_t item) {
   const AttentionShape& s = job.s;
   const int64_t width = s.n_head * s.head_dim;
   const int64_t h = item % s.n_head;
-  const int64_t head_offset = cache_offset(s, h, 0);
+  const KvLayout layout = layout_of(s);
+  const char* keys = static_cast<const char*>(job.k) + h * layout.block_bytes;
+  const char* values = static_cast<const char*>(job.v) + h * layout.block_bytes;
   int64_t i0 = item / s.n_head, m = 1;
   if (by_block(s)) {
     const int64_t blocks = (s.t + kAttendBlock - 1) / kAttendBlock;
@@ -103,8 +114,12 @@ AttendBlockOf<T> item_block(const AttentionJob& job, int64_t item) {
   block.ldo = width;
   block.q = job.q + i0 * job.ldq + h * s.head_dim;
   block.ldq = job.ldq;
-  block.keys = static_cast<const T*>(job.k) + head_offset;
-  block.values = static_cast<const T*>(job.v) + head_offset;
+  block.keys = reinterpret_cast<const T*>(keys);
+  block.values = reinterpret_cast<const T*>(values);
+  if (info(s.kv).scaled) {
+    block.key_scales = reinterpret_cast<const float*>(keys + layout.scales_at);
+    block.value_scales = reinterpret_cast<const float*>(values + layout.scales_at);
+  }
   block.m = m;
   block.pos0 = s.pos0 + i0;
   block.d = s.head_dim;
@@ -149,16 +164,46 @@ JobItem locate(const AttentionJob* jobs, int64_t count, int64_t from, int64_t it
 // them: a decode step's row or few (a prompt's many rows stream in order anyway).
 constexpr int64_t kFetchWrittenBytes = 1024;
 
-// One new key or value row (head_dim floats) into the cache, as its type holds it.
-void store_row(const KernelTable& kt, char* to, const float* from, const AttentionShape& s) {
+// One new key or value row (head_dim floats) into the cache at position pos of a head's
+// block, as its type holds it.
+void store_row(const KernelTable& kt, char* block, int64_t pos, const float* from,
+               const AttentionShape& s) {
+  const KvLayout layout = layout_of(s);
+  char* to = block + pos * layout.row_bytes;
   if (s.kv == KvType::BF16) {
     kt.to_bf16(from, reinterpret_cast<uint16_t*>(to), s.head_dim);
+  } else if (s.kv == KvType::I8) {
+    quantize_kv_row(from, s.head_dim, reinterpret_cast<int8_t*>(to),
+                    reinterpret_cast<float*>(block + layout.scales_at) + pos);
   } else {
     std::memcpy(to, from, static_cast<size_t>(s.head_dim) * sizeof(float));
   }
 }
 
 }  // namespace
+
+void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale) {
+  float most = 0.0f, probe = 0.0f;  // probe: NaN if any x is NaN or infinite
+  for (int64_t i = 0; i < d; ++i) {
+    const float a = std::fabs(x[i]);
+    most = a > most ? a : most;
+    probe += x[i] * 0.0f;
+  }
+  if (probe != 0.0f || most == 0.0f) {
+    for (int64_t i = 0; i < d; ++i) q[i] = 0;
+    *scale = probe != 0.0f ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+    return;
+  }
+  // Rounded to nearest even by adding and taking away 1.5 * 2^23 (|x * inv| <= 127): as
+  // lrint does, but plain float arithmetic that compilers vectorize.
+  constexpr float kRound = 12582912.0f;
+  const float inv = 127.0f / most;
+  for (int64_t i = 0; i < d; ++i) {
+    const float r = (x[i] * inv + kRound) - kRound;
+    q[i] = static_cast<int8_t>(r);
+  }
+  *scale = most / 127.0f;
+}
 
 size_t plan_attention(AttentionJob* jobs, int64_t count, int threads) {
   int64_t items = 0;
@@ -203,15 +248,14 @@ void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parall
     heads += jobs[j].s.n_head;
   }
   const KernelTable& kt = par.kernels();
-  // Calls f(job, cache offset in bytes of its first new row, head) for this thread's
-  // (job, head) pairs: split evenly, a job's heads consecutive.
+  // Calls f(job, offset in bytes of head h's block in the job's caches, h) for this
+  // thread's (job, head) pairs: split evenly, a job's heads consecutive.
   auto each_head = [&](const Share& share, auto&& f) {
     int64_t j = 0, first = 0;
     for (int64_t item = share.begin(heads); item < share.end(heads); ++item) {
       while (item >= first + jobs[j].s.n_head) first += jobs[j++].s.n_head;
-      const AttentionShape& s = jobs[j].s;
       const int64_t h = item - first;
-      f(jobs[j], cache_offset(s, h, s.pos0) * info(s.kv).bytes, h);
+      f(jobs[j], h * layout_of(jobs[j].s).block_bytes, h);
     }
   };
   par.run(
@@ -220,20 +264,21 @@ void store_keys_values_many(const KeyValueJob* jobs, int64_t count, const Parall
         // each store would wait for its line in turn. Fetched all at once first, for
         // writing, they arrive together (a 16-sequence step's writes took 0.39 -> 0.17 ms).
         each_head(share, [](const KeyValueJob& job, int64_t at, int64_t) {
-          const int64_t bytes = job.s.t * job.s.head_dim * info(job.s.kv).bytes;
+          const KvLayout layout = layout_of(job.s);
+          const int64_t row0 = at + job.s.pos0 * layout.row_bytes;
+          const int64_t bytes = job.s.t * layout.row_bytes;
           for (int64_t b = 0; b < bytes && b < kFetchWrittenBytes; b += 64) {
-            __builtin_prefetch(static_cast<char*>(job.k) + at + b, 1, 3);
-            __builtin_prefetch(static_cast<char*>(job.v) + at + b, 1, 3);
+            __builtin_prefetch(static_cast<char*>(job.k) + row0 + b, 1, 3);
+            __builtin_prefetch(static_cast<char*>(job.v) + row0 + b, 1, 3);
           }
         });
         each_head(share, [&](const KeyValueJob& job, int64_t at, int64_t h) {
           const AttentionShape& s = job.s;
-          const int64_t row_bytes = s.head_dim * info(s.kv).bytes;
-          char* k_head = static_cast<char*>(job.k) + at;
-          char* v_head = static_cast<char*>(job.v) + at;
+          char* k_block = static_cast<char*>(job.k) + at;
+          char* v_block = static_cast<char*>(job.v) + at;
           for (int64_t i = 0; i < s.t; ++i) {
-            store_row(kt, k_head + i * row_bytes, job.new_k + i * job.ld + h * s.head_dim, s);
-            store_row(kt, v_head + i * row_bytes, job.new_v + i * job.ld + h * s.head_dim, s);
+            store_row(kt, k_block, s.pos0 + i, job.new_k + i * job.ld + h * s.head_dim, s);
+            store_row(kt, v_block, s.pos0 + i, job.new_v + i * job.ld + h * s.head_dim, s);
           }
         });
       },

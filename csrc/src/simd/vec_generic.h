@@ -137,6 +137,12 @@ GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
   for (int i = 0; i < kLanes; ++i) r.x[i] = bf16_to_float(p[i]);
   return r;
 }
+// kLanes int8 values (an int8 KV cache's) widened to float, exactly.
+GPT2CPU_VEC_INLINE VF vload_i8(const int8_t* p) {
+  VF r;
+  for (int i = 0; i < kLanes; ++i) r.x[i] = static_cast<float>(p[i]);
+  return r;
+}
 GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
   VF r;
   for (int i = 0; i < kLanes; ++i) r.x[i] = f16_to_float(p[i]);

@@ -104,6 +104,13 @@ GPT2CPU_VEC_INLINE void vtranspose8x8(const float* src, int64_t lds, float* dst,
 GPT2CPU_VEC_INLINE VF vload_bf16(const uint16_t* p) {
   return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
 }
+// kLanes int8 values (an int8 KV cache's) widened to float, exactly.
+GPT2CPU_VEC_INLINE VF vload_i8(const int8_t* p) {
+  int32_t four;
+  std::memcpy(&four, p, sizeof(four));
+  const int8x8_t bytes = vreinterpret_s8_s32(vdup_n_s32(four));
+  return vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(bytes))));
+}
 GPT2CPU_VEC_INLINE VF vload_f16(const uint16_t* p) {
   return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }

@@ -162,7 +162,7 @@ def read_text_argument(value: str) -> str:
 # The engine's weight and KV cache types (gpt2cpu._core.DTYPES and KV_DTYPES, which tests
 # hold these to), spelled out so that building the parser does not load the engine.
 DTYPE_NAMES = ("float32", "bfloat16", "float16", "int8", "int4")
-KV_DTYPE_NAMES = ("float32", "bfloat16")
+KV_DTYPE_NAMES = ("float32", "bfloat16", "int8")
 
 
 def add_dtype_arguments(parser: argparse.ArgumentParser, *, allow_all: bool = False) -> None:
@@ -176,5 +176,5 @@ def add_dtype_arguments(parser: argparse.ArgumentParser, *, allow_all: bool = Fa
     parser.add_argument(
         "--kv-dtype", choices=KV_DTYPE_NAMES, default="float32",
         help="hold the KV cache's keys and values as this type (default float32; bfloat16 "
-        "takes half the memory; docs/precisions.md, \"The KV cache\")",
+        "takes half the memory, int8 about a quarter; docs/precisions.md, \"The KV cache\")",
     )
