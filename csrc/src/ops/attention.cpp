@@ -183,15 +183,22 @@ void store_row(const KernelTable& kt, char* block, int64_t pos, const float* fro
 }  // namespace
 
 void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale) {
-  float most = 0.0f, probe = 0.0f;  // probe: NaN if any x is NaN or infinite
+  // The largest |x| as its bits: for floats that are not NaN, ordering |x|'s bits as
+  // integers orders the values, and integer maxima vectorize where float ones (NaN rules)
+  // do not; infinity and NaN are the bits from 0x7f800000 up.
+  uint32_t most_bits = 0;
   for (int64_t i = 0; i < d; ++i) {
-    const float a = std::fabs(x[i]);
-    most = a > most ? a : most;
-    probe += x[i] * 0.0f;
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof(bits));
+    bits &= 0x7fffffffu;
+    most_bits = bits > most_bits ? bits : most_bits;
   }
-  if (probe != 0.0f || most == 0.0f) {
+  float most;
+  std::memcpy(&most, &most_bits, sizeof(most));
+  const bool finite = most_bits < 0x7f800000u;
+  if (!finite || most == 0.0f) {
     for (int64_t i = 0; i < d; ++i) q[i] = 0;
-    *scale = probe != 0.0f ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+    *scale = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
     return;
   }
   // Rounded to nearest even by adding and taking away 1.5 * 2^23 (|x * inv| <= 127): as
