@@ -91,6 +91,17 @@ def test_int8_rows_are_symmetric_with_a_scale_each() -> None:
     bad = np.ones((2, 8), np.float32)
     bad[0, 2], bad[1, 5] = np.nan, np.inf
     assert np.isnan(K.kv_int8_rows(bad)[1]).all()
+    # Rows too small for float's reciprocal (subnormals): quantized all the same.
+    tiny = np.array([[1e-40, -3e-41, 0.0, 5e-41]], np.float32)
+    q, scales = K.kv_int8_rows(tiny)
+    assert np.array_equal(q[0], [127, -38, 0, 64]) and scales[0] == np.float32(1e-40) / 127
+
+
+def test_an_int8_cache_needs_a_head_size_a_multiple_of_4(tmp_path: Path) -> None:
+    odd = dict(SHAPE, n_embd=30, n_head=5)  # head size 6: the rows' scales would not align
+    with pytest.raises(ValueError, match="kv_dtype 'int8' needs a head size .* this model's is 6"):
+        Model.from_pretrained(model_dir(tmp_path, odd), kv_dtype="int8")
+    assert Model.from_pretrained(model_dir(tmp_path, odd), kv_dtype="bfloat16").kv_dtype
 
 
 def test_a_bad_kv_dtype_is_refused_by_the_kernels() -> None:

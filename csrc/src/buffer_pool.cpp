@@ -26,23 +26,28 @@ Buffer BufferPool::take(size_t n_floats) {
         return b;
       }
     }
-    // A new buffer: the idle ones go, biggest first, until in use + idle + new is within
-    // the high-water mark (all of them, if the new buffer raises it).
+    // A new buffer, counted in use from now (another take may run while it is mapped):
+    // the idle ones go, biggest first, until in use + idle is within the high-water mark
+    // (all of them, if the new buffer raises it).
+    unfit.reserve(idle_.size());
+    in_use_floats_ += n_floats;
+    high_water_ = std::max(high_water_, in_use_floats_);
     std::sort(idle_.begin(), idle_.end(),
               [](const Buffer& a, const Buffer& b) { return a.size() < b.size(); });
-    while (!idle_.empty() && in_use_floats_ + idle_floats_ + n_floats > high_water_) {
+    while (!idle_.empty() && in_use_floats_ + idle_floats_ > high_water_) {
       idle_floats_ -= idle_.back().size();
       unfit.push_back(std::move(idle_.back()));
       idle_.pop_back();
     }
   }
   unfit.clear();
-  Buffer fresh(n_floats);
-  if (fresh.size() == 0) return fresh;  // nothing to track: give() ignores empty buffers
-  std::lock_guard<std::mutex> lock(mutex_);
-  in_use_floats_ += fresh.size();
-  high_water_ = std::max(high_water_, in_use_floats_ + idle_floats_);
-  return fresh;
+  try {
+    return Buffer(n_floats);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_use_floats_ -= n_floats;
+    throw;
+  }
 }
 
 void BufferPool::give(Buffer b) noexcept {

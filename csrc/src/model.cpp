@@ -8,6 +8,17 @@
 namespace gpt2cpu {
 
 namespace {
+// A cache's float scales follow each head's block of rows (kv_type.h: KvLayout): aligned
+// when the rows' bytes are a multiple of 4, as every GPT-2's (head_dim 64) are.
+KvType checked_kv(KvType kv, const Config& c) {
+  if (info(kv).scaled && (c.head_dim() * info(kv).bytes) % 4 != 0) {
+    throw std::invalid_argument(std::string("kv_dtype '") + info(kv).name +
+                                "' needs a head size (n_embd / n_head) that is a multiple of 4; "
+                                "this model's is " + std::to_string(c.head_dim()));
+  }
+  return kv;
+}
+
 int checked_threads(int threads) {
   if (threads < 1 || threads > 4096) {
     throw std::invalid_argument("threads must be in [1, 4096], got " + std::to_string(threads));
@@ -18,7 +29,7 @@ int checked_threads(int threads) {
 
 Model::Model(const Config& config, int threads, WeightType type, const KernelTable& kt,
              KvType kv)
-    : config_(config), weights_(config, type), kernels_(&kt), kv_type_(kv),
+    : config_(config), weights_(config, type), kernels_(&kt), kv_type_(checked_kv(kv, config)),
       threads_(checked_threads(threads)) {}
 
 void Model::load_tensor(const std::string& name, const float* data,

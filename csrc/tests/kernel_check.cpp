@@ -298,8 +298,9 @@ Int8Rows int8_rows(int64_t n, int64_t d) {
     const float scale = 0.01f + 0.02f * std::fabs(s[static_cast<size_t>(j)]);
     r.scales.push_back(scale);
     for (int64_t i = 0; i < d; ++i) {
-      const auto v = static_cast<int8_t>(std::lround(127.0 * x[static_cast<size_t>(j * d + i)] / 4.0));
-      const int8_t clamped = v < -127 ? int8_t{-127} : v;
+      const long v = std::lround(127.0 * x[static_cast<size_t>(j * d + i)] / 4.0);
+      const long clamped_long = v < -127 ? -127 : (v > 127 ? 127 : v);
+      const auto clamped = static_cast<int8_t>(clamped_long);
       r.q.push_back(clamped);
       r.f.push_back(static_cast<float>(clamped) * scale);
     }

@@ -29,7 +29,8 @@ constexpr KvTypeInfo kKvTypeInfo[kKvTypes] = {
 inline const KvTypeInfo& info(KvType t) { return kKvTypeInfo[static_cast<int>(t)]; }
 
 // Where things are in one layer's keys (or values): n_head blocks of `capacity` rows of
-// head_dim elements each, a scaled type's block followed by its rows' float scales.
+// head_dim elements each, a scaled type's block followed by its rows' float scales (4-byte
+// aligned only if the rows' bytes are a multiple of 4: Model refuses other head sizes).
 struct KvLayout {
   int64_t row_bytes;    // one position's elements
   int64_t block_bytes;  // one head's block: rows, then scales

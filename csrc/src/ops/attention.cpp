@@ -203,11 +203,20 @@ void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale) {
   }
   // Rounded to nearest even by adding and taking away 1.5 * 2^23 (|x * inv| <= 127): as
   // lrint does, but plain float arithmetic that compilers vectorize.
+  // Below 127 / FLT_MAX (3.7e-37) the reciprocal overflows: such a row is scaled in double.
   constexpr float kRound = 12582912.0f;
   const float inv = 127.0f / most;
-  for (int64_t i = 0; i < d; ++i) {
-    const float r = (x[i] * inv + kRound) - kRound;
-    q[i] = static_cast<int8_t>(r);
+  if (inv <= std::numeric_limits<float>::max()) {
+    for (int64_t i = 0; i < d; ++i) {
+      const float r = (x[i] * inv + kRound) - kRound;
+      q[i] = static_cast<int8_t>(r < -127.0f ? -127.0f : (r > 127.0f ? 127.0f : r));
+    }
+  } else {
+    const double wide = 127.0 / static_cast<double>(most);
+    for (int64_t i = 0; i < d; ++i) {
+      const double r = std::nearbyint(static_cast<double>(x[i]) * wide);
+      q[i] = static_cast<int8_t>(r < -127.0 ? -127.0 : (r > 127.0 ? 127.0 : r));
+    }
   }
   *scale = most / 127.0f;
 }
