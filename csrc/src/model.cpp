@@ -11,7 +11,7 @@ namespace {
 // A cache's float scales follow each head's block of rows (kv_type.h: KvLayout): aligned
 // when the rows' bytes are a multiple of 4, as every GPT-2's (head_dim 64) are.
 KvType checked_kv(KvType kv, const Config& c) {
-  if (info(kv).scaled && (c.head_dim() * info(kv).bytes) % 4 != 0) {
+  if (info(kv).scaled && KvLayout(kv, c.head_dim(), 1).row_bytes % 4 != 0) {
     throw std::invalid_argument(std::string("kv_dtype '") + info(kv).name +
                                 "' needs a head size (n_embd / n_head) that is a multiple of 4; "
                                 "this model's is " + std::to_string(c.head_dim()));

@@ -42,8 +42,8 @@ class Model {
   KvType kv_type() const { return kv_type_; }
   // Bytes a sequence's cache takes per position: keys and values of every layer.
   int64_t kv_bytes_per_position() const {
-    const int64_t scales = info(kv_type_).scaled ? config_.n_head * 4 : 0;
-    return config_.n_layer * 2 * (config_.n_embd * info(kv_type_).bytes + scales);
+    const KvLayout one_position(kv_type_, config_.head_dim(), 1);
+    return config_.n_layer * 2 * config_.n_head * one_position.block_bytes;
   }
 
   int threads() const { return threads_.load(std::memory_order_relaxed); }
