@@ -75,17 +75,24 @@ def stored(x: np.ndarray[Any, Any], kv_dtype: str) -> np.ndarray[Any, Any]:
     return out
 
 
-def test_int8_rows_are_symmetric_with_a_scale_each() -> None:
+@pytest.mark.parametrize("d", [64, 72, 5])
+def test_int8_rows_are_symmetric_with_a_scale_each(isa: str, d: int) -> None:
+    # Every set quantizes a cache row to the same bits: float32's x * (127 / max |x|)
+    # rounded to nearest even (ties included), scale max |x| / 127; rows of whole vectors
+    # and with a tail.
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((40, 72)).astype(np.float32) * rng.uniform(0.01, 30, (40, 1))
+    x = rng.standard_normal((40, d)).astype(np.float32) * rng.uniform(0.01, 30, (40, 1))
+    x = x.astype(np.float32)
     x[3] = 0.0
+    x[7] = (np.arange(d) % 9 - 4.5).astype(np.float32)
+    x[7, 0] = 127.0  # 127 / max = 1: the halves are ties
     q, scales = K.kv_int8_rows(x)
     most = np.abs(x).max(axis=1)
-    np.testing.assert_allclose(scales, most / 127, rtol=1e-6)
+    np.testing.assert_array_equal(scales, most / np.float32(127))
     assert scales[3] == 0 and not q[3].any()
     live = np.arange(40) != 3
-    want = np.rint(x[live] / (most[live, None] / 127))
-    assert np.abs(q[live] - want).max() <= 1 and (q[live] == want).mean() > 0.99
+    inv = np.float32(127) / most[live, None]
+    np.testing.assert_array_equal(q[live], np.clip(np.rint(x[live] * inv), -127, 127))
     assert np.abs(q).max() <= 127 and np.array_equal(q, np.rint(q))
     # A row with NaN or infinity: a NaN scale, which makes its scores NaN.
     bad = np.ones((2, 8), np.float32)

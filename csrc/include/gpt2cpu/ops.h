@@ -66,11 +66,13 @@ void attention(float* out, const float* q, int64_t ldq, const void* k, const voi
                const AttentionShape& s, const Parallel& par, float* scratch);
 size_t attention_scratch(const AttentionShape& s, int threads);
 
-// One row of an int8 cache (KvType::I8): q (d) = x (d) / scale rounded to nearest even,
-// scale = max |x| / 127 (symmetric); a row holding NaN or infinity gets a NaN scale, so
-// that the scores it enters are NaN, as with a float cache. Plain code: the same bits in
-// every kernel set.
-void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale);
+// One row of an int8 cache (KvType::I8): q (d) = x (d) * (127 / max |x|) rounded to
+// nearest even, scale = max |x| / 127 (symmetric); a row holding NaN or infinity gets a
+// NaN scale, so that the scores it enters are NaN, as with a float cache. kt's
+// quantize_group does the arithmetic (the same bits in every set; a 16-sequence int8
+// decode step spent ~0.25 ms in a plain loop).
+void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale,
+                     const KernelTable& kt = kernels());
 
 // attention() for several sequences in one operator: each job is one sequence's new
 // tokens against its own cache, and the threads take (query or block, head) items of all

@@ -5,7 +5,6 @@
 // so results are the same bits on any thread count and in any batch.
 #include <cmath>
 #include <cstring>
-#include <limits>
 
 #include "gpt2cpu/kernel_table.h"
 #include "gpt2cpu/ops.h"
@@ -174,7 +173,7 @@ void store_row(const KernelTable& kt, char* block, int64_t pos, const float* fro
     kt.to_bf16(from, reinterpret_cast<uint16_t*>(to), s.head_dim);
   } else if (s.kv == KvType::I8) {
     quantize_kv_row(from, s.head_dim, reinterpret_cast<int8_t*>(to),
-                    reinterpret_cast<float*>(block + layout.scales_at) + pos);
+                    reinterpret_cast<float*>(block + layout.scales_at) + pos, kt);
   } else {
     std::memcpy(to, from, static_cast<size_t>(s.head_dim) * sizeof(float));
   }
@@ -182,41 +181,19 @@ void store_row(const KernelTable& kt, char* block, int64_t pos, const float* fro
 
 }  // namespace
 
-void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale) {
-  // The largest |x| as its bits: for floats that are not NaN, ordering |x|'s bits as
-  // integers orders the values, and integer maxima vectorize where float ones (NaN rules)
-  // do not; infinity and NaN are the bits from 0x7f800000 up.
-  uint32_t most_bits = 0;
+void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale, const KernelTable& kt) {
+  int32_t sum = 0;
+  kt.quantize_group(x, d, q, scale, &sum);
+  if (*scale != 0.0f) return;
+  // quantize_group's zero: every |x| under kQuantizeFloor, whose reciprocal overflows
+  // float. A cache keeps such rows all the same, scaled in double.
+  float most = 0.0f;
+  for (int64_t i = 0; i < d; ++i) most = std::fabs(x[i]) > most ? std::fabs(x[i]) : most;
+  if (most == 0.0f) return;  // q is 0 already
+  const double wide = 127.0 / static_cast<double>(most);
   for (int64_t i = 0; i < d; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, sizeof(bits));
-    bits &= 0x7fffffffu;
-    most_bits = bits > most_bits ? bits : most_bits;
-  }
-  float most;
-  std::memcpy(&most, &most_bits, sizeof(most));
-  const bool finite = most_bits < 0x7f800000u;
-  if (!finite || most == 0.0f) {
-    for (int64_t i = 0; i < d; ++i) q[i] = 0;
-    *scale = finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
-    return;
-  }
-  // Rounded to nearest even by adding and taking away 1.5 * 2^23 (|x * inv| <= 127): as
-  // lrint does, but plain float arithmetic that compilers vectorize.
-  // Below 127 / FLT_MAX (3.7e-37) the reciprocal overflows: such a row is scaled in double.
-  constexpr float kRound = 12582912.0f;
-  const float inv = 127.0f / most;
-  if (inv <= std::numeric_limits<float>::max()) {
-    for (int64_t i = 0; i < d; ++i) {
-      const float r = (x[i] * inv + kRound) - kRound;
-      q[i] = static_cast<int8_t>(r < -127.0f ? -127.0f : (r > 127.0f ? 127.0f : r));
-    }
-  } else {
-    const double wide = 127.0 / static_cast<double>(most);
-    for (int64_t i = 0; i < d; ++i) {
-      const double r = std::nearbyint(static_cast<double>(x[i]) * wide);
-      q[i] = static_cast<int8_t>(r < -127.0 ? -127.0 : (r > 127.0 ? 127.0 : r));
-    }
+    const double r = std::nearbyint(static_cast<double>(x[i]) * wide);
+    q[i] = static_cast<int8_t>(r < -127.0 ? -127.0 : (r > 127.0 ? 127.0 : r));
   }
   *scale = most / 127.0f;
 }
