@@ -910,7 +910,8 @@ def test_core_ids_of_any_integer_dtype(model: gpt2cpu.Model) -> None:
                         np.array([5, 9], np.uint16), np.array([5, 9], np.uint64), [5, 9]]
     for ids in cases:
         np.testing.assert_array_equal(_core.Sequence(core, 8).append(ids, 2), want)
-        np.testing.assert_array_equal(_core.step(core, [_core.Sequence(core, 8)], [ids], [2]), want)
+        out = _core.step(core, [_core.Sequence(core, 8)], [ids], [2])[0]
+        np.testing.assert_array_equal(out, want)
     no_ids: Any = []  # numpy's float64, but holding no id that is not an integer
     assert _core.Sequence(core, 8).append(no_ids, 0).shape == (0, V)
     # Cast to int64 it would be -1, and reported as that.

@@ -126,6 +126,25 @@ def test_step_over_several_steps_matches_a_long_prompt(model: gpt2cpu.Model) -> 
         solo_out = [s.append(t) for s, t in zip(solo, tokens, strict=True)]
 
 
+@pytest.mark.parametrize("rows", [1, 5, 16])
+def test_step_argmax_is_numpys_on_its_logits(tmp_path: Path, isa: str, rows: int) -> None:
+    """The argmax a step computes for greedy sampling, on every kernel set, over decode
+    rows (1 and 5 in a team) and a prompt's (16: a region an operator); only with logits."""
+    model = gpt2cpu.Model.from_pretrained(model_dir(tmp_path, SHAPE, seed=3), threads=2,
+                                          isa=isa)
+    ps = prompts(rows, rows)
+    seqs = [_core.Sequence(model._core, 64) for _ in ps]
+    ids = [p if rows == 16 else p[-1:] for p in ps]
+    for seq, p in zip(seqs, ps, strict=True):
+        if rows < 16 and p.size > 1:
+            seq.append(p[:-1], 0)
+    logits, hidden, best = _core.step(model._core, seqs, ids, [1] * rows, argmax=True)
+    assert hidden is None and best is not None and best.shape == (rows,)
+    np.testing.assert_array_equal(best, np.argmax(logits, axis=1))
+    with pytest.raises(ValueError, match="argmax=True goes with output='logits'"):
+        _core.step(model._core, seqs, ids, [1] * rows, "hidden", 1, argmax=True)
+
+
 def test_hidden_outputs(model: gpt2cpu.Model) -> None:
     ids = prompts(2, 1, longest=30)[0]
     full = model.forward(ids, hidden_states=True)

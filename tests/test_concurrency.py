@@ -227,7 +227,7 @@ def test_step_keeps_its_sequences_alive_when_the_caller_drops_them(medium_dir: P
         return False
 
     def work(seqs: list[_core.Sequence], result: list[np.ndarray]) -> None:
-        result.append(_core.step(core, seqs, [ids] * 4, [1] * 4))
+        result.append(_core.step(core, seqs, [ids] * 4, [1] * 4)[0])
 
     for _ in range(5):
         probe = _core.Sequence(core, 400)

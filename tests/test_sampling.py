@@ -183,6 +183,11 @@ def test_greedy_is_argmax_after_penalties() -> None:
     # A strong repetition penalty on the best token moves greedy off it.
     penalised = Sampler(SamplingParams(temperature=0, repetition_penalty=1e6), 1001, [best])
     assert penalised.sample(x) != best
+    # The row's argmax a batched step hands over stands for the row only where nothing
+    # changed it: a penalty or bias makes greedy look again.
+    assert penalised.sample(x, best) != best
+    biased = Sampler(SamplingParams(temperature=0, logit_bias={3: 100.0}), 1001)
+    assert biased.sample(x, best) == 3
 
 
 @pytest.mark.parametrize(("vocab", "scale"), ROWS)

@@ -46,6 +46,30 @@ def test_softmax_weights_match_numpy(isa: str, n: int, std: float) -> None:
     assert total == pytest.approx(float(w.astype(np.float64).sum()), rel=1e-12)
 
 
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("case", ["plain", "ties", "last", "-inf", "+inf", "nan"])
+def test_argmax_is_numpys(isa: str, n: int, case: str) -> None:
+    """The pass a step runs over each row of logits for greedy sampling (np.argmax's
+    first-of-equals and first-NaN rules), on lengths around its chunks of 16 vectors."""
+    x = row(n, 1.0, n)
+    spots = sorted({int(f * (n - 1)) for f in (0.3, 0.7, 1.0)})
+    if case == "ties":
+        x[spots] = 9.0
+    if case == "last":
+        x[-1] = 9.0
+    if case == "-inf":
+        x[:] = -np.inf
+        x[spots[-1]] = -3.0
+    if case == "+inf":
+        x[spots] = np.inf
+    if case == "nan":
+        x[spots[-1]] = np.nan
+        x[spots[0]] = np.inf
+    before = x.copy()
+    assert S.argmax(x) == int(np.argmax(x))
+    np.testing.assert_array_equal(x, before)
+
+
 def test_softmax_weights_end_exactly_at_the_underflow_floor(isa: str) -> None:
     floor = np.float32(-87.3365478515625)
     x = np.array([0.0, floor, np.nextafter(floor, np.float32(-np.inf)), -np.inf] * 3,

@@ -2,6 +2,8 @@
 // Each returns new arrays or numbers; the caller's arrays are only read.
 #include "gpt2cpu/sampling.h"
 
+#include "gpt2cpu/kernel_table.h"
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -61,6 +63,18 @@ void bind_sampling(py::module_& m) {
       "(w, total): w = exp(x - max x) as float32, exactly 0 for -inf and where exp "
       "underflows; total = sum(w) in float64, 0 when every x is -inf. ValueError for NaN or "
       "+inf.");
+
+  m.def(
+      "argmax",
+      [](FloatArray x) {
+        const int64_t n = row_length(x, "x");
+        require(n >= 1, "x must not be empty");
+        ReleaseGil release;
+        return kernels().argmax(x.data(), n);
+      },
+      py::arg("x"),
+      "np.argmax(x) by the kernel set's pass, which a step runs over each row of logits for "
+      "greedy sampling: the first NaN, else the first of the largest values.");
 
   m.def(
       "top_p_floor",

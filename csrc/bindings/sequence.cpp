@@ -72,7 +72,7 @@ void bind_sequence(py::module_& m) {
       "step",
       [](std::shared_ptr<Model> model, std::vector<py::object> sequences,
          std::vector<py::object> id_lists, std::vector<int64_t> n_out, const std::string& output,
-         int64_t layer, bool hidden_states) -> py::object {
+         int64_t layer, bool hidden_states, bool argmax) -> py::tuple {
         require(model != nullptr, "model must not be None");
         require(id_lists.size() == sequences.size() && n_out.size() == sequences.size(),
                 "sequences, ids and n_out must have the same length");
@@ -122,23 +122,32 @@ void bind_sequence(py::module_& m) {
         float* data = out.mutable_data();
         require(!hidden_states || request.output == StepOutput::Logits,
                 "hidden_states=True goes with output='logits'");
-        py::array_t<float> hidden;
+        require(!argmax || request.output == StepOutput::Logits,
+                "argmax=True goes with output='logits'");
+        py::object hidden = py::none(), best = py::none();
         if (hidden_states) {
-          hidden = py::array_t<float>(std::vector<py::ssize_t>{out_rows, c.n_layer + 1, c.n_embd});
-          request.hidden = hidden.mutable_data();
+          py::array_t<float> all(std::vector<py::ssize_t>{out_rows, c.n_layer + 1, c.n_embd});
+          request.hidden = all.mutable_data();
+          hidden = all;
+        }
+        if (argmax) {
+          py::array_t<int64_t> rows(std::vector<py::ssize_t>{out_rows});
+          request.argmax = rows.mutable_data();
+          best = rows;
         }
         {
           ReleaseGil release;
           run_step(*model, inputs, request, data);
         }
-        if (hidden_states) return py::make_tuple(out, hidden);
-        return std::move(out);
+        return py::make_tuple(out, hidden, best);
       },
       py::arg("model"), py::arg("sequences"), py::arg("ids"), py::arg("n_out"),
       py::arg("output") = "logits", py::arg("layer") = 0, py::arg("hidden_states") = false,
-      "One forward step over several sequences: each runs its ids; returns the outputs of "
-      "each one's last n_out positions, one sequence after the other; with hidden_states=True "
-      "(logits, every hidden state).");
+      py::arg("argmax") = false,
+      "One forward step over several sequences: each runs its ids. Returns (outputs, hidden, "
+      "argmax): the outputs of each one's last n_out positions, one sequence after the other; "
+      "with hidden_states=True every hidden state of those positions (else None); with "
+      "argmax=True each logits row's argmax, numpy's (else None).");
 }
 
 }  // namespace gpt2cpu::bindings

@@ -300,6 +300,13 @@ void Run::finish(const Parallel& par) {
   }
   if (request_.output == StepOutput::Logits) {
     matmul(out_, width_, h, C, out_rows_, w.lm_head, nullptr, Accumulate::No, par);
+    if (request_.argmax != nullptr) {
+      par.run([&](const Share& share) {
+        for (int64_t r = share.begin(out_rows_); r < share.end(out_rows_); ++r) {
+          request_.argmax[r] = par.kernels().argmax(out_ + r * width_, width_);
+        }
+      });
+    }
   }
 }
 

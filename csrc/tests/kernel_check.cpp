@@ -447,6 +447,50 @@ void check_quantize(const KernelTable& kt) {
   }
 }
 
+// argmax against numpy's rule written plainly (the first NaN, else the first largest), on
+// lengths around the vector pass's chunks (16 vectors) and its tail: the largest value
+// repeated in several chunks and in the tail, at the very end, -inf and +inf, NaN.
+void check_argmax(const KernelTable& kt) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 7, 64, 255, 256, 257, 1000, 4099}) {
+    for (int variant = 0; variant < 7; ++variant) {
+      Floats x = random_floats(static_cast<size_t>(n));
+      const auto at = [&](double f) { return static_cast<size_t>(f * static_cast<double>(n - 1)); };
+      if (variant == 1 || variant == 2) {  // ties: the first must win
+        x[at(0.7)] = 9.0f;
+        x[at(0.3)] = 9.0f;
+        x[at(1.0)] = 9.0f;
+        if (variant == 2) x[at(0.3)] = 8.0f;
+      }
+      if (variant == 3) x[at(1.0)] = 50.0f;  // in the tail
+      if (variant == 4) {
+        std::fill(x.begin(), x.end(), -inf);
+        x[at(0.6)] = -3.0f;
+      }
+      if (variant == 5) x[at(0.4)] = inf;
+      if (variant == 6) {
+        x[at(0.8)] = std::numeric_limits<float>::quiet_NaN();
+        x[at(0.5)] = inf;
+      }
+      int64_t want = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        if (std::isnan(x[i])) {
+          want = i;
+          break;
+        }
+        if (x[i] > x[want]) want = i;
+      }
+      const int64_t got = kt.argmax(x.data(), n);
+      if (got != want) {
+        std::printf("FAIL %s argmax n=%lld variant %d: %lld, want %lld\n", kt.name,
+                    static_cast<long long>(n), variant, static_cast<long long>(got),
+                    static_cast<long long>(want));
+        ++g_failures;
+      }
+    }
+  }
+}
+
 // The operator over a packed matrix of every weight type on 1 and 2 threads: the same bits,
 // and right against the stored weights (dequantized) in double. Integer types quantize the
 // input rows to 8 bits as well, so they are held to that rounding's bound instead; a wrong
@@ -519,6 +563,7 @@ int main(int argc, char** argv) {
     check_attention_i8(*kt);
     check_to_bf16(*kt);
     check_quantize(*kt);
+    check_argmax(*kt);
     check_matmul(*kt);
     std::printf("%s: %s (gemm_rows %lld)\n", kt->name, g_failures == before ? "ok" : "FAILED",
                 static_cast<long long>(kt->gemm_rows));

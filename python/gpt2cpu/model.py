@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import numpy as np
 
 from . import _core
+from .engine.holding import Held
 from .engine.ids import IdsLike, Int, as_ids, int_in
 from .engine.threads import check_threads, default_threads
 from .errors import ModelFormatError
@@ -169,17 +170,9 @@ class Sequence:
 
     @contextmanager
     def _in_use(self) -> Iterator[_core.Sequence]:
-        """The open C++ sequence, held by this thread for one call. The C++ core refuses a
-        second thread's call while one runs, but `tokens` changes after it returns: held
-        here, the cache and `tokens` change together, and a call from another thread in
-        between raises instead of leaving them disagreeing."""
-        core = self._open_core()
-        if not self._busy.acquire(blocking=False):
-            raise RuntimeError("this sequence is in use by another thread")
-        try:
-            yield core
-        finally:
-            self._busy.release()
+        """The open C++ sequence, held by this thread for one call (see Held)."""
+        with Held([self], named=False) as cores:
+            yield cores[0]
 
     def append(
         self, ids: IdsLike, *, all_logits: bool = False, last_n: Int | None = None

@@ -209,6 +209,12 @@ struct KernelTable {
   // included); returns sum(w) in double. A sampler's softmax weights, shift being max(x).
   double (*exp_weights)(float* w, const float* x, int64_t n, float shift);
 
+  // The index of the first NaN in x (n >= 1), else of the first of its largest values:
+  // numpy's argmax, what greedy sampling picks. A step computes it for each row of logits
+  // while they are in cache, where numpy's pass over them cost a 16-sequence decode step
+  // ~0.15 ms.
+  int64_t (*argmax)(const float* x, int64_t n);
+
   // out (d) = softmax(scale * K (n, d) @ q (d)) @ V (n, d); scores: scratch of n floats.
   // next: what the caller's next call reads (only fetched toward the cache, never read).
   void (*attend)(float* out, const float* q, const float* keys, const float* values, int64_t n,

@@ -35,6 +35,9 @@ struct StepRequest {
   // With Logits: if not null, also every hidden state, (sum of n_out, n_layer + 1, n_embd)
   // as AllHidden writes them: logits and hidden states from one pass.
   float* hidden = nullptr;
+  // With Logits: if not null, each output row's argmax (KernelTable::argmax), (sum of
+  // n_out): greedy sampling's pick, computed while the logits are in cache.
+  int64_t* argmax = nullptr;
 };
 
 // One sequence's part of a step: ids (n) run at positions [length, length + n), and the

@@ -177,7 +177,7 @@ def _batch_steps(model: Model, n: int, slots: list[_Slot],
                  shared: StreamState) -> Generator[tuple[int, str], None, None]:
     """BatchStream's (index, piece) pairs: the prefill, then a step for the live samples.
     Holds the shared state, never the stream (StreamState says why)."""
-    from ..engine.batch import row_batches, step
+    from ..engine.batch import row_batches, step, step_sampled
 
     firsts = slots[::n]
     try:
@@ -197,7 +197,8 @@ def _batch_steps(model: Model, n: int, slots: list[_Slot],
             out = step([s.sequence for s in chunk if s.sequence], [s.ids for s in chunk])
             rows += [o[0] for o in out.outputs]
         prefill = time.perf_counter() - started
-        live: list[tuple[int, _Slot, np.ndarray[Any, Any]]] = []
+        # (index, slot, its row of logits, the row's argmax where the step gave it)
+        live: list[tuple[int, _Slot, np.ndarray[Any, Any], int | None]] = []
         for p, first in enumerate(firsts):
             assert first.sequence is not None
             for k in range(n):
@@ -205,10 +206,10 @@ def _batch_steps(model: Model, n: int, slots: list[_Slot],
                 if k:  # the samples share the prompt's keys and values
                     slot.sequence = first.sequence.fork()  # with its room too
                 slot.prefill = prefill
-                live.append((p * n + k, slot, rows[p]))
+                live.append((p * n + k, slot, rows[p], None))
         while live:
             started = time.perf_counter()
-            pieces = [(i, s, _take(n, i, s, row)) for i, s, row in live]
+            pieces = [(i, s, _take(n, i, s, row, best)) for i, s, row, best in live]
             spent = time.perf_counter() - started
             for i, s, piece in pieces:
                 s.decode += spent
@@ -222,14 +223,14 @@ def _batch_steps(model: Model, n: int, slots: list[_Slot],
             if shared.closing:
                 return
             started = time.perf_counter()
-            out = step([s.sequence for _, s in going if s.sequence],
-                       [[s.d.new[-1]] for _, s in going])
+            logits, bests = step_sampled([s.sequence for _, s in going if s.sequence],
+                                         [s.d.new[-1] for _, s in going])
             spent = time.perf_counter() - started
             live = []
-            for (i, s), o in zip(going, out.outputs, strict=True):
+            for (i, s), o, best in zip(going, logits, bests, strict=True):
                 s.steps += 1
                 s.decode += spent
-                live.append((i, s, o[0]))
+                live.append((i, s, o[0], best))
     finally:
         for slot in slots:
             if slot.sequence is not None:
@@ -237,11 +238,12 @@ def _batch_steps(model: Model, n: int, slots: list[_Slot],
     shared.results = [s.result for s in slots if s.result is not None]
 
 
-def _take(n: int, index: int, slot: _Slot, row: np.ndarray[Any, Any]) -> str:
-    """slot's next piece; a sampling error (logits with no distribution to sample) names
-    the prompt, and the sample where there are several, as the checks before the run do."""
+def _take(n: int, index: int, slot: _Slot, row: np.ndarray[Any, Any], best: int | None) -> str:
+    """slot's next piece (best: the row's argmax, if the step computed it); a sampling error
+    (logits with no distribution to sample) names the prompt, and the sample where there
+    are several, as the checks before the run do."""
     try:
-        return slot.d.take(row)
+        return slot.d.take(row, best)
     except ValueError as exc:
         prompt, k = divmod(index, n)
         sample = f" (sample {k})" if n > 1 else ""

@@ -100,14 +100,14 @@ class Decoding:
         self.mode = logprobs_mode
         self.logprobs: list[TokenLogprob] = []
 
-    def take(self, logits: np.ndarray[Any, Any]) -> str:
-        """Sample from one row of logits; returns the text piece it completes ('' for
-        none), which is also kept in pieces."""
+    def take(self, logits: np.ndarray[Any, Any], argmax: int | None = None) -> str:
+        """Sample from one row of logits (argmax: its argmax, if known; see Sampler.sample);
+        returns the text piece it completes ('' for none), which is also kept in pieces."""
         # The processed row before observe() (the penalties change with each token).
         processed = logits
         if self.logprobs_k is not None and self.mode == "processed":
             processed = self.sampler.filtered_logits(logits)
-        token = self.sampler.sample(logits)
+        token = self.sampler.sample(logits, argmax)
         if token in self.eos:
             self.finish, self.done = "eos", True
             return ""

@@ -264,18 +264,20 @@ class Sampler:
         return ids, x
 
     def _filter(
-        self, logits: np.ndarray[Any, Any]
+        self, logits: np.ndarray[Any, Any], argmax: int | None = None
     ) -> tuple[IntArray | None, FloatArray, FloatArray | None, float]:
         """The filters' verdict on a row: (ids, x, weights, floor). ids and x are the
         candidates top-k (or greedy) left, as in candidates(); weights are exp(x - max x)
         when top-p or min-p computed them, and those two keep the weights >= floor (0: all).
         They leave the row whole: when the logits are flat the survivors are most of it,
         and the draw skips the weights under the floor for less than gathering the rest
-        costs. Neither drops the top token, whose weight is 1."""
+        costs. Neither drops the top token, whose weight is 1. argmax: logits' argmax, which
+        greedy takes where no bias or penalty changed the row."""
         p = self.params
         x = self.penalized(logits)
         if p.greedy:
-            best = int(np.argmax(x))  # the first NaN if there is one, else the first +inf
+            # The first NaN if there is one, else the first +inf or largest value.
+            best = argmax if argmax is not None and x is logits else int(np.argmax(x))
             if not x[best] < np.inf:
                 raise self._not_finite(logits)
             if x[best] == -np.inf:
@@ -318,9 +320,11 @@ class Sampler:
         out[ids] = values
         return out
 
-    def sample(self, logits: np.ndarray[Any, Any]) -> int:
-        """Picks the next token from one row of logits (vocab_size,)."""
-        ids, values, weights, floor = self._filter(logits)
+    def sample(self, logits: np.ndarray[Any, Any], argmax: int | None = None) -> int:
+        """Picks the next token from one row of logits (vocab_size,). argmax: the row's
+        np.argmax, where the caller has it (a batched decode step computes it while the
+        logits are in cache): greedy sampling then skips its own pass over the row."""
+        ids, values, weights, floor = self._filter(logits, argmax)
         if self.params.greedy:
             assert ids is not None
             return int(ids[0])
