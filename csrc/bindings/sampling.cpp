@@ -2,13 +2,12 @@
 // Each returns new arrays or numbers; the caller's arrays are only read.
 #include "gpt2cpu/sampling.h"
 
-#include "gpt2cpu/kernel_table.h"
-
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "common.h"
+#include "gpt2cpu/kernel_table.h"
 
 namespace gpt2cpu::bindings {
 
