@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from gpt2cpu import _core
 from gpt2cpu.engine import step
+from gpt2cpu.engine.batch import step_sampled
 from model_files import model_dir
 
 # Wide enough (C % 16 == 0, several panels) for every matmul path, small enough to be quick.
@@ -217,7 +218,16 @@ def test_bad_element_names_itself_and_changes_nothing(model: gpt2cpu.Model) -> N
     closed.close()
     with pytest.raises(ValueError, match=r"sequences\[1\] is closed"):
         model.step([seqs[0], closed], [[1], [2]])
+    # The generation loop's lean step: a repeat or a closed sequence still names itself,
+    # and leaves no sequence held.
+    with pytest.raises(ValueError, match=r"sequences\[2\]: this sequence appears twice"):
+        step_sampled([seqs[0], seqs[1], seqs[0]], [1, 2, 3])
+    with pytest.raises(ValueError, match=r"sequences\[1\]: this sequence is closed"):
+        step_sampled([seqs[0], closed], [1, 2])
     assert all(s.length == 0 for s in seqs)
+    logits, best = step_sampled(seqs, [1, 2, 3])
+    assert best == [int(np.argmax(row[0])) for row in logits]
+    assert all(s.length == 1 for s in seqs)
 
 
 def test_core_checks_what_python_does_not(model: gpt2cpu.Model) -> None:

@@ -81,8 +81,7 @@ def test_int8_rows_are_symmetric_with_a_scale_each(isa: str, d: int) -> None:
     # rounded to nearest even (ties included), scale max |x| / 127; rows of whole vectors
     # and with a tail.
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((40, d)).astype(np.float32) * rng.uniform(0.01, 30, (40, 1))
-    x = x.astype(np.float32)
+    x = (rng.standard_normal((40, d)) * rng.uniform(0.01, 30, (40, 1))).astype(np.float32)
     x[3] = 0.0
     x[7] = (np.arange(d) % 9 - 4.5).astype(np.float32)
     x[7, 0] = 127.0  # 127 / max = 1: the halves are ties

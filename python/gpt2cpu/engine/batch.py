@@ -4,9 +4,10 @@ Each sequence runs its own new tokens (a prompt, or one sampled token) against i
 cache; their rows share every matrix product, so a step of 16 decoding sequences reads the
 weights once. A sequence's outputs are the same bits whatever else shares its step.
 
-Every input is checked before anything runs: a bad one raises (naming its index) and no
-sequence changes. Each sequence is held for the step (Sequence._in_use): one that another
-thread is running raises RuntimeError naming it.
+step() checks every input before anything runs: a bad one raises (naming its index) and
+no sequence changes. Each sequence is held for the step (holding.Held): one that another
+thread is running raises RuntimeError naming it. step_sampled() is the generation loop's
+decode step, for the tokens its samplers picked: it skips the checks of arbitrary input.
 """
 
 from __future__ import annotations

@@ -15,12 +15,15 @@ class Held:
     thread for one call. The C++ core refuses a second thread's call while one runs, but
     `tokens` changes after it returns: held here, the cache and `tokens` change together,
     and a call from another thread in between raises instead of leaving them disagreeing.
-    A closed sequence raises ValueError, a held one RuntimeError (naming its index in
-    sequences where named), and nothing stays held. A class rather than a context manager
-    per sequence: a 16-sequence decode step spent ~30 us entering and leaving those."""
+    A closed sequence raises ValueError, a held one RuntimeError, one given twice ValueError
+    (each naming its index in sequences where named), and nothing stays held. A class
+    rather than a context manager per sequence: a 16-sequence decode step spent ~30 us
+    entering and leaving those."""
 
     def __init__(self, sequences: Seq[Sequence], *, named: bool = True) -> None:
-        self._sequences = sequences
+        # A copy: the caller's list may change on another thread while the step runs
+        # without the GIL, and the locks released must be the ones taken.
+        self._sequences = tuple(sequences)
         self._named = named
         self._taken = 0
 
@@ -33,6 +36,8 @@ class Held:
                 except ValueError as exc:
                     raise ValueError(f"{self._where(i)}{exc}") from None
                 if not seq._busy.acquire(blocking=False):
+                    if any(seq is other for other in self._sequences[:i]):
+                        raise ValueError(f"{self._where(i)}this sequence appears twice")
                     raise RuntimeError(
                         f"{self._where(i)}this sequence is in use by another thread"
                     )
