@@ -17,7 +17,7 @@ from gpt2cpu.jobs.parts import MANIFEST, PartStore
 from job_data import MODEL, batch_command, batch_env, good_rows, rows_with_bad_ones, write_jsonl
 
 BATCH = 4
-ROWS = 80  # 21 batches: three interrupts of up to 4 parts each land mid-job
+ROWS = 80  # with the 4 bad rows, 21 batches: three interrupts of up to 6 land mid-job
 FLAGS = ("--task", "generate", "-n", "16", "--ignore-eos", "--seed", "3",
          "--batch-size", str(BATCH), "--json")
 
@@ -47,18 +47,35 @@ def parts_written(output: Path) -> int:
         return 0
 
 
+def _sigint_default() -> None:
+    """In the job's process: SIGINT's default action, which Python then turns into
+    KeyboardInterrupt. A test run started in the background of a non-interactive shell
+    (as `cmd &` is) ignores SIGINT, and so would every job it starts, as background jobs
+    should: the SIGINT runs then finished their jobs, leaving nothing to resume."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(source: Path, output: Path, sig: signal.Signals, rng: random.Random) -> bool:
     """Start the job, signal it at a random point once some parts are written; whether it
     was still running then."""
     process = subprocess.Popen(batch_command(str(source), str(output), *FLAGS),
                                env=batch_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
     wanted = parts_written(output) + rng.randint(1, 4)  # parts of this run, not earlier ones
     deadline = time.monotonic() + 120
-    while parts_written(output) < wanted and process.poll() is None:
+    seen, interval = parts_written(output), 0.0
+    last: float | None = None  # when this run's latest part appeared
+    while seen < wanted and process.poll() is None:
         assert time.monotonic() < deadline, "the job wrote no parts"
-        time.sleep(0.005)
-    time.sleep(rng.uniform(0.0, 0.05))  # anywhere in a batch: computing, writing, committing
+        time.sleep(0.002)
+        if (now := parts_written(output)) != seen:
+            seen, at = now, time.monotonic()
+            interval = at - last if last is not None else 0.0
+            last = at
+    # Anywhere in a batch (computing, writing, committing), but within one part's time:
+    # a fixed wait spanned several parts once they were fast, and the third run could then
+    # finish the job, leaving the rerun nothing to resume.
+    time.sleep(rng.uniform(0.0, interval))
     running = process.poll() is None
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
