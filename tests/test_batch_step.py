@@ -220,9 +220,9 @@ def test_bad_element_names_itself_and_changes_nothing(model: gpt2cpu.Model) -> N
         model.step([seqs[0], closed], [[1], [2]])
     # The generation loop's lean step: a repeat or a closed sequence still names itself,
     # and leaves no sequence held.
-    with pytest.raises(ValueError, match=r"sequences\[2\]: this sequence appears twice"):
+    with pytest.raises(ValueError, match=r"sequences\[2\] appears twice"):
         step_sampled([seqs[0], seqs[1], seqs[0]], [1, 2, 3])
-    with pytest.raises(ValueError, match=r"sequences\[1\]: this sequence is closed"):
+    with pytest.raises(ValueError, match=r"sequences\[1\] is closed"):
         step_sampled([seqs[0], closed], [1, 2])
     assert all(s.length == 0 for s in seqs)
     logits, best = step_sampled(seqs, [1, 2, 3])

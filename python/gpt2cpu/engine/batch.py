@@ -77,15 +77,9 @@ def step(
     n_layer = model.config.n_layer
     index = int_in(layer, "layer", 0, n_layer) if output == "hidden" else 0
     arrays: list[np.ndarray[Any, Any]] = []
-    seen: set[int] = set()
-    for i, seq in enumerate(sequences):
+    for i, seq in enumerate(sequences):  # a repeated or closed sequence: Held says so
         if seq.model is not model:
             raise ValueError(f"sequences[{i}] belongs to another model than sequences[0]")
-        if id(seq) in seen:
-            raise ValueError(f"sequences[{i}] appears twice; a sequence takes one step at a time")
-        seen.add(id(seq))
-        if seq.closed:
-            raise ValueError(f"sequences[{i}] is closed")
         arr = as_ids(ids[i], model.config.vocab_size, f"ids[{i}]")
         if arr.size == 0:
             raise ValueError(f"ids[{i}] must not be empty")

@@ -16,7 +16,8 @@ class Held:
     `tokens` changes after it returns: held here, the cache and `tokens` change together,
     and a call from another thread in between raises instead of leaving them disagreeing.
     A closed sequence raises ValueError, a held one RuntimeError, one given twice ValueError
-    (each naming its index in sequences where named), and nothing stays held. A class
+    (each naming its index in sequences where named): the step's one check of these, and
+    nothing stays held. A class
     rather than a context manager per sequence: a 16-sequence decode step spent ~30 us
     entering and leaving those."""
 
@@ -33,11 +34,14 @@ class Held:
             for i, seq in enumerate(self._sequences):
                 try:
                     core = seq._open_core()
-                except ValueError as exc:
-                    raise ValueError(f"{self._where(i)}{exc}") from None
+                except ValueError:
+                    if self._named:
+                        raise ValueError(f"sequences[{i}] is closed") from None
+                    raise
                 if not seq._busy.acquire(blocking=False):
-                    if any(seq is other for other in self._sequences[:i]):
-                        raise ValueError(f"{self._where(i)}this sequence appears twice")
+                    if any(seq is other for other in self._sequences[:i]):  # held just now
+                        raise ValueError(f"sequences[{i}] appears twice; a sequence takes one "
+                                         "step at a time")
                     raise RuntimeError(
                         f"{self._where(i)}this sequence is in use by another thread"
                     )
